@@ -1,0 +1,15 @@
+# The two commands of the quick start. Both set everything up first.
+.PHONY: serve test bench lint
+
+serve:
+	bash scripts/bootstrap.sh
+	.venv/bin/llmkit serve
+
+test:
+	bash scripts/bootstrap.sh test
+	.venv/bin/ruff check llmkit tests bench
+	.venv/bin/python -m pytest
+
+bench:
+	bash scripts/bootstrap.sh test
+	.venv/bin/python bench/single_stream.py

@@ -1,0 +1,3 @@
+from llmkit.cli.main import cli
+
+cli()

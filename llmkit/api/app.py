@@ -1,0 +1,113 @@
+"""``create_app(settings, registry)``: the FastAPI app with every dialect mounted.
+
+Services live on ``app.state`` (no module globals). Errors are rendered once,
+here, in the shape of the dialect the request path belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmkit import __version__
+from llmkit.api import health
+from llmkit.api.openai import routes as openai_routes
+from llmkit.api.openai.errors import error_response as openai_error
+from llmkit.engines.registry import ModelRegistry
+from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.settings import ServeSettings
+
+log = logging.getLogger("llmkit.api")
+
+
+def create_app(
+    settings: ServeSettings,
+    registry: ModelRegistry,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """``on_ready`` runs once every engine has loaded, before the first request."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await registry.start()
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.include_router(health.router)
+    app.include_router(openai_routes.router)
+
+    app.add_exception_handler(LlmkitError, _llmkit_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    return app
+
+
+def render(request: Request, exc: LlmkitError) -> Response:
+    """The one place an error becomes a response, in the request's dialect."""
+    if exc.status < 500:
+        log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+    return openai_error(exc)
+
+
+async def _llmkit_error(request: Request, exc: LlmkitError) -> Response:
+    return render(request, exc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    return render(request, validation_to_error(request, exc.errors()))
+
+
+def validation_to_error(request: Request, errors: Any) -> InvalidRequestError:
+    errors = list(errors)
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        pos = first.get("loc", ("body", "?"))[-1]
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        return InvalidRequestError(
+            f"The request body is not valid JSON ({reason} at position {pos})."
+        )
+    ctype = request.headers.get("content-type", "")
+    if first.get("loc") == ("body",) and "json" not in ctype:
+        return InvalidRequestError(
+            "The request needs a JSON body with 'Content-Type: application/json'."
+        )
+    parts, param = [], None
+    for e in errors:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        param = param or loc or None
+        got = f" (got {e['input']!r})" if "input" in e and e.get("type") != "missing" else ""
+        parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}{got}")
+    return InvalidRequestError("Invalid request: " + "; ".join(parts[:5]), param=param)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    err = LlmkitError(str(exc.detail))
+    err.status = exc.status_code
+    if exc.status_code == 404:
+        err.message = f"No route {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        err.message = f"Method {request.method} is not allowed on {request.url.path}."
+    return render(request, err)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return render(request, EngineError("Internal server error; see the server log."))
+
+
+__all__ = ["create_app", "render"]

@@ -1,0 +1,104 @@
+"""Running generations for a route, whatever its dialect.
+
+A request for ``n`` choices becomes ``n`` engine generations that run side by
+side. ``open_streams`` waits for each one's first chunk before anything is sent,
+so a request the engine refuses (too long, bad schema) still gets a plain error
+status instead of a stream that starts and then fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from llmkit.core.types import Chunk, GenerateRequest
+from llmkit.engines.base import Engine
+
+T = TypeVar("T")
+
+
+async def open_streams(
+    engine: Engine, reqs: list[GenerateRequest]
+) -> AsyncIterator[tuple[int, Chunk]]:
+    """Start every generation, wait for each first chunk, then merge them as
+    ``(choice index, chunk)`` in the order chunks arrive."""
+    gens = [engine.generate(r) for r in reqs]
+    try:
+        firsts = await asyncio.gather(*(anext(g) for g in gens))
+    except BaseException:
+        await asyncio.gather(*(g.aclose() for g in gens), return_exceptions=True)
+        raise
+    return _merge(gens, firsts)
+
+
+async def _merge(
+    gens: list[AsyncIterator[Chunk]], firsts: list[Chunk]
+) -> AsyncIterator[tuple[int, Chunk]]:
+    queue: asyncio.Queue[tuple[int, Chunk | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, gen: AsyncIterator[Chunk]) -> None:
+        try:
+            async for chunk in gen:
+                await queue.put((i, chunk))
+            await queue.put((i, None))
+        except Exception as e:
+            await queue.put((i, e))
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for i, first in enumerate(firsts):
+            yield i, first
+        live = {i for i, f in enumerate(firsts) if f.finish_reason is None}
+        tasks = [asyncio.create_task(pump(i, gens[i])) for i in live]
+        while live:
+            i, item = await queue.get()
+            if item is None:
+                live.discard(i)
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for g in gens:
+            with contextlib.suppress(Exception):
+                await g.aclose()  # type: ignore[attr-defined]
+
+
+async def collect(engine: Engine, reqs: list[GenerateRequest]) -> list[tuple[str, Chunk]]:
+    """Run to the end; per choice, the whole text and the final chunk."""
+    texts: list[list[str]] = [[] for _ in reqs]
+    last: list[Chunk] = [Chunk() for _ in reqs]
+    stream = await open_streams(engine, reqs)
+    async for i, chunk in stream:
+        texts[i].append(chunk.text)
+        if chunk.finish_reason is not None:
+            last[i] = chunk
+    return [("".join(t), c) for t, c in zip(texts, last, strict=True)]
+
+
+class ClientGone(Exception):
+    """The client hung up before its answer was ready."""
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T], poll: float = 0.25) -> T:
+    """Await ``work`` but give up (and cancel it, freeing the engine) if the client leaves."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

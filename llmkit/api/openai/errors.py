@@ -1,0 +1,39 @@
+"""llmkit errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+from llmkit.api.openai.schemas import ErrorBody, ErrorResponse
+from llmkit.errors import LlmkitError, ServerBusyError
+
+# OpenAI's own error types by status.
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    502: "upstream_error",
+    503: "server_error",
+}
+
+
+def error_body(exc: LlmkitError) -> ErrorResponse:
+    return ErrorResponse(
+        error=ErrorBody(
+            message=exc.message,
+            type=_TYPES.get(exc.status, "server_error"),
+            param=exc.param,
+            code=exc.code,
+        )
+    )
+
+
+def error_response(exc: LlmkitError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, ServerBusyError):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(
+        error_body(exc).model_dump(), status_code=exc.status, headers=headers or None
+    )

@@ -1,0 +1,53 @@
+"""The ``llmkit`` command: one click group; each command parses its flags into a
+settings object and hands it to the layer that does the work."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from pydantic import ValidationError
+
+from llmkit import __version__
+from llmkit.cli.options import given, settings_options
+from llmkit.cli.progress import load_progress
+from llmkit.errors import LlmkitError
+from llmkit.settings import ServeSettings
+
+
+@click.group()
+@click.version_option(__version__, prog_name="llmkit")
+def cli() -> None:
+    """Get, size, serve and chat with local LLMs."""
+
+
+@cli.command()
+@settings_options(ServeSettings)
+def serve(**flags: object) -> None:
+    """Serve a model behind the OpenAI API.
+
+    \b
+    llmkit serve                                   # the bundled SmolLM2-135M
+    llmkit serve --model ./qwen2-0_5b.Q4_K_M.gguf --served-model-name qwen small
+    llmkit serve --host 0.0.0.0 --port 8000 --api-key sk-local --max-model-len 4096
+    """
+    try:
+        settings = ServeSettings(**given(flags))
+    except ValidationError as e:
+        raise click.UsageError(_settings_error(e)) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)-7s %(name)s: %(message)s"
+    )
+    from llmkit.server import serve as run  # the engines load only when serving
+
+    try:
+        run(settings, on_progress=load_progress())
+    except LlmkitError as e:
+        raise click.ClickException(e.message) from None
+
+
+def _settings_error(e: ValidationError) -> str:
+    return "; ".join(
+        f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
+        for err in e.errors()
+    )

@@ -1,0 +1,91 @@
+"""The engine-neutral vocabulary every layer shares.
+
+Both API dialects translate their wire models to and from these types, and every
+engine speaks only these. They are plain frozen values: no I/O, no wire format,
+no ids (identity is the conversation store's business).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick each next token. ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.8
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k
+    min_p: float = 0.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    # Constrained output: "json" makes the reply parse as JSON; with ``json_schema``
+    # (a JSON Schema document, serialised) it must also match the schema.
+    response_format: Literal["text", "json"] = "text"
+    json_schema: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation: either chat ``messages`` (the engine applies the model's own
+    chat template) or a raw ``prompt`` (text, or token ids), never both."""
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | tuple[int, ...] | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    # None: whatever is left of the context after the prompt.
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("GenerateRequest needs exactly one of messages or prompt")
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a generation as it is produced.
+
+    ``text`` never ends inside a multi-byte character nor holds part of a stop
+    string. The last chunk of a generation carries ``finish_reason`` and ``usage``.
+    """
+
+    text: str = ""
+    token_ids: tuple[int, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine serves, for model listings and the start-up log."""
+
+    engine: str  # "llama.cpp", "transformers", ...
+    model: str  # a path or repo id
+    context_length: int
+    details: dict[str, str | int] = field(default_factory=dict)

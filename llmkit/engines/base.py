@@ -1,0 +1,49 @@
+"""The Engine interface: what every backend (llama.cpp, transformers, vLLM, an
+upstream server) offers to the API layer.
+
+An engine knows nothing about HTTP or any wire format: it takes a
+``GenerateRequest`` and yields ``Chunk``s. Validation that needs the tokenizer
+(does the prompt fit the context?) happens before the first chunk is yielded, so
+callers can await the first chunk and still answer with a clean error status.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+
+from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+
+
+class Engine(ABC):
+    @abstractmethod
+    def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:
+        """Stream one generation. Closing the iterator early aborts it and frees
+        whatever the engine held for it (its slot, its KV cache)."""
+
+    @abstractmethod
+    async def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    @abstractmethod
+    async def detokenize(self, ids: list[int]) -> str: ...
+
+    @property
+    @abstractmethod
+    def info(self) -> EngineInfo: ...
+
+    @property
+    def context_length(self) -> int:
+        return self.info.context_length
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load weights or connect; called once before the first request."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release everything; ends generations still running."""
+
+    async def health(self) -> bool:
+        return True
+
+    def load(self) -> tuple[int, int]:
+        """(generations running, requests queued)"""
+        return (0, 0)

@@ -1,0 +1,67 @@
+"""Render chat messages into a prompt with the model's own Jinja chat template
+(the one Hugging Face tokenizers and GGUF files carry), in a sandbox.
+
+A template's ``raise_exception`` (e.g. "roles must alternate") becomes a 400 for
+the caller, not a server error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from llmkit.core.types import Message
+from llmkit.errors import InvalidRequestError
+
+# Used only when a model ships no template at all; ChatML is what most
+# instruction-tuned GGUFs without metadata were trained on.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class _TemplateError(Exception):
+    pass
+
+
+def _raise(message: str) -> None:
+    raise _TemplateError(message)
+
+
+@lru_cache(maxsize=8)
+def _compile(source: str) -> jinja2.Template:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+def render_chat(
+    template: str,
+    messages: tuple[Message, ...],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
+    try:
+        return _compile(template).render(
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            add_generation_prompt=add_generation_prompt,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
+    except _TemplateError as e:
+        raise InvalidRequestError(
+            f"The model's chat template rejected the messages: {e}", param="messages"
+        ) from e
+    except jinja2.TemplateError as e:
+        raise InvalidRequestError(
+            f"The model's chat template could not render these messages: {e}", param="messages"
+        ) from e

@@ -1,0 +1,166 @@
+"""The llama.cpp engine: GGUF models on the CPU (or whatever llama.cpp was built
+for), with continuous batching and prefix reuse from ``scheduler``.
+
+This file is the asyncio side: it turns a ``GenerateRequest`` into prompt tokens
+(the model's own chat template), checks the context budget, and relays the
+scheduler thread's chunks to the awaiting coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+from llmkit.engines.base import Engine
+from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
+from llmkit.engines.llamacpp.sampler import Sampler
+from llmkit.engines.llamacpp.scheduler import Scheduler, Sequence
+from llmkit.engines.textstream import TextStream
+from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError, LlmkitError
+
+log = logging.getLogger("llmkit.engine.llamacpp")
+
+
+class LlamaCppEngine(Engine):
+    def __init__(self, opts: LoadOptions, *, max_queue: int = 64) -> None:
+        self.opts = opts
+        self.max_queue = max_queue
+        self._lm: LoadedModel | None = None
+        self._sched: Scheduler | None = None
+
+    async def start(self) -> None:
+        if amx_in_build():
+            log.warning(
+                "This llama-cpp-python build has the AMX kernels, which crash on prompts of "
+                "more than a few tokens (llama.cpp #20824). Rebuild it with scripts/bootstrap.sh."
+            )
+        self._lm = await asyncio.to_thread(LoadedModel, self.opts)
+        if self._lm.chat_template is None:
+            log.warning("%s ships no chat template; using ChatML", self.opts.path)
+        self._sched = Scheduler(self._lm, max_queue=self.max_queue)
+
+    async def close(self) -> None:
+        if self._sched is not None:
+            await asyncio.to_thread(self._sched.close)
+            self._sched = None
+        if self._lm is not None:
+            self._lm.close()
+            self._lm = None
+
+    def load(self) -> tuple[int, int]:
+        return self._sched.load if self._sched else (0, 0)
+
+    def finish_all(self) -> int:
+        return self._sched.finish_all() if self._sched else 0
+
+    @property
+    def lm(self) -> LoadedModel:
+        if self._lm is None:
+            raise EngineError("The llama.cpp engine is not started.")
+        return self._lm
+
+    @property
+    def info(self) -> EngineInfo:
+        lm = self.lm
+        return EngineInfo(
+            engine="llama.cpp",
+            model=self.opts.path,
+            context_length=lm.n_ctx,
+            details={
+                "parallel": lm.parallel,
+                "threads": lm.n_threads,
+                "trained_context": lm.n_ctx_train,
+                "architecture": lm.metadata.get("general.architecture", "?"),
+            },
+        )
+
+    async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self.lm.tokenize(text, add_bos=False, special=special)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        self._check_ids(ids, "tokens")
+        return self.lm.detokenize(ids)
+
+    # -- generation ---------------------------------------------------------------
+
+    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        lm = self.lm
+        if req.messages is not None:
+            bos = lm.token_text(lm.bos_id)
+            text = render_chat(
+                lm.chat_template or CHATML,
+                req.messages,
+                bos_token=bos,
+                eos_token=lm.token_text(lm.eos_id),
+            )
+            add_bos = lm.add_bos and not (bos and text.startswith(bos))
+            return lm.tokenize(text, add_bos=add_bos, special=True)
+        if isinstance(req.prompt, tuple):
+            self._check_ids(list(req.prompt), "prompt")
+            return list(req.prompt)
+        assert req.prompt is not None
+        return lm.tokenize(req.prompt, add_bos=lm.add_bos, special=True)
+
+    def _budget(self, n_prompt: int, max_tokens: int | None) -> int:
+        n_ctx = self.lm.n_ctx
+        if max_tokens is None:
+            if n_prompt >= n_ctx:
+                raise ContextLengthError(
+                    prompt_tokens=n_prompt, max_tokens=None, context_length=n_ctx
+                )
+            return n_ctx - n_prompt
+        if n_prompt + max_tokens > n_ctx:
+            raise ContextLengthError(
+                prompt_tokens=n_prompt, max_tokens=max_tokens, context_length=n_ctx
+            )
+        return max_tokens
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:
+        if self._sched is None:
+            raise EngineError("The llama.cpp engine is not started.")
+        prompt = self.prompt_tokens(req)
+        if not prompt:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        max_tokens = self._budget(len(prompt), req.max_tokens)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | LlmkitError | None] = asyncio.Queue()
+
+        def emit(item: Chunk | LlmkitError | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                pass
+
+        seq = Sequence(
+            prompt=prompt,
+            sampler=Sampler(req.sampling, self.lm.vocab, self.lm.n_vocab),
+            max_tokens=max_tokens,
+            text=TextStream(req.stop),
+            emit=emit,
+        )
+        try:
+            self._sched.submit(seq)
+        except LlmkitError:
+            seq.sampler.close()
+            raise
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, LlmkitError):
+                    raise item
+                yield item
+        finally:
+            self._sched.cancel(seq)
+
+    def _check_ids(self, ids: list[int], param: str) -> None:
+        n_vocab = self.lm.n_vocab
+        bad = [t for t in ids if not 0 <= t < n_vocab]
+        if bad:
+            raise InvalidRequestError(
+                f"Token ids must be in 0..{n_vocab - 1}; got {bad[:5]}.", param=param
+            )

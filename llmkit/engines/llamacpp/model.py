@@ -1,0 +1,170 @@
+"""Load a GGUF into llama.cpp and answer questions about it: tokens, pieces,
+metadata, the chat template it ships.
+
+The context is sized for ``parallel`` sequences of ``n_ctx`` tokens each, with a
+split (non-unified) KV cache, so every sequence is guaranteed its whole context
+however busy the others are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llama_cpp
+from llama_cpp import _internals, _logger
+
+from llmkit.errors import EngineError
+from llmkit.models.sizing import default_context, gguf_kv_bytes_per_token
+
+log = logging.getLogger("llmkit.engine.llamacpp")
+
+#: Default n_batch: how many prompt tokens one decode step takes at most.
+N_BATCH = 512
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    path: str
+    n_ctx: int | None = None  # per sequence; None: the model's own, capped by the caller
+    n_threads: int | None = None
+    parallel: int = 1
+    on_progress: Callable[[float], None] | None = None
+
+
+class LoadedModel:
+    """A llama.cpp model and its context. Not thread-safe: one thread drives it."""
+
+    def __init__(self, opts: LoadOptions) -> None:
+        _logger.set_verbose(False)
+        if not os.path.isfile(opts.path):
+            raise EngineError(f"Model file not found: {opts.path}")
+        mparams = llama_cpp.llama_model_default_params()
+        self._progress_cb = _progress_callback(opts.on_progress)
+        if self._progress_cb is not None:
+            mparams.progress_callback = self._progress_cb
+        try:
+            self.model = _internals.LlamaModel(path_model=opts.path, params=mparams, verbose=False)
+        except ValueError as e:
+            raise EngineError(f"llama.cpp could not load {opts.path}: {e}") from e
+        self.vocab = self.model.vocab
+        self.metadata = self.model.metadata()
+        self.parallel = max(1, opts.parallel)
+        self.n_ctx = self._context_size(opts.n_ctx)
+        n_ctx = self.n_ctx
+        self.n_threads = opts.n_threads or default_threads()
+
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = n_ctx * self.parallel
+        cparams.n_seq_max = self.parallel
+        cparams.kv_unified = False
+        cparams.n_batch = N_BATCH
+        cparams.n_ubatch = N_BATCH
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model.model, cparams)
+        if not self.ctx:
+            self.model.close()
+            raise EngineError(
+                f"llama.cpp could not create a context of {n_ctx} tokens x {self.parallel} "
+                "sequences; lower --max-model-len or --parallel."
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.bos_id = llama_cpp.llama_vocab_bos(self.vocab)
+        self.eos_id = llama_cpp.llama_vocab_eos(self.vocab)
+
+    def _context_size(self, asked: int | None) -> int:
+        trained = self.model.n_ctx_train()
+        if asked is None:
+            return default_context(
+                trained,
+                kv_per_token=gguf_kv_bytes_per_token(self.metadata),
+                sequences=self.parallel,
+                ram_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            )
+        if asked > trained:
+            self.model.close()
+            raise EngineError(
+                f"--max-model-len {asked} is more than the {trained} tokens this model was "
+                f"trained for; use at most {trained}."
+            )
+        return asked
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        self.model.close()
+
+    # -- tokens ---------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return self.model.tokenize(text.encode("utf-8"), add_bos, special)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token contributes to the output text (none for control tokens)."""
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:  # a piece longer than the buffer
+            big = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, False)
+            return big.raw[:n]
+        return buf.raw[:n]
+
+    _piece_buf = ctypes.create_string_buffer(64)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return b"".join(self.piece(t) for t in ids).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def token_text(self, token: int) -> str:
+        """A token's text including control tokens, as templates write them."""
+        if token < 0:
+            return ""
+        return self.model.token_get_text(token)
+
+    # -- facts ------------------------------------------------------------------
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self.model.n_ctx_train()
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    @property
+    def add_bos(self) -> bool:
+        return bool(self.model.add_bos_token())
+
+
+def default_threads() -> int:
+    """Physical-core count is what llama.cpp runs best with; affinity is what we may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _progress_callback(fn: Callable[[float], None] | None):  # type: ignore[no-untyped-def]
+    if fn is None:
+        return None
+
+    def cb(progress: float, _user: ctypes.c_void_p) -> bool:
+        fn(float(progress))
+        return True
+
+    return llama_cpp.llama_progress_callback(cb)
+
+
+def amx_in_build() -> bool:
+    """True when this llama.cpp build runs the AMX kernels that crash (llama.cpp #20824)."""
+    info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+    return "AMX_INT8 = 1" in info

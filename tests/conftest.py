@@ -1,0 +1,97 @@
+"""Shared fixtures: real ``llmkit serve`` processes on loopback, with the bundled model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+    home: Path
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def client(self, api_key: str = "unused", **kw: object) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.v1, api_key=api_key, max_retries=0, **kw)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Start ``llmkit serve`` on a free loopback port and wait until /health answers."""
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    log_path = tmp / "server.log"
+    full_env = {**os.environ, "LLMKIT_HOME": str(tmp / "home"), **(env or {})}
+    cmd = [sys.executable, "-m", "llmkit", "serve", "--port", str(port), *args]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    server = Server(f"http://127.0.0.1:{port}", proc, log_path, tmp / "home")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llmkit serve exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"llmkit serve did not become healthy:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One shared server: the bundled model, also served as 'smol'."""
+    s = start_server(
+        tmp_path_factory.mktemp("server"),
+        "--served-model-name",
+        "SmolLM2-135M-Instruct",
+        "smol",
+        "--parallel",
+        "4",
+    )
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def client(server: Server) -> openai.OpenAI:
+    return server.client()
+
+
+@pytest.fixture(scope="session")
+def bundled_path() -> str:
+    from llmkit.models.bundled import bundled_model_path
+
+    return bundled_model_path()
