@@ -8,9 +8,13 @@ On Ctrl-C or SIGTERM every running generation is ended with its final chunk
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -54,6 +58,21 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, registry: ModelRegistry) -> None:
         super().__init__(config)
         self.registry = registry
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signal after its graceful shutdown, so the process
+        # dies "killed by SIGTERM"; a stop we handled cleanly should exit 0.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:

@@ -51,6 +51,8 @@ class GenerateRequest:
     # None: whatever is left of the context after the prompt.
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    # Keep going past end-of-generation tokens (benchmarks want exact lengths).
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

@@ -88,6 +88,7 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
         sampling=sampling,
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=_stop(req.stop),
+        ignore_eos=req.ignore_eos,
     )
 
 
@@ -116,6 +117,7 @@ def from_completion_request(
         sampling=_sampling(req, index=index),
         max_tokens=req.max_tokens,
         stop=_stop(req.stop),
+        ignore_eos=req.ignore_eos,
     )
 
 

@@ -11,7 +11,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from llmkit import __version__
+
 log = logging.getLogger("llmkit.api.openai")
+
+# OpenAI's field says which backend configuration answered; ours names the release.
+SYSTEM_FINGERPRINT = f"fp_llmkit_{__version__}"
 
 
 class OpenAIRequest(BaseModel):
@@ -75,6 +80,7 @@ class SamplingFields(OpenAIRequest):
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
+    ignore_eos: bool = False
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -123,7 +129,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: UsageInfo
-    system_fingerprint: str | None = None
+    system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
 class ChoiceDelta(BaseModel):
@@ -150,7 +156,7 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: UsageInfo | None = None
-    system_fingerprint: str | None = None
+    system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
 class CompletionChoice(BaseModel):
@@ -167,7 +173,7 @@ class Completion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: UsageInfo | None = None
-    system_fingerprint: str | None = None
+    system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
 class ModelCard(BaseModel):

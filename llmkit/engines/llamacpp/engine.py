@@ -140,6 +140,7 @@ class LlamaCppEngine(Engine):
             max_tokens=max_tokens,
             text=TextStream(req.stop),
             emit=emit,
+            ignore_eos=req.ignore_eos,
         )
         try:
             self._sched.submit(seq)

@@ -47,6 +47,7 @@ class Sequence:
     pending: int = -1  # sampled, not yet decoded
     cancelled: bool = False
     reused: int = 0  # prompt tokens found in the slot's cache
+    ignore_eos: bool = False
 
 
 @dataclass
@@ -73,7 +74,8 @@ class Scheduler:
         with self._cv:
             if self._stopping:
                 raise ServerBusyError("The server is shutting down.", retry_after=5)
-            if len(self._waiting) >= self.max_queue:
+            free = sum(1 for s in self._slots if s.seq is None)
+            if len(self._waiting) >= self.max_queue + free:
                 raise ServerBusyError(
                     f"All {len(self._slots)} sequences are busy and {len(self._waiting)} "
                     "requests are queued; retry shortly.",
@@ -220,7 +222,7 @@ class Scheduler:
         seq = slot.seq
         assert seq is not None
         seq.n_generated += 1
-        if self.lm.is_eog(token):
+        if not seq.ignore_eos and self.lm.is_eog(token):
             self._finish(slot, "stop", flush=True, token=token)
             return
         delta = seq.text.push(self.lm.piece(token))

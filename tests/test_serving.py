@@ -1,0 +1,165 @@
+"""How the server behaves as a service: several clients at once, clients that
+leave, start-up log, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.conftest import start_server
+
+MODEL = "SmolLM2-135M-Instruct"
+TOPICS = ["a cat", "the sea", "a robot", "winter"]
+
+
+def _ask(client, topic: str, stream: bool) -> str:
+    kw = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": f"Write two sentences about {topic}."}],
+        max_tokens=48,
+        temperature=0,
+    )
+    if not stream:
+        return client.chat.completions.create(**kw).choices[0].message.content
+    chunks = client.chat.completions.create(**kw, stream=True)
+    parts, finish = [], None
+    for c in chunks:
+        parts.append(c.choices[0].delta.content or "")
+        finish = c.choices[0].finish_reason or finish
+    assert finish in ("stop", "length")  # every stream reached its own end
+    return "".join(parts)
+
+
+def test_four_simultaneous_streams_each_get_their_own_text(client):
+    alone = {t: _ask(client, t, stream=False) for t in TOPICS}
+    barrier = threading.Barrier(len(TOPICS))
+
+    def run(topic: str) -> str:
+        barrier.wait()
+        return _ask(client, topic, stream=True)
+
+    with ThreadPoolExecutor(len(TOPICS)) as pool:
+        together = dict(zip(TOPICS, pool.map(run, TOPICS), strict=True))
+    assert together == alone
+
+
+def _load(server) -> tuple[int, int]:
+    m = httpx.get(server.url + "/health").json()["models"][0]
+    return m["running"], m["queued"]
+
+
+def _wait_idle(server, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _load(server) == (0, 0):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_disconnect_mid_stream_stops_generation(server):
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+        "max_tokens": 6000,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    with httpx.stream("POST", server.v1 + "/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert _load(server)[0] == 1  # it is running while we read
+    # 6000 tokens (ignore_eos) would keep it busy for most of a minute: it must stop at once.
+    assert _wait_idle(server)
+
+
+def test_disconnect_while_waiting_non_streaming(server):
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+        "max_tokens": 6000,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    try:
+        httpx.post(server.v1 + "/chat/completions", json=body, timeout=1.5)
+    except httpx.ReadTimeout:
+        pass
+    assert _wait_idle(server)
+
+
+def test_startup_log_and_recorded_address(server):
+    log = server.log()
+    assert "serving SmolLM2-135M-Instruct (also as smol) on llama.cpp" in log
+    assert "context 8192 tokens" in log and f"{server.v1}" in log
+    recorded = json.loads((server.home / "server.json").read_text())
+    assert recorded["url"] == server.url and recorded["models"] == ["SmolLM2-135M-Instruct", "smol"]
+
+
+def test_sigterm_ends_streams_with_a_final_event(tmp_path):
+    s = start_server(tmp_path, "--parallel", "2")
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+        "max_tokens": 6000,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    events: list[str] = []
+    with httpx.stream("POST", s.v1 + "/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data: "):
+                events.append(line[6:])
+            if len(events) == 5:
+                s.proc.send_signal(signal.SIGTERM)
+                break
+        for line in lines:
+            if line.startswith("data: "):
+                events.append(line[6:])
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"][0]["finish_reason"] == "length"
+    assert len(events) < 3000  # ended by the signal, not by max_tokens
+    assert s.proc.wait(timeout=30) == 0
+    assert not (s.home / "server.json").exists()
+    assert "Traceback" not in s.log()
+
+
+def test_full_queue_answers_503_with_retry_after(tmp_path):
+    s = start_server(tmp_path, "--parallel", "1", "--max-queue", "0")
+    long = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count."}],
+        "max_tokens": 6000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    try:
+        with httpx.stream("POST", s.v1 + "/chat/completions", json=long, timeout=60) as r:
+            lines = r.iter_lines()  # keep a reference: a dropped iterator closes the stream
+            next(lines)
+            assert _load(s) == (1, 0)
+            busy = httpx.post(
+                s.v1 + "/chat/completions",
+                json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]},
+            )
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"].isdigit()
+            assert "busy" in busy.json()["error"]["message"]
+        # the long stream was cancelled when we left: the slot serves the next request
+        assert _wait_idle(s)
+        ok = s.client().chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+        )
+        assert ok.choices[0].message.content is not None
+    finally:
+        s.stop()
