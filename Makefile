@@ -11,5 +11,5 @@ test:
 	.venv/bin/python -m pytest
 
 bench:
-	bash scripts/bootstrap.sh test
-	.venv/bin/python bench/single_stream.py
+	bash scripts/bootstrap.sh bench
+	.venv/bin/python bench/serving.py

@@ -126,8 +126,14 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "single_stream.json").write_text(
         json.dumps(
-            {"tokens": args.tokens, "threads": threads, "cpu_count": os.cpu_count(),
-             "in_process": ceiling, "llmkit": served, "ratio": ratio},
+            {
+                "tokens": args.tokens,
+                "threads": threads,
+                "cpu_count": os.cpu_count(),
+                "in_process": ceiling,
+                "llmkit": served,
+                "ratio": ratio,
+            },
             indent=2,
         )
     )
