@@ -63,6 +63,8 @@ class GenerateRequest:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # prompt tokens whose KV cache was reused from an earlier request
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

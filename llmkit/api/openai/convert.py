@@ -130,7 +130,12 @@ def to_usage(usages: list[Usage]) -> s.UsageInfo:
     prompt = sum(u.prompt_tokens for u in usages)
     completion = sum(u.completion_tokens for u in usages)
     return s.UsageInfo(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=s.PromptTokensDetails(
+            cached_tokens=sum(u.cached_tokens for u in usages)
+        ),
     )
 
 
@@ -215,4 +220,4 @@ def _prompt_once(usages: list[Usage | None]) -> list[Usage]:
     if not real:
         return []
     first, rest = real[0], real[1:]
-    return [first, *(Usage(0, u.completion_tokens) for u in rest)]
+    return [first, *(Usage(0, u.completion_tokens) for u in rest)]  # cached: counted once too

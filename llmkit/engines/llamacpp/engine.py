@@ -125,21 +125,14 @@ class LlamaCppEngine(Engine):
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = self._budget(len(prompt), req.max_tokens)
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | LlmkitError | None] = asyncio.Queue()
-
-        def emit(item: Chunk | LlmkitError | None) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone: nobody is listening any more
-                pass
-
         seq = Sequence(
             prompt=prompt,
             sampler=Sampler(req.sampling, self.lm.vocab, self.lm.n_vocab),
             max_tokens=max_tokens,
             text=TextStream(req.stop),
-            emit=emit,
+            loop=asyncio.get_running_loop(),
+            queue=queue,
             ignore_eos=req.ignore_eos,
         )
         try:

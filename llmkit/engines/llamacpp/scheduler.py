@@ -8,16 +8,18 @@ and their slot is free for the next. A slot keeps the tokens its KV cache holds,
 so a request that starts with the same tokens (the next turn of a chat) reuses
 that prefix instead of reading it again.
 
-Results go back to asyncio through a callback per sequence; the thread never
-touches the event loop's objects itself.
+Results go back to asyncio once per step: everything a step produced for every
+sequence travels in one ``call_soon_threadsafe``, so eight streams cost one
+wake-up of the event loop, not eight. The thread never touches the loop's objects
+itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -31,7 +33,7 @@ from llmkit.errors import EngineError, LlmkitError, ServerBusyError
 log = logging.getLogger("llmkit.engine.llamacpp")
 
 #: What a sequence hands back: a chunk, an error, or None when it is over.
-Emit = Callable[[Chunk | LlmkitError | None], None]
+Item = Chunk | LlmkitError | None
 
 
 @dataclass(eq=False)
@@ -40,7 +42,8 @@ class Sequence:
     sampler: Sampler
     max_tokens: int
     text: TextStream
-    emit: Emit
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Item]
     slot: int = -1
     n_done: int = 0  # prompt tokens already in the KV cache
     n_generated: int = 0
@@ -65,6 +68,7 @@ class Scheduler:
         self._cv = threading.Condition()
         self._stopping = False
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._outbox: list[tuple[Sequence, Item]] = []
         self._thread = threading.Thread(target=self._run, name="llmkit-llamacpp", daemon=True)
         self._thread.start()
 
@@ -129,14 +133,32 @@ class Scheduler:
                         slot.tokens.clear()
                         if slot.seq is not None:
                             self._end(slot, EngineError(f"llama.cpp failed: {e}"))
+            self._flush()
         for slot in self._slots:
             if slot.seq is not None:
                 self._finish(slot, "length", flush=True)
         while self._waiting:
             seq = self._waiting.popleft()
             seq.sampler.close()
-            seq.emit(ServerBusyError("The server is shutting down."))
-            seq.emit(None)
+            self._post(seq, ServerBusyError("The server is shutting down."))
+            self._post(seq, None)
+        self._flush()
+
+    def _post(self, seq: Sequence, item: Item) -> None:
+        self._outbox.append((seq, item))
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Item], Item]]] = {}
+        for seq, item in self._outbox:
+            by_loop.setdefault(seq.loop, []).append((seq.queue, item))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                pass
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.seq is not None]
@@ -232,7 +254,7 @@ class Scheduler:
             self._finish(slot, "length", text=delta, flush=True, token=token)
         else:
             seq.pending = token
-            seq.emit(Chunk(text=delta, token_ids=(token,)))
+            self._post(seq, Chunk(text=delta, token_ids=(token,)))
 
     def _finish(
         self,
@@ -247,13 +269,18 @@ class Scheduler:
         assert seq is not None
         if flush:
             text += seq.text.flush()
-        seq.emit(
+        self._post(
+            seq,
             Chunk(
                 text=text,
                 token_ids=(token,) if token is not None else (),
                 finish_reason=reason,
-                usage=Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_generated),
-            )
+                usage=Usage(
+                    prompt_tokens=len(seq.prompt),
+                    completion_tokens=seq.n_generated,
+                    cached_tokens=seq.reused,
+                ),
+            ),
         )
         self._end(slot, None)
 
@@ -261,8 +288,8 @@ class Scheduler:
         seq = slot.seq
         assert seq is not None
         if error is not None:
-            seq.emit(error)
-        seq.emit(None)
+            self._post(seq, error)
+        self._post(seq, None)
         seq.sampler.close()
         slot.seq = None
 
@@ -273,3 +300,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def _deliver(items: list[tuple[asyncio.Queue[Item], Item]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
