@@ -95,3 +95,16 @@ def bundled_path() -> str:
     from llmkit.models.bundled import bundled_model_path
 
     return bundled_model_path()
+
+
+def long_chat(max_tokens: int = 6000, **extra: object) -> dict:
+    """A streaming chat request that runs for a long time (EOS ignored)."""
+    return {
+        "model": "SmolLM2-135M-Instruct",
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+        **extra,
+    }

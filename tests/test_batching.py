@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import long_chat, start_server
 
 MODEL = "SmolLM2-135M-Instruct"
 TOPICS = ["a cat", "the sea", "a robot", "winter", "bread", "a river", "chess", "owls"]
@@ -72,13 +72,7 @@ def _running(server) -> int:
 
 
 def test_new_request_joins_while_another_runs(batch_server):
-    long = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Count."}],
-        "max_tokens": 3000,
-        "ignore_eos": True,
-        "stream": True,
-    }
+    long = long_chat(3000)
     with httpx.stream("POST", batch_server.v1 + "/chat/completions", json=long, timeout=60) as r:
         lines = r.iter_lines()
         next(lines)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import start_server
+from tests.conftest import long_chat, start_server
 
 MODEL = "SmolLM2-135M-Instruct"
 TOPICS = ["a cat", "the sea", "a robot", "winter"]
@@ -63,14 +63,7 @@ def _wait_idle(server, seconds: float = 10) -> bool:
 
 
 def test_disconnect_mid_stream_stops_generation(server):
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Count to ten thousand."}],
-        "max_tokens": 6000,
-        "temperature": 0,
-        "stream": True,
-        "ignore_eos": True,
-    }
+    body = long_chat()
     with httpx.stream("POST", server.v1 + "/chat/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
         for _ in range(6):
@@ -81,13 +74,7 @@ def test_disconnect_mid_stream_stops_generation(server):
 
 
 def test_disconnect_while_waiting_non_streaming(server):
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Count to ten thousand."}],
-        "max_tokens": 6000,
-        "temperature": 0,
-        "ignore_eos": True,
-    }
+    body = long_chat(stream=False)
     try:
         httpx.post(server.v1 + "/chat/completions", json=body, timeout=1.5)
     except httpx.ReadTimeout:
@@ -105,14 +92,7 @@ def test_startup_log_and_recorded_address(server):
 
 def test_sigterm_ends_streams_with_a_final_event(tmp_path):
     s = start_server(tmp_path, "--parallel", "2")
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Count to ten thousand."}],
-        "max_tokens": 6000,
-        "temperature": 0,
-        "stream": True,
-        "ignore_eos": True,
-    }
+    body = long_chat()
     events: list[str] = []
     with httpx.stream("POST", s.v1 + "/chat/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()
@@ -136,13 +116,7 @@ def test_sigterm_ends_streams_with_a_final_event(tmp_path):
 
 def test_full_queue_answers_503_with_retry_after(tmp_path):
     s = start_server(tmp_path, "--parallel", "1", "--max-queue", "0")
-    long = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Count."}],
-        "max_tokens": 6000,
-        "ignore_eos": True,
-        "stream": True,
-    }
+    long = long_chat()
     try:
         with httpx.stream("POST", s.v1 + "/chat/completions", json=long, timeout=60) as r:
             lines = r.iter_lines()  # keep a reference: a dropped iterator closes the stream

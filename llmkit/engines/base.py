@@ -44,6 +44,11 @@ class Engine(ABC):
     async def health(self) -> bool:
         return True
 
+    def finish_all(self) -> int:
+        """End every running generation now with its final chunk (server shutdown);
+        return how many there were."""
+        return 0
+
     def load(self) -> tuple[int, int]:
         """(generations running, requests queued)"""
         return (0, 0)

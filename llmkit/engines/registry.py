@@ -49,4 +49,4 @@ class ModelRegistry:
 
     def finish_all(self) -> int:
         """End every running generation with its final chunk (server shutdown)."""
-        return sum(getattr(m.engine, "finish_all", lambda: 0)() for m in self.models)
+        return sum(m.engine.finish_all() for m in self.models)

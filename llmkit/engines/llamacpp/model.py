@@ -108,15 +108,14 @@ class LoadedModel:
 
     def piece(self, token: int) -> bytes:
         """The bytes one token contributes to the output text (none for control tokens)."""
-        buf = self._piece_buf
+        # A buffer per call: the decode thread and the event loop both ask for pieces.
+        buf = ctypes.create_string_buffer(64)
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
         if n < 0:  # a piece longer than the buffer
             big = ctypes.create_string_buffer(-n)
             n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, False)
             return big.raw[:n]
         return buf.raw[:n]
-
-    _piece_buf = ctypes.create_string_buffer(64)
 
     def detokenize(self, ids: list[int]) -> str:
         return b"".join(self.piece(t) for t in ids).decode("utf-8", errors="replace")
