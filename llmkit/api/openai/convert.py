@@ -7,6 +7,7 @@ build responses and stream chunks from core ``Chunk``s. No HTTP here.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from llmkit.api.openai import schemas as s
 from llmkit.core.types import Chunk, GenerateRequest, Message, SamplingParams, Usage
@@ -80,9 +81,7 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
                     param="response_format",
                 )
             schema = json.dumps(fmt.json_schema["schema"])
-        sampling = SamplingParams(
-            **{**sampling.__dict__, "response_format": "json", "json_schema": schema}
-        )
+        sampling = replace(sampling, response_format="json", json_schema=schema)
     return GenerateRequest(
         messages=messages,
         sampling=sampling,
