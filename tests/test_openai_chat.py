@@ -170,7 +170,6 @@ def test_stop_string_straddling_tokens(client):
             got = r.choices[0].message.content
             assert r.choices[0].finish_reason == "stop"
         assert got == expected
-        assert stop[:2] not in got[len(expected) - 1 :]
 
 
 def test_penalties_change_repetitive_output(client):
