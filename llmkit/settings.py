@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -35,7 +35,10 @@ class ServeSettings(BaseSettings):
         default_factory=list,
         description="Name(s) clients use for the model; the first is listed first.",
     )
-    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to listen on; 'HOST:PORT' sets both, as OLLAMA_HOST does.",
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     max_model_len: int | None = Field(
         default=None,
@@ -43,7 +46,7 @@ class ServeSettings(BaseSettings):
         description="Context length per sequence (default: the model's own, capped for memory).",
     )
     api_key: str | None = Field(
-        default=None, description="Require 'Authorization: Bearer KEY' on /v1 requests."
+        default=None, description="Require 'Authorization: Bearer KEY' on /v1 and /api requests."
     )
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads for llama.cpp (default: all usable cores)."
@@ -74,6 +77,16 @@ class ServeSettings(BaseSettings):
             raise ValueError("must be debug, info, warning or error")
         return v
 
+    @model_validator(mode="after")
+    def _host_port(self) -> ServeSettings:
+        host, port = split_host(self.host)
+        if port is not None:
+            if "port" in self.model_fields_set and self.port != port:
+                raise ValueError(f"host says port {port} but port is {self.port}; give one")
+            self.port = port
+        self.host = host
+        return self
+
     @property
     def client_host(self) -> str:
         """Where a client on this machine reaches the server: never 0.0.0.0."""
@@ -83,3 +96,25 @@ class ServeSettings(BaseSettings):
     def base_url(self) -> str:
         host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
         return f"http://{host}:{self.port}"
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """'0.0.0.0:11434' -> ('0.0.0.0', 11434); also 'http://host:port', '[::1]:8000',
+    ':8000' (all interfaces, as Ollama reads it) and a bare host (port None)."""
+    v = value.strip()
+    for scheme in ("http://", "https://"):
+        v = v.removeprefix(scheme)
+    v = v.rstrip("/")
+    if v.startswith("["):  # [v6]:port
+        host, _, rest = v[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif v.count(":") == 1:
+        host, port = v.split(":")
+    else:  # a bare name or a bare IPv6 address
+        return v or "127.0.0.1", None
+    if not port:
+        return host or "0.0.0.0", None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"'{value}' has no valid port")
+    return host or "0.0.0.0", int(port)
+

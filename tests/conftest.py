@@ -46,13 +46,16 @@ class Server:
         return self.proc.wait(timeout=timeout)
 
 
-def start_server(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``llmkit serve`` on a free loopback port and wait until /health answers."""
-    port = free_port()
+def start_server(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Server:
+    """Start ``llmkit serve`` on a free loopback port and wait until /health answers.
+    With ``port`` given, the caller says where it listens (``--host H:P``, an env var)."""
+    port_args = [] if port else ["--port", str(port := free_port())]
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "server.log"
     full_env = {**os.environ, "LLMKIT_HOME": str(tmp / "home"), **(env or {})}
-    cmd = [sys.executable, "-m", "llmkit", "serve", "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "llmkit", "serve", *port_args, *args]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path, tmp / "home")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from langchain_openai import OpenAI as LangChainOpenAI
 from openai.types import Completion, Model
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -56,13 +55,3 @@ def test_completion_streaming(client):
     )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole
     assert chunks[-1].usage.completion_tokens == 10
-
-
-def test_langchain_openai_llm(server):
-    llm = LangChainOpenAI(
-        base_url=server.v1, api_key="unused", model=MODEL, max_tokens=12, temperature=0
-    )
-    out = llm.invoke("The capital of France is")
-    assert isinstance(out, str) and out.strip()
-    streamed = "".join(llm.stream("The capital of France is"))
-    assert streamed == out

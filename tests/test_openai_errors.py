@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import ollama
 import openai
 import pytest
 
@@ -133,3 +134,12 @@ def test_api_key_required_when_set(keyed_server):
     )
     assert ok.choices[0].message.content is not None
     assert httpx.get(keyed_server.url + "/health").status_code == 200  # probes need no key
+
+
+def test_ollama_routes_need_the_key_too(keyed_server):
+    body = {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 2}}
+    r = httpx.post(keyed_server.url + "/api/generate", json=body)
+    assert r.status_code == 401 and set(r.json()) == {"error"}
+    ok = ollama.Client(host=keyed_server.url, headers={"Authorization": "Bearer sk-test"})
+    assert ok.generate(**body).done
+    assert httpx.get(keyed_server.url + "/").status_code == 200  # probes need no key

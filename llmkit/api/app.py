@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmkit import __version__
 from llmkit.api import health
+from llmkit.api.ollama import routes as ollama_routes
+from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.engines.registry import ModelRegistry
@@ -49,6 +51,9 @@ def create_app(
     app.state.registry = registry
     app.include_router(health.router)
     app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.root)
+    app.include_router(ollama_routes.router)
+    app.include_router(ollama_routes.generation)
 
     app.add_exception_handler(LlmkitError, _llmkit_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -61,6 +66,8 @@ def render(request: Request, exc: LlmkitError) -> Response:
     """The one place an error becomes a response, in the request's dialect."""
     if exc.status < 500:
         log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+    if request.url.path.startswith("/api/"):
+        return ollama_error(exc)
     return openai_error(exc)
 
 

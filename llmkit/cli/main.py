@@ -4,6 +4,7 @@ settings object and hands it to the layer that does the work."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -47,7 +48,10 @@ def serve(**flags: object) -> None:
 
 
 def _settings_error(e: ValidationError) -> str:
-    return "; ".join(
-        f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
-        for err in e.errors()
-    )
+    def one(err: Any) -> str:
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a check across several flags
+            return msg
+        return f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {msg}"
+
+    return "; ".join(one(err) for err in e.errors())

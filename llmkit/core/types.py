@@ -53,6 +53,9 @@ class GenerateRequest:
     stop: tuple[str, ...] = ()
     # Keep going past end-of-generation tokens (benchmarks want exact lengths).
     ignore_eos: bool = False
+    # A per-request context smaller than the engine's (Ollama's ``num_ctx``): prompt
+    # plus reply must fit in it. None: the engine's whole context.
+    context_limit: int | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -93,3 +96,13 @@ class EngineInfo:
     model: str  # a path or repo id
     context_length: int
     details: dict[str, str | int] = field(default_factory=dict)
+    # What model listings show (Ollama's tags/show/ps); empty when unknown.
+    format: str = ""  # "gguf", "safetensors"
+    family: str = ""  # the architecture: "llama", "qwen2"
+    parameter_count: int = 0
+    parameter_size: str = ""  # as people say it: "135M", "7B"
+    quantization: str = ""  # "Q4_1", "F16", "bfloat16"
+    size_bytes: int = 0  # weights in memory
+    license: str = ""
+    chat_template: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)  # e.g. the GGUF header

@@ -27,6 +27,11 @@ class Engine(ABC):
     @abstractmethod
     async def detokenize(self, ids: list[int]) -> str: ...
 
+    async def encode(self, req: GenerateRequest) -> list[int] | None:
+        """The prompt tokens ``req`` would be decoded from (chat template applied),
+        or None when the engine cannot tell (a remote server)."""
+        return None
+
     @property
     @abstractmethod
     def info(self) -> EngineInfo: ...

@@ -75,6 +75,15 @@ class LlamaCppEngine(Engine):
                 "trained_context": lm.n_ctx_train,
                 "architecture": lm.metadata.get("general.architecture", "?"),
             },
+            format="gguf",
+            family=lm.metadata.get("general.architecture", ""),
+            parameter_count=lm.n_params,
+            parameter_size=lm.metadata.get("general.size_label") or human_count(lm.n_params),
+            quantization=lm.quantization,
+            size_bytes=lm.size_bytes,
+            license=lm.metadata.get("general.license", ""),
+            chat_template=lm.chat_template or "",
+            metadata=dict(lm.metadata),
         )
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
@@ -85,6 +94,9 @@ class LlamaCppEngine(Engine):
         return self.lm.detokenize(ids)
 
     # -- generation ---------------------------------------------------------------
+
+    async def encode(self, req: GenerateRequest) -> list[int]:
+        return self.prompt_tokens(req)
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         lm = self.lm
@@ -104,8 +116,8 @@ class LlamaCppEngine(Engine):
         assert req.prompt is not None
         return lm.tokenize(req.prompt, add_bos=lm.add_bos, special=True)
 
-    def _budget(self, n_prompt: int, max_tokens: int | None) -> int:
-        n_ctx = self.lm.n_ctx
+    def _budget(self, n_prompt: int, max_tokens: int | None, limit: int | None) -> int:
+        n_ctx = self.lm.n_ctx if limit is None else min(limit, self.lm.n_ctx)
         if max_tokens is None:
             if n_prompt >= n_ctx:
                 raise ContextLengthError(
@@ -124,7 +136,7 @@ class LlamaCppEngine(Engine):
         prompt = self.prompt_tokens(req)
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
-        max_tokens = self._budget(len(prompt), req.max_tokens)
+        max_tokens = self._budget(len(prompt), req.max_tokens, req.context_limit)
         queue: asyncio.Queue[Chunk | LlmkitError | None] = asyncio.Queue()
         seq = Sequence(
             prompt=prompt,
@@ -158,3 +170,11 @@ class LlamaCppEngine(Engine):
             raise InvalidRequestError(
                 f"Token ids must be in 0..{n_vocab - 1}; got {bad[:5]}.", param=param
             )
+
+
+def human_count(n: int) -> str:
+    """134515008 -> "134.52M", the way model sizes are written."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
+    return str(n)

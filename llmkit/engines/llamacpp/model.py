@@ -143,6 +143,22 @@ class LoadedModel:
     def add_bos(self) -> bool:
         return bool(self.model.add_bos_token())
 
+    @property
+    def n_params(self) -> int:
+        return int(llama_cpp.llama_model_n_params(self.model.model))
+
+    @property
+    def size_bytes(self) -> int:
+        return int(llama_cpp.llama_model_size(self.model.model))
+
+    @property
+    def quantization(self) -> str:
+        """The weights' type as llama.cpp names it ("Q4_1", "F16"): the last word of
+        its model description ("llama 256M Q4_1")."""
+        buf = ctypes.create_string_buffer(256)
+        llama_cpp.llama_model_desc(self.model.model, buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace").rsplit(" ", 1)[-1]
+
 
 def default_threads() -> int:
     """Physical-core count is what llama.cpp runs best with; affinity is what we may use."""
