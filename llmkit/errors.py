@@ -8,11 +8,19 @@ shape, and the client turns HTTP errors back into them.
     │   ├── InvalidRequestError      400: a field is wrong (``param`` names it)
     │   │   └── ContextLengthError   400: prompt + completion do not fit the context
     │   ├── AuthenticationError      401: missing or wrong API key
-    │   └── ModelNotFoundError       404: no served model has that name
+    │   ├── NotFoundError            404: no such thing (what a client gets back)
+    │   │   ├── ModelNotFoundError   404: no served model has that name
+    │   │   └── ConversationNotFoundError  404: no stored conversation has that name
+    │   ├── ConversationExistsError  409: a stored conversation already has that name
+    │   ├── ModelSpecError           400: a model name/path/repo names nothing usable here
+    │   └── InsufficientMemoryError  400: the model would not fit in memory
     └── ServerError                  the server can't do it right now (5xx)
         ├── EngineError              500: the engine failed
         ├── ServerBusyError          503: the queue is full, retry later
-        └── UpstreamError            502: the server we forward to failed or is down
+        ├── UpstreamError            502: the server we forward to failed or is down
+        │   ├── UnreachableError     502: nothing answers at that address
+        │   └── PullError            502: no source could deliver the model
+        └── StoreError               500: the conversation store's database failed
 """
 
 from __future__ import annotations
@@ -72,7 +80,11 @@ class AuthenticationError(ClientError):
     code = "invalid_api_key"
 
 
-class ModelNotFoundError(ClientError):
+class NotFoundError(ClientError):
+    status = 404
+
+
+class ModelNotFoundError(NotFoundError):
     status = 404
     code = "model_not_found"
 
@@ -84,6 +96,31 @@ class ModelNotFoundError(ClientError):
         )
         self.model = model
         self.available = available
+
+
+class ConversationNotFoundError(NotFoundError):
+    status = 404
+    code = "conversation_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No conversation named '{name}'. `llmkit sessions list` shows the stored ones.",
+            param="name",
+        )
+        self.name = name
+
+
+class ConversationExistsError(ClientError):
+    status = 409
+    code = "conversation_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"A conversation named '{name}' already exists. Choose another name, or "
+            f"remove it first with `llmkit sessions rm {name}`.",
+            param="name",
+        )
+        self.name = name
 
 
 class ServerError(LlmkitError):
@@ -106,3 +143,46 @@ class ServerBusyError(ServerError):
 class UpstreamError(ServerError):
     status = 502
     code = "upstream_error"
+
+
+class StoreError(ServerError):
+    """The conversation store's database failed (locked too long, disk full, gone).
+
+    The transaction was rolled back: the conversation is as it was before the call.
+    """
+
+    status = 500
+    code = "store_error"
+
+
+class ModelSpecError(ClientError):
+    """A ``--model`` / ``NAME`` that is not in the catalog, not a file, or not a
+    format the chosen engine can load; the message says what to do instead."""
+
+    code = "model_unavailable"
+
+
+class InsufficientMemoryError(ClientError):
+    """The model, its KV cache and runtime overhead would not fit; raised before
+    loading, with the numbers and what to change (``estimate`` holds them)."""
+
+    code = "insufficient_memory"
+
+    def __init__(self, message: str, *, estimate: object = None) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+
+
+class UnreachableError(UpstreamError):
+    """No connection at all (refused, no route, DNS): distinct from a server that
+    answered with an error."""
+
+
+class PullError(UpstreamError):
+    """Every source failed; ``attempts`` pairs each source with why."""
+
+    code = "pull_failed"
+
+    def __init__(self, message: str, *, attempts: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.attempts = attempts

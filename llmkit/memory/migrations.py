@@ -1,0 +1,159 @@
+"""The conversation store's schema, and how a database gets there.
+
+Schema changes are an append-only list of named migration functions, in the
+style of llm's ``llm/migrations.py``: each runs once per database, inside the
+same transaction that records its name in ``_llmkit_migrations``, so a crash
+half-way through a migration leaves nothing half-applied. A migration that has
+shipped is never edited: a later change is a new function at the end of
+``MIGRATIONS``. Each migration therefore declares the tables as they were at
+its time, and ``conversations`` / ``messages`` below describe the schema as the
+whole list leaves it, for the store's queries (never for creating tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no time zones: values are stored as naive UTC text (which sorts
+    in time order) and read back with ``tzinfo=UTC``; PostgreSQL keeps them in a
+    ``timestamp with time zone``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the conversation store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# -- the schema as the migrations below leave it (queries only) --------------------------
+
+schema = sa.MetaData()
+
+conversations = sa.Table(
+    "conversations",
+    schema,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("model", sa.Text),
+    sa.Column("url", sa.Text),
+    sa.Column("system", sa.Text),
+    sa.Column("memory", sa.Text, nullable=False, server_default="buffer"),
+    sa.Column("summary", sa.Text),
+    sa.Column("summary_upto", sa.Integer),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    schema,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "conversation_id",
+        sa.Integer,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="complete"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+applied = sa.Table(
+    "_llmkit_migrations",
+    sa.MetaData(),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+# -- migrations: append only; never edit one that has been applied -----------------------
+
+Migration = Callable[[Connection], None]
+
+
+def m001_initial(conn: Connection) -> None:
+    meta = sa.MetaData()
+    sa.Table(
+        "conversations",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False, unique=True),
+        sa.Column("model", sa.Text),
+        sa.Column("url", sa.Text),
+        sa.Column("system", sa.Text),
+        sa.Column("memory", sa.Text, nullable=False, server_default="buffer"),
+        sa.Column("summary", sa.Text),
+        # id of the newest message folded into ``summary``
+        sa.Column("summary_upto", sa.Integer),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "messages",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "conversation_id",
+            sa.Integer,
+            sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("content", sa.Text, nullable=False),
+        # 'complete' or 'interrupted' (Ctrl-C, the server died, the network dropped)
+        sa.Column("status", sa.String(16), nullable=False, server_default="complete"),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Index("ix_messages_conversation", "conversation_id", "id"),
+        # AUTOINCREMENT: ids of deleted messages (/retry) are never handed out again,
+        # so a summary's ``summary_upto`` can't come to cover a newer message.
+        sqlite_autoincrement=True,
+    )
+    meta.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    # append new migrations here
+)
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Apply the pending migrations in the caller's transaction; return their names.
+
+    The caller holds a write transaction (SQLite ``BEGIN IMMEDIATE``), so two
+    processes opening a new database at once apply each migration exactly once.
+    """
+    if conn.dialect.name == "postgresql":
+        # CREATE TABLE IF NOT EXISTS is not race-free on PostgreSQL; serialise openers.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7126351)"))
+    applied.create(conn, checkfirst=True)
+    done = set(conn.execute(sa.select(applied.c.name)).scalars())
+    names = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        fn(conn)
+        conn.execute(applied.insert().values(name=fn.__name__, applied_at=datetime.now(UTC)))
+        names.append(fn.__name__)
+    return names

@@ -1,0 +1,400 @@
+"""The conversation store: named conversations and their messages, in SQL.
+
+SQLite by default (one file in the data directory), any SQLAlchemy URL otherwise
+(PostgreSQL works the same). SQLAlchemy Core, not the ORM: rows never leave this
+module; callers get the frozen ``Conversation`` and ``Entry`` values below.
+
+Nothing is lost: every call is one transaction, committed before it returns,
+and rolled back whole when the database fails (the failure surfaces as
+``StoreError``). On SQLite the journal is a write-ahead log (a process killed
+mid-write loses at most its uncommitted transaction) and writers take the write
+lock at ``BEGIN`` and wait for it, so two terminals on one conversation queue up
+instead of failing or interleaving half-writes. The export document and the
+Markdown transcript are built by ``transcript.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+from llmkit.core.types import Message, Role
+from llmkit.errors import (
+    ConversationExistsError,
+    ConversationNotFoundError,
+    InvalidRequestError,
+    StoreError,
+)
+from llmkit.memory import transcript
+from llmkit.memory.migrations import conversations as C
+from llmkit.memory.migrations import messages as M
+from llmkit.memory.migrations import migrate
+from llmkit.memory.strategies import parse_strategy
+
+BUSY_TIMEOUT_S = 10
+_UNSET: Any = object()
+_ROLES = frozenset(get_args(Role))
+
+
+def default_store_url(home: Path) -> str:
+    """The SQLite file in llmkit's data directory (``llmkit.settings.data_dir()``)."""
+    return f"sqlite:///{Path(home) / 'llmkit.db'}"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    name: str
+    model: str | None
+    url: str | None
+    system: str | None
+    memory: str
+    summary: str | None
+    summary_upto: int | None  # id of the newest entry folded into ``summary``
+    created_at: datetime
+    updated_at: datetime  # last used
+    turns: int  # user messages
+
+    def summarized(self, entries: list[Entry]) -> int:
+        """How many of ``entries`` (this conversation's, oldest first) the summary
+        covers: the ``summarized`` argument of ``select_messages``/``plan_summary``."""
+        if self.summary is None or self.summary_upto is None:
+            return 0
+        return sum(1 for e in entries if e.id <= self.summary_upto)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored message. ``id`` grows with time across the whole store."""
+
+    id: int
+    role: Role
+    content: str
+    interrupted: bool
+    created_at: datetime
+
+    @property
+    def message(self) -> Message:
+        return Message(self.role, self.content)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name != name.strip() or len(name) > 200:
+        raise InvalidRequestError(
+            f"Invalid conversation name {name!r}: use 1 to 200 characters, "
+            "not starting or ending with a space.",
+            param="name",
+        )
+    return name
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling would BEGIN lazily (DEFERRED), and a
+    # deferred reader that later writes fails at once with "database is locked"
+    # when another process wrote meanwhile; ``_begin`` below BEGINs itself instead.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    # WAL: readers don't block the writer, and a killed process can't tear a commit.
+    # synchronous stays FULL (the default): a committed turn also survives power loss.
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.close()
+    # SQLite's own lower() folds ASCII only; search should find "Ürün" from "ürün".
+    dbapi_conn.create_function(
+        "lower", 1, lambda s: s.lower() if isinstance(s, str) else s, deterministic=True
+    )
+
+
+def _begin(conn: Connection) -> None:
+    mode = "DEFERRED" if conn.get_execution_options().get("llmkit_read") else "IMMEDIATE"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    """Conversations by name. Thread-safe; safe across processes on one machine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.make_url(url)
+            self._engine = sa.create_engine(parsed)
+        except (ImportError, sa.exc.ArgumentError) as e:  # a typo, or no driver (psycopg)
+            shown = "...@" + url.rsplit("@", 1)[1] if "@" in url else url  # hide a password
+            hint = " (install its driver: psycopg for PostgreSQL)" * isinstance(e, ImportError)
+            raise InvalidRequestError(f"Can't use the store URL '{shown}': {e}{hint}") from e
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if sqlite:
+            event.listen(self._engine, "connect", _set_sqlite_pragmas)
+            event.listen(self._engine, "begin", _begin)
+        with self._write() as conn:
+            migrate(conn)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.DBAPIError as e:
+            where = self._engine.url.render_as_string(hide_password=True)
+            raise StoreError(
+                f"The conversation store ({where}) failed, nothing was changed: {e.orig}"
+            ) from e
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._translate(), self._engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._translate(), self._engine.connect() as conn:
+            conn.execution_options(llmkit_read=True)
+            with conn.begin():
+                yield conn
+
+    def _id(self, conn: Connection, name: str) -> int:
+        cid = conn.scalar(sa.select(C.c.id).where(C.c.name == name))
+        if cid is None:
+            raise ConversationNotFoundError(name)
+        return cid
+
+    def _entries(self, conn: Connection, cid: int) -> list[Entry]:
+        rows = conn.execute(sa.select(M).where(M.c.conversation_id == cid).order_by(M.c.id))
+        return [_entry(r) for r in rows]
+
+    def _conversations(self, conn: Connection, *where: Any) -> list[Conversation]:
+        turns = (
+            sa.select(sa.func.count())
+            .where(M.c.conversation_id == C.c.id, M.c.role == "user")
+            .scalar_subquery()
+        )
+        query = sa.select(C, turns.label("turns")).where(*where)
+        rows = conn.execute(query.order_by(C.c.updated_at.desc(), C.c.id.desc()))
+        return [Conversation(*(getattr(r, f.name) for f in fields(Conversation))) for r in rows]
+
+    # -- conversations ----------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        url: str | None = None,
+        system: str | None = None,
+        memory: str = "buffer",
+    ) -> Conversation:
+        check_name(name)
+        memory = str(parse_strategy(memory))
+        with self._write() as conn:
+            if conn.scalar(sa.select(C.c.id).where(C.c.name == name)) is not None:
+                raise ConversationExistsError(name)
+            now = _now()
+            values = dict(model=model, url=url, system=system, memory=memory)
+            try:
+                conn.execute(C.insert().values(name=name, created_at=now, updated_at=now, **values))
+            except sa.exc.IntegrityError as e:  # created by another process since the check
+                raise ConversationExistsError(name) from e
+            return self._conversations(conn, C.c.name == name)[0]
+
+    def get(self, name: str) -> Conversation:
+        with self._read() as conn:
+            found = self._conversations(conn, C.c.name == name)
+        if not found:
+            raise ConversationNotFoundError(name)
+        return found[0]
+
+    def get_or_create(self, name: str, **kwargs: Any) -> Conversation:
+        """The conversation ``name``; created with ``kwargs`` when there is none."""
+        try:
+            return self.get(name)
+        except ConversationNotFoundError:
+            pass
+        try:
+            return self.create(name, **kwargs)
+        except ConversationExistsError:  # another process created it in between
+            return self.get(name)
+
+    def update(
+        self,
+        name: str,
+        *,
+        model: str | None = _UNSET,
+        url: str | None = _UNSET,
+        system: str | None = _UNSET,
+        memory: str = _UNSET,
+    ) -> Conversation:
+        """Change only the fields given (None clears one); doesn't count as use."""
+        given = dict(model=model, url=url, system=system)
+        values = {k: v for k, v in given.items() if v is not _UNSET}
+        if memory is not _UNSET:
+            values["memory"] = str(parse_strategy(memory))
+        with self._write() as conn:
+            cid = self._id(conn, name)
+            if values:
+                conn.execute(C.update().where(C.c.id == cid).values(**values))
+            return self._conversations(conn, C.c.id == cid)[0]
+
+    def list(self) -> list[Conversation]:
+        """All conversations, the most recently used first."""
+        with self._read() as conn:
+            return self._conversations(conn)
+
+    def last(self) -> Conversation | None:
+        """The most recently used conversation, if any."""
+        newest = sa.select(C.c.id).order_by(C.c.updated_at.desc(), C.c.id.desc()).limit(1)
+        with self._read() as conn:
+            found = self._conversations(conn, C.c.id == newest.scalar_subquery())
+        return found[0] if found else None
+
+    def rename(self, old: str, new: str) -> Conversation:
+        check_name(new)
+        with self._write() as conn:
+            cid = self._id(conn, old)
+            if old != new and conn.scalar(sa.select(C.c.id).where(C.c.name == new)):
+                raise ConversationExistsError(new)
+            conn.execute(C.update().where(C.c.id == cid).values(name=new))
+            return self._conversations(conn, C.c.id == cid)[0]
+
+    def delete(self, name: str) -> None:
+        """Remove the conversation and its messages."""
+        with self._write() as conn:
+            # messages go by ON DELETE CASCADE, and explicitly for backends without it
+            cid = self._id(conn, name)
+            conn.execute(M.delete().where(M.c.conversation_id == cid))
+            conn.execute(C.delete().where(C.c.id == cid))
+
+    def set_summary(self, name: str, summary: str | None, upto_id: int | None) -> None:
+        """Store the running summary, covering the entries up to ``upto_id``."""
+        with self._write() as conn:
+            cid = self._id(conn, name)
+            values = dict(summary=summary, summary_upto=upto_id)
+            conn.execute(C.update().where(C.c.id == cid).values(**values))
+
+    # -- messages ---------------------------------------------------------------------
+
+    def append(self, name: str, role: Role, content: str, *, interrupted: bool = False) -> Entry:
+        """Store one message now (committed when this returns); marks the conversation used."""
+        if role not in _ROLES:
+            raise InvalidRequestError(
+                f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
+            )
+        now = _now()
+        status = "interrupted" if interrupted else "complete"
+        with self._write() as conn:
+            cid = self._id(conn, name)
+            row = dict(conversation_id=cid, role=role, content=content, status=status)
+            new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
+            conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
+        return Entry(new_id, role, content, interrupted, now)
+
+    def entries(self, name: str) -> list[Entry]:
+        """The conversation's messages, oldest first."""
+        with self._read() as conn:
+            return self._entries(conn, self._id(conn, name))
+
+    def delete_entries_from(self, name: str, entry_id: int) -> None:
+        """Drop entry ``entry_id`` and every later one (``/retry``, ``/undo``).
+
+        A summary that covered any of them no longer describes the conversation,
+        so it is dropped too (the next turn folds the history again).
+        """
+        with self._write() as conn:
+            cid = self._id(conn, name)
+            hit = sa.select(M.c.id).where(M.c.conversation_id == cid, M.c.id == entry_id)
+            if conn.scalar(hit) is None:
+                raise InvalidRequestError(
+                    f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
+                )
+            conn.execute(M.delete().where(M.c.conversation_id == cid, M.c.id >= entry_id))
+            conn.execute(
+                C.update()
+                .where(C.c.id == cid, C.c.summary_upto >= entry_id)
+                .values(summary=None, summary_upto=None)
+            )
+
+    def search(self, text: str) -> list[tuple[str, Entry]]:
+        """Messages containing ``text`` (any case), oldest first, with their conversation."""
+        if not text:
+            raise InvalidRequestError("Search for some text, not an empty string.")
+        query = (
+            sa.select(C.c.name, M)
+            .join(C, C.c.id == M.c.conversation_id)
+            .where(M.c.content.icontains(text, autoescape=True))
+            .order_by(M.c.id)
+        )
+        with self._read() as conn:
+            return [(r.name, _entry(r)) for r in conn.execute(query)]
+
+    # -- transcripts ------------------------------------------------------------------
+
+    def _transcript(self, name: str) -> tuple[Conversation, list[Entry]]:
+        with self._read() as conn:  # one snapshot: the messages match the header
+            found = self._conversations(conn, C.c.name == name)
+            if not found:
+                raise ConversationNotFoundError(name)
+            return found[0], self._entries(conn, self._id(conn, name))
+
+    def export(self, name: str) -> dict[str, Any]:
+        """The conversation as a JSON-able document (see ``transcript.py``)."""
+        return transcript.to_dict(*self._transcript(name))
+
+    def to_markdown(self, name: str) -> str:
+        return transcript.to_markdown(*self._transcript(name))
+
+    def import_(self, data: dict[str, Any], *, name: str | None = None) -> Conversation:
+        """Store an ``export`` document as a new conversation (named ``name`` if given)."""
+        doc = transcript.from_dict(data, name=name)
+        check_name(doc.name)
+        with self._write() as conn:
+            if conn.scalar(sa.select(C.c.id).where(C.c.name == doc.name)) is not None:
+                raise ConversationExistsError(doc.name)
+            keys = "name model url system memory summary created_at updated_at".split()
+            values = {k: getattr(doc, k) for k in keys}
+            cid = conn.execute(C.insert().values(**values)).inserted_primary_key[0]
+            rows = [
+                dict(
+                    conversation_id=cid,
+                    role=m.role,
+                    content=m.content,
+                    created_at=m.created_at,
+                    status="interrupted" if m.interrupted else "complete",
+                )
+                for m in doc.messages
+            ]
+            if rows:
+                conn.execute(M.insert(), rows)
+            if doc.summary_covers:
+                ids = conn.scalars(
+                    sa.select(M.c.id).where(M.c.conversation_id == cid).order_by(M.c.id)
+                ).all()
+                upto = ids[doc.summary_covers - 1]
+                conn.execute(C.update().where(C.c.id == cid).values(summary_upto=upto))
+            return self._conversations(conn, C.c.id == cid)[0]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _entry(r: Any) -> Entry:
+    return Entry(r.id, r.role, r.content, r.status == "interrupted", r.created_at)
