@@ -13,27 +13,41 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from sse_starlette.sse import AppStatus
 
 from llmkit.api.app import create_app
+from llmkit.client.local import state_file
 from llmkit.engines.llamacpp.engine import LlamaCppEngine
 from llmkit.engines.llamacpp.model import LoadOptions
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
-from llmkit.settings import ServeSettings, data_dir
+from llmkit.errors import EngineError
+from llmkit.models.fit import fit_before_serving
+from llmkit.models.resolve import resolve_model
+from llmkit.settings import ModelsSettings, ServeSettings
 
 log = logging.getLogger("llmkit")
 
 
-def build_registry(settings: ServeSettings, on_progress=None) -> ModelRegistry:  # type: ignore[no-untyped-def]
-    path = settings.model or bundled_model_path()
-    default_name = BUNDLED_NAME if settings.model is None else Path(path).stem
+def build_registry(settings: ServeSettings, on_progress=None, models=None) -> ModelRegistry:  # type: ignore[no-untyped-def]
+    models = models or ModelsSettings()
+    # --model: a catalog name, a pulled repo id, a Hugging Face directory or a .gguf path.
+    model = resolve_model(settings.model, models)
+    path, default_name = str(model.path), model.name
+    # Refuse with the numbers now rather than die out of memory half-way through loading.
+    fit_before_serving(
+        model.path,
+        model.name,
+        max_model_len=settings.max_model_len,
+        parallel=settings.parallel,
+        memory_gib=models.memory_gib,
+    )
     engine = LlamaCppEngine(
         LoadOptions(
             path=path,
@@ -93,14 +107,11 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
             + (f", {extra}" if extra else "")
         )
     auth = "API key required" if settings.api_key else "no API key"
+    url = settings.base_url
     lines.append(
-        f"OpenAI API at {settings.base_url}/v1 ({auth}); health at {settings.base_url}/health"
+        f"OpenAI API at {url}/v1, Ollama API at {url}/api ({auth}); health at {url}/health"
     )
     return lines
-
-
-def state_file() -> Path:
-    return data_dir() / "server.json"
 
 
 def _record(settings: ServeSettings, registry: ModelRegistry) -> None:
@@ -133,6 +144,8 @@ def serve(settings: ServeSettings, on_progress=None) -> None:  # type: ignore[no
         _record(settings, registry)
 
     app = create_app(settings, registry, on_ready=announce)
+    if settings.log_requests:
+        logging.getLogger("llmkit.requests").setLevel(logging.INFO)
 
     # We end streams ourselves, each with its final event; sse-starlette must not cut them.
     AppStatus.disable_automatic_graceful_drain()
@@ -148,3 +161,35 @@ def serve(settings: ServeSettings, on_progress=None) -> None:  # type: ignore[no
         _Server(config, registry).run()
     finally:
         _forget()
+
+
+@contextlib.contextmanager
+def serving_in_thread(settings: ServeSettings, on_progress=None) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Serve on loopback from a background thread (``llmkit run``); yields the URL.
+
+    ``settings.port`` 0 picks a free port. The server is not recorded as this
+    machine's server: it lives only as long as the chat that started it.
+    """
+    if settings.port == 0:
+        with socket.socket() as s:
+            s.bind((settings.client_host, 0))
+            settings = settings.model_copy(update={"port": s.getsockname()[1]})
+    registry = build_registry(settings, on_progress)
+    app = create_app(settings, registry)
+    AppStatus.disable_automatic_graceful_drain()
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, log_level="warning"
+    )
+    server = _Server(config, registry)
+    thread = threading.Thread(target=server.run, name="llmkit-serve", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise EngineError(f"The model could not be served: {settings.model or 'bundled'}")
+        time.sleep(0.05)
+    try:
+        yield settings.base_url
+    finally:
+        registry.finish_all()
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -29,7 +29,9 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMKIT_", extra="ignore")
 
     model: str | None = Field(
-        default=None, description="A .gguf file to serve (default: the bundled SmolLM2-135M)."
+        default=None,
+        description="A catalog name, pulled repo id, .gguf file or model directory (default: the "
+        "bundled SmolLM2-135M).",
     )
     served_model_name: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -58,6 +60,10 @@ class ServeSettings(BaseSettings):
         default=64, ge=0, description="Requests that may wait for a free sequence before 503."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_requests: bool = Field(
+        default=False,
+        description="Log every generation request: its messages or prompt and settings.",
+    )
 
     @field_validator("served_model_name", mode="before")
     @classmethod
@@ -118,3 +124,76 @@ def split_host(value: str) -> tuple[str, int | None]:
         raise ValueError(f"'{value}' has no valid port")
     return host or "0.0.0.0", int(port)
 
+
+SOURCES = ("hf", "hf-mirror", "modelscope")
+
+
+class ModelsSettings(BaseSettings):
+    """Where pulled models live, where they come from, how much memory to plan for.
+
+    Besides ``LLMKIT_*``, it reads the variables the hubs' own tools read, so a
+    shell set up for ``huggingface-cli`` or ``modelscope`` works unchanged.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLMKIT_", extra="ignore")
+
+    models_dir: Path = Field(
+        default_factory=lambda: data_dir() / "models",
+        validation_alias=AliasChoices("models_dir", "LLMKIT_MODELS"),
+        description="Where pulled models are kept (env LLMKIT_MODELS).",
+    )
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(SOURCES),
+        description="Sources to try, in order, when one is unreachable (comma-separated).",
+    )
+    hf_endpoint: str = Field(
+        default="https://huggingface.co",
+        validation_alias=AliasChoices("hf_endpoint", "HF_ENDPOINT"),
+        description="Hugging Face endpoint for --source hf (env HF_ENDPOINT, as huggingface_hub).",
+    )
+    hf_mirror: str = Field(
+        default="https://hf-mirror.com", description="Endpoint for --source hf-mirror."
+    )
+    modelscope_endpoint: str = Field(
+        default="https://modelscope.cn",
+        validation_alias=AliasChoices("modelscope_endpoint", "MODELSCOPE_ENDPOINT"),
+        description="ModelScope endpoint for --source modelscope (env MODELSCOPE_ENDPOINT).",
+    )
+    hf_home: Path = Field(
+        default_factory=lambda: Path("~/.cache/huggingface").expanduser(),
+        validation_alias=AliasChoices("hf_home", "HF_HOME"),
+        description="Hugging Face's own cache; files already there are not downloaded again.",
+    )
+    modelscope_cache: Path = Field(
+        default_factory=lambda: Path("~/.cache/modelscope").expanduser(),
+        validation_alias=AliasChoices("modelscope_cache", "MODELSCOPE_CACHE"),
+        description="ModelScope's own cache (its download locks live there).",
+    )
+    memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory to plan for, in GiB (default: this machine's available RAM).",
+    )
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in SOURCES]
+        if unknown or not v:
+            raise ValueError(f"sources must be among {', '.join(SOURCES)}; got {', '.join(v)}")
+        return v
+
+    def endpoint(self, source: str) -> str:
+        """The base URL a source is reached at."""
+        return {
+            "hf": self.hf_endpoint,
+            "hf-mirror": self.hf_mirror,
+            "modelscope": self.modelscope_endpoint,
+        }[source].rstrip("/")

@@ -83,6 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "smol",
         "--parallel",
         "4",
+        "--log-requests",  # tests read what the server was sent
     )
     yield s
     s.stop()

@@ -241,7 +241,8 @@ def test_summary_prompt() -> None:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
+
     from llmkit.engines.chat_template import render_chat
     from llmkit.models.bundled import bundled_model_path
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmkit import __version__
-from llmkit.api import health
+from llmkit.api import health, tokens
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import routes as openai_routes
@@ -50,6 +50,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.include_router(health.router)
+    app.include_router(tokens.router)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)

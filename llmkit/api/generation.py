@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
+import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -19,6 +22,9 @@ from llmkit.core.types import Chunk, GenerateRequest
 from llmkit.engines.base import Engine
 
 T = TypeVar("T")
+# Quiet unless ``--log-requests`` turns it up: prompts are the users' data.
+requests_log = logging.getLogger("llmkit.requests")
+requests_log.setLevel(logging.WARNING)
 
 
 async def open_streams(
@@ -26,6 +32,9 @@ async def open_streams(
 ) -> AsyncIterator[tuple[int, Chunk]]:
     """Start every generation, wait for each first chunk, then merge them as
     ``(choice index, chunk)`` in the order chunks arrive."""
+    if requests_log.isEnabledFor(logging.INFO):
+        for r in reqs:
+            requests_log.info("request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False))
     gens = [engine.generate(r) for r in reqs]
     try:
         firsts = await asyncio.gather(*(anext(g) for g in gens))

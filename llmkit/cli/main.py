@@ -55,3 +55,16 @@ def _settings_error(e: ValidationError) -> str:
         return f"--{'-'.join(str(x) for x in err['loc']).replace('_', '-')}: {msg}"
 
     return "; ".join(one(err) for err in e.errors())
+
+
+# The model commands live in their own module; registered here so `llmkit --help` lists them.
+from llmkit.cli.models import list_models, mem, pull, rm, show  # noqa: E402
+
+for _command in (pull, list_models, show, rm, mem):
+    cli.add_command(_command)
+
+from llmkit.cli.chat import chat, run  # noqa: E402
+from llmkit.cli.sessions import sessions  # noqa: E402
+
+for _command in (chat, run, sessions):
+    cli.add_command(_command)

@@ -1,0 +1,291 @@
+"""The model commands: ``pull`` (fetch from a hub), ``list``, ``show`` and ``rm``
+(the local catalog) and ``mem`` (will it fit). Each parses its flags into
+``ModelsSettings`` and calls ``llmkit.models``; llmkit errors become one-line
+``click`` errors here, at the edge."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from llmkit.cli.views import PullView, human_params, mem_lines
+from llmkit.errors import LlmkitError, ModelSpecError
+from llmkit.models.catalog import Catalog, CatalogEntry
+from llmkit.models.download import SHORT_NAMES, PullRequest, fetch_config
+from llmkit.models.download import pull as pull_model
+from llmkit.models.fit import MEM_FLAGS, Budget, Plan, judge, machine_budget
+from llmkit.models.metadata import ModelFacts, read_facts
+from llmkit.models.resolve import locate, looks_like_path, resolve_model
+from llmkit.models.sizing import DTYPE_BYTES, GIB, format_bytes
+from llmkit.settings import SOURCES, ModelsSettings
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where pulled models are kept. [env: LLMKIT_MODELS; default: <data dir>/models]",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+
+
+def _settings(cache_dir: Path | None) -> ModelsSettings:
+    try:
+        return ModelsSettings(**({"models_dir": cache_dir} if cache_dir else {}))
+    except ValidationError as e:
+        raise click.UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+@click.command()
+@click.argument("repo")
+@click.option(
+    "--source",
+    help="hf, hf-mirror or modelscope; a comma-separated list is tried in order. "
+    "[env: LLMKIT_SOURCES; default: hf,hf-mirror,modelscope]",
+)
+@click.option("--revision", help="Branch, tag or commit. [default: the source's main branch]")
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
+@cache_dir_option
+def pull(
+    repo: str,
+    source: str | None,
+    revision: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    cache_dir: Path | None,
+) -> None:
+    """Download a model from Hugging Face, a mirror of it, or ModelScope.
+
+    \b
+    llmkit pull Qwen/Qwen2-0.5B-Instruct-GGUF --include '*q4_k_m.gguf'
+    llmkit pull qwen2-7b-instruct --source modelscope
+    HF_ENDPOINT=https://hf-mirror.com llmkit pull HuggingFaceTB/SmolLM2-135M-Instruct
+    """
+    settings = _settings(cache_dir)
+    sources = tuple(s.strip() for s in (source or "").split(",") if s.strip())
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise click.BadParameter(f"use {', '.join(SOURCES)}", param_hint="--source")
+    view = PullView(repo)
+    req = PullRequest(repo, revision, include, exclude, sources)
+    try:
+        entries = pull_model(req, settings, view)
+    except LlmkitError as e:
+        raise click.ClickException(e.message) from None
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; `llmkit pull {repo}` again resumes.") from None
+    finally:
+        view.close()
+    for entry in entries:
+        click.echo(f"pulled {entry.name} ({format_bytes(entry.size_on_disk())}) into {entry.path}")
+
+
+def _facts(entry: CatalogEntry) -> ModelFacts | None:
+    try:
+        return read_facts(entry.path)
+    except (LlmkitError, OSError):
+        return None  # a half-pulled file: listed all the same, with what is known
+
+
+def _row(entry: CatalogEntry, facts: ModelFacts | None) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "format": facts.format if facts else entry.format,
+        "parameters": facts.n_params if facts else None,
+        "quantization": facts.weight_format if facts else None,
+        "size": entry.size_on_disk(),
+        "context_length": facts.context_length if facts else None,
+        "source": entry.source,
+        "complete": entry.complete,
+        "path": str(entry.path),
+    }
+
+
+@click.command(name="list")
+@json_option
+@cache_dir_option
+def list_models(as_json: bool, cache_dir: Path | None) -> None:
+    """List the models on this machine (the bundled one first)."""
+    catalog = Catalog(_settings(cache_dir).models_dir)
+    rows = [_row(e, _facts(e)) for e in catalog.entries()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("NAME", "FORMAT", "PARAMS", "QUANT/DTYPE", "SIZE", "CONTEXT", "SOURCE")]
+    for r in rows:
+        table.append((
+            r["name"], r["format"], human_params(r["parameters"]), r["quantization"] or "?",
+            format_bytes(r["size"]), str(r["context_length"] or "?"),
+            r["source"] + ("" if r["complete"] else " (incomplete)"),
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _local_facts(spec: str, settings: ModelsSettings) -> tuple[str, Path, ModelFacts]:
+    """(name, path, facts) of a catalog name or a local path; a directory holding
+    exactly one GGUF and no config.json means that GGUF."""
+    found = locate(spec, settings)
+    path = found.path
+    if path.is_dir() and not (path / "config.json").is_file():
+        path = resolve_model(spec, settings).path
+    return found.name, path, read_facts(path)
+
+
+@click.command()
+@click.argument("name")
+@json_option
+@cache_dir_option
+def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
+    """Show a model's architecture, shape, context and chat template."""
+    settings = _settings(cache_dir)
+    try:
+        label, path, facts = _local_facts(name, settings)
+    except LlmkitError as e:
+        raise click.ClickException(e.message) from None
+    if as_json:
+        click.echo(
+            json.dumps({"name": label, "path": str(path), "facts": facts.to_json()}, indent=2)
+        )
+        return
+    n = facts.n_params
+    rows = [
+        ("name", label),
+        ("path", str(path)),
+        ("format", facts.format),
+        ("architecture", facts.architecture),
+        ("parameters", f"{n:,} ({human_params(n)})" if n else None),
+        ("quantisation" if facts.quantization else "dtype", facts.weight_format),
+        ("layers", facts.n_layers),
+        ("hidden size", facts.hidden_size),
+        ("heads", facts.n_heads),
+        ("KV heads", facts.n_kv_heads),
+        ("head dim", facts.head_dim),
+        ("vocabulary", facts.vocab_size),
+        ("context length", facts.context_length),
+        ("chat template", "yes" if facts.chat_template else "no"),
+        ("licence", facts.license or "unknown"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<15}{'?' if value is None else value}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@cache_dir_option
+def rm(name: str, yes: bool, cache_dir: Path | None) -> None:
+    """Remove a pulled model (or one GGUF of several: NAME:TAG)."""
+    catalog = Catalog(_settings(cache_dir).models_dir)
+    try:
+        entry = catalog.find(name)
+        if entry.source == "bundled":
+            catalog.remove(entry)  # refuses, with the reason
+        size = format_bytes(entry.size_on_disk())
+        if not yes and not click.confirm(f"Remove {entry.name} ({size})?", default=False):
+            raise click.ClickException("nothing removed.")
+        catalog.remove(entry)
+    except LlmkitError as e:
+        raise click.ClickException(e.message) from None
+    click.echo(f"removed {entry.name} ({size})")
+
+
+def _mem_facts(spec: str, settings: ModelsSettings) -> tuple[str, ModelFacts]:
+    try:
+        name, _, facts = _local_facts(spec, settings)
+        return name, facts
+    except ModelSpecError:
+        repo_like = "/" in spec or spec.lower() in SHORT_NAMES
+        if not repo_like or looks_like_path(spec):
+            raise
+    # A repository not pulled: its config.json is enough to size it.
+    with tempfile.TemporaryDirectory(prefix="llmkit-config-") as tmp:
+        return spec, read_facts(fetch_config(spec, settings, Path(tmp)))
+
+
+@click.command()
+@click.argument("model")
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPE_BYTES)),
+    help="Weights' type. "
+    "[default: as stored: the GGUF's quantisation, or config.json's torch_dtype]",
+)
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(min=1),
+    help="Tokens per sequence. [default: the model's context length]",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sequences held at once (vLLM's max_num_seqs, llmkit serve --parallel).",
+)
+@click.option(
+    "--tp",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Tensor-parallel devices the model is split over.",
+)
+@click.option(
+    "--gpu-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    help="GiB per device to fit in. [default: this machine's GPU memory, else RAM]",
+)
+@json_option
+@cache_dir_option
+def mem(
+    model: str,
+    dtype: str | None,
+    max_model_len: int | None,
+    batch: int,
+    tp: int,
+    gpu_memory: float | None,
+    as_json: bool,
+    cache_dir: Path | None,
+) -> None:
+    """How much memory a model needs, and whether it fits.
+
+    MODEL is a catalog name, a .gguf file, a model directory, or a repository
+    id whose config.json can be fetched.
+
+    \b
+    llmkit mem Qwen/Qwen2-7B-Instruct --dtype float16 --max-model-len 32768
+    llmkit mem meta-llama/Meta-Llama-3-70B-Instruct --tp 4 --gpu-memory 80
+    """
+    settings = _settings(cache_dir)
+    try:
+        name, facts = _mem_facts(model, settings)
+        if gpu_memory is not None:
+            budget = Budget(int(gpu_memory * GIB), f"--gpu-memory {gpu_memory:g}")
+        else:
+            budget = machine_budget(gpu=facts.format != "gguf", memory_gib=settings.memory_gib)
+        plan = Plan(dtype=dtype, context=max_model_len, sequences=batch, tp=tp)
+        verdict = judge(facts, plan, budget, MEM_FLAGS)
+    except LlmkitError as e:
+        raise click.ClickException(e.message) from None
+    if as_json:
+        est = verdict.estimate
+        out = {
+            "model": name,
+            "facts": facts.to_json(),
+            "estimate": {**asdict(est), "per_device_bytes": est.per_device_bytes,
+                         "total_bytes": est.total_bytes},
+            "budget": asdict(verdict.budget),
+            "fits": verdict.fits,
+            "suggestions": verdict.suggestions,
+            "notes": verdict.notes,
+        }  # fmt: skip
+        click.echo(json.dumps(out, indent=2))
+        return
+    for line in mem_lines(name, facts, verdict):
+        click.echo(line)

@@ -1,0 +1,289 @@
+"""``Chat``: a conversation that remembers. The store keeps it, a strategy picks
+what of it to send, and the client talks to any server.
+
+    from llmkit import Chat
+    chat = Chat(session="ada", memory="tokens")
+    chat.send("My name is Ada.")
+    for delta in chat.stream("What is my name?"):
+        print(delta, end="")
+
+Every user turn is stored before it is sent. A reply is stored when it ends; a
+reply cut short (Ctrl-C, a dead server, a dropped connection) is stored with
+what arrived, marked interrupted, and the error goes on to the caller. The
+terminal chat, the LangChain history and Python callers all use this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
+
+from llmkit.client.http import AsyncClient, Client
+from llmkit.client.local import local_url
+from llmkit.client.protocol import Delta, Dialect
+from llmkit.core.types import Message
+from llmkit.errors import InvalidRequestError, NotFoundError
+from llmkit.memory import strategies as st
+from llmkit.memory.store import Conversation, Entry, Store, default_store_url
+from llmkit.settings import data_dir
+
+# When a server doesn't say its context length (a hosted OpenAI-style API):
+# assume this much, which every current chat model has.
+ASSUMED_CONTEXT = 4096
+SUMMARY_REPLY_TOKENS = 384
+
+
+def open_store(store: Store | str | None) -> Store:
+    """A ``Store`` as given, from a SQLAlchemy URL, or the default SQLite file."""
+    if isinstance(store, Store):
+        return store
+    return Store(store or default_store_url(data_dir()))
+
+
+def new_session_name() -> str:
+    return datetime.now().strftime("chat-%Y%m%d-%H%M%S-%f")
+
+
+class Chat:
+    def __init__(
+        self,
+        url: str | None = None,
+        model: str | None = None,
+        *,
+        system: str | None = None,
+        memory: str | None = None,
+        session: str | None = None,
+        api_key: str | None = None,
+        dialect: Dialect | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        store: Store | str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Open (or start) the conversation ``session`` (a new name when None).
+
+        Arguments given override what the stored conversation says and are saved
+        with it; ``url`` and ``model`` default to the conversation's, then to the
+        local ``llmkit serve`` and the first model it lists.
+        """
+        self.store = open_store(store)
+        if memory is not None:
+            st.parse_strategy(memory)  # refuse a bad strategy before storing it
+        name = session or new_session_name()
+        try:
+            stored: Conversation | None = self.store.get(name)
+        except NotFoundError:
+            stored = None
+        # Reach the server before storing anything: a wrong URL leaves no empty conversation.
+        self.url = url or (stored and stored.url) or local_url()
+        self.api_key = api_key
+        self.client = client or Client(self.url, api_key=api_key, dialect=dialect)
+        self.model = model or (stored and stored.model) or self._first_model()
+        conv = self.store.get_or_create(name, system=system, memory=memory or "buffer")
+        self.name = conv.name
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        changes = {"url": self.url, "model": self.model}
+        if system is not None:
+            changes["system"] = system
+        if memory is not None:
+            changes["memory"] = memory
+        self.store.update(self.name, **changes)
+        self.last_sent: list[Message] = []  # what the last request carried
+        self.last_reply: Delta | None = None  # its final piece: finish_reason, usage
+        self._count: Callable[[Sequence[Message]], int] | bool | None = False
+
+    def _first_model(self) -> str:
+        models = self.client.models()
+        if not models:
+            raise NotFoundError(f"{self.url} serves no models.")
+        return models[0]
+
+    # -- the conversation ------------------------------------------------------------
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.store.get(self.name)
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self.store.entries(self.name)
+
+    @property
+    def history(self) -> list[Message]:
+        """Every stored turn, oldest first (the system prompt is ``system``)."""
+        return [e.message for e in self.entries]
+
+    @property
+    def system(self) -> str | None:
+        return self.conversation.system
+
+    @property
+    def memory(self) -> st.Strategy:
+        return st.parse_strategy(self.conversation.memory)
+
+    def set_system(self, text: str | None) -> None:
+        self.store.update(self.name, system=text or None)
+
+    def set_memory(self, strategy: str) -> None:
+        self.store.update(self.name, memory=str(st.parse_strategy(strategy)))
+
+    def reset(self) -> None:
+        """Forget every turn (and the summary); keep the name, system prompt, memory."""
+        entries = self.entries
+        if entries:
+            self.store.delete_entries_from(self.name, entries[0].id)
+        self.store.set_summary(self.name, None, None)
+
+    # -- sending -------------------------------------------------------------------
+
+    def context_length(self) -> int:
+        return self.client.context_length(self.model) or ASSUMED_CONTEXT
+
+    def reply_budget(self) -> int:
+        return self.max_tokens or min(1024, self.context_length() // 4)
+
+    def _counter(self) -> Callable[[Sequence[Message]], int] | None:
+        """The server's own token count when it has one (llmkit, vLLM), else None
+        (the strategies then estimate)."""
+        if self._count is False:
+            probe = self.client.count_tokens(self.model, [Message("user", "hi")])
+            self._count = (
+                None
+                if probe is None
+                else (lambda ms: self.client.count_tokens(self.model, list(ms)) or 0)
+            )
+        return self._count  # type: ignore[return-value]
+
+    def prepare(self, text: str) -> list[Message]:
+        """Store the user's turn, fold old turns into the summary if that is the
+        strategy, and return the messages to send."""
+        if not text.strip():
+            raise InvalidRequestError("The message is empty.")
+        self.store.append(self.name, "user", text)
+        conv, entries = self.conversation, self.entries
+        strategy = st.parse_strategy(conv.memory)
+        history = [e.message for e in entries]
+        count = self._counter()
+        ctx = self.context_length()
+        if strategy.kind == "summary":
+            conv = self._fold(conv, entries, strategy, count, ctx)
+        self.last_sent = st.select_messages(
+            strategy,
+            system=conv.system,
+            history=history,
+            summary=conv.summary,
+            summarized=conv.summarized(entries),
+            budget=ctx - self.reply_budget(),
+            count_tokens=count,
+        )
+        return self.last_sent
+
+    def _fold(
+        self,
+        conv: Conversation,
+        entries: list[Entry],
+        strategy: st.Strategy,
+        count: Callable[[Sequence[Message]], int] | None,
+        ctx: int,
+    ) -> Conversation:
+        history = [e.message for e in entries]
+        while plan := st.plan_summary(
+            strategy,
+            history,
+            summarized=conv.summarized(entries),
+            previous_summary=conv.summary,
+            budget=ctx - SUMMARY_REPLY_TOKENS,
+            count_tokens=count,
+        ):
+            prompt = st.summary_prompt(conv.summary, plan.messages)
+            parts = self.client.stream_chat(
+                self.model, prompt, max_tokens=SUMMARY_REPLY_TOKENS, temperature=0.2
+            )
+            summary = "".join(d.text for d in parts).strip()
+            self.store.set_summary(self.name, summary, entries[plan.end - 1].id)
+            conv = self.conversation
+        return conv
+
+    def finish(self, parts: list[str], *, interrupted: bool) -> Entry | None:
+        text = "".join(parts)
+        if interrupted and not text:
+            return None  # nothing arrived: the user turn stands alone
+        return self.store.append(self.name, "assistant", text, interrupted=interrupted)
+
+    def stream(self, text: str) -> Iterator[str]:
+        """Send ``text``; yield the reply as it is generated."""
+        messages = self.prepare(text)
+        parts: list[str] = []
+        try:
+            for delta in self.client.stream_chat(
+                self.model, messages, max_tokens=self.max_tokens, temperature=self.temperature
+            ):
+                if delta.text:
+                    parts.append(delta.text)
+                    yield delta.text
+                if delta.finish_reason or delta.done:
+                    self.last_reply = delta
+        except BaseException:  # Ctrl-C, a broken connection, the caller stopped reading
+            self.finish(parts, interrupted=True)
+            raise
+        self.finish(parts, interrupted=False)
+
+    def send(self, text: str) -> str:
+        return "".join(self.stream(text))
+
+    def retry(self) -> Iterator[str]:
+        """Drop the last reply and ask the last question again."""
+        last_user = next((e for e in reversed(self.entries) if e.role == "user"), None)
+        if last_user is None:
+            raise InvalidRequestError("There is nothing to retry yet.")
+        self.store.delete_entries_from(self.name, last_user.id)
+        return self.stream(last_user.content)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class AsyncChat:
+    """``Chat`` for asyncio code: the same conversation, store and strategies;
+    replies stream through an ``AsyncClient``. Store work and token counting run
+    in a worker thread so the event loop never waits on them."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._chat = Chat(*args, **kwargs)  # type: ignore[arg-type]
+        chat = self._chat
+        self.client = AsyncClient(chat.url, api_key=chat.api_key, dialect=chat.client.dialect)
+
+    @classmethod
+    async def open(cls, *args: object, **kwargs: object) -> AsyncChat:
+        """Construct off the event loop (it opens the store and asks the server)."""
+        return await asyncio.to_thread(cls, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._chat, name)  # name, model, history, reset, set_system...
+
+    async def stream(self, text: str) -> AsyncIterator[str]:
+        chat = self._chat
+        messages = await asyncio.to_thread(chat.prepare, text)
+        parts: list[str] = []
+        try:
+            async for delta in self.client.stream_chat(
+                chat.model, messages, max_tokens=chat.max_tokens, temperature=chat.temperature
+            ):
+                if delta.text:
+                    parts.append(delta.text)
+                    yield delta.text
+                if delta.finish_reason or delta.done:
+                    chat.last_reply = delta
+        except BaseException:
+            await asyncio.to_thread(chat.finish, parts, interrupted=True)
+            raise
+        await asyncio.to_thread(chat.finish, parts, interrupted=False)
+
+    async def send(self, text: str) -> str:
+        return "".join([d async for d in self.stream(text)])
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        self._chat.close()

@@ -1,0 +1,180 @@
+"""``llmkit pull``: fetch a repository's files from the first source that can
+deliver them, into the local catalog.
+
+Sources are tried in order (``--source a,b`` or ``LLMKIT_SOURCES``); when one is
+down or lacks the repository, the caller hears which and why, and the next one
+is tried. Progress goes to one callback, as ollama's ``Pull(ctx, req, fn)`` does,
+so a terminal and an API can show the same events.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmkit.errors import ModelSpecError, PullError
+from llmkit.models.catalog import Catalog, CatalogEntry
+from llmkit.models.hubs import HuggingFace, ModelScope, RemoteFile, SourceError
+from llmkit.settings import SOURCES, ModelsSettings
+
+#: Short names for common models: the repository each source keeps them under.
+SHORT_NAMES: dict[str, dict[str, str]] = {
+    "qwen2-7b-instruct": {"hf": "Qwen/Qwen2-7B-Instruct", "modelscope": "qwen/Qwen2-7B-Instruct"},
+    "qwen2-7b-instruct-gguf": {
+        "hf": "Qwen/Qwen2-7B-Instruct-GGUF",
+        "modelscope": "qwen/Qwen2-7B-Instruct-GGUF",
+    },
+    "qwen2-0.5b-instruct": {
+        "hf": "Qwen/Qwen2-0.5B-Instruct",
+        "modelscope": "qwen/Qwen2-0.5B-Instruct",
+    },
+    "qwen2-0.5b-instruct-gguf": {
+        "hf": "Qwen/Qwen2-0.5B-Instruct-GGUF",
+        "modelscope": "qwen/Qwen2-0.5B-Instruct-GGUF",
+    },
+    "smollm2-135m-instruct": {"hf": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+    "llama-3-8b-instruct": {
+        "hf": "meta-llama/Meta-Llama-3-8B-Instruct",
+        "modelscope": "LLM-Research/Meta-Llama-3-8B-Instruct",
+    },
+}
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    repo: str  # a repository id, or a short name from SHORT_NAMES
+    revision: str | None = None  # branch, tag or commit; None: the source's default
+    include: tuple[str, ...] = ()  # glob patterns, matched case-insensitively
+    exclude: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # in order; empty: the settings' order
+
+
+@dataclass(frozen=True)
+class PullEvent:
+    """One step of a pull.
+
+    status: "trying" (a source, at ``message`` = its endpoint), "files" (the plan:
+    ``files`` with sizes, ``total`` bytes), "downloading" (``file`` has
+    ``completed`` of ``total`` bytes), "failed" (a source, ``message`` says why),
+    "success".
+    """
+
+    status: str
+    source: str | None = None
+    file: str | None = None
+    completed: int = 0
+    total: int | None = None
+    files: tuple[RemoteFile, ...] = field(default=())
+    message: str = ""
+
+
+PullProgressFunc = Callable[[PullEvent], None]
+
+
+def repo_for(name: str, source: str) -> str | None:
+    """The repository ``name`` means on ``source`` (None: that source lacks the short name)."""
+    names = SHORT_NAMES.get(name.lower())
+    if names is None:
+        return name
+    return names.get(source) or (names.get("hf") if source == "hf-mirror" else None)
+
+
+def hub_for(source: str, settings: ModelsSettings) -> HuggingFace | ModelScope:
+    endpoint = settings.endpoint(source)
+    if source == "modelscope":
+        return ModelScope(endpoint, cache_dir=settings.modelscope_cache)
+    return HuggingFace(
+        endpoint, cache_dir=settings.hf_home / "hub", send_token=source != "hf-mirror"
+    )
+
+
+def select(
+    files: Iterable[RemoteFile], include: tuple[str, ...], exclude: tuple[str, ...]
+) -> list[RemoteFile]:
+    """The files matching any ``include`` pattern (all when none) and no ``exclude``."""
+
+    def hit(path: str, patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatch(path.lower(), p.lower()) for p in patterns)
+
+    wanted = [f for f in files if not f.path.startswith(".")]  # .gitattributes and the like
+    return [f for f in wanted if (not include or hit(f.path, include)) and not hit(f.path, exclude)]
+
+
+def pull(
+    req: PullRequest, settings: ModelsSettings, fn: PullProgressFunc | None = None
+) -> list[CatalogEntry]:
+    """Download ``req`` into the catalog; returns its entries (one per GGUF file)."""
+    emit = fn or (lambda event: None)
+    catalog = Catalog(settings.models_dir)
+    attempts: list[tuple[str, str]] = []
+    for source in req.sources or tuple(settings.sources):
+        if source not in SOURCES:
+            raise ModelSpecError(f"Unknown source '{source}': use {', '.join(SOURCES)}.")
+        repo = repo_for(req.repo, source)
+        if repo is None:
+            attempts.append((source, f"has no repository for the short name '{req.repo}'"))
+            emit(PullEvent("failed", source=source, message=attempts[-1][1]))
+            continue
+        hub = hub_for(source, settings)
+        emit(PullEvent("trying", source=source, message=hub.endpoint))
+        try:
+            revision, listing = hub.list_files(repo, req.revision)
+            files = select(listing, req.include, req.exclude)
+            if not files:
+                names = ", ".join(f.path for f in listing[:20]) or "none"
+                raise ModelSpecError(
+                    f"No file of {repo} matches --include {' '.join(req.include) or '*'}"
+                    f"{' --exclude ' + ' '.join(req.exclude) if req.exclude else ''}. "
+                    f"Its files: {names}."
+                )
+            total = sum(f.size or 0 for f in files)
+            emit(PullEvent("files", source=source, files=tuple(files), total=total))
+            alias = req.repo if repo != req.repo else None
+            dest = catalog.begin(repo, source=source, revision=req.revision, alias=alias)
+
+            def on_bytes(path: str, done: int, size: int | None, source: str = source) -> None:
+                emit(PullEvent("downloading", source=source, file=path, completed=done, total=size))
+
+            hub.download(repo, revision, files, dest, on_bytes)
+        except SourceError as e:
+            attempts.append((source, f"({hub.endpoint}) {e.reason}"))
+            emit(PullEvent("failed", source=source, message=e.reason))
+            continue
+        entries = catalog.finish(repo)
+        emit(PullEvent("success", source=source, message=repo))
+        return entries
+    raise PullError(
+        f"Could not pull {req.repo}: "
+        + "; ".join(f"{source} {reason}" for source, reason in attempts)
+        + ".",
+        attempts=attempts,
+    )
+
+
+def fetch_config(repo: str, settings: ModelsSettings, dest: Path) -> Path:
+    """Only the files that describe ``repo`` (config.json, the safetensors index,
+    tokenizer config, model card), for sizing a model before pulling it."""
+    wanted = ("config.json", "model.safetensors.index.json", "tokenizer_config.json", "README.md")
+    attempts: list[tuple[str, str]] = []
+    for source in settings.sources:
+        name = repo_for(repo, source)
+        if name is None:
+            continue
+        hub = hub_for(source, settings)
+        try:
+            revision, listing = hub.list_files(name, None)
+            files = [f for f in listing if f.path in wanted]
+            if not any(f.path == "config.json" for f in files):
+                raise ModelSpecError(f"{name} on {source} has no config.json to size it from.")
+            hub.download(name, revision, files, dest, lambda *a: None)
+            return dest
+        except SourceError as e:
+            attempts.append((source, f"({hub.endpoint}) {e.reason}"))
+    raise PullError(
+        f"Could not fetch the config of {repo}: "
+        + "; ".join(f"{s} {r}" for s, r in attempts)
+        + ".",
+        attempts=attempts,
+    )

@@ -1,0 +1,118 @@
+"""The header of a GGUF file, read without loading the model: its key/values and
+its tensors' names, shapes and types, with gguf's own type tables (``gguf`` is
+llama.cpp's Python package).
+
+``gguf.GGUFReader`` would do it too, but builds a numpy view of every vocabulary
+string: seconds for SmolLM2's 49k tokens, paid on every ``list`` and ``serve``.
+This walk skips over string arrays and takes milliseconds; tests/test_sizing.py
+checks it against ``GGUFReader``.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import ModelSpecError
+
+#: ``name-00001-of-00003.gguf``: llama.cpp loads the first shard and finds the rest.
+SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+def gguf_shards(path: Path) -> list[Path]:
+    """All files of a (possibly split) GGUF, given its first."""
+    m = SHARD_RE.search(path.name)
+    if not m:
+        return [path]
+    count = int(m.group(2))
+    stem = path.name[: m.start()]
+    return [path.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    """A GGUF's key/values (string arrays reduced to their length) and tensors."""
+
+    fields: dict[str, Any]
+    tensors: list[tuple[str, tuple[int, ...], int]]  # name, shape, ggml type
+
+
+def read_gguf_header(path: Path) -> GGUFHeader:
+    """Walk a GGUF header with gguf's own type tables, skipping over the contents
+    of string arrays. ``gguf.GGUFReader`` builds a numpy view of every vocabulary
+    string: seconds for SmolLM2's 49k tokens, paid on every ``list`` and ``serve``;
+    this takes milliseconds and agrees with it (tests/test_sizing.py checks)."""
+    import gguf
+
+    scalar = {
+        gguf.GGUFValueType.UINT8: "<B", gguf.GGUFValueType.INT8: "<b",
+        gguf.GGUFValueType.UINT16: "<H", gguf.GGUFValueType.INT16: "<h",
+        gguf.GGUFValueType.UINT32: "<I", gguf.GGUFValueType.INT32: "<i",
+        gguf.GGUFValueType.FLOAT32: "<f", gguf.GGUFValueType.BOOL: "<?",
+        gguf.GGUFValueType.UINT64: "<Q", gguf.GGUFValueType.INT64: "<q",
+        gguf.GGUFValueType.FLOAT64: "<d",
+    }  # fmt: skip
+    try:
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            if mm[:4] != b"GGUF":
+                raise ValueError("no GGUF magic number")
+            pos = 8  # magic, version
+
+            def take(fmt: str) -> Any:
+                nonlocal pos
+                (v,) = struct.unpack_from(fmt, mm, pos)
+                pos += struct.calcsize(fmt)
+                return v
+
+            def string() -> str:
+                nonlocal pos
+                n = take("<Q")
+                pos += n
+                return bytes(mm[pos - n : pos]).decode("utf-8", errors="replace")
+
+            def value(vtype: int) -> Any:
+                nonlocal pos
+                if vtype == gguf.GGUFValueType.STRING:
+                    return string()
+                if vtype != gguf.GGUFValueType.ARRAY:
+                    return take(scalar[gguf.GGUFValueType(vtype)])
+                sub, count = take("<I"), take("<Q")
+                if sub == gguf.GGUFValueType.STRING:
+                    for _ in range(count):
+                        n = take("<Q")  # (not `pos += take()`: that adds to the old pos)
+                        pos += n
+                    return count
+                return [value(sub) for _ in range(count)]
+
+            n_tensors, n_kv = take("<Q"), take("<Q")
+            fields = {}
+            for _ in range(n_kv):
+                key = string()
+                fields[key] = value(take("<I"))
+            tensors = []
+            for _ in range(n_tensors):
+                name = string()
+                shape = tuple(take("<Q") for _ in range(take("<I")))
+                tensors.append((name, shape, take("<I")))
+                take("<Q")  # data offset
+    except (OSError, ValueError, KeyError, struct.error) as e:
+        raise ModelSpecError(f"{path} is not a readable GGUF file: {e}") from None
+    return GGUFHeader(fields, tensors)
+
+
+def tensor_totals(header: GGUFHeader) -> tuple[int, int]:
+    """(parameters, bytes as stored) of a header's tensors."""
+    import gguf
+
+    n_params = n_bytes = 0
+    for _, shape, ggml_type in header.tensors:
+        count = math.prod(shape)
+        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
+        n_params += count
+        n_bytes += count // block * size
+    return n_params, n_bytes

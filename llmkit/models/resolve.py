@@ -1,0 +1,81 @@
+"""Turn whatever a user calls a model into files: ``--model`` and ``NAME``
+arguments accept a catalog name, a pulled repository id or short name, a local
+Hugging Face directory, or a .gguf path; nothing at all means the bundled model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmkit.errors import ModelSpecError
+from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
+from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
+from llmkit.models.gguf_header import SHARD_RE
+from llmkit.settings import ModelsSettings
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path  # a .gguf file or a model directory
+    name: str  # what to call it (the default served name)
+    entry: CatalogEntry | None = None  # when it came from the catalog
+
+
+def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
+    """The files ``spec`` names, whatever their format."""
+    if spec is None:
+        return ResolvedModel(Path(bundled_model_path()), BUNDLED_NAME)
+    path = Path(spec).expanduser()
+    if path.exists():
+        name = path.resolve().name
+        return ResolvedModel(path, path.stem if path.is_file() else name)
+    catalog = Catalog(settings.models_dir)
+    try:
+        entry = catalog.find(spec)
+    except ModelSpecError:
+        if looks_like_path(spec):
+            raise ModelSpecError(f"No such file or directory: {spec}") from None
+        raise
+    if not entry.complete:
+        raise ModelSpecError(
+            f"The pull of {entry.name} did not finish; `llmkit pull {entry.name.split(':')[0]}` "
+            "resumes it."
+        )
+    return ResolvedModel(entry.path, entry.name, entry)
+
+
+def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
+    """What the llama.cpp engine can load for ``spec``: a .gguf file. A Hugging Face
+    directory without one is refused with what to do instead."""
+    found = locate(spec, settings)
+    if found.path.is_file():
+        if found.path.suffix.lower() != ".gguf":
+            raise ModelSpecError(f"{found.path} is not a .gguf file; llama.cpp loads GGUF only.")
+        return found
+    ggufs = sorted(
+        p
+        for p in found.path.rglob("*.gguf")
+        if ".cache" not in p.relative_to(found.path).parts
+        and "mmproj" not in p.name.lower()
+        and (not SHARD_RE.search(p.name) or SHARD_RE.search(p.name).group(1) == "00001")
+    )
+    if len(ggufs) == 1:
+        return ResolvedModel(ggufs[0], found.name, found.entry)
+    if ggufs:
+        tags = ", ".join(f"{found.name}:{gguf_tag(p)}" for p in ggufs)
+        raise ModelSpecError(
+            f"{found.path} holds several GGUF files; name one ({tags}) or give its path."
+        )
+    if (found.path / "config.json").is_file():
+        raise ModelSpecError(
+            f"{found.name} is a Hugging Face (safetensors) model: serving it needs the "
+            "transformers engine (--engine transformers, coming). The llama.cpp engine loads "
+            "GGUF files: pull a GGUF build instead, e.g. `llmkit pull OWNER/NAME-GGUF "
+            "--include '*q4_k_m.gguf'`."
+        )
+    raise ModelSpecError(f"{found.path} holds no .gguf file and no config.json.")
+
+
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.lower().endswith(".gguf") or "\\" in spec

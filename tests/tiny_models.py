@@ -1,0 +1,150 @@
+"""Tiny but real model files for the catalog, sizing and pull tests: GGUFs written
+with ``gguf.GGUFWriter`` (llama.cpp's writer) and a Hugging Face repository with
+config.json, tokenizer config, model card and a safetensors file whose header
+is written by hand (the format is 8 bytes of length, a JSON header, the data)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import tempfile
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+#: The shape every tiny model has (a Llama with grouped-query attention).
+SHAPE = dict(n_layers=2, hidden=64, heads=4, kv_heads=2, ff=128, vocab=256, ctx=512)
+
+
+def _tensors(vocab: int, hidden: int, layers: int, kv: int, ff: int) -> dict[str, tuple]:
+    head_dim = hidden // SHAPE["heads"]
+    shapes = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,)}
+    for i in range(layers):
+        shapes |= {
+            f"blk.{i}.attn_norm.weight": (hidden,),
+            f"blk.{i}.attn_q.weight": (hidden, hidden),
+            f"blk.{i}.attn_k.weight": (kv * head_dim, hidden),
+            f"blk.{i}.attn_v.weight": (kv * head_dim, hidden),
+            f"blk.{i}.attn_output.weight": (hidden, hidden),
+            f"blk.{i}.ffn_norm.weight": (hidden,),
+            f"blk.{i}.ffn_gate.weight": (ff, hidden),
+            f"blk.{i}.ffn_up.weight": (ff, hidden),
+            f"blk.{i}.ffn_down.weight": (hidden, ff),
+        }
+    return shapes
+
+
+def tiny_params(vocab: int = SHAPE["vocab"]) -> int:
+    """Parameters of the tiny model (tied embeddings): counted tensor by tensor."""
+    s = SHAPE
+    shapes = _tensors(vocab, s["hidden"], s["n_layers"], s["kv_heads"], s["ff"])
+    return sum(int(np.prod(shape)) for shape in shapes.values())
+
+
+def tiny_gguf(quant: str = "F16", name: str = "tiny") -> bytes:
+    """A llama-architecture GGUF with F32 norms and F16 or Q8_0 matrices."""
+    s = SHAPE
+    qtype = {"F16": gguf.GGMLQuantizationType.F16, "Q8_0": gguf.GGMLQuantizationType.Q8_0}[quant]
+    ftype = {"F16": gguf.LlamaFileType.MOSTLY_F16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quant]
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        w = gguf.GGUFWriter(str(path), "llama")
+        w.add_name(name)
+        w.add_license("mit")
+        w.add_block_count(s["n_layers"])
+        w.add_context_length(s["ctx"])
+        w.add_embedding_length(s["hidden"])
+        w.add_feed_forward_length(s["ff"])
+        w.add_head_count(s["heads"])
+        w.add_head_count_kv(s["kv_heads"])
+        w.add_vocab_size(s["vocab"])
+        w.add_file_type(ftype)
+        w.add_token_list([f"tok{i}" for i in range(s["vocab"])])
+        w.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
+        for tname, shape in _tensors(
+            s["vocab"], s["hidden"], s["n_layers"], s["kv_heads"], s["ff"]
+        ).items():
+            data = rng.standard_normal(shape).astype(np.float32)
+            if len(shape) == 1:
+                w.add_tensor(tname, data)
+            else:
+                w.add_tensor(tname, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return path.read_bytes()
+
+
+def hf_config(vocab: int = SHAPE["vocab"]) -> dict:
+    s = SHAPE
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": s["hidden"],
+        "intermediate_size": s["ff"],
+        "num_hidden_layers": s["n_layers"],
+        "num_attention_heads": s["heads"],
+        "num_key_value_heads": s["kv_heads"],
+        "vocab_size": vocab,
+        "max_position_embeddings": s["ctx"],
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+    }
+
+
+def safetensors(vocab: int = SHAPE["vocab"]) -> bytes:
+    """The tiny model's weights (HF names) in float32, random."""
+    s = SHAPE
+    head_dim = s["hidden"] // s["heads"]
+    shapes = {
+        "model.embed_tokens.weight": (vocab, s["hidden"]),
+        "model.norm.weight": (s["hidden"],),
+    }
+    for i in range(s["n_layers"]):
+        p = f"model.layers.{i}."
+        shapes |= {
+            p + "input_layernorm.weight": (s["hidden"],),
+            p + "self_attn.q_proj.weight": (s["hidden"], s["hidden"]),
+            p + "self_attn.k_proj.weight": (s["kv_heads"] * head_dim, s["hidden"]),
+            p + "self_attn.v_proj.weight": (s["kv_heads"] * head_dim, s["hidden"]),
+            p + "self_attn.o_proj.weight": (s["hidden"], s["hidden"]),
+            p + "post_attention_layernorm.weight": (s["hidden"],),
+            p + "mlp.gate_proj.weight": (s["ff"], s["hidden"]),
+            p + "mlp.up_proj.weight": (s["ff"], s["hidden"]),
+            p + "mlp.down_proj.weight": (s["hidden"], s["ff"]),
+        }
+    rng = np.random.default_rng(1)
+    header, blobs, offset = {}, [], 0
+    for name, shape in shapes.items():
+        blob = rng.standard_normal(shape).astype("<f4").tobytes()
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
+        blobs.append(blob)
+        offset += len(blob)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
+
+
+def hf_repo(vocab: int = SHAPE["vocab"]) -> dict[str, bytes]:
+    """A Hugging Face model repository, file by file."""
+    return {
+        "config.json": json.dumps(hf_config(vocab)).encode(),
+        "tokenizer_config.json": json.dumps({"chat_template": "{{ messages }}"}).encode(),
+        "README.md": b"---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# tiny\n",
+        "model.safetensors": safetensors(vocab),
+        ".gitattributes": b"*.safetensors filter=lfs\n",
+    }
+
+
+def write_repo(directory: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+    return directory
