@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,12 +37,13 @@ def test_readme_curl(server, code):
 
 
 @pytest.mark.parametrize("code", _examples("python"))
-def test_readme_python(server, code):
+def test_readme_python(server, code, tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
+        env={**os.environ, "LLMKIT_HOME": str(tmp_path)},  # conversations go to a temp store
     ).stdout
     assert out.strip()

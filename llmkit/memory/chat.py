@@ -31,7 +31,7 @@ from llmkit.settings import data_dir
 # When a server doesn't say its context length (a hosted OpenAI-style API):
 # assume this much, which every current chat model has.
 ASSUMED_CONTEXT = 4096
-SUMMARY_REPLY_TOKENS = 384
+SUMMARY_REPLY_TOKENS = 384  # at most; a quarter of a small context
 
 
 def open_store(store: Store | str | None) -> Store:
@@ -39,6 +39,17 @@ def open_store(store: Store | str | None) -> Store:
     if isinstance(store, Store):
         return store
     return Store(store or default_store_url(data_dir()))
+
+
+def merge(last: Delta | None, delta: Delta) -> Delta:
+    """The reply's final state: OpenAI sends finish_reason and usage in separate events."""
+    if last is None:
+        return Delta(finish_reason=delta.finish_reason, usage=delta.usage, done=delta.done)
+    return Delta(
+        finish_reason=delta.finish_reason or last.finish_reason,
+        usage=delta.usage or last.usage,
+        done=delta.done or last.done,
+    )
 
 
 def new_session_name() -> str:
@@ -189,18 +200,17 @@ class Chat:
         ctx: int,
     ) -> Conversation:
         history = [e.message for e in entries]
+        reply = min(SUMMARY_REPLY_TOKENS, ctx // 4)
         while plan := st.plan_summary(
             strategy,
             history,
             summarized=conv.summarized(entries),
             previous_summary=conv.summary,
-            budget=ctx - SUMMARY_REPLY_TOKENS,
+            budget=ctx - reply,
             count_tokens=count,
         ):
             prompt = st.summary_prompt(conv.summary, plan.messages)
-            parts = self.client.stream_chat(
-                self.model, prompt, max_tokens=SUMMARY_REPLY_TOKENS, temperature=0.2
-            )
+            parts = self.client.stream_chat(self.model, prompt, max_tokens=reply, temperature=0.2)
             summary = "".join(d.text for d in parts).strip()
             self.store.set_summary(self.name, summary, entries[plan.end - 1].id)
             conv = self.conversation
@@ -215,6 +225,7 @@ class Chat:
     def stream(self, text: str) -> Iterator[str]:
         """Send ``text``; yield the reply as it is generated."""
         messages = self.prepare(text)
+        self.last_reply = None
         parts: list[str] = []
         try:
             for delta in self.client.stream_chat(
@@ -223,8 +234,7 @@ class Chat:
                 if delta.text:
                     parts.append(delta.text)
                     yield delta.text
-                if delta.finish_reason or delta.done:
-                    self.last_reply = delta
+                self.last_reply = merge(self.last_reply, delta)
         except BaseException:  # Ctrl-C, a broken connection, the caller stopped reading
             self.finish(parts, interrupted=True)
             raise
@@ -266,6 +276,7 @@ class AsyncChat:
     async def stream(self, text: str) -> AsyncIterator[str]:
         chat = self._chat
         messages = await asyncio.to_thread(chat.prepare, text)
+        chat.last_reply = None
         parts: list[str] = []
         try:
             async for delta in self.client.stream_chat(
@@ -274,8 +285,7 @@ class AsyncChat:
                 if delta.text:
                     parts.append(delta.text)
                     yield delta.text
-                if delta.finish_reason or delta.done:
-                    chat.last_reply = delta
+                chat.last_reply = merge(chat.last_reply, delta)
         except BaseException:
             await asyncio.to_thread(chat.finish, parts, interrupted=True)
             raise
