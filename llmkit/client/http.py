@@ -2,15 +2,17 @@
 server (llmkit, vLLM, Ollama, a hosted API), detect which it is, stream replies,
 and learn the model's context and token counts where the server can tell.
 
-The two classes share everything but the transport: what goes on the wire is
-decided in ``protocol``. Both take ``transport=`` so tests can hand them an
-``httpx.ASGITransport`` or ``MockTransport``.
+Each question (which dialect? which models? how long a context?) is written once,
+in ``_Queries``, as a generator that yields the HTTP calls it needs and gets their
+answers back; ``Client`` drives it with blocking calls, ``AsyncClient`` with
+awaits. What goes on the wire is decided in ``protocol``. Both take
+``transport=`` so tests can hand them an ``httpx.ASGITransport`` or ``MockTransport``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any, TypeVar
 
 import httpx
 
@@ -20,9 +22,15 @@ from llmkit.core.types import Message
 from llmkit.errors import InvalidRequestError, LlmkitError, UnreachableError, UpstreamError
 
 TIMEOUT = httpx.Timeout(10.0, read=600.0)  # a long reply may pause between tokens
+T = TypeVar("T")
+# A query yields (method, path, body) and is sent the parsed answer, or an error.
+Call = tuple[str, str, dict[str, Any] | None]
+Query = Generator[Call, Any, T]
 
 
-class _Base:
+class _Queries:
+    """Everything but the transport: shared by the blocking and asyncio clients."""
+
     def __init__(self, url: str, *, api_key: str | None, dialect: Dialect | None) -> None:
         if dialect is not None and dialect not in p.DIALECTS:
             raise InvalidRequestError(
@@ -30,6 +38,7 @@ class _Base:
             )
         self.url = p.root_url(url)
         self._dialect = dialect
+        self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._models: list[str] | None = None
         self._ctx: dict[str, int | None] = {}
@@ -41,18 +50,86 @@ class _Base:
             "Start one with `llmkit serve`, or give its address with --url."
         )
 
-    def _check(self, r: httpx.Response, raw: bytes) -> None:
+    def _broken(self, e: Exception) -> UpstreamError:
+        return UpstreamError(f"The connection to {self.url} broke mid-reply ({type(e).__name__}).")
+
+    def _answer(self, r: httpx.Response, raw: bytes) -> Any:
         if r.status_code >= 400:
             raise p.error_from(p.parse_body(raw), r.status_code, self.url)
+        return p.parse_body(raw)
 
-    def _no_dialect(self) -> UpstreamError:
-        return UpstreamError(
-            f"{self.url} answers neither /v1/models (OpenAI-style) nor /api/tags "
-            "(Ollama-style); give the right URL, or the dialect with --dialect."
+    def _q_dialect(self) -> Query[Dialect]:
+        """Given, or found by asking: OpenAI-style first (llmkit answers both)."""
+        if self._dialect is None:
+            for dialect, path in (("openai", "/v1/models"), ("ollama", "/api/tags")):
+                try:
+                    listing = yield ("GET", path, None)
+                except UnreachableError:
+                    raise
+                except LlmkitError:
+                    continue
+                if isinstance(listing, dict) and ("data" in listing or "models" in listing):
+                    self._dialect = dialect  # type: ignore[assignment]
+                    break
+            else:
+                raise UpstreamError(
+                    f"{self.url} answers neither /v1/models (OpenAI-style) nor /api/tags "
+                    "(Ollama-style); give the right URL, or the dialect with --dialect."
+                )
+        return self._dialect  # type: ignore[return-value]
+
+    def _q_models(self) -> Query[list[str]]:
+        if self._models is None:
+            d = yield from self._q_dialect()
+            listing = yield ("GET", "/v1/models" if d == "openai" else "/api/tags", None)
+            self._models = p.model_names(d, listing)
+        return self._models
+
+    def _q_context_length(self, model: str) -> Query[int | None]:
+        if model not in self._ctx:
+            if (yield from self._q_dialect()) == "openai":
+                listing = yield ("GET", "/v1/models", None)
+                self._ctx[model] = p.openai_context_length(listing, model)
+            else:
+                show = yield ("POST", "/api/show", {"model": model})
+                ps = yield ("GET", "/api/ps", None)
+                self._ctx[model] = p.ollama_context_length(show, ps, model)
+        return self._ctx[model]
+
+    def _q_count_tokens(self, model: str, messages: list[Message]) -> Query[int | None]:
+        """The prompt's length with the server's own tokenizer and template, where
+        the server has ``/tokenize`` (llmkit, vLLM); None elsewhere."""
+        if self._can_tokenize is False or (yield from self._q_dialect()) != "openai":
+            return None
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        try:
+            out = yield ("POST", "/tokenize", {"model": model, "messages": msgs})
+        except LlmkitError as e:
+            if e.status in (404, 405):
+                self._can_tokenize = False
+                return None
+            raise
+        self._can_tokenize = True
+        return int(out["count"])
+
+    def _q_chat_body(
+        self, model: str, messages: list[Message], max_tokens: int | None, temperature: float | None
+    ) -> Query[tuple[Dialect, dict[str, Any]]]:
+        dialect = yield from self._q_dialect()
+        # Ollama sizes its context by num_ctx: ask for the one we budget for.
+        ctx = (yield from self._q_context_length(model)) if dialect == "ollama" else None
+        body = p.chat_body(
+            dialect,
+            model,
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            context_length=ctx,
         )
+        return dialect, body
 
 
-class Client(_Base):
+class Client(_Queries):
     """A blocking client; ``AsyncClient`` is its twin."""
 
     def __init__(
@@ -77,68 +154,35 @@ class Client(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get(self, path: str) -> Any:
-        return self._send("GET", path, None)
-
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        try:
-            r = self.http.request(method, path, json=body)
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from e
-        self._check(r, r.content)
-        return p.parse_body(r.content)
+    def _run(self, query: Query[T]) -> T:
+        answer: Any = None
+        error: LlmkitError | None = None
+        while True:
+            try:
+                method, path, body = query.throw(error) if error else query.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer, error = None, None
+            try:
+                r = self.http.request(method, path, json=body)
+                answer = self._answer(r, r.content)
+            except httpx.TransportError as e:
+                error = self._unreachable(e)
+            except LlmkitError as e:
+                error = e
 
     @property
     def dialect(self) -> Dialect:
-        """Given, or found by asking: OpenAI-style first (llmkit answers both)."""
-        if self._dialect is None:
-            for dialect, path in (("openai", "/v1/models"), ("ollama", "/api/tags")):
-                try:
-                    listing = self._get(path)
-                except UnreachableError:
-                    raise
-                except LlmkitError:
-                    continue
-                if isinstance(listing, dict) and ("data" in listing or "models" in listing):
-                    self._dialect = dialect  # type: ignore[assignment]
-                    break
-            else:
-                raise self._no_dialect()
-        return self._dialect  # type: ignore[return-value]
+        return self._run(self._q_dialect())
 
     def models(self) -> list[str]:
-        if self._models is None:
-            path = "/v1/models" if self.dialect == "openai" else "/api/tags"
-            self._models = p.model_names(self.dialect, self._get(path))
-        return self._models
+        return self._run(self._q_models())
 
     def context_length(self, model: str) -> int | None:
-        if model not in self._ctx:
-            if self.dialect == "openai":
-                self._ctx[model] = p.openai_context_length(self._get("/v1/models"), model)
-            else:
-                show = self._send("POST", "/api/show", {"model": model})
-                self._ctx[model] = p.ollama_context_length(show, self._get("/api/ps"), model)
-        return self._ctx[model]
+        return self._run(self._q_context_length(model))
 
     def count_tokens(self, model: str, messages: list[Message]) -> int | None:
-        """The prompt's length with the server's own tokenizer and template, where
-        the server has ``/tokenize`` (llmkit, vLLM); None elsewhere."""
-        if self._can_tokenize is False or self.dialect != "openai":
-            return None
-        body = {
-            "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-        }
-        try:
-            out = self._send("POST", "/tokenize", body)
-        except LlmkitError as e:
-            if e.status in (404, 405):
-                self._can_tokenize = False
-                return None
-            raise
-        self._can_tokenize = True
-        return int(out["count"])
+        return self._run(self._q_count_tokens(model, messages))
 
     def stream_chat(
         self,
@@ -148,33 +192,24 @@ class Client(_Base):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> Iterator[Delta]:
-        dialect = self.dialect
-        ctx = self.context_length(model) if dialect == "ollama" else None
-        body = p.chat_body(
-            dialect,
-            model,
-            messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            context_length=ctx,
-        )
+        dialect, body = self._run(self._q_chat_body(model, messages, max_tokens, temperature))
         try:
             with self.http.stream("POST", p.chat_path(dialect), json=body) as r:
                 if r.status_code >= 400:
-                    self._check(r, r.read())
+                    self._answer(r, r.read())
                 for line in r.iter_lines():
                     delta = p.parse_line(dialect, line)
                     if delta is not None:
                         yield delta
                         if delta.done:
                             return
+        except httpx.ConnectError as e:
+            raise self._unreachable(e) from e
         except httpx.TransportError as e:
-            raise UpstreamError(
-                f"The connection to {self.url} broke mid-reply ({type(e).__name__})."
-            ) from e
+            raise self._broken(e) from e
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Queries):
     """``Client`` for asyncio code."""
 
     def __init__(
@@ -193,64 +228,34 @@ class AsyncClient(_Base):
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        try:
-            r = await self.http.request(method, path, json=body)
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from e
-        self._check(r, r.content)
-        return p.parse_body(r.content)
+    async def _run(self, query: Query[T]) -> T:
+        answer: Any = None
+        error: LlmkitError | None = None
+        while True:
+            try:
+                method, path, body = query.throw(error) if error else query.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer, error = None, None
+            try:
+                r = await self.http.request(method, path, json=body)
+                answer = self._answer(r, r.content)
+            except httpx.TransportError as e:
+                error = self._unreachable(e)
+            except LlmkitError as e:
+                error = e
 
     async def dialect(self) -> Dialect:
-        if self._dialect is None:
-            for dialect, path in (("openai", "/v1/models"), ("ollama", "/api/tags")):
-                try:
-                    listing = await self._send("GET", path, None)
-                except UnreachableError:
-                    raise
-                except LlmkitError:
-                    continue
-                if isinstance(listing, dict) and ("data" in listing or "models" in listing):
-                    self._dialect = dialect  # type: ignore[assignment]
-                    break
-            else:
-                raise self._no_dialect()
-        return self._dialect  # type: ignore[return-value]
+        return await self._run(self._q_dialect())
 
     async def models(self) -> list[str]:
-        if self._models is None:
-            d = await self.dialect()
-            path = "/v1/models" if d == "openai" else "/api/tags"
-            self._models = p.model_names(d, await self._send("GET", path, None))
-        return self._models
+        return await self._run(self._q_models())
 
     async def context_length(self, model: str) -> int | None:
-        if model not in self._ctx:
-            if await self.dialect() == "openai":
-                listing = await self._send("GET", "/v1/models", None)
-                self._ctx[model] = p.openai_context_length(listing, model)
-            else:
-                show = await self._send("POST", "/api/show", {"model": model})
-                ps = await self._send("GET", "/api/ps", None)
-                self._ctx[model] = p.ollama_context_length(show, ps, model)
-        return self._ctx[model]
+        return await self._run(self._q_context_length(model))
 
     async def count_tokens(self, model: str, messages: list[Message]) -> int | None:
-        if self._can_tokenize is False or await self.dialect() != "openai":
-            return None
-        body = {
-            "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
-        }
-        try:
-            out = await self._send("POST", "/tokenize", body)
-        except LlmkitError as e:
-            if e.status in (404, 405):
-                self._can_tokenize = False
-                return None
-            raise
-        self._can_tokenize = True
-        return int(out["count"])
+        return await self._run(self._q_count_tokens(model, messages))
 
     async def stream_chat(
         self,
@@ -260,27 +265,19 @@ class AsyncClient(_Base):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncIterator[Delta]:
-        dialect = await self.dialect()
-        ctx = await self.context_length(model) if dialect == "ollama" else None
-        body = p.chat_body(
-            dialect,
-            model,
-            messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            context_length=ctx,
-        )
+        query = self._q_chat_body(model, messages, max_tokens, temperature)
+        dialect, body = await self._run(query)
         try:
             async with self.http.stream("POST", p.chat_path(dialect), json=body) as r:
                 if r.status_code >= 400:
-                    self._check(r, await r.aread())
+                    self._answer(r, await r.aread())
                 async for line in r.aiter_lines():
                     delta = p.parse_line(dialect, line)
                     if delta is not None:
                         yield delta
                         if delta.done:
                             return
+        except httpx.ConnectError as e:
+            raise self._unreachable(e) from e
         except httpx.TransportError as e:
-            raise UpstreamError(
-                f"The connection to {self.url} broke mid-reply ({type(e).__name__})."
-            ) from e
+            raise self._broken(e) from e
