@@ -6,6 +6,7 @@ serve:
 	.venv/bin/llmkit serve
 
 test:
+	bash scripts/system-deps.sh
 	bash scripts/bootstrap.sh test
 	.venv/bin/ruff check llmkit tests bench
 	.venv/bin/python -m pytest

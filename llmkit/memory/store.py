@@ -16,6 +16,8 @@ Markdown transcript are built by ``transcript.py``.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -108,13 +110,34 @@ def _set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     # WAL: readers don't block the writer, and a killed process can't tear a commit.
     # synchronous stays FULL (the default): a committed turn also survives power loss.
-    cur.execute("PRAGMA journal_mode = WAL")
+    _wal(cur)
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
     # SQLite's own lower() folds ASCII only; search should find "Ürün" from "ürün".
     dbapi_conn.create_function(
         "lower", 1, lambda s: s.lower() if isinstance(s, str) else s, deterministic=True
     )
+
+
+def _wal(cur: Any) -> None:
+    """Switch a new database to WAL. Two processes creating the file at once race
+    for this switch, and SQLite answers the loser SQLITE_BUSY at once, without its
+    busy handler: wait for the winner here instead."""
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            busy = getattr(e, "sqlite_errorcode", None) in (
+                sqlite3.SQLITE_BUSY,
+                sqlite3.SQLITE_LOCKED,
+            )
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin(conn: Connection) -> None:

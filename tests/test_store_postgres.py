@@ -1,0 +1,144 @@
+"""The conversation store on a real PostgreSQL (Debian's, started on loopback for
+this run), not assumed to work because SQLite does."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from llmkit import Chat
+from llmkit.errors import ConversationExistsError, ConversationNotFoundError
+from llmkit.memory.store import Store
+from tests.conftest import free_port
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None
+    )
+    assert found, (
+        f"{name} not found: install PostgreSQL (scripts/bootstrap.sh test does it on Debian)"
+    )
+    return found
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway cluster on a free loopback port; yields its admin URL."""
+    data = tempfile.mkdtemp(prefix="llmkit-pg-")
+    as_postgres: list[str] = []
+    if os.getuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [
+            *as_postgres,
+            _pg_bin("initdb"),
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-p {port} -k {data} -h 127.0.0.1"
+    subprocess.run(
+        [
+            *as_postgres,
+            _pg_bin("pg_ctl"),
+            "-D",
+            data,
+            "-o",
+            opts,
+            "-l",
+            f"{data}/log",
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, _pg_bin("pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture()
+def pg_url(postgres: str) -> str:
+    """A fresh database per test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres}/{name}"
+
+
+def test_conversations_round_trip(pg_url):
+    with Store(pg_url) as store:
+        store.create("work", model="m", system="Be terse.", memory="window:3")
+        store.append("work", "user", "Où est la facture ?")
+        store.append("work", "assistant", "Dans le dossier.", interrupted=True)
+        with pytest.raises(ConversationExistsError):
+            store.create("work")
+        conv = store.get("work")
+        assert (conv.model, conv.system, conv.memory, conv.turns) == (
+            "m",
+            "Be terse.",
+            "window:3",
+            1,
+        )
+        entries = store.entries("work")
+        assert [e.role for e in entries] == ["user", "assistant"] and entries[1].interrupted
+        assert [n for n, _ in store.search("FACTURE")] == ["work"]  # case-insensitive, accents kept
+        data = store.export("work")
+        store.import_(data, name="copy")
+        assert [e.content for e in store.entries("copy")] == [e.content for e in entries]
+        store.rename("copy", "renamed")
+        store.delete("renamed")
+        with pytest.raises(ConversationNotFoundError):
+            store.get("renamed")
+    with Store(pg_url) as again:  # migrations already applied: opening twice is fine
+        assert [c.name for c in again.list()] == ["work"]
+
+
+_WRITER = """
+import sys
+from llmkit.memory.store import Store
+store = Store(sys.argv[1])
+for i in range(50):
+    store.append("shared", "user", f"{sys.argv[2]}-{i}")
+"""
+
+
+def test_two_processes_writing_lose_nothing(pg_url):
+    Store(pg_url).create("shared")
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, who]) for who in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    contents = [e.content for e in Store(pg_url).entries("shared")]
+    assert len(contents) == 100
+    for who in ("a", "b"):
+        assert [c for c in contents if c.startswith(who)] == [f"{who}-{i}" for i in range(50)]
+
+
+def test_chat_keeps_its_conversation_in_postgres(server, pg_url):
+    chat = Chat(server.url, session="pg", max_tokens=6, store=pg_url)
+    chat.send("Hello.")
+    assert [e.role for e in Store(pg_url).entries("pg")] == ["user", "assistant"]
