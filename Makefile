@@ -7,7 +7,7 @@ serve:
 
 test:
 	bash scripts/system-deps.sh
-	bash scripts/bootstrap.sh test
+	bash scripts/bootstrap.sh test,transformers
 	.venv/bin/ruff check llmkit tests bench
 	.venv/bin/python -m pytest
 

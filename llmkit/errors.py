@@ -13,6 +13,7 @@ shape, and the client turns HTTP errors back into them.
     │   │   └── ConversationNotFoundError  404: no stored conversation has that name
     │   ├── ConversationExistsError  409: a stored conversation already has that name
     │   ├── ModelSpecError           400: a model name/path/repo names nothing usable here
+    │   ├── ConfigError              400: serve settings or a config file that cannot work
     │   └── InsufficientMemoryError  400: the model would not fit in memory
     └── ServerError                  the server can't do it right now (5xx)
         ├── EngineError              500: the engine failed
@@ -160,6 +161,13 @@ class ModelSpecError(ClientError):
     format the chosen engine can load; the message says what to do instead."""
 
     code = "model_unavailable"
+
+
+class ConfigError(ClientError):
+    """Serve settings that cannot work together, or a config file that cannot be read;
+    the message names the setting (and the file) and what it takes instead."""
+
+    code = "invalid_config"
 
 
 class InsufficientMemoryError(ClientError):

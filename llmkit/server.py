@@ -8,6 +8,7 @@ On Ctrl-C or SIGTERM every running generation is ended with its final chunk
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -16,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -24,47 +25,30 @@ from sse_starlette.sse import AppStatus
 
 from llmkit.api.app import create_app
 from llmkit.client.local import state_file
-from llmkit.engines.llamacpp.engine import LlamaCppEngine
-from llmkit.engines.llamacpp.model import LoadOptions
-from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.errors import EngineError
-from llmkit.models.fit import fit_before_serving
-from llmkit.models.resolve import resolve_model
+from llmkit.engines.factory import build_models
+from llmkit.engines.registry import ModelRegistry
+from llmkit.errors import ConfigError, EngineError, LlmkitError
+from llmkit.serve_config import model_entries
 from llmkit.settings import ModelsSettings, ServeSettings
 
 log = logging.getLogger("llmkit")
 
 
-def build_registry(settings: ServeSettings, on_progress=None, models=None) -> ModelRegistry:  # type: ignore[no-untyped-def]
+def build_registry(
+    settings: ServeSettings,
+    on_progress: Callable[[float], None] | None = None,
+    models: ModelsSettings | None = None,
+) -> ModelRegistry:
+    """Every model the settings name (``--model``, repeated, or a config file's
+    list), each on its engine; nothing is loaded yet."""
     models = models or ModelsSettings()
-    # --model: a catalog name, a pulled repo id, a Hugging Face directory or a .gguf path.
-    model = resolve_model(settings.model, models)
-    path, default_name = str(model.path), model.name
-    # Refuse with the numbers now rather than die out of memory half-way through loading.
-    fit_before_serving(
-        model.path,
-        model.name,
-        max_model_len=settings.max_model_len,
-        parallel=settings.parallel,
-        memory_gib=models.memory_gib,
-    )
-    engine = LlamaCppEngine(
-        LoadOptions(
-            path=path,
-            n_ctx=settings.max_model_len,
-            n_threads=settings.threads,
-            parallel=settings.parallel,
-            on_progress=on_progress,
-        ),
-        max_queue=settings.max_queue,
-    )
-    created = int(os.path.getmtime(path)) if os.path.exists(path) else 0
     registry = ModelRegistry()
-    registry.add(
-        ServedModel(
-            names=settings.served_model_name or [default_name], engine=engine, created=created
-        )
-    )
+    for entry in model_entries(settings):
+        for served in build_models(entry, models=models, on_progress=on_progress):
+            try:
+                registry.add(served)
+            except ValueError as e:
+                raise ConfigError(f"{entry.where}{e}; give each model its own names.") from None
     return registry
 
 
@@ -72,6 +56,26 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, registry: ModelRegistry) -> None:
         super().__init__(config)
         self.registry = registry
+        self.startup_error: LlmkitError | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Load the models before uvicorn's own start-up, so a model that cannot load
+        # ends the server with its reason (not a traceback), and Ctrl-C during a long
+        # load (vLLM takes minutes) stops it at once.
+        task = asyncio.ensure_future(self.registry.start())
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.2)
+            if self.should_exit and not task.done():
+                task.cancel()
+        try:
+            task.result()
+        except (LlmkitError, asyncio.CancelledError) as e:
+            if isinstance(e, LlmkitError):
+                self.startup_error = e
+            await self.registry.close()
+            self.should_exit = True
+            return
+        await super().startup(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -98,13 +102,15 @@ class _Server(uvicorn.Server):
 def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]:
     lines = []
     for m in registry.models:
-        info = m.engine.info
+        info = m.info
         extra = ", ".join(f"{k} {v}" for k, v in info.details.items())
+        also = f" (also as {', '.join(m.names[1:])})" if len(m.names) > 1 else ""
+        if not m.loaded:
+            lines.append(f"serving {m.name}{also} on {info.engine}: {info.model}; loads when used")
+            continue
         lines.append(
-            f"serving {m.name}"
-            + (f" (also as {', '.join(m.names[1:])})" if len(m.names) > 1 else "")
-            + f" on {info.engine}: {info.model}; context {info.context_length} tokens"
-            + (f", {extra}" if extra else "")
+            f"serving {m.name}{also} on {info.engine}: {info.model}; context "
+            f"{info.context_length} tokens" + (f", {extra}" if extra else "")
         )
     auth = "API key required" if settings.api_key else "no API key"
     url = settings.base_url
@@ -135,7 +141,7 @@ def _forget() -> None:
         pass
 
 
-def serve(settings: ServeSettings, on_progress=None) -> None:  # type: ignore[no-untyped-def]
+def serve(settings: ServeSettings, on_progress: Callable[[float], None] | None = None) -> None:
     registry = build_registry(settings, on_progress)
 
     def announce() -> None:
@@ -157,14 +163,19 @@ def serve(settings: ServeSettings, on_progress=None) -> None:  # type: ignore[no
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+    server = _Server(config, registry)
     try:
-        _Server(config, registry).run()
+        server.run()
     finally:
         _forget()
+    if server.startup_error is not None:
+        raise server.startup_error
 
 
 @contextlib.contextmanager
-def serving_in_thread(settings: ServeSettings, on_progress=None) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def serving_in_thread(
+    settings: ServeSettings, on_progress: Callable[[float], None] | None = None
+) -> Iterator[str]:
     """Serve on loopback from a background thread (``llmkit run``); yields the URL.
 
     ``settings.port`` 0 picks a free port. The server is not recorded as this
@@ -185,7 +196,10 @@ def serving_in_thread(settings: ServeSettings, on_progress=None) -> Iterator[str
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            raise EngineError(f"The model could not be served: {settings.model or 'bundled'}")
+            if server.startup_error is not None:
+                raise server.startup_error
+            what = ", ".join(settings.model) or "the bundled model"
+            raise EngineError(f"The model could not be served: {what}")
         time.sleep(0.05)
     try:
         yield settings.base_url

@@ -1,5 +1,6 @@
 """Settings, built once at start-up and passed down: flags > ``LLMKIT_*``
-environment > defaults. No other module reads the environment.
+environment > config file (``--config``) > defaults. No other module reads the
+environment.
 
 Every field of ``ServeSettings`` is also a ``llmkit serve`` flag (see
 ``cli/options.py``): its description is the flag's help, its env var is
@@ -8,14 +9,21 @@ Every field of ``ServeSettings`` is also a ``llmkit serve`` flag (see
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from llmkit.serve_config import ModelEntry, ModelFields, read_config_file, split_list
 
 
 def data_dir(env: dict[str, str] | None = None) -> Path:
@@ -25,55 +33,71 @@ def data_dir(env: dict[str, str] | None = None) -> Path:
     return Path(home) if home else Path(platformdirs.user_data_dir("llmkit"))
 
 
-class ServeSettings(BaseSettings):
+class ServeSettings(BaseSettings, ModelFields):
+    """The server's settings; the per-model ones (``ModelFields``: engine, context,
+    ...) apply to every ``--model``, or are the defaults of a config file's models."""
+
     model_config = SettingsConfigDict(env_prefix="LLMKIT_", extra="ignore")
 
-    model: str | None = Field(
-        default=None,
+    model: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
         description="A catalog name, pulled repo id, .gguf file or model directory (default: the "
-        "bundled SmolLM2-135M).",
+        "bundled SmolLM2-135M); repeat it to serve several models. For --engine upstream, the "
+        "upstream's model name (default: all it serves); for vllm, a local path or a repo id.",
     )
     served_model_name: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Name(s) clients use for the model; the first is listed first.",
+    )
+    config: Path | None = Field(
+        default=None,
+        description="A YAML file of serve settings and a 'models' list, one entry per served "
+        "model (see the README); flags and LLMKIT_* win over its top-level settings.",
     )
     host: str = Field(
         default="127.0.0.1",
         description="Interface to listen on; 'HOST:PORT' sets both, as OLLAMA_HOST does.",
     )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
-    max_model_len: int | None = Field(
-        default=None,
-        ge=16,
-        description="Context length per sequence (default: the model's own, capped for memory).",
-    )
     api_key: str | None = Field(
         default=None, description="Require 'Authorization: Bearer KEY' on /v1 and /api requests."
-    )
-    threads: int | None = Field(
-        default=None, ge=1, description="CPU threads for llama.cpp (default: all usable cores)."
-    )
-    parallel: int = Field(
-        default=4, ge=1, le=64, description="Sequences decoded together in one batch."
-    )
-    max_queue: int = Field(
-        default=64, ge=0, description="Requests that may wait for a free sequence before 503."
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_requests: bool = Field(
         default=False,
         description="Log every generation request: its messages or prompt and settings.",
     )
+    # The config file's models (read with the file, in serve_config); not a flag.
+    file_models: list[ModelEntry] = Field(
+        default_factory=list, exclude=True, json_schema_extra={"flag": False}
+    )
 
-    @field_validator("served_model_name", mode="before")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # flags > environment > config file > defaults
+        path = getattr(init_settings, "init_kwargs", {}).get("config") or env_settings().get(
+            "config"
+        )
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            _ConfigFileSource(settings_cls, path),
+            file_secret_settings,
+        )
+
+    @field_validator("model", "served_model_name", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
-        # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list.
-        if isinstance(v, str):
-            if v.lstrip().startswith("["):
-                return json.loads(v)
-            return [x.strip() for x in v.split(",") if x.strip()]
-        return v
+        # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list; one --model as a string.
+        return split_list(v)
 
     @field_validator("log_level")
     @classmethod
@@ -102,6 +126,23 @@ class ServeSettings(BaseSettings):
     def base_url(self) -> str:
         host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
         return f"http://{host}:{self.port}"
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """``--config FILE`` as a settings source, below flags and the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the whole file is read at once, in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path:
+            return {}
+        fields = set(self.settings_cls.model_fields) - {"config", "file_models"}
+        return read_config_file(Path(self.path), fields)
 
 
 def split_host(value: str) -> tuple[str, int | None]:

@@ -231,8 +231,8 @@ def test_resolve_every_kind_of_model_name(pulled, models, tmp_path, bundled_path
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("org/tiny", "org/tiny is a Hugging Face (safetensors) model: serving it needs the "
-         "transformers engine (--engine transformers, coming). The llama.cpp engine loads GGUF "
+        ("org/tiny", "org/tiny is a Hugging Face (safetensors) model: serve it with "
+         "--engine transformers (or --engine vllm on a GPU). The llama.cpp engine loads GGUF "
          "files: pull a GGUF build instead, e.g. `llmkit pull OWNER/NAME-GGUF --include "
          "'*q4_k_m.gguf'`."),
         ("org/half", "The pull of org/half did not finish; `llmkit pull org/half` resumes it."),

@@ -1,5 +1,6 @@
-"""Liveness: ``GET /health`` answers 200 once every engine is loaded, with what
-each model is doing (running generations, queued requests)."""
+"""Liveness: ``GET /health`` answers 200 once the models served with ``load:
+startup`` are loaded, with what each model is doing (loaded or not, running
+generations, queued requests); 503 while an engine is down (a vLLM restarting)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ async def health(request: Request) -> JSONResponse:
         healthy = await m.engine.health()
         ok = ok and healthy
         running, queued = m.engine.load()
-        models.append({"name": m.name, "healthy": healthy, "running": running, "queued": queued})
+        models.append(
+            {
+                "name": m.name,
+                "loaded": m.loaded,
+                "healthy": healthy,
+                "running": running,
+                "queued": queued,
+            }
+        )
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "models": models},
         status_code=200 if ok else 503,

@@ -25,20 +25,28 @@ def cli() -> None:
 @cli.command()
 @settings_options(ServeSettings)
 def serve(**flags: object) -> None:
-    """Serve a model behind the OpenAI API.
+    """Serve models behind the OpenAI API (/v1) and the Ollama API (/api).
 
     \b
     llmkit serve                                   # the bundled SmolLM2-135M
     llmkit serve --model ./qwen2-0_5b.Q4_K_M.gguf --served-model-name qwen small
     llmkit serve --host 0.0.0.0 --port 8000 --api-key sk-local --max-model-len 4096
+    llmkit serve --engine transformers --model Qwen/Qwen2-0.5B-Instruct --device cuda
+    llmkit serve --engine vllm --model meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 2
+    llmkit serve --upstream ollama://127.0.0.1:11434   # every model of a running Ollama
+    llmkit serve --config models.yaml              # several models, each on its engine
     """
     try:
         settings = ServeSettings(**given(flags))
     except ValidationError as e:
         raise click.UsageError(_settings_error(e)) from None
+    except LlmkitError as e:  # the config file
+        raise click.ClickException(e.message) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)-7s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: one line per call to an upstream or a vLLM.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from llmkit.server import serve as run  # the engines load only when serving
 
     try:

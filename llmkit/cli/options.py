@@ -51,8 +51,13 @@ def settings_options(model: type[BaseModel]) -> Callable[[Callable], Callable]:
     """Decorate a command with one ``--flag`` per field; unset flags arrive as None."""
 
     def decorate(fn: Callable) -> Callable:
-        for name, field in reversed(list(model.model_fields.items())):
+        for name, field in reversed(_ordered(model)):
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and extra.get("flag") is False:
+                continue
             typ, is_list = _base_type(field.annotation)
+            if typing.get_origin(typ) is typing.Literal:
+                typ = click.Choice([str(a) for a in typing.get_args(typ)])
             flag = "--" + name.replace("_", "-")
             help_text = f"{field.description or ''} [env: LLMKIT_{name.upper()}]"
             if typ is bool:
@@ -67,6 +72,14 @@ def settings_options(model: type[BaseModel]) -> Callable[[Callable], Callable]:
         return fn
 
     return decorate
+
+
+def _ordered(model: type[BaseModel]) -> list[tuple[str, Any]]:
+    """The model's own fields first, then those it inherits (``--model`` before
+    the engine's knobs in ``--help``)."""
+    inherited = {n for b in model.__mro__[1:] for n in getattr(b, "model_fields", {})}
+    fields = list(model.model_fields.items())
+    return [f for f in fields if f[0] not in inherited] + [f for f in fields if f[0] in inherited]
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:

@@ -105,7 +105,8 @@ def parse_line(dialect: Dialect, line: str) -> Delta | None:
             return Delta(usage=usage)
         c = choices[0]
         return Delta(
-            text=(c.get("delta") or {}).get("content") or "",
+            # chat chunks carry a delta; completion chunks (/v1/completions) a text
+            text=(c.get("delta") or {}).get("content") or c.get("text") or "",
             finish_reason=c.get("finish_reason"),
             usage=usage,
         )

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+from llmkit.errors import ContextLengthError
 
 
 class Engine(ABC):
@@ -57,3 +58,15 @@ class Engine(ABC):
     def load(self) -> tuple[int, int]:
         """(generations running, requests queued)"""
         return (0, 0)
+
+
+def reply_budget(n_prompt: int, max_tokens: int | None, n_ctx: int, limit: int | None) -> int:
+    """Tokens the reply may take: ``max_tokens``, or the rest of the context when
+    None; ContextLengthError when the prompt (plus ``max_tokens``) does not fit.
+    ``limit``: a request's own smaller context (Ollama's ``num_ctx``)."""
+    n_ctx = n_ctx if limit is None else min(limit, n_ctx)
+    if n_prompt + (max_tokens or 0) > n_ctx or (max_tokens is None and n_prompt >= n_ctx):
+        raise ContextLengthError(
+            prompt_tokens=n_prompt, max_tokens=max_tokens, context_length=n_ctx
+        )
+    return n_ctx - n_prompt if max_tokens is None else max_tokens

@@ -1,28 +1,208 @@
-"""Which engine answers which served model name."""
+"""Which engine answers which served model name, and when each engine is loaded.
+
+A model loads at start-up, or on its first request when it is served with
+``load: first-use``; an idle one is unloaded after its ``keep_alive``, as Ollama
+does: 0 unloads as soon as the last request ends, None keeps it loaded for good,
+and an Ollama request's own ``keep_alive`` replaces the model's until another
+request says otherwise.
+
+Routes see none of this. ``ServedModel.engine`` is a ``ManagedEngine``: it loads
+the real engine before the first chunk (so a model that fails to load answers
+that request with the reason) and counts what runs on it, so an engine is never
+closed under a running request.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
 
+from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.errors import ModelNotFoundError
 
+log = logging.getLogger("llmkit.registry")
 
-@dataclass
+
 class ServedModel:
-    names: list[str]  # the first is the canonical name, the rest aliases
-    engine: Engine
-    created: int = 0
+    def __init__(
+        self,
+        names: list[str],
+        engine: Engine,
+        *,
+        created: int = 0,
+        keep_alive: float | None = None,
+        preload: bool = True,
+        describe: EngineInfo | None = None,
+    ) -> None:
+        """``describe``: what listings show of the model before it first loads."""
+        self.names = names  # the first is the canonical name, the rest aliases
+        self.inner = engine
+        self.engine: Engine = ManagedEngine(self, engine)
+        self.created = created
+        self.keep_alive = keep_alive  # seconds idle before unloading; None: never
+        self.preload = preload
+        self.loaded = False
+        self.active = 0  # generations and token counts running on the engine now
+        self.expires_at: float | None = None  # wall-clock time of the next unload
+        self._hold = keep_alive  # the keep_alive in force (a request may change it)
+        self._info = describe
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
         return self.names[0]
 
+    @property
+    def info(self) -> EngineInfo:
+        """The engine's own description once it has loaded, else what is known before."""
+        if self.loaded:
+            return self.inner.info
+        if self._info is None:
+            return EngineInfo(engine="?", model=self.name, context_length=0)
+        return self._info
 
-@dataclass
+    async def ensure_loaded(self) -> None:
+        if self.loaded:
+            return
+        async with self._lock:
+            if self.loaded:
+                return
+            log.info("loading %s", self.name)
+            try:
+                await self.inner.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self.inner.close()
+                raise
+            self.loaded = True
+            self._info = self.inner.info
+        if self.active == 0:
+            self._schedule()
+
+    async def unload(self, *, force: bool = False) -> bool:
+        """Close the engine unless a request is using it (``force``: at shutdown)."""
+        async with self._lock:
+            if not self.loaded or (self.active and not force):
+                return False
+            self._cancel_timer()
+            self.loaded = False
+            self.expires_at = None
+            await self.inner.close()
+            if not force:
+                log.info("unloaded %s (idle; keep_alive %s)", self.name, _seconds(self._hold))
+            return True
+
+    def hold(self, keep_alive: float | None) -> None:
+        """Keep the model loaded this long after its last request (None: for good);
+        it takes effect when the requests running now (or about to) have ended."""
+        self._hold = keep_alive
+
+    async def keep(self, keep_alive: float | None) -> bool:
+        """Load the model and keep it for ``keep_alive`` from now, or unload it now
+        when that is 0 (Ollama's answer to an empty prompt); True when loaded."""
+        self.hold(keep_alive)
+        if keep_alive == 0:
+            await self.unload()
+            return self.loaded
+        await self.ensure_loaded()
+        if self.active == 0:
+            self._schedule()
+        return True
+
+    @contextlib.asynccontextmanager
+    async def using(self) -> AsyncIterator[None]:
+        """Mark the engine busy (no unload), loading it first when needed."""
+        self.active += 1
+        self._cancel_timer()
+        self.expires_at = None
+        try:
+            await self.ensure_loaded()
+            yield
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._schedule()
+
+    def _schedule(self) -> None:
+        self._cancel_timer()
+        if not self.loaded or self._hold is None:
+            self.expires_at = None
+            return
+        loop = asyncio.get_running_loop()
+        self.expires_at = time.time() + self._hold
+        self._timer = loop.call_later(self._hold, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        task = asyncio.get_running_loop().create_task(self.unload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _seconds(v: float | None) -> str:
+    return "forever" if v is None else f"{v:g}s"
+
+
+class ManagedEngine(Engine):
+    """The face a served model shows the routes: the real engine, loaded on demand."""
+
+    def __init__(self, served: ServedModel, inner: Engine) -> None:
+        self.served = served
+        self.inner = inner
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        async with self.served.using():
+            async for chunk in self.inner.generate(req):
+                yield chunk
+
+    async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        async with self.served.using():
+            return await self.inner.tokenize(text, special=special)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        async with self.served.using():
+            return await self.inner.detokenize(ids)
+
+    async def encode(self, req: GenerateRequest) -> list[int] | None:
+        async with self.served.using():
+            return await self.inner.encode(req)
+
+    @property
+    def info(self) -> EngineInfo:
+        return self.served.info
+
+    async def start(self) -> None:
+        await self.served.ensure_loaded()
+
+    async def close(self) -> None:
+        await self.served.unload(force=True)
+
+    async def health(self) -> bool:
+        return await self.inner.health() if self.served.loaded else True
+
+    def finish_all(self) -> int:
+        return self.inner.finish_all() if self.served.loaded else 0
+
+    def load(self) -> tuple[int, int]:
+        return self.inner.load() if self.served.loaded else (0, 0)
+
+
 class ModelRegistry:
-    models: list[ServedModel] = field(default_factory=list)
+    def __init__(self, models: list[ServedModel] | None = None) -> None:
+        self.models: list[ServedModel] = []
+        for m in models or []:
+            self.add(m)
 
     def add(self, model: ServedModel) -> None:
         taken = set(self.names())
@@ -41,11 +221,14 @@ class ModelRegistry:
         raise ModelNotFoundError(name, self.names())
 
     async def start(self) -> None:
+        """Load the models served with ``load: startup``, one after another (two
+        loads at once would need both models' memory at the peak)."""
         for m in self.models:
-            await m.engine.start()
+            if m.preload:
+                await m.ensure_loaded()
 
     async def close(self) -> None:
-        await asyncio.gather(*(m.engine.close() for m in self.models))
+        await asyncio.gather(*(m.unload(force=True) for m in self.models))
 
     def finish_all(self) -> int:
         """End every running generation with its final chunk (server shutdown)."""

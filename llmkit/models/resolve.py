@@ -69,8 +69,8 @@ def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
         )
     if (found.path / "config.json").is_file():
         raise ModelSpecError(
-            f"{found.name} is a Hugging Face (safetensors) model: serving it needs the "
-            "transformers engine (--engine transformers, coming). The llama.cpp engine loads "
+            f"{found.name} is a Hugging Face (safetensors) model: serve it with "
+            "--engine transformers (or --engine vllm on a GPU). The llama.cpp engine loads "
             "GGUF files: pull a GGUF build instead, e.g. `llmkit pull OWNER/NAME-GGUF "
             "--include '*q4_k_m.gguf'`."
         )

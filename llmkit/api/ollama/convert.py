@@ -144,7 +144,7 @@ def _done(model: str, reason: str | None, usage: Usage | None, timing: Timing) -
         "done": True,
         "done_reason": reason or "stop",
         "total_duration": timing.end - timing.start,
-        "load_duration": 0,  # engines load at start-up, not per request
+        "load_duration": 0,  # a load on first use is not counted per request
         "prompt_eval_count": usage.prompt_tokens if usage else 0,
         "prompt_eval_duration": first - timing.start,
         "eval_count": usage.completion_tokens if usage else 0,
@@ -246,9 +246,14 @@ def to_tags(models: list[ServedModel]) -> dict[str, Any]:
 
 
 def to_ps(models: list[ServedModel]) -> dict[str, Any]:
-    # Engines stay loaded while the server runs: Ollama shows such a model
-    # (keep_alive -1) with an expiry far in the future.
-    forever = (datetime.now(UTC) + timedelta(days=365 * 100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The models loaded now, each with when it will be unloaded (a model kept
+    for good shows a time far in the future, as Ollama shows keep_alive -1)."""
+    forever = datetime.now(UTC) + timedelta(days=365 * 100)
+
+    def expires(m: ServedModel) -> str:
+        when = forever if m.expires_at is None else datetime.fromtimestamp(m.expires_at, UTC)
+        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
     return {
         "models": [
             {
@@ -257,11 +262,12 @@ def to_ps(models: list[ServedModel]) -> dict[str, Any]:
                 "size": m.engine.info.size_bytes,
                 "digest": digest(m),
                 "details": details(m.engine.info),
-                "expires_at": forever,
+                "expires_at": expires(m),
                 "size_vram": 0,
                 "context_length": m.engine.context_length,
             }
             for m in models
+            if m.loaded
             for name in m.names
         ]
     }

@@ -26,6 +26,7 @@ from llmkit.core.types import Chunk, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
+from llmkit.serve_config import parse_keep_alive
 
 router = APIRouter(prefix="/api")
 generation = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
@@ -109,8 +110,9 @@ async def show(request: Request, body: ShowBody) -> dict[str, Any]:
 async def chat(request: Request, body: ChatBody) -> Response:
     model = _model(request, body.model)
     if not body.messages:
-        return JSONResponse(convert.to_load_answer(body.model, True, _unload(body)))
+        return await _load(model, body, chat=True)
     req = convert.from_chat_request(body)
+    model.hold(_keep_alive(model, body))
 
     def line(text: str) -> dict[str, Any]:
         return convert.to_chat_chunk(body.model, text)
@@ -125,8 +127,9 @@ async def chat(request: Request, body: ChatBody) -> Response:
 async def generate(request: Request, body: GenerateBody) -> Response:
     model = _model(request, body.model)
     if not body.prompt and not body.system and not body.template:
-        return JSONResponse(convert.to_load_answer(body.model, False, _unload(body)))
+        return await _load(model, body, chat=False)
     req = convert.from_generate_request(body)
+    model.hold(_keep_alive(model, body))
     # Ollama hands back the conversation so far as token ids, and takes them back
     # as ``context`` to continue it.
     prompt = await model.engine.encode(req)
@@ -151,8 +154,20 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     return await _respond(request, model.engine, req, bool(body.stream), line, last, out)
 
 
-def _unload(body: s.GenerationFields) -> bool:
-    return body.keep_alive in (0, "0", "0s", "0m")
+def _keep_alive(model: ServedModel, body: s.GenerationFields) -> float | None:
+    """The request's keep_alive in seconds (None: forever); the model's own when absent."""
+    if body.keep_alive is None:
+        return model.keep_alive
+    try:
+        return parse_keep_alive(body.keep_alive)
+    except ValueError as e:
+        raise InvalidRequestError(str(e), param="keep_alive") from None
+
+
+async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> JSONResponse:
+    """An empty prompt loads the model (or, with keep_alive 0, unloads it), as in Ollama."""
+    loaded = await model.keep(_keep_alive(model, body))
+    return JSONResponse(convert.to_load_answer(body.model, chat, unload=not loaded))
 
 
 async def _respond(

@@ -13,13 +13,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import Engine
+from llmkit.engines.base import Engine, reply_budget
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.scheduler import Scheduler, Sequence
 from llmkit.engines.textstream import TextStream
-from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError, LlmkitError
+from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 
@@ -117,18 +117,7 @@ class LlamaCppEngine(Engine):
         return lm.tokenize(req.prompt, add_bos=lm.add_bos, special=True)
 
     def _budget(self, n_prompt: int, max_tokens: int | None, limit: int | None) -> int:
-        n_ctx = self.lm.n_ctx if limit is None else min(limit, self.lm.n_ctx)
-        if max_tokens is None:
-            if n_prompt >= n_ctx:
-                raise ContextLengthError(
-                    prompt_tokens=n_prompt, max_tokens=None, context_length=n_ctx
-                )
-            return n_ctx - n_prompt
-        if n_prompt + max_tokens > n_ctx:
-            raise ContextLengthError(
-                prompt_tokens=n_prompt, max_tokens=max_tokens, context_length=n_ctx
-            )
-        return max_tokens
+        return reply_budget(n_prompt, max_tokens, self.lm.n_ctx, limit)
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:
         if self._sched is None:

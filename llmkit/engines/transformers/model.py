@@ -1,0 +1,189 @@
+"""Load a model with Hugging Face transformers, the "from source" way: a model
+directory (config.json + safetensors) or a GGUF file through transformers' own
+GGUF loader (which dequantizes the weights to float), with
+``AutoTokenizer``/``AutoModelForCausalLM``, on the device and in the dtype asked
+for. Also what the engine asks of the tokenizer: prompts through the tokenizer's
+own chat template, and text deltas that never split a character.
+
+torch and transformers are an optional extra; ``require_transformers`` says how
+to install them before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+from llmkit.core.types import EngineInfo, Message
+from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.errors import ConfigError, EngineError, InvalidRequestError
+
+log = logging.getLogger("llmkit.engine.transformers")
+INSTALL_HINT = (
+    "The transformers engine needs torch and transformers: pip install 'llmkit[transformers]'"
+)
+
+
+def require_transformers(gguf: bool) -> None:
+    """Refuse now, with the install line, when the extra is missing."""
+    needed = ["torch", "transformers"] + (["accelerate"] if gguf else [])
+    missing = [m for m in needed if not _importable(m)]
+    if missing:
+        raise ConfigError(f"{INSTALL_HINT} (missing: {', '.join(missing)}).")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class LoadedHF:
+    """A tokenizer and a model in eval mode. Not thread-safe: one thread drives it."""
+
+    def __init__(
+        self,
+        source: Path,
+        *,
+        gguf_file: str | None,
+        device: str,
+        dtype: str,
+        threads: int | None,
+        max_model_len: int | None,
+    ) -> None:
+        import torch
+        import transformers
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        self.device = torch.device(_device(torch, device))
+        try:
+            config = transformers.AutoConfig.from_pretrained(source, **kwargs)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+            self.dtype = _dtype(torch, dtype, self.device, config)
+            # transformers 5 calls it dtype; 4.x torch_dtype
+            major = int(transformers.__version__.split(".")[0])
+            dtype_kw = "dtype" if major >= 5 else "torch_dtype"
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                source, **kwargs, **{dtype_kw: self.dtype}
+            )
+        except (OSError, ValueError) as e:
+            raise EngineError(f"transformers could not load {source}: {e}") from e
+        self.model = model.to(self.device).eval()
+        self.config = config
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        trained = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        if max_model_len is not None and max_model_len > trained:
+            raise EngineError(
+                f"--max-model-len {max_model_len} is more than the {trained} tokens this model "
+                f"was trained for; use at most {trained}."
+            )
+        self.n_ctx = max_model_len or trained
+        self.n_ctx_train = trained
+        self.n_vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.source = source
+        self.gguf_file = gguf_file
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def chat_prompt(self, messages: tuple[Message, ...]) -> list[int]:
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        tok = self.tokenizer
+        if tok.chat_template:
+            import jinja2
+
+            try:
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            except jinja2.TemplateError as e:
+                raise InvalidRequestError(
+                    f"The model's chat template rejected the messages: {e}", param="messages"
+                ) from e
+        else:
+            text = render_chat(CHATML, messages)
+        return self.encode_text(text, special=False)
+
+    def encode_text(self, text: str, *, special: bool) -> list[int]:
+        """``special``: add the tokenizer's own special tokens (a BOS) where it would."""
+        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def delta(self, ids: list[int], offsets: list[int]) -> str:
+        """New text of ``ids`` since the last call (``offsets``: [prefix, read], kept by
+        the caller). A few earlier tokens are decoded along so word-initial spaces
+        come out right; text ending in half a character waits for the rest."""
+        prefix = self.decode(ids[offsets[0] : offsets[1]])
+        full = self.decode(ids[offsets[0] :])
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            offsets[0], offsets[1] = offsets[1], len(ids)
+            return full[len(prefix) :]
+        return ""
+
+    # -- facts --------------------------------------------------------------------
+
+    def info(self) -> EngineInfo:
+        from llmkit.engines.llamacpp.engine import human_count
+
+        n_params = sum(p.numel() for p in self.model.parameters())
+        size = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        arch = str(getattr(self.config, "model_type", "") or "")
+        dtype = str(self.dtype).removeprefix("torch.")
+        return EngineInfo(
+            engine="transformers",
+            model=str(self.source / self.gguf_file if self.gguf_file else self.source),
+            context_length=self.n_ctx,
+            details={"device": str(self.device), "dtype": dtype, "trained": self.n_ctx_train},
+            format="gguf" if self.gguf_file else "safetensors",
+            family=arch,
+            parameter_count=n_params,
+            parameter_size=human_count(n_params),
+            quantization=dtype,
+            size_bytes=size,
+            chat_template=self.tokenizer.chat_template or "",
+            metadata={
+                "general.architecture": arch,
+                f"{arch}.context_length": str(self.n_ctx_train),
+            },
+        )
+
+
+def _device(torch: Any, device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {device}: torch {torch.__version__} sees no CUDA GPU here; "
+            "use --device cpu (or auto), or install a CUDA build of torch."
+        )
+    return device
+
+
+def _dtype(torch: Any, dtype: str, device: Any, config: Any) -> Any:
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.type == "cpu":
+        return torch.float32  # half precision on a CPU is slower, not faster
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if stored in (torch.float16, torch.bfloat16, "float16", "bfloat16"):
+        return getattr(torch, str(stored).removeprefix("torch."))
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for value in (getattr(gen, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    return frozenset(ids)

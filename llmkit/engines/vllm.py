@@ -1,0 +1,253 @@
+"""The vLLM engine: llmkit starts vLLM's own OpenAI server as a supervised child
+process and fronts it, so a vLLM model also gets the Ollama API, /tokenize, the
+chat client and its memory, like every other engine.
+
+``build_argv`` turns our settings into vLLM's flags (a pure function: what runs
+is exactly what it returns, and the log says so). The engine waits for vLLM's
+/health with a progress line, forwards its log, restarts it when it dies (a few
+times, then reports its last error), and stops it with the server. Requests go
+to it through the upstream engine, in the OpenAI dialect.
+
+Several GPUs are vLLM's business: ``--tensor-parallel-size`` splits each layer,
+``--pipeline-parallel-size`` splits the layers into stages, and across nodes
+``--distributed-executor-backend ray`` uses a Ray cluster started beforehand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import shlex
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+from llmkit.engines.base import Engine
+from llmkit.engines.child import Child
+from llmkit.engines.upstream import UpstreamEngine
+from llmkit.errors import ConfigError, EngineError, ServerBusyError
+
+log = logging.getLogger("llmkit.engine.vllm")
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+INSTALL_HINT = (
+    "The vLLM engine needs vLLM, which is not installed here: `pip install vllm` "
+    "(Linux with an NVIDIA GPU and CUDA; see https://docs.vllm.ai). Or point "
+    "--vllm-command at a vLLM installed elsewhere."
+)
+
+
+class VllmOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
+    enforce_eager: bool = False
+    distributed_executor_backend: str | None = None
+    cuda_visible_devices: str | None = None
+    vllm_arg: list[str] = Field(default_factory=list)
+    vllm_command: str | None = None
+    # Supervision (not flags): how long loading may take, how often to restart.
+    startup_timeout: float = 1800.0
+    max_restarts: int = 3
+
+
+def vllm_command(opts: VllmOptions) -> list[str]:
+    """The command that starts vLLM's server, checked to exist."""
+    if opts.vllm_command:
+        cmd = shlex.split(opts.vllm_command)
+        if not cmd or not shutil.which(cmd[0]):
+            raise ConfigError(f"--vllm-command: cannot run '{opts.vllm_command}'.")
+        return cmd
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(INSTALL_HINT)
+    return [sys.executable, "-m", VLLM_MODULE]
+
+
+def build_argv(
+    opts: VllmOptions, command: list[str], *, model: str, served_name: str, port: int
+) -> list[str]:
+    """vLLM's command line for our settings; what vLLM decides by default is left out."""
+    argv = [*command, "--model", model, "--served-model-name", served_name]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    flags: list[tuple[str, object]] = [
+        ("--max-model-len", opts.max_model_len),
+        ("--dtype", None if opts.dtype == "auto" else opts.dtype),
+        ("--tensor-parallel-size", opts.tensor_parallel_size),
+        ("--pipeline-parallel-size", opts.pipeline_parallel_size),
+        ("--gpu-memory-utilization", opts.gpu_memory_utilization),
+        ("--distributed-executor-backend", opts.distributed_executor_backend),
+    ]
+    for flag, value in flags:
+        if value is not None:
+            argv += [flag, str(value)]
+    if opts.enforce_eager:
+        argv.append("--enforce-eager")
+    return argv + list(opts.vllm_arg)
+
+
+def child_env(opts: VllmOptions, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    if opts.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = opts.cuda_visible_devices
+    env.setdefault("PYTHONUNBUFFERED", "1")  # its log lines as they happen
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VllmEngine(Engine):
+    def __init__(
+        self,
+        opts: VllmOptions,
+        *,
+        command: list[str],
+        model: str,
+        served_name: str,
+        env: Mapping[str, str],
+    ) -> None:
+        self.opts = opts
+        self.command = command
+        self.model = model
+        self.served_name = served_name
+        self.base_env = dict(env)
+        self.argv: list[str] = []  # the exact command line of the running vLLM
+        self._child: Child | None = None
+        self._api: UpstreamEngine | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._state = "stopped"  # starting, ready, restarting, failed, stopped
+        self._problem = ""
+
+    async def start(self) -> None:
+        self._state = "starting"
+        await self._launch()
+        self._watch = asyncio.create_task(self._supervise())
+
+    async def _launch(self) -> None:
+        port = free_port()
+        self.argv = build_argv(
+            self.opts, self.command, model=self.model, served_name=self.served_name, port=port
+        )
+        log.info("starting vLLM: %s", shlex.join(self.argv))
+        self._child = Child(self.argv, child_env(self.opts, self.base_env), name="vllm")
+        self._child.spawn()
+        url = f"http://127.0.0.1:{port}"
+
+        def progress(seconds: float) -> None:
+            log.info(
+                "waiting for vLLM (pid %s) to load %s at %s: %.0fs",
+                self._child.pid if self._child else "?",
+                self.model,
+                url,
+                seconds,
+            )
+
+        await self._child.wait_healthy(
+            url + "/health", timeout=self.opts.startup_timeout, progress=progress
+        )
+        if self._api is not None:
+            await self._api.close()
+        self._api = UpstreamEngine(
+            url, model=self.served_name, dialect="openai", engine_name="vllm"
+        )
+        await self._api.start()
+        self._state = "ready"
+        log.info("vLLM is ready at %s (pid %s)", url, self._child.pid)
+
+    async def _supervise(self) -> None:
+        """Restart vLLM when it dies on its own, up to ``max_restarts`` times."""
+        restarts = 0
+        while True:
+            assert self._child is not None
+            code = await self._child.wait_exit()
+            self._problem = f"vLLM exited with code {code}: {await self._child.final_error()}"
+            log.error("%s", self._problem)
+            if restarts >= self.opts.max_restarts:
+                self._state = "failed"
+                log.error("vLLM died %d times; not restarting it again", restarts + 1)
+                return
+            restarts += 1
+            self._state = "restarting"
+            log.info("restarting vLLM (%d of %d)", restarts, self.opts.max_restarts)
+            try:
+                await self._launch()
+            except EngineError as e:
+                self._problem = e.message
+                self._state = "failed"
+                log.error("vLLM could not be restarted: %s", e.message)
+                return
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        if self._child is not None:
+            log.info("stopping vLLM (pid %s)", self._child.pid)
+            await self._child.stop()
+            self._child = None
+        self._state = "stopped"
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    def _server(self) -> UpstreamEngine:
+        child = self._child
+        if child is not None and child.exited() and self._state == "ready":
+            # Dead, and the supervisor has yet to notice: do not send it requests.
+            raise ServerBusyError(
+                f"vLLM is restarting (vLLM exited with code {child.returncode}: "
+                f"{child.last_error()}); retry shortly."
+            )
+        if self._state == "ready" and self._api is not None:
+            return self._api
+        if self._state in ("restarting", "starting"):
+            raise ServerBusyError(f"vLLM is restarting ({self._problem}); retry shortly.")
+        raise EngineError(self._problem or "The vLLM engine is not running.")
+
+    async def health(self) -> bool:
+        return self._state == "ready" and self._child is not None and not self._child.exited()
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        async for chunk in self._server().generate(req):
+            yield chunk
+
+    async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return await self._server().tokenize(text, special=special)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        return await self._server().detokenize(ids)
+
+    async def encode(self, req: GenerateRequest) -> list[int] | None:
+        return await self._server().encode(req)
+
+    def finish_all(self) -> int:
+        return self._api.finish_all() if self._api else 0
+
+    def load(self) -> tuple[int, int]:
+        return self._api.load() if self._api else (0, 0)
+
+    @property
+    def info(self) -> EngineInfo:
+        ctx = self._api.info.context_length if self._api else (self.opts.max_model_len or 0)
+        details: dict[str, str | int] = {"pid": self.pid or 0}
+        for key in ("tensor_parallel_size", "pipeline_parallel_size", "dtype"):
+            value = getattr(self.opts, key)
+            if value not in (None, "auto"):
+                details[key] = value
+        return EngineInfo(engine="vllm", model=self.model, context_length=ctx, details=details)

@@ -1,0 +1,220 @@
+"""The upstream engine: a second real server on loopback (the shared llmkit
+server, which speaks both dialects) as the backend, reached in each dialect
+(``openai://``, ``ollama://``, and detected from ``http://``), through the real
+``openai`` and ``ollama`` clients; upstream errors in the caller's dialect; a
+dead address answering 502 quickly."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from llmkit.core.types import GenerateRequest, Message, SamplingParams
+from llmkit.engines.upstream_convert import parse_upstream, to_ollama, to_openai
+from llmkit.errors import InvalidRequestError
+from tests.conftest import Server, free_port, start_server
+
+MESSAGES = [{"role": "user", "content": "Name three colours."}]
+DEAD = free_port()  # nothing listens here
+
+
+@pytest.fixture(scope="module")
+def proxy(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    host = server.url.removeprefix("http://")
+    tmp = tmp_path_factory.mktemp("upstream")
+    config = tmp / "models.yaml"
+    config.write_text(
+        f"""
+models:
+  - engine: upstream
+    upstream: openai://{host}/v1
+    model: smol
+    served_model_name: [via-openai]
+  - upstream: ollama://{host}
+    model: smol
+    served_model_name: [via-ollama]
+  - upstream: http://{host}
+    model: smol
+    served_model_name: [via-detected]
+  - upstream: http://127.0.0.1:{DEAD}
+    model: gone
+    served_model_name: [dead]
+  - upstream: ollama://{host}   # no model: every model the upstream serves
+"""
+    )
+    s = start_server(tmp, "--config", str(config))
+    yield s
+    s.stop()
+
+
+def direct_chat(server: Server, **kw: object) -> openai.types.chat.ChatCompletion:
+    return server.client().chat.completions.create(
+        model="smol", messages=MESSAGES, max_tokens=12, temperature=0, **kw
+    )
+
+
+def test_listings_show_every_upstream_model(proxy, server):
+    ids = {m.id: m.model_extra["max_model_len"] for m in proxy.client().models.list().data}
+    assert ids == {
+        "via-openai": 8192,
+        "via-ollama": 8192,
+        "via-detected": 8192,
+        "dead": 0,  # not reachable: its context is unknown
+        "SmolLM2-135M-Instruct": 8192,
+        "smol": 8192,
+    }
+    tags = ollama.Client(host=proxy.url).list().models
+    assert "via-ollama" in [m.model for m in tags]
+    show = ollama.Client(host=proxy.url).show("via-ollama")  # the upstream's own description
+    assert show.details.family == "llama" and show.details.quantization_level == "Q4_1"
+    log = proxy.log()
+    assert f"The upstream server http://127.0.0.1:{DEAD} is not answering" in log
+    # llmkit answers both dialects; the OpenAI one tells more (max_model_len, /tokenize).
+    assert f"{server.url} speaks the openai dialect" in log
+
+
+def test_an_ollama_server_gets_the_openai_api(proxy, server):
+    want = direct_chat(server)
+    got = proxy.client().chat.completions.create(
+        model="via-ollama", messages=MESSAGES, max_tokens=12, temperature=0
+    )
+    assert got.choices[0].message.content == want.choices[0].message.content
+    assert got.choices[0].finish_reason == "length"
+    assert got.usage.prompt_tokens == want.usage.prompt_tokens
+    assert got.usage.completion_tokens == 12
+    stream = proxy.client().chat.completions.create(
+        model="via-ollama",
+        messages=MESSAGES,
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == want.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == 12
+
+
+def test_an_openai_server_gets_the_ollama_api(proxy, server):
+    want = direct_chat(server).choices[0].message.content
+    o = ollama.Client(host=proxy.url)
+    options = {"num_predict": 12, "temperature": 0}
+    reply = o.chat(model="via-openai", messages=MESSAGES, options=options)
+    assert reply.message.content == want and reply.eval_count == 12
+    parts = list(o.chat(model="via-detected", messages=MESSAGES, options=options, stream=True))
+    assert "".join(p.message.content for p in parts) == want
+    assert parts[-1].done and parts[-1].done_reason == "length"
+    # /api/generate through an OpenAI-style upstream that has /tokenize: context too.
+    gen = o.generate(model="via-openai", prompt="Roses are", options=options)
+    assert gen.response and gen.context
+
+
+def test_stop_and_seed_pass_through(proxy, server):
+    direct = server.client().chat.completions.create(
+        model="smol", messages=MESSAGES, max_tokens=24, temperature=0.9, seed=7, stop=["\n"]
+    )
+    for model in ("via-openai", "via-ollama"):
+        got = proxy.client().chat.completions.create(
+            model=model, messages=MESSAGES, max_tokens=24, temperature=0.9, seed=7, stop=["\n"]
+        )
+        assert got.choices[0].message.content == direct.choices[0].message.content, model
+        assert "\n" not in got.choices[0].message.content
+
+
+def test_upstream_errors_come_back_in_the_callers_dialect(proxy):
+    # The OpenAI caller of an Ollama upstream: Ollama's {"error"} becomes OpenAI's shape.
+    with pytest.raises(openai.BadRequestError) as e:
+        proxy.client().chat.completions.create(
+            model="via-ollama", messages=MESSAGES, max_tokens=100_000
+        )
+    assert e.value.status_code == 400
+    assert "maximum context length is 8192 tokens" in e.value.body["message"]
+    # The Ollama caller of an OpenAI upstream: OpenAI's error object becomes {"error": "..."}.
+    r = httpx.post(
+        proxy.url + "/api/chat",
+        json={"model": "via-openai", "messages": MESSAGES, "options": {"num_predict": 100_000}},
+    )
+    assert r.status_code == 400
+    assert "maximum context length is 8192 tokens" in r.json()["error"]
+    with pytest.raises(ollama.ResponseError) as oe:
+        ollama.Client(host=proxy.url).chat(
+            model="via-openai", messages=MESSAGES, options={"num_predict": 100_000}
+        )
+    assert oe.value.status_code == 400
+
+
+def test_tokenize_where_the_upstream_can(proxy):
+    body = {"model": "via-openai", "messages": MESSAGES}
+    r = httpx.post(proxy.url + "/tokenize", json=body)
+    assert r.status_code == 200 and r.json()["count"] > 5
+    r = httpx.post(proxy.url + "/tokenize", json={**body, "model": "via-ollama"})
+    assert r.status_code == 400
+    assert "cannot tokenize" in r.json()["error"]["message"]
+
+
+def test_a_dead_upstream_is_a_quick_502_naming_it(proxy):
+    address = f"127.0.0.1:{DEAD}"
+    start = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as e:
+        proxy.client().chat.completions.create(model="dead", messages=MESSAGES, max_tokens=4)
+    assert e.value.status_code == 502 and address in e.value.message
+    with pytest.raises(openai.APIStatusError) as e:
+        stream = proxy.client().chat.completions.create(
+            model="dead", messages=MESSAGES, max_tokens=4, stream=True
+        )
+        list(stream)
+    assert e.value.status_code == 502
+    with pytest.raises(ollama.ResponseError) as oe:
+        ollama.Client(host=proxy.url).chat(model="dead", messages=MESSAGES)
+    assert oe.value.status_code == 502 and address in oe.value.error
+    assert time.monotonic() - start < 10  # refused at once, never a hang
+    assert httpx.get(proxy.url + "/health").status_code == 200  # the others still serve
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("ollama://gpu-box:11434", ("http://gpu-box:11434", "ollama")),
+        ("openai://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", "openai")),
+        ("openai+https://api.example.com/v1/", ("https://api.example.com", "openai")),
+        ("http://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", None)),
+        ("127.0.0.1:11434", ("http://127.0.0.1:11434", None)),
+    ],
+)
+def test_upstream_urls(url, want):
+    assert parse_upstream(url) == want
+
+
+def test_requests_in_each_dialect():
+    req = GenerateRequest(
+        messages=(Message("user", "Hi"),),
+        sampling=SamplingParams(temperature=0.5, top_k=20, seed=3, response_format="json"),
+        max_tokens=8,
+        stop=("\n",),
+    )
+    assert to_openai("m", req) == (
+        "/v1/chat/completions",
+        {"model": "m", "stream": True, "temperature": 0.5,
+         "stream_options": {"include_usage": True},
+         "messages": [{"role": "user", "content": "Hi"}],
+         "max_tokens": 8, "seed": 3, "stop": ["\n"], "top_k": 20,
+         "response_format": {"type": "json_object"}},
+    )  # fmt: skip
+    assert to_ollama("m", req) == (
+        "/api/chat",
+        {"model": "m", "stream": True, "format": "json",
+         "messages": [{"role": "user", "content": "Hi"}],
+         "options": {"temperature": 0.5, "top_p": 1.0, "top_k": 20, "min_p": 0.0,
+                     "repeat_penalty": 1.0, "repeat_last_n": 64, "presence_penalty": 0.0,
+                     "frequency_penalty": 0.0, "seed": 3, "num_predict": 8, "stop": ["\n"]}},
+    )  # fmt: skip
+    raw = GenerateRequest(prompt="Once", max_tokens=2)
+    assert to_openai("m", raw)[0] == "/v1/completions"
+    assert to_ollama("m", raw)[1]["raw"] is True and to_ollama("m", raw)[0] == "/api/generate"
+    with pytest.raises(InvalidRequestError):
+        to_ollama("m", GenerateRequest(prompt=(1, 2, 3)))
