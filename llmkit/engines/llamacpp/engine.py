@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import Engine, reply_budget
+from llmkit.engines.base import Engine, check_token_ids, relay, reply_budget
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.sampler import Sampler
@@ -142,23 +142,13 @@ class LlamaCppEngine(Engine):
             seq.sampler.close()
             raise
         try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, LlmkitError):
-                    raise item
-                yield item
+            async for chunk in relay(queue):
+                yield chunk
         finally:
             self._sched.cancel(seq)
 
     def _check_ids(self, ids: list[int], param: str) -> None:
-        n_vocab = self.lm.n_vocab
-        bad = [t for t in ids if not 0 <= t < n_vocab]
-        if bad:
-            raise InvalidRequestError(
-                f"Token ids must be in 0..{n_vocab - 1}; got {bad[:5]}.", param=param
-            )
+        check_token_ids(ids, self.lm.n_vocab, param)
 
 
 def human_count(n: int) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import Engine, reply_budget
+from llmkit.engines.base import Engine, check_token_ids, relay, reply_budget
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
@@ -128,20 +128,10 @@ class TransformersEngine(Engine):
         )
         self._sched.submit(seq)
         try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, LlmkitError):
-                    raise item
-                yield item
+            async for chunk in relay(queue):
+                yield chunk
         finally:
             self._sched.cancel(seq)
 
     def _check_ids(self, ids: list[int], param: str) -> None:
-        n = self.lm.n_vocab
-        bad = [t for t in ids if not 0 <= t < n]
-        if bad:
-            raise InvalidRequestError(
-                f"Token ids must be in 0..{n - 1}; got {bad[:5]}.", param=param
-            )
+        check_token_ids(ids, self.lm.n_vocab, param)
