@@ -19,6 +19,7 @@ from llmkit.cli.main import cli
 from llmkit.models.download import PullRequest, pull
 from llmkit.models.sizing import format_bytes
 from llmkit.settings import ModelsSettings
+from tests import standin_hub
 from tests.conftest import free_port
 from tests.standin_hub import StandinHub
 from tests.test_sizing import QWEN2_7B
@@ -94,16 +95,24 @@ def test_a_cut_transfer_resumes_from_where_it_stopped(repos, env, flavour):
         "model.safetensors"]  # fmt: skip
 
 
-def test_a_killed_pull_resumes_on_the_next_pull(repos, env, tmp_path):
-    """ModelScope keeps the partial file of a process that died; the next pull asks
-    only for the bytes after it."""
-    from modelscope_hub.constants import DOWNLOAD_CHUNK_SIZE
+@pytest.mark.parametrize("flavour", ["hf", "modelscope"])
+def test_a_killed_pull_resumes_on_the_next_pull(repos, env, tmp_path, flavour):
+    """The partial file of a pull that was killed stays; the next pull asks only
+    for the bytes after it."""
+    if flavour == "hf":
+        from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
 
-    held = 5 * DOWNLOAD_CHUNK_SIZE  # whole chunks, so all of them reach the disk
-    with StandinHub("modelscope", repos, hold_after={"model.safetensors": held}) as hub:
+        endpoint_var = "HF_ENDPOINT"
+        held = DOWNLOAD_CHUNK_SIZE  # one whole chunk, so it reaches the disk
+    else:
+        from modelscope_hub.constants import DOWNLOAD_CHUNK_SIZE
+
+        endpoint_var = "MODELSCOPE_ENDPOINT"
+        held = 5 * DOWNLOAD_CHUNK_SIZE
+    with StandinHub(flavour, repos, hold_after={"model.safetensors": held}) as hub:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llmkit", "pull", "org/tiny", "--source", "modelscope"],
-            env={**os.environ, "MODELSCOPE_ENDPOINT": hub.url},
+            [sys.executable, "-m", "llmkit", "pull", "org/tiny", "--source", flavour],
+            env={**os.environ, endpoint_var: hub.url},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -116,9 +125,8 @@ def test_a_killed_pull_resumes_on_the_next_pull(repos, env, tmp_path):
         proc.wait()
         hub.release.set()
         assert "(incomplete)" in invoke("list").output
-        result = invoke("pull", "org/tiny", "--source", "modelscope", env={
-            "MODELSCOPE_ENDPOINT": hub.url})  # fmt: skip
-    assert result.exit_code == 0
+        result = invoke("pull", "org/tiny", "--source", flavour, env={endpoint_var: hub.url})
+    assert result.exit_code == 0, result.output
     assert [g.range for g in hub.gets("model.safetensors")] == [None, f"bytes={held}-"]
     data = repos["org/tiny"]["model.safetensors"]
     assert (env / "org/tiny/model.safetensors").read_bytes() == data
@@ -134,7 +142,7 @@ def test_pulling_again_fetches_only_what_is_missing(repos, env):
         events = []
         pull(PullRequest("org/tiny"), settings, events.append)
     downloads = [s.path.rsplit("/", 1)[-1] for s in hub.seen if "/resolve/" in s.path]
-    assert downloads == ["config.json", "config.json"]  # HEAD and GET, nothing else
+    assert downloads == ["config.json"]  # the missing file, nothing else
     # The callback saw the plan, then each file to its last byte.
     plan = next(e for e in events if e.status == "files")
     assert sorted(f.path for f in plan.files) == sorted(
@@ -221,3 +229,18 @@ def test_mem_of_a_repository_not_pulled(repos, env, monkeypatch):
     assert lines[-2] == "does not fit: 16.88 GiB > 16.00 GiB (--gpu-memory 16)"
     assert lines[-1].startswith("to fit, try: --max-model-len 15360 (15.96 GiB); or --dtype int8")
     assert not env.exists() or not any(env.rglob("config.json"))
+
+
+def test_files_already_in_hugging_faces_cache_are_not_downloaded(repos, env, tmp_path):
+    with StandinHub("hf", repos) as hub:
+        settings = ModelsSettings(hf_endpoint=hub.url, sources=["hf"])
+        pull(PullRequest("org/tiny"), settings)
+        # What `huggingface-cli download` would have left in HF_HOME for this commit.
+        snapshot = tmp_path / "hf/hub/models--org--tiny/snapshots" / standin_hub.SHA
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_bytes(repos["org/tiny"]["config.json"])
+        (env / "org/tiny/config.json").unlink()
+        hub.seen.clear()
+        pull(PullRequest("org/tiny"), settings)
+    assert not [s for s in hub.seen if "/resolve/" in s.path]
+    assert (env / "org/tiny/config.json").read_bytes() == repos["org/tiny"]["config.json"]

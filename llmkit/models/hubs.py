@@ -4,15 +4,17 @@ ModelScope. Each adapter does two things, list a repository's files and download
 some of them into a directory, reporting bytes as they arrive; and it turns its
 library's exceptions into one ``SourceError`` saying what went wrong.
 
-Resuming is the libraries' own: both retry a dropped transfer with an HTTP
-Range request from the last byte received; ModelScope also keeps the partial
-file of a killed process and resumes it on the next pull. Files already
-complete are never fetched again.
+Resuming: both libraries retry a dropped transfer with an HTTP Range request
+from the last byte received, and the partial file of a killed pull stays on disk
+(``<file>.incomplete``) for the next pull to continue. Files already complete
+are never fetched again.
 """
 
 from __future__ import annotations
 
 import glob
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,24 +82,53 @@ class HuggingFace:
     def download(
         self, repo: str, revision: str, files: list[RemoteFile], dest: Path, on_bytes: BytesFunc
     ) -> None:
-        from huggingface_hub import hf_hub_download
+        """Each file goes to ``<file>.incomplete`` first, through huggingface_hub's
+        own ``http_get``. hf_hub_download keeps its partial file per process (and
+        loses it with a killed process); a stable name lets the next pull ask
+        only for the bytes after it. A file already in Hugging Face's own cache
+        is linked or copied from there."""
+        from huggingface_hub import hf_hub_url, try_to_load_from_cache
+        from huggingface_hub.file_download import http_get
+        from huggingface_hub.utils import build_hf_headers
 
+        headers = build_hf_headers(token=self.token)
         for f in files:
+            target = dest / f.path
+            if target.exists() and (f.size is None or target.stat().st_size == f.size):
+                on_bytes(f.path, f.size or 0, f.size)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
             with self._errors(repo):
-                hf_hub_download(
-                    repo,
-                    f.path,
-                    revision=revision,
-                    local_dir=dest,
-                    cache_dir=self.cache_dir,
-                    endpoint=self.endpoint,
-                    token=self.token,
-                    tqdm_class=_bar_class(f, on_bytes),  # type: ignore[arg-type]
+                cached = try_to_load_from_cache(
+                    repo, f.path, cache_dir=self.cache_dir, revision=revision
                 )
-            on_bytes(f.path, f.size or 0, f.size)  # also for files already there
+                if isinstance(cached, str):
+                    _link_or_copy(Path(cached), target)
+                else:
+                    part = target.with_name(target.name + ".incomplete")
+                    url = hf_hub_url(repo, f.path, revision=revision, endpoint=self.endpoint)
+                    with part.open("ab") as out:
+                        http_get(
+                            url,
+                            out,
+                            resume_size=out.tell(),
+                            headers=headers,
+                            expected_size=f.size,
+                            displayed_filename=f.path,
+                            tqdm_class=_bar_class(f, on_bytes),  # type: ignore[arg-type]
+                        )
+                    part.replace(target)
+            on_bytes(f.path, f.size or 0, f.size)
 
     def _errors(self, repo: str) -> Any:
         return _Translate(repo, self.endpoint, _hf_kind)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src.resolve(), dst)  # same disk: no second copy of the weights
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _hf_kind(e: BaseException) -> str | None:
