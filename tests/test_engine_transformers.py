@@ -14,6 +14,7 @@ transformers' own logits) greedy picks differ and the texts go their own ways.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -170,6 +171,18 @@ def test_missing_torch_says_how_to_install_it(tmp_path):
     assert r.returncode == 1
     assert "pip install 'llmkit[transformers]'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_serve_refuses_what_would_not_fit_before_loading(tmp_path):
+    """transformers dequantizes the GGUF to float32 on the CPU: 135M parameters x 4
+    bytes. The check runs before torch loads anything."""
+    env = {**os.environ, "LLMKIT_HOME": str(tmp_path), "LLMKIT_MEMORY_GIB": "0.3"}
+    r = subprocess.run(
+        [sys.executable, "-m", "llmkit", "serve", "--engine", "transformers"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "weights 513.13 MiB" in r.stderr and "307.20 MiB" in r.stderr
 
 
 def test_a_hugging_face_directory_loads_from_source(tmp_path, bundled_path):

@@ -158,13 +158,23 @@ def _transformers(
 ) -> list[ServedModel]:
     from llmkit.engines.transformers.engine import TransformersEngine, TransformersOptions
     from llmkit.engines.transformers.model import require_transformers
+    from llmkit.models.fit import fit_before_transformers
 
     o = options(TransformersOptions, entry)
     found = locate(entry.model, models)
     source, gguf = hf_source(found, models)
     require_transformers(gguf is not None)
-    engine = TransformersEngine(o, source=source, gguf_file=gguf)
     path = source / gguf if gguf else source
+    fit_before_transformers(
+        path,
+        found.name,
+        device=o.device,
+        dtype=o.dtype,
+        max_model_len=o.max_model_len,
+        parallel=o.parallel,
+        memory_gib=models.memory_gib,
+    )
+    engine = TransformersEngine(o, source=source, gguf_file=gguf)
     describe = _describe("transformers", path, o.max_model_len)
     return [_served(entry, engine, found.name, created=_mtime(path), describe=describe)]
 

@@ -297,3 +297,30 @@ def fit_before_serving(
         context = min(max_model_len, trained)  # longer: the engine refuses it with its own error
     budget = machine_budget(gpu=False, memory_gib=memory_gib)
     return check_fit(facts, Plan(context=context, sequences=parallel), budget, what=name)
+
+
+def fit_before_transformers(
+    path: Path,
+    name: str,
+    *,
+    device: str,
+    dtype: str,
+    max_model_len: int | None,
+    parallel: int,
+    memory_gib: float | None,
+) -> MemoryEstimate:
+    """``check_fit`` for the transformers engine: on the CPU (``auto`` without a
+    GPU) the weights are float32 unless ``--dtype`` says otherwise, a GGUF's
+    included (transformers dequantizes it); on a GPU, the checkpoint's own type.
+    The KV cache is counted for ``parallel`` sequences of the context, at most 8192
+    tokens unless ``--max-model-len`` says more. For a GGUF the figure is a floor
+    (its KV cache is sized as llama.cpp's 16-bit one; float32 doubles it): this
+    check refuses only what surely cannot fit."""
+    on_gpu = device.startswith("cuda") or (device == "auto" and bool(gpu_memory()))
+    facts = read_facts(path)
+    plan = Plan(
+        dtype=dtype if dtype != "auto" else (None if on_gpu else "float32"),
+        context=max_model_len or min(facts.context_length or 2048, 8192),
+        sequences=parallel,
+    )
+    return check_fit(facts, plan, machine_budget(gpu=on_gpu, memory_gib=memory_gib), what=name)
