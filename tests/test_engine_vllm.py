@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -194,6 +195,31 @@ def test_shutdown_stops_vllm(vllm_dir, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert "stopping vLLM" in s.log()
+
+
+def test_vllm_does_not_outlive_a_killed_server(tmp_path):
+    """kill -9 gives llmkit no chance to stop its child: the kernel does it."""
+    s = start_server(
+        tmp_path,
+        "--engine", "vllm", "--model", "SmolLM2-135M-Instruct", "--vllm-command", STANDIN,
+        env={"FAKE_VLLM_DIR": str(tmp_path)},
+    )  # fmt: skip
+    pid = starts(tmp_path)[-1]["pid"]
+    s.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the vLLM child outlived the server"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A child that exited but was not yet reaped is a zombie: gone for our purpose.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
 
 
 def test_vllm_that_fails_to_load_ends_serve_with_its_error(tmp_path):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import logging
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -49,6 +51,7 @@ class Child:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stop() reaches its workers too
+                preexec_fn=_die_with_parent(),
             )
         except OSError as e:
             raise EngineError(f"Could not start {self.name} ({self.argv[0]}): {e}") from e
@@ -155,3 +158,23 @@ class Child:
                 proc.send_signal(sig)
             except ProcessLookupError:
                 pass
+
+
+def _die_with_parent():  # type: ignore[no-untyped-def]
+    """On Linux, have the kernel send the child SIGTERM if llmkit dies without
+    stopping it (kill -9, a crash), so no vLLM is left holding the GPUs. Called
+    from the thread that runs the event loop, which lives as long as the server
+    (the signal follows the death of the thread that started the child)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not after fork
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_pdeathsig() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return set_pdeathsig
