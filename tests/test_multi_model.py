@@ -92,7 +92,11 @@ def test_first_use_load_and_idle_unload(multi):
     health = {m["name"]: m["loaded"] for m in httpx.get(multi.url + "/health").json()["models"]}
     assert health["alpha"] and not health["beta"]
     o = ollama.Client(host=multi.url)
-    o.generate(model="beta", prompt="Hi", options={"num_predict": 2})
+    first = o.generate(model="beta", prompt="Hi", options={"num_predict": 2})
+    again = o.generate(model="beta", prompt="Hi", options={"num_predict": 2})
+    # Ollama's load_duration: the time this request waited for the model to load.
+    assert first.load_duration > 0 and again.load_duration == 0
+    assert first.total_duration >= first.load_duration + first.prompt_eval_duration
     loaded = ps(multi)
     assert {"alpha", "beta", "b", "remote"} <= set(loaded)
     assert loaded["beta"] < loaded["alpha"]  # beta expires in seconds, alpha never

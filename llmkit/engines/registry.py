@@ -47,6 +47,8 @@ class ServedModel:
         self.preload = preload
         self.loaded = False
         self.active = 0  # generations and token counts running on the engine now
+        self.loads = 0  # how many times the engine has been loaded
+        self.last_load_ns = 0  # how long the last load took
         self.expires_at: float | None = None  # wall-clock time of the next unload
         self._hold = keep_alive  # the keep_alive in force (a request may change it)
         self._info = describe
@@ -74,12 +76,15 @@ class ServedModel:
             if self.loaded:
                 return
             log.info("loading %s", self.name)
+            started = time.perf_counter_ns()
             try:
                 await self.inner.start()
             except BaseException:
                 with contextlib.suppress(Exception):
                     await self.inner.close()
                 raise
+            self.last_load_ns = time.perf_counter_ns() - started
+            self.loads += 1
             self.loaded = True
             self._info = self.inner.info
         if self.active == 0:

@@ -128,6 +128,8 @@ class Timing:
     """Nanosecond clock readings of one generation, for Ollama's durations."""
 
     start: int
+    loads: int = 0  # the model's load count when the request came in
+    load: int = 0  # time spent loading the model for this request
     first: int = 0  # the first token is out: the prompt has been read
     end: int = 0
 
@@ -144,9 +146,9 @@ def _done(model: str, reason: str | None, usage: Usage | None, timing: Timing) -
         "done": True,
         "done_reason": reason or "stop",
         "total_duration": timing.end - timing.start,
-        "load_duration": 0,  # a load on first use is not counted per request
+        "load_duration": timing.load,
         "prompt_eval_count": usage.prompt_tokens if usage else 0,
-        "prompt_eval_duration": first - timing.start,
+        "prompt_eval_duration": max(0, first - timing.start - timing.load),
         "eval_count": usage.completion_tokens if usage else 0,
         "eval_duration": timing.end - first,
     }

@@ -23,7 +23,6 @@ from llmkit.api.ollama import convert
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.errors import error_line
 from llmkit.core.types import Chunk, GenerateRequest
-from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 from llmkit.serve_config import parse_keep_alive
@@ -109,6 +108,7 @@ async def show(request: Request, body: ShowBody) -> dict[str, Any]:
 @generation.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
     model = _model(request, body.model)
+    timing = convert.Timing(start=convert.Timing.clock(), loads=model.loads)
     if not body.messages:
         return await _load(model, body, chat=True)
     req = convert.from_chat_request(body)
@@ -120,12 +120,13 @@ async def chat(request: Request, body: ChatBody) -> Response:
     def last(text: str, final: Chunk, timing: convert.Timing) -> dict[str, Any]:
         return convert.to_chat_done(body.model, text, final.finish_reason, final.usage, timing)
 
-    return await _respond(request, model.engine, req, bool(body.stream), line, last)
+    return await _respond(request, model, timing, req, bool(body.stream), line, last)
 
 
 @generation.post("/generate", response_model=None)
 async def generate(request: Request, body: GenerateBody) -> Response:
     model = _model(request, body.model)
+    timing = convert.Timing(start=convert.Timing.clock(), loads=model.loads)
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
     req = convert.from_generate_request(body)
@@ -151,7 +152,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
             body.model, text, final.finish_reason, final.usage, timing, context
         )
 
-    return await _respond(request, model.engine, req, bool(body.stream), line, last, out)
+    return await _respond(request, model, timing, req, bool(body.stream), line, last, out)
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields) -> float | None:
@@ -172,7 +173,8 @@ async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> 
 
 async def _respond(
     request: Request,
-    engine: Engine,
+    model: ServedModel,
+    timing: convert.Timing,
     req: GenerateRequest,
     stream: bool,
     line: Callable[[str], dict[str, Any]],
@@ -180,9 +182,10 @@ async def _respond(
     token_ids: list[int] | None = None,
 ) -> Response:
     """Run one generation, streamed as NDJSON lines or answered as one object."""
-    timing = convert.Timing(start=convert.Timing.clock())
-    chunks = await open_streams(engine, [req])  # refusals still get a plain error status
+    chunks = await open_streams(model.engine, [req])  # refusals still get a plain error status
     timing.first = convert.Timing.clock()
+    if model.loads != timing.loads:  # this request waited for the model to load
+        timing.load = model.last_load_ns
     keep = token_ids if token_ids is not None else []
 
     async def run() -> AsyncIterator[tuple[str, Chunk | None]]:
