@@ -13,8 +13,22 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.errors import ContextLengthError, InvalidRequestError, LlmkitError
+
+
+class LocalEngineOptions(BaseModel):
+    """What every engine that runs the model in this process takes (llama.cpp,
+    transformers); each adds its own. Unknown keys are refused before loading."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_model_len: int | None = None
+    threads: int | None = None
+    parallel: int = Field(default=4, ge=1)
+    max_queue: int = Field(default=64, ge=0)
 
 
 class Engine(ABC):

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llmkit.client import protocol
 from llmkit.core.types import EngineInfo
+from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.registry import ServedModel
 from llmkit.errors import ConfigError, ModelSpecError
 from llmkit.models.metadata import read_facts
@@ -30,13 +31,8 @@ Opts = TypeVar("Opts", bound=BaseModel)
 Progress = Callable[[float], None] | None
 
 
-class LlamaCppOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_model_len: int | None = None
-    threads: int | None = None
-    parallel: int = Field(default=4, ge=1)
-    max_queue: int = Field(default=64, ge=0)
+class LlamaCppOptions(LocalEngineOptions):
+    pass
 
 
 def options(cls: type[Opts], entry: ModelEntry) -> Opts:

@@ -13,21 +13,19 @@ import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import Engine, check_token_ids, relay, reply_budget
+from llmkit.engines.base import (
+    Engine,
+    LocalEngineOptions,
+    check_token_ids,
+    relay,
+    reply_budget,
+)
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
 
-class TransformersOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_model_len: int | None = None
-    threads: int | None = None
-    parallel: int = Field(default=4, ge=1)
-    max_queue: int = Field(default=64, ge=0)
+class TransformersOptions(LocalEngineOptions):
     device: str = "auto"
     dtype: str = "auto"
 
