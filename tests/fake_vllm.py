@@ -69,8 +69,10 @@ def main() -> None:
     time.sleep(float(os.environ.get("FAKE_VLLM_DELAY", "0")))
     threading.Thread(target=_crash_when_told, args=(directory,), daemon=True).start()
 
-    from llmkit.server import serve
-    from llmkit.settings import ServeSettings
+    from llmkit.engines.spec import load_specs
+    from llmkit.env import Environment
+    from llmkit.serving.server import serve
+    from llmkit.serving.settings import ServeSettings
 
     # Only the flags count (an LLMKIT_ENGINE=vllm here would start itself again), and
     # it records its address apart from the llmkit that started it.
@@ -82,11 +84,10 @@ def main() -> None:
         served_model_name=args.served_model_name or [args.model],
         host=args.host,
         port=args.port,
-        max_model_len=args.max_model_len,
-        parallel=2,
         log_level="warning",
+        options={"max_model_len": args.max_model_len, "parallel": 2},
     )
-    serve(settings)
+    serve(settings, load_specs(), Environment.read())
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
+from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.catalog import Catalog
 from llmkit.models.resolve import resolve_model
 from llmkit.models.sizing import format_bytes
-from llmkit.settings import ModelsSettings
 from tests.conftest import start_server
 from tests.tiny_models import hf_repo, tiny_gguf, write_repo
 

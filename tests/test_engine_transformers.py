@@ -196,9 +196,10 @@ def test_a_hugging_face_directory_loads_from_source(tmp_path, bundled_path):
     import transformers
 
     from llmkit.core.types import GenerateRequest, Message, SamplingParams
-    from llmkit.engines.factory import build_models
-    from llmkit.serve_config import ModelEntry
-    from llmkit.settings import ModelsSettings
+    from llmkit.engines.spec import load_specs
+    from llmkit.env import Environment
+    from llmkit.serving.build import build_models
+    from llmkit.serving.config import ModelEntry
 
     gguf = Path(bundled_path)
     tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -209,8 +210,13 @@ def test_a_hugging_face_directory_loads_from_source(tmp_path, bundled_path):
     transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
 
-    entry = ModelEntry(model=str(tmp_path), engine="transformers", threads=1, max_model_len=128)
-    [served] = build_models(entry, models=ModelsSettings(models_dir=tmp_path / "none"))
+    entry = ModelEntry(
+        model=str(tmp_path),
+        engine="transformers",
+        options={"threads": 1, "max_model_len": 128},
+    )
+    env = Environment.read({"LLMKIT_MODELS": str(tmp_path / "none")})
+    [served] = build_models(entry, load_specs(), env)
     assert served.name == tmp_path.name and served.info.format == "safetensors"
 
     async def run() -> list:

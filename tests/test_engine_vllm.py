@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
-from llmkit.engines.vllm import VLLM_MODULE, VllmOptions, build_argv, vllm_command
+from llmkit.engines.vllm.engine import VLLM_MODULE, build_argv, vllm_command
+from llmkit.engines.vllm.spec import VllmOptions
 from llmkit.errors import ConfigError
 from tests.conftest import Server, start_server
 

@@ -18,11 +18,14 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
+from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Usage
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.serve_config import model_entries, parse_keep_alive
-from llmkit.settings import ServeSettings
+from llmkit.engines.spec import load_specs
+from llmkit.env import Environment
+from llmkit.serving.build import model_entries
+from llmkit.serving.settings import load_serve_settings
 from tests.conftest import Server, start_server
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -173,9 +176,11 @@ def test_the_readme_config_example_reads_as_documented(tmp_path):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     [example] = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
     (tmp_path / "models.yaml").write_text(example)
-    settings = ServeSettings(config=tmp_path / "models.yaml", port=9000)
+    specs = load_specs()
+    flags = {"config": tmp_path / "models.yaml", "port": 9000}
+    settings = load_serve_settings(flags, Environment.read({}), specs)
     assert settings.port == 9000 and settings.keep_alive == "10m"  # the flag wins; the file's
-    entries = model_entries(settings)
+    entries = model_entries(settings, specs)
     assert [(e.model, e.engine, e.served_model_name, e.load, e.keep_alive) for e in entries] == [
         ("SmolLM2-135M-Instruct", "llamacpp", ["smol"], "startup", "10m"),
         ("Qwen/Qwen2-0.5B-Instruct", "transformers", [], "first-use", "5m"),

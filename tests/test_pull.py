@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
+from llmkit.env import ModelsSettings
 from llmkit.models.download import PullRequest, pull
 from llmkit.models.sizing import format_bytes
-from llmkit.settings import ModelsSettings
 from tests import standin_hub
 from tests.conftest import free_port
 from tests.standin_hub import StandinHub

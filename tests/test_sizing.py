@@ -324,7 +324,7 @@ def test_bundled_estimate_is_within_a_quarter_of_measured_memory(tmp_path, flags
     library). The difference is what the model costs, which is what the estimate
     claims to be."""
     baseline = subprocess.run(
-        [sys.executable, "-c", "import llmkit.cli.main, llmkit.server, os\n"
+        [sys.executable, "-c", "import llmkit.cli.main, llmkit.serving.server, os\n"
          "print(open(f'/proc/{os.getpid()}/status').read())"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

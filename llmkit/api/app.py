@@ -24,7 +24,7 @@ from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
-from llmkit.settings import ServeSettings
+from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit.api")
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import click
 
 from llmkit.cli.terminal import ChatOptions, Terminal, chat_options
+from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import Chat, open_store
 
 
-def _open_chat(opts: ChatOptions, session: str | None, resume: bool) -> Chat:
-    store = open_store(None)
+def _open_chat(opts: ChatOptions, session: str | None, resume: bool, env: Environment) -> Chat:
+    # The same store as `llmkit sessions` and Chat(): LLMKIT_STORE, else the data directory's.
+    store = open_store(None, env)
     if resume and session is None:
         last = store.last()
         if last is None:
@@ -28,17 +30,17 @@ def _open_chat(opts: ChatOptions, session: str | None, resume: bool) -> Chat:
         max_tokens=opts.max_tokens,
         temperature=opts.temperature,
         store=store,
+        env=env,
     )
 
 
 @click.command()
 @click.option(
     "--url",
-    envvar="LLMKIT_URL",
     help="Server to talk to: llmkit, vLLM, Ollama or any OpenAI-style API "
-    "(default: the local llmkit serve). Env: LLMKIT_URL.",
+    "(default: the local llmkit serve). [env: LLMKIT_URL]",
 )
-@click.option("--api-key", envvar="LLMKIT_API_KEY", help="Bearer key for the server.")
+@click.option("--api-key", help="Bearer key for the server. [env: LLMKIT_API_KEY]")
 @click.option(
     "--dialect",
     type=click.Choice(["openai", "ollama"]),
@@ -67,11 +69,20 @@ def chat(
     llmkit chat --url http://127.0.0.1:11434 --model llama3.2   # an Ollama
     llmkit chat --url https://api.openai.com --api-key $KEY --model gpt-4o-mini
     """
+    env = Environment.read()
     opts = ChatOptions(
-        url, model, api_key, dialect, system, memory, max_tokens, temperature, not plain
+        url or env.url,
+        model,
+        api_key or env.api_key,
+        dialect,
+        system,
+        memory,
+        max_tokens,
+        temperature,
+        not plain,
     )
     try:
-        Terminal(_open_chat(opts, session, resume), opts).run()
+        Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
 
@@ -101,15 +112,22 @@ def run(
     llmkit run --session notes --memory summary
     """
     from llmkit.cli.progress import load_progress
-    from llmkit.server import serving_in_thread
-    from llmkit.settings import ServeSettings
+    from llmkit.engines.spec import load_specs
+    from llmkit.serving.server import serving_in_thread
+    from llmkit.serving.settings import ServeSettings
 
-    settings = ServeSettings(model=model_path, parallel=1, port=0, log_level="warning")
+    env = Environment.read()
+    settings = ServeSettings(
+        model=[model_path] if model_path else [],
+        port=0,
+        log_level="warning",
+        options={"parallel": 1},
+    )
     try:
-        with serving_in_thread(settings, on_progress=load_progress()) as url:
+        with serving_in_thread(settings, load_specs(), env, on_progress=load_progress()) as url:
             opts = ChatOptions(
                 url, model, None, "openai", system, memory, max_tokens, temperature, not plain
             )
-            Terminal(_open_chat(opts, session, resume), opts).run()
+            Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()
     except LlmkitError as e:
         raise click.ClickException(e.message) from None

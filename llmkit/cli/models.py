@@ -15,6 +15,7 @@ import click
 from pydantic import ValidationError
 
 from llmkit.cli.views import PullView, human_params, mem_lines
+from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.download import SHORT_NAMES, PullRequest, fetch_config
@@ -23,7 +24,6 @@ from llmkit.models.fit import MEM_FLAGS, Budget, Plan, judge, machine_budget
 from llmkit.models.metadata import ModelFacts, read_facts
 from llmkit.models.resolve import locate, looks_like_path, resolve_model
 from llmkit.models.sizing import DTYPE_BYTES, GIB, format_bytes
-from llmkit.settings import SOURCES, ModelsSettings
 
 cache_dir_option = click.option(
     "--cache-dir",
@@ -35,7 +35,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, 
 
 def _settings(cache_dir: Path | None) -> ModelsSettings:
     try:
-        return ModelsSettings(**({"models_dir": cache_dir} if cache_dir else {}))
+        env = Environment.read()
+        return env.models(**({"models_dir": cache_dir} if cache_dir else {}))
     except ValidationError as e:
         raise click.UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None
 

@@ -1,5 +1,6 @@
-"""Click options generated from a pydantic settings model, so a flag, its help
-and its ``LLMKIT_*`` variable are declared once, in ``settings.py``."""
+"""Click options generated from declarations (pydantic fields), so a flag, its help
+and its ``LLMKIT_*`` variable are declared once: the server's settings in
+``serving/settings.py``, each engine's in its ``EngineSpec``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 
 class _Greedy(click.Option):
@@ -47,19 +48,21 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def settings_options(model: type[BaseModel]) -> Callable[[Callable], Callable]:
-    """Decorate a command with one ``--flag`` per field; unset flags arrive as None."""
+def settings_options(
+    fields: list[tuple[str, FieldInfo, str]], choices: dict[str, list[str]] | None = None
+) -> Callable[[Callable], Callable]:
+    """Decorate a command with one ``--flag`` per (name, field, help); unset flags
+    arrive as None. ``choices`` limits a flag to the values listed."""
 
     def decorate(fn: Callable) -> Callable:
-        for name, field in reversed(_ordered(model)):
-            extra = field.json_schema_extra
-            if isinstance(extra, dict) and extra.get("flag") is False:
-                continue
+        for name, field, description in reversed(fields):
             typ, is_list = _base_type(field.annotation)
             if typing.get_origin(typ) is typing.Literal:
                 typ = click.Choice([str(a) for a in typing.get_args(typ)])
+            if choices and name in choices:
+                typ = click.Choice(choices[name])
             flag = "--" + name.replace("_", "-")
-            help_text = f"{field.description or ''} [env: LLMKIT_{name.upper()}]"
+            help_text = f"{description} [env: LLMKIT_{name.upper()}]"
             if typ is bool:
                 opt = click.option(flag + "/--no-" + flag[2:], name, default=None, help=help_text)
             elif is_list:
@@ -72,14 +75,6 @@ def settings_options(model: type[BaseModel]) -> Callable[[Callable], Callable]:
         return fn
 
     return decorate
-
-
-def _ordered(model: type[BaseModel]) -> list[tuple[str, Any]]:
-    """The model's own fields first, then those it inherits (``--model`` before
-    the engine's knobs in ``--help``)."""
-    inherited = {n for b in model.__mro__[1:] for n in getattr(b, "model_fields", {})}
-    fields = list(model.model_fields.items())
-    return [f for f in fields if f[0] not in inherited] + [f for f in fields if f[0] in inherited]
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:

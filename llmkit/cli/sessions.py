@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import open_store
 from llmkit.memory.store import Store
@@ -23,13 +24,13 @@ def _with_store(fn: Callable[..., None]) -> Callable[..., None]:
     @click.option(
         "--store",
         "store_url",
-        envvar="LLMKIT_STORE",
-        help="SQLAlchemy URL of the store (default: SQLite in the data directory).",
+        help="SQLAlchemy URL of the store (default: SQLite in the data directory). "
+        "[env: LLMKIT_STORE]",
     )
     @wraps(fn)
     def wrapper(store_url: str | None, **kw: Any) -> None:
         try:
-            with open_store(store_url) as store:
+            with open_store(store_url, Environment.read()) as store:
                 fn(store, **kw)
         except LlmkitError as e:
             raise click.ClickException(e.message) from None

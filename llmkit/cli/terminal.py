@@ -20,9 +20,9 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.table import Table
 
+from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import Chat, new_session_name
-from llmkit.settings import data_dir
 
 HELP = """\
 /new [NAME]        start a new conversation (same server, model and system prompt)
@@ -81,9 +81,16 @@ def chat_options(fn: Callable[..., None]) -> Callable[..., None]:
 class Terminal:
     """The interactive loop around one ``Chat`` (switchable with /new, /switch)."""
 
-    def __init__(self, chat: Chat, opts: ChatOptions, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        chat: Chat,
+        opts: ChatOptions,
+        console: Console | None = None,
+        env: Environment | None = None,
+    ) -> None:
         self.chat = chat
         self.opts = opts
+        self.env = env or Environment.read()
         self.console = console or Console(highlight=False)
 
     # -- input -----------------------------------------------------------------------
@@ -97,7 +104,7 @@ class Terminal:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
 
-        path = data_dir() / "chat_history"
+        path = self.env.chat_history_file
         path.parent.mkdir(parents=True, exist_ok=True)
         session: PromptSession[str] = PromptSession(history=FileHistory(str(path)))
         while True:

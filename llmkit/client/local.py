@@ -10,14 +10,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from llmkit.env import Environment
 from llmkit.errors import UnreachableError
-from llmkit.settings import data_dir
-
-
-def state_file() -> Path:
-    return data_dir() / "server.json"
 
 
 @dataclass(frozen=True)
@@ -27,10 +22,11 @@ class LocalServer:
     models: list[str]
 
 
-def local_server() -> LocalServer | None:
+def local_server(env: Environment | None = None) -> LocalServer | None:
     """The running local server, or None (no record, or its process is gone)."""
+    env = env or Environment.read()
     try:
-        rec = json.loads(state_file().read_text())
+        rec = json.loads(env.server_file.read_text())
         pid = int(rec["pid"])
         os.kill(pid, 0)  # is it alive? (signal 0 only checks)
     except (OSError, ValueError, KeyError, TypeError):
@@ -38,9 +34,9 @@ def local_server() -> LocalServer | None:
     return LocalServer(url=rec["url"], pid=pid, models=list(rec.get("models", [])))
 
 
-def local_url() -> str:
+def local_url(env: Environment | None = None) -> str:
     """The local server's address, or an error that says how to get one."""
-    server = local_server()
+    server = local_server(env)
     if server is None:
         raise UnreachableError(
             "No llmkit server is running on this machine. Start one in another terminal "

@@ -25,10 +25,28 @@ class LocalEngineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_model_len: int | None = None
-    threads: int | None = None
-    parallel: int = Field(default=4, ge=1)
-    max_queue: int = Field(default=64, ge=0)
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        description="Context length per sequence (default: the model's own, capped for memory).",
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for the model (default: all usable)."
+    )
+    parallel: int = Field(
+        default=4, ge=1, le=64, description="Sequences decoded together in one batch."
+    )
+    max_queue: int = Field(
+        default=64, ge=0, description="Requests that may wait for a free sequence before 503."
+    )
+
+
+def normalise_dtype(v: str) -> str:
+    """A dtype as torch and vLLM name it; the short names people type are accepted."""
+    v = {"half": "float16", "float": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(v, v)
+    if v not in ("auto", "float32", "float16", "bfloat16"):
+        raise ValueError("must be auto, float32, float16 or bfloat16")
+    return v
 
 
 class Engine(ABC):

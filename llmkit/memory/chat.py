@@ -23,10 +23,10 @@ from llmkit.client.http import AsyncClient, Client
 from llmkit.client.local import local_url
 from llmkit.client.protocol import Delta, Dialect
 from llmkit.core.types import Message
+from llmkit.env import Environment
 from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory import strategies as st
 from llmkit.memory.store import Conversation, Entry, Store, default_store_url
-from llmkit.settings import data_dir
 
 # When a server doesn't say its context length (a hosted OpenAI-style API):
 # assume this much, which every current chat model has.
@@ -34,11 +34,13 @@ ASSUMED_CONTEXT = 4096
 SUMMARY_REPLY_TOKENS = 384  # at most; a quarter of a small context
 
 
-def open_store(store: Store | str | None) -> Store:
-    """A ``Store`` as given, from a SQLAlchemy URL, or the default SQLite file."""
+def open_store(store: Store | str | None, env: Environment | None = None) -> Store:
+    """A ``Store`` as given, from a SQLAlchemy URL, else ``LLMKIT_STORE``, else the
+    SQLite file in the data directory: every command and ``Chat`` pick it the same way."""
     if isinstance(store, Store):
         return store
-    return Store(store or default_store_url(data_dir()))
+    env = env or Environment.read()
+    return Store(store or env.store_url or default_store_url(env.data_dir))
 
 
 def merge(last: Delta | None, delta: Delta) -> Delta:
@@ -71,14 +73,18 @@ class Chat:
         temperature: float | None = None,
         store: Store | str | None = None,
         client: Client | None = None,
+        env: Environment | None = None,
     ) -> None:
         """Open (or start) the conversation ``session`` (a new name when None).
 
         Arguments given override what the stored conversation says and are saved
         with it; ``url`` and ``model`` default to the conversation's, then to the
-        local ``llmkit serve`` and the first model it lists.
+        local ``llmkit serve`` and the first model it lists. ``store`` defaults to
+        ``LLMKIT_STORE``, else the data directory's SQLite file (``env``: the
+        environment to read them from; the process's when None).
         """
-        self.store = open_store(store)
+        env = env or Environment.read()
+        self.store = open_store(store, env)
         if memory is not None:
             st.parse_strategy(memory)  # refuse a bad strategy before storing it
         name = session or new_session_name()
@@ -87,7 +93,7 @@ class Chat:
         except NotFoundError:
             stored = None
         # Reach the server before storing anything: a wrong URL leaves no empty conversation.
-        self.url = url or (stored and stored.url) or local_url()
+        self.url = url or (stored and stored.url) or local_url(env)
         self.api_key = api_key
         self.client = client or Client(self.url, api_key=api_key, dialect=dialect)
         self.model = model or (stored and stored.model) or self._first_model()

@@ -47,7 +47,7 @@ _ROLES = frozenset(get_args(Role))
 
 
 def default_store_url(home: Path) -> str:
-    """The SQLite file in llmkit's data directory (``llmkit.settings.data_dir()``)."""
+    """The SQLite file in llmkit's data directory (``llmkit.env``: ``LLMKIT_HOME``)."""
     return f"sqlite:///{Path(home) / 'llmkit.db'}"
 
 

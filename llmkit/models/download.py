@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmkit.env import SOURCES, ModelsSettings
 from llmkit.errors import ModelSpecError, PullError
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.hubs import HuggingFace, ModelScope, RemoteFile, SourceError
-from llmkit.settings import SOURCES, ModelsSettings
 
 #: Short names for common models: the repository each source keeps them under.
 SHORT_NAMES: dict[str, dict[str, str]] = {

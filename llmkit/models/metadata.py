@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llmkit.core.types import EngineInfo
 from llmkit.errors import ModelSpecError
 from llmkit.models.gguf_header import GGUFHeader, gguf_shards, read_gguf_header, tensor_totals
 from llmkit.models.sizing import count_params
@@ -268,3 +269,36 @@ def _readme_license(readme: Path) -> str | None:
         if key.strip() == "license" and val.strip():
             return val.strip().strip("'\"")
     return None
+
+
+def human_count(n: int) -> str:
+    """134515008 -> "134.52M", the way model sizes are written."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
+    return str(n)
+
+
+def describe_files(engine: str, path: Path, context: int | None) -> EngineInfo:
+    """What listings show of a model before it first loads: its files' facts."""
+    try:
+        f = read_facts(path)
+    except (ModelSpecError, OSError, ValueError):
+        return EngineInfo(engine=engine, model=str(path), context_length=context or 0)
+    n = f.n_params or 0
+    return EngineInfo(
+        engine=engine,
+        model=str(path),
+        context_length=context or f.context_length or 0,
+        format=f.format,
+        family=f.architecture or "",
+        parameter_count=n,
+        parameter_size=human_count(n) if n else "",
+        quantization=f.weight_format if f.weight_format != "unknown" else "",
+        size_bytes=f.weights_bytes or 0,
+        license=f.license or "",
+    )
+
+
+def file_mtime(path: Path) -> int:
+    return int(path.stat().st_mtime) if path.exists() else 0

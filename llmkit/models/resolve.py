@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
 from llmkit.models.gguf_header import SHARD_RE
-from llmkit.settings import ModelsSettings
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from llmkit.api.generation import ClientGone, open_streams, unless_disconnected
 from llmkit.api.ollama import convert
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.errors import error_line
+from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import Chunk, GenerateRequest
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
-from llmkit.serve_config import parse_keep_alive
 
 router = APIRouter(prefix="/api")
 generation = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])

@@ -14,20 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import (
-    Engine,
-    LocalEngineOptions,
-    check_token_ids,
-    relay,
-    reply_budget,
-)
+from llmkit.engines.base import Engine, check_token_ids, relay, reply_budget
 from llmkit.engines.textstream import TextStream
+from llmkit.engines.transformers.spec import TransformersOptions
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
-
-
-class TransformersOptions(LocalEngineOptions):
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class TransformersEngine(Engine):

@@ -131,7 +131,7 @@ class LoadedHF:
     # -- facts --------------------------------------------------------------------
 
     def info(self) -> EngineInfo:
-        from llmkit.engines.llamacpp.engine import human_count
+        from llmkit.models.metadata import human_count
 
         n_params = sum(p.numel() for p in self.model.parameters())
         size = sum(p.numel() * p.element_size() for p in self.model.parameters())

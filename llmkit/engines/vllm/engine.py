@@ -24,12 +24,11 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
-from llmkit.engines.child import Child
-from llmkit.engines.upstream import UpstreamEngine
+from llmkit.engines.upstream.engine import UpstreamEngine
+from llmkit.engines.vllm.child import Child
+from llmkit.engines.vllm.spec import VllmOptions
 from llmkit.errors import ConfigError, EngineError, ServerBusyError
 
 log = logging.getLogger("llmkit.engine.vllm")
@@ -39,24 +38,6 @@ INSTALL_HINT = (
     "(Linux with an NVIDIA GPU and CUDA; see https://docs.vllm.ai). Or point "
     "--vllm-command at a vLLM installed elsewhere."
 )
-
-
-class VllmOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    tensor_parallel_size: int | None = None
-    pipeline_parallel_size: int | None = None
-    gpu_memory_utilization: float | None = None
-    enforce_eager: bool = False
-    distributed_executor_backend: str | None = None
-    cuda_visible_devices: str | None = None
-    vllm_arg: list[str] = Field(default_factory=list)
-    vllm_command: str | None = None
-    # Supervision (not flags): how long loading may take, how often to restart.
-    startup_timeout: float = 1800.0
-    max_restarts: int = 3
 
 
 def vllm_command(opts: VllmOptions) -> list[str]:

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict
 
 from llmkit.client import protocol as p
 from llmkit.client.protocol import Dialect
@@ -27,6 +26,7 @@ from llmkit.engines.base import Engine
 from llmkit.engines.textstream import TextStream
 from llmkit.engines.upstream_convert import parse_upstream, to_ollama, to_openai
 from llmkit.errors import (
+    ConfigError,
     InvalidRequestError,
     LlmkitError,
     ModelSpecError,
@@ -36,13 +36,6 @@ from llmkit.errors import (
 
 log = logging.getLogger("llmkit.engine.upstream")
 CONNECT_TIMEOUT = 3.0  # a refused or silent address fails fast: a 502, not a hang
-
-
-class UpstreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    upstream: str
-    upstream_api_key: str | None = None
 
 
 class UpstreamEngine(Engine):
@@ -305,3 +298,23 @@ class UpstreamEngine(Engine):
             raise
         self._can_tokenize = True
         return out
+
+
+def upstream_models(upstream: str, api_key: str | None) -> list[str]:
+    """Every model the upstream lists now (serving them all needs it up at start)."""
+    url, dialect = parse_upstream(upstream)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    paths = {"openai": "/v1/models", "ollama": "/api/tags"}
+    for d in [dialect] if dialect else ["openai", "ollama"]:
+        try:
+            r = httpx.get(url + paths[d], headers=headers, timeout=5.0)
+        except httpx.TransportError as e:
+            raise ConfigError(
+                f"Cannot list the models of {url} ({type(e).__name__}): is it running? "
+                "Or name the model with --model."
+            ) from None
+        if r.status_code == 200:
+            names = p.model_names(d, r.json())  # type: ignore[arg-type]
+            if names:
+                return names
+    raise ConfigError(f"{url} lists no models; name the model with --model.")

@@ -24,32 +24,14 @@ import uvicorn
 from sse_starlette.sse import AppStatus
 
 from llmkit.api.app import create_app
-from llmkit.client.local import state_file
-from llmkit.engines.factory import build_models
 from llmkit.engines.registry import ModelRegistry
-from llmkit.errors import ConfigError, EngineError, LlmkitError
-from llmkit.serve_config import model_entries
-from llmkit.settings import ModelsSettings, ServeSettings
+from llmkit.engines.spec import EngineSpecs
+from llmkit.env import Environment
+from llmkit.errors import EngineError, LlmkitError
+from llmkit.serving.build import build_registry
+from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit")
-
-
-def build_registry(
-    settings: ServeSettings,
-    on_progress: Callable[[float], None] | None = None,
-    models: ModelsSettings | None = None,
-) -> ModelRegistry:
-    """Every model the settings name (``--model``, repeated, or a config file's
-    list), each on its engine; nothing is loaded yet."""
-    models = models or ModelsSettings()
-    registry = ModelRegistry()
-    for entry in model_entries(settings):
-        for served in build_models(entry, models=models, on_progress=on_progress):
-            try:
-                registry.add(served)
-            except ValueError as e:
-                raise ConfigError(f"{entry.where}{e}; give each model its own names.") from None
-    return registry
 
 
 class _Server(uvicorn.Server):
@@ -120,10 +102,10 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
     return lines
 
 
-def _record(settings: ServeSettings, registry: ModelRegistry) -> None:
+def _record(settings: ServeSettings, registry: ModelRegistry, env: Environment) -> None:
     """Let clients in other terminals find this server without any variable."""
     try:
-        path = state_file()
+        path = env.server_file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
             json.dumps({"url": settings.base_url, "pid": os.getpid(), "models": registry.names()})
@@ -132,22 +114,27 @@ def _record(settings: ServeSettings, registry: ModelRegistry) -> None:
         log.warning("could not record the server address: %s", e)
 
 
-def _forget() -> None:
+def _forget(env: Environment) -> None:
     try:
-        path = state_file()
+        path = env.server_file
         if path.exists() and json.loads(path.read_text()).get("pid") == os.getpid():
             path.unlink()
     except (OSError, ValueError):
         pass
 
 
-def serve(settings: ServeSettings, on_progress: Callable[[float], None] | None = None) -> None:
-    registry = build_registry(settings, on_progress)
+def serve(
+    settings: ServeSettings,
+    specs: EngineSpecs,
+    env: Environment,
+    on_progress: Callable[[float], None] | None = None,
+) -> None:
+    registry = build_registry(settings, specs, env, on_progress)
 
     def announce() -> None:
         for line in startup_lines(settings, registry):
             log.info(line)
-        _record(settings, registry)
+        _record(settings, registry, env)
 
     app = create_app(settings, registry, on_ready=announce)
     if settings.log_requests:
@@ -167,14 +154,17 @@ def serve(settings: ServeSettings, on_progress: Callable[[float], None] | None =
     try:
         server.run()
     finally:
-        _forget()
+        _forget(env)
     if server.startup_error is not None:
         raise server.startup_error
 
 
 @contextlib.contextmanager
 def serving_in_thread(
-    settings: ServeSettings, on_progress: Callable[[float], None] | None = None
+    settings: ServeSettings,
+    specs: EngineSpecs,
+    env: Environment,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[str]:
     """Serve on loopback from a background thread (``llmkit run``); yields the URL.
 
@@ -185,7 +175,7 @@ def serving_in_thread(
         with socket.socket() as s:
             s.bind((settings.client_host, 0))
             settings = settings.model_copy(update={"port": s.getsockname()[1]})
-    registry = build_registry(settings, on_progress)
+    registry = build_registry(settings, specs, env, on_progress)
     app = create_app(settings, registry)
     AppStatus.disable_automatic_graceful_drain()
     config = uvicorn.Config(

@@ -1,0 +1,59 @@
+"""The llama.cpp engine's declaration: GGUF models on the CPU, the default engine.
+
+Nothing heavy is imported here: ``llama_cpp`` loads when a model is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmkit.engines.base import LocalEngineOptions
+from llmkit.engines.spec import BuildContext, Built, EngineSpec
+from llmkit.models.fit import fit_before_serving
+from llmkit.models.metadata import describe_files, file_mtime
+from llmkit.models.resolve import resolve_model
+
+
+class LlamaCppOptions(LocalEngineOptions):
+    """llama.cpp takes only what every in-process engine takes."""
+
+
+def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
+    # Refuse with the numbers now rather than die out of memory half-way through loading.
+    model = resolve_model(ctx.model, ctx.models)
+    return fit_before_serving(
+        model.path,
+        model.name,
+        max_model_len=o.max_model_len,
+        parallel=o.parallel,
+        memory_gib=ctx.models.memory_gib,
+    )
+
+
+def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
+    from llmkit.engines.llamacpp.engine import LlamaCppEngine
+    from llmkit.engines.llamacpp.model import LoadOptions
+
+    model = resolve_model(ctx.model, ctx.models)
+    engine = LlamaCppEngine(
+        LoadOptions(
+            path=str(model.path),
+            n_ctx=o.max_model_len,
+            n_threads=o.threads,
+            parallel=o.parallel,
+            on_progress=ctx.on_progress,
+        ),
+        max_queue=o.max_queue,
+    )
+    describe = describe_files("llama.cpp", model.path, estimate.context)
+    return [Built(model.name, engine, describe, created=file_mtime(model.path))]
+
+
+SPEC = EngineSpec(
+    name="llamacpp",
+    summary="GGUF models through llama.cpp on the CPU, the default",
+    options=LlamaCppOptions,
+    fit=_fit,
+    build=_build,
+    aliases=("llama.cpp", "llama-cpp"),
+)

@@ -1,0 +1,191 @@
+"""``llmkit serve``'s settings, built once at start-up and passed down: flags >
+``LLMKIT_*`` environment > config file (``--config``) > defaults.
+
+The server's own settings are the fields of ``ServeSettings``; each engine's
+settings are declared by the engine (``EngineSpec.options``) and kept here in
+``options`` until that engine validates them. Every one of both is a
+``llmkit serve`` flag, an ``LLMKIT_<NAME>`` variable and a config-file key,
+generated from the declarations (``flag_fields``, ``serve_variables``), so a
+setting and its help are written once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+from llmkit.engines.spec import EngineSpecs
+from llmkit.env import DECLARED, Environment
+from llmkit.serving.config import (
+    COMMON_FIELDS,
+    ModelEntry,
+    ModelFields,
+    read_config_file,
+    split_list,
+)
+
+
+class ServeSettings(ModelFields):
+    """The server's settings; ``engine``, ``load`` and ``keep_alive`` (and the engine
+    ``options``) apply to every ``--model``, or are the defaults of a config file's
+    models."""
+
+    model: list[str] = Field(
+        default_factory=list,
+        description="A catalog name, pulled repo id, .gguf file or model directory (default: the "
+        "bundled SmolLM2-135M); repeat it to serve several models. For --engine upstream, the "
+        "upstream's model name (default: all it serves); for vllm, a local path or a repo id.",
+    )
+    served_model_name: list[str] = Field(
+        default_factory=list,
+        description="Name(s) clients use for the model; the first is listed first.",
+    )
+    config: Path | None = Field(
+        default=None,
+        description="A YAML file of serve settings and a 'models' list, one entry per served "
+        "model (see the README); flags and LLMKIT_* win over its top-level settings.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to listen on; 'HOST:PORT' sets both, as OLLAMA_HOST does.",
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    api_key: str | None = Field(
+        default=None, description="Require 'Authorization: Bearer KEY' on /v1 and /api requests."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_requests: bool = Field(
+        default=False,
+        description="Log every generation request: its messages or prompt and settings.",
+    )
+    # Not flags: the engines' settings as given (validated by each engine), and the
+    # config file's models.
+    options: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"flag": False})
+    file_models: list[ModelEntry] = Field(
+        default_factory=list, exclude=True, json_schema_extra={"flag": False}
+    )
+
+    @field_validator("model", "served_model_name", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list; one --model as a string.
+        return split_list(v)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be debug, info, warning or error")
+        return v
+
+    @model_validator(mode="after")
+    def _host_port(self) -> ServeSettings:
+        host, port = split_host(self.host)
+        if port is not None:
+            if "port" in self.model_fields_set and self.port != port:
+                raise ValueError(f"host says port {port} but port is {self.port}; give one")
+            self.port = port
+        self.host = host
+        return self
+
+    @property
+    def client_host(self) -> str:
+        """Where a client on this machine reaches the server: never 0.0.0.0."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
+        return f"http://{host}:{self.port}"
+
+
+def server_fields() -> dict[str, FieldInfo]:
+    """The server's own settings that are flags (``options`` and the file's models are not)."""
+    out = {}
+    fields = ServeSettings.model_fields
+    # The server's own first, then what it shares with each model entry (--model
+    # before --engine in --help).
+    for name in [n for n in fields if n not in COMMON_FIELDS] + list(COMMON_FIELDS):
+        extra = fields[name].json_schema_extra
+        if not (isinstance(extra, dict) and extra.get("flag") is False):
+            out[name] = fields[name]
+    return out
+
+
+def load_serve_settings(
+    flags: dict[str, Any], env: Environment, specs: EngineSpecs
+) -> ServeSettings:
+    """Flags > ``LLMKIT_*`` > config file > defaults, for the server's settings and
+    the engines' alike. Raises pydantic's ValidationError for a bad server setting
+    and ConfigError for a bad file or engine."""
+    server = set(server_fields())
+    engine_keys = set(specs.option_fields())
+    from_env = env.serve_values()
+    env_server = {k: v for k, v in from_env.items() if k in server}
+    env_options = {k: v for k, v in from_env.items() if k in engine_keys}
+    path = flags.get("config") or env_server.get("config")
+    file: dict[str, Any] = {}
+    if path:
+        file = read_config_file(Path(path), server - {"config"}, engine_keys)
+    options = {
+        **file.pop("options", {}),
+        **env_options,
+        **{k: v for k, v in flags.items() if k in engine_keys},
+    }
+    values = {**file, **env_server, **{k: v for k, v in flags.items() if k in server}}
+    settings = ServeSettings.model_validate({**values, "options": options})
+    if "engine" in settings.model_fields_set:
+        settings.engine = specs.canonical(settings.engine)
+    return settings
+
+
+def flag_fields(specs: EngineSpecs) -> list[tuple[str, FieldInfo, str]]:
+    """(name, declaration, help) of every ``llmkit serve`` flag: the server's own,
+    then each engine setting with the engines that take it."""
+    out = []
+    for name, info in server_fields().items():
+        help_text = info.description or ""
+        if name == "engine":
+            help_text = "The engine that runs the model. " + "; ".join(
+                f"{s.name}: {s.summary}" for s in specs
+            )
+        out.append((name, info, help_text))
+    for name, opt in specs.option_fields().items():
+        if name not in server_fields():
+            out.append((name, opt.info, opt.description))
+    return out
+
+
+def serve_variables(specs: EngineSpecs) -> list[tuple[str, str]]:
+    """(``LLMKIT_<NAME>``, help) for each serve flag whose variable no other
+    command shares (those are declared in ``llmkit.env``)."""
+    return [
+        (f"LLMKIT_{name.upper()}", help_text)
+        for name, _info, help_text in flag_fields(specs)
+        if f"LLMKIT_{name.upper()}" not in DECLARED
+    ]
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """'0.0.0.0:11434' -> ('0.0.0.0', 11434); also 'http://host:port', '[::1]:8000',
+    ':8000' (all interfaces, as Ollama reads it) and a bare host (port None)."""
+    v = value.strip()
+    for scheme in ("http://", "https://"):
+        v = v.removeprefix(scheme)
+    v = v.rstrip("/")
+    if v.startswith("["):  # [v6]:port
+        host, _, rest = v[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif v.count(":") == 1:
+        host, port = v.split(":")
+    else:  # a bare name or a bare IPv6 address
+        return v or "127.0.0.1", None
+    if not port:
+        return host or "0.0.0.0", None
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"'{value}' has no valid port")
+    return host or "0.0.0.0", int(port)
