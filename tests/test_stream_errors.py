@@ -56,16 +56,20 @@ def served(error: Exception) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llmkit")
 
 
-async def raw(client: httpx.AsyncClient, path: str, body: dict) -> tuple[int, str]:
-    async with client.stream("POST", path, json=body) as r:
-        return r.status_code, (await r.aread()).decode()
+def post_raw(error: Exception, path: str, body: dict) -> tuple[int, str]:
+    """Status and body text of one request to an app whose engine fails with ``error``."""
+
+    async def go() -> tuple[int, str]:
+        async with served(error) as client, client.stream("POST", path, json=body) as r:
+            return r.status_code, (await r.aread()).decode()
+
+    return asyncio.run(go())
 
 
 def sse_data(text: str) -> list[str]:
     return [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
 
 
-# (path, body, what the stream's last events are)
 OPENAI_STREAMS = [
     ("/v1/chat/completions", {"model": "m", "messages": HI, "stream": True}),
     ("/v1/completions", {"model": "m", "prompt": "hi", "stream": True}),
@@ -74,12 +78,8 @@ OPENAI_STREAMS = [
 
 @pytest.mark.parametrize(("path", "body"), OPENAI_STREAMS)
 def test_openai_stream_ends_with_an_error_event_then_done(path, body, caplog):
-    async def go() -> tuple[int, str]:
-        async with served(RuntimeError("the GPU caught fire")) as c:
-            return await raw(c, path, body)
-
     with caplog.at_level(logging.ERROR, logger="llmkit.api"):
-        status, text = asyncio.run(go())
+        status, text = post_raw(RuntimeError("the GPU caught fire"), path, body)
     assert status == 200
     *events, error, done = sse_data(text)
     assert len(events) >= 2 and done == "[DONE]"
@@ -92,11 +92,7 @@ def test_openai_stream_ends_with_an_error_event_then_done(path, body, caplog):
 
 
 def test_openai_stream_shows_llmkit_errors_as_they_are():
-    async def go() -> tuple[int, str]:
-        async with served(ServerBusyError("Too busy; try again.", retry_after=3)) as c:
-            return await raw(c, *OPENAI_STREAMS[0])
-
-    status, text = asyncio.run(go())
+    status, text = post_raw(ServerBusyError("Too busy; try again."), *OPENAI_STREAMS[0])
     error = json.loads(sse_data(text)[-2])["error"]
     assert status == 200 and error["message"] == "Too busy; try again."
 
@@ -126,12 +122,8 @@ def test_the_openai_client_raises_the_error_event():
     ],
 )
 def test_ollama_stream_ends_with_an_error_line(path, body, caplog):
-    async def go() -> tuple[int, str]:
-        async with served(KeyError("slot 3")) as c:
-            return await raw(c, path, body)
-
     with caplog.at_level(logging.ERROR, logger="llmkit.api"):
-        status, text = asyncio.run(go())
+        status, text = post_raw(KeyError("slot 3"), path, body)
     assert status == 200
     *lines, last = [json.loads(line) for line in text.splitlines()]
     assert len(lines) == 2 and all(line["done"] is False for line in lines)
