@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmkit import __version__
 from llmkit.api import health, tokens
+from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import routes as openai_routes
@@ -115,7 +116,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return render(request, EngineError("Internal server error; see the server log."))
+    return render(request, EngineError(INTERNAL_ERROR))
 
 
 __all__ = ["create_app", "render"]

@@ -3,7 +3,8 @@
 A request for ``n`` choices becomes ``n`` engine generations that run side by
 side. ``open_streams`` waits for each one's first chunk before anything is sent,
 so a request the engine refuses (too long, bad schema) still gets a plain error
-status instead of a stream that starts and then fails.
+status instead of a stream that starts and then fails. A failure after that
+point becomes the stream's last event (``ending_in_error``), in either dialect.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from starlette.requests import Request
 
 from llmkit.core.types import Chunk, GenerateRequest
 from llmkit.engines.base import Engine
+from llmkit.errors import EngineError, LlmkitError
 
 T = TypeVar("T")
+log = logging.getLogger("llmkit.api")
+INTERNAL_ERROR = "Internal server error; see the server log."
 # Quiet unless ``--log-requests`` turns it up: prompts are the users' data.
 requests_log = logging.getLogger("llmkit.requests")
 requests_log.setLevel(logging.WARNING)
@@ -111,3 +115,27 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll: float 
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:
+    """The error a client is shown. An llmkit error says what went wrong; anything
+    else is a bug or a crash: its traceback goes to the server log, and the client
+    gets a generic message (internals are no business of theirs)."""
+    if isinstance(exc, LlmkitError):
+        return exc
+    log.error("unexpected error %s", where, exc_info=exc)
+    return EngineError(INTERNAL_ERROR)
+
+
+async def ending_in_error(
+    events: AsyncIterable[T], render: Callable[[LlmkitError], T]
+) -> AsyncIterator[T]:
+    """``events``, then, if they fail, the failure rendered as one last event.
+
+    Once a stream has started its status and headers are sent, so the error can
+    only travel in the body; a cut stream would leave the client guessing."""
+    try:
+        async for event in events:
+            yield event
+    except Exception as exc:  # any failure, not only ours: the client must hear of it
+        yield render(as_llmkit_error(exc, "in a stream already under way"))

@@ -1,24 +1,29 @@
 """Pure translations between Ollama wire models and llmkit's core types.
 
 ``from_*`` read a request into a ``GenerateRequest``; ``to_*`` build the response
-objects and stream lines. Sampling defaults are Ollama's own (temperature 0.8,
-top_k 40, top_p 0.9, repeat_penalty 1.1), so code written for Ollama gets the
-replies it is used to. No HTTP here.
+objects, stream lines and model listings. Sampling defaults are Ollama's own
+(temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1), so code written for
+Ollama gets the replies it is used to.
+
+No HTTP, no clock, no registry here: the route reads the clocks (``Timing``,
+``Stamped``, ``now``) and describes the model with a ``ModelView``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
-from llmkit.core.types import EngineInfo, GenerateRequest, Message, SamplingParams, Usage
-from llmkit.engines.registry import ServedModel
+from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Message, SamplingParams
 from llmkit.errors import InvalidRequestError
 
 DEFAULTS = SamplingParams(
@@ -115,183 +120,265 @@ def from_generate_request(req: s.GenerateRequest) -> GenerateRequest:
     return _request(req, messages=tuple(messages))
 
 
+def with_context(
+    req: GenerateRequest, context: list[int] | None, encoded: list[int] | None
+) -> tuple[GenerateRequest, list[int] | None]:
+    """Put Ollama's ``context`` (a conversation so far, as token ids) before the
+    prompt's own tokens (``encoded``, None when the engine cannot tokenize); with
+    the prompt as token ids, which the answer hands back with the reply's."""
+    if encoded is None:
+        if context:
+            raise InvalidRequestError(
+                "context is not supported by this model's engine.", param="context"
+            )
+        return req, None
+    ids = (context or []) + encoded
+    return replace(req, messages=None, prompt=tuple(ids)), ids
+
+
 # -- responses ------------------------------------------------------------------
 
 
-def now() -> str:
-    """RFC 3339 in UTC, as Ollama stamps ``created_at``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
+@dataclass(frozen=True)
 class Timing:
-    """Nanosecond clock readings of one generation, for Ollama's durations."""
+    """Readings of one request on a monotonic nanosecond clock, for Ollama's durations."""
 
-    start: int
-    loads: int = 0  # the model's load count when the request came in
-    load: int = 0  # time spent loading the model for this request
-    first: int = 0  # the first token is out: the prompt has been read
-    end: int = 0
-
-    @staticmethod
-    def clock() -> int:
-        return time.perf_counter_ns()
+    start: int  # the request came in
+    first: int  # the first chunk was out: the prompt had been read
+    load: int = 0  # time the request waited for its model to load
 
 
-def _done(model: str, reason: str | None, usage: Usage | None, timing: Timing) -> dict[str, Any]:
-    first = timing.first or timing.end
+@dataclass(frozen=True)
+class Stamped:
+    """A chunk and when it arrived: ``ns`` on ``Timing``'s clock, ``at`` on the
+    wall clock (Ollama stamps every line with ``created_at``)."""
+
+    chunk: Chunk
+    ns: int
+    at: datetime
+
+
+def rfc3339(at: datetime) -> str:
+    """As Ollama writes ``created_at``: UTC, microseconds, ``Z``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
+    """The closing fields, from the chunk that ended the generation."""
+    end, usage = last.ns, last.chunk.usage
+    first = timing.first or end
     return {
         "model": model,
-        "created_at": now(),
-        "done": True,
-        "done_reason": reason or "stop",
-        "total_duration": timing.end - timing.start,
+        "created_at": rfc3339(last.at),
+        "done_reason": last.chunk.finish_reason or "stop",
+        "total_duration": end - timing.start,
         "load_duration": timing.load,
         "prompt_eval_count": usage.prompt_tokens if usage else 0,
         "prompt_eval_duration": max(0, first - timing.start - timing.load),
         "eval_count": usage.completion_tokens if usage else 0,
-        "eval_duration": timing.end - first,
+        "eval_duration": end - first,
     }
 
 
-def to_chat_chunk(model: str, text: str) -> dict[str, Any]:
-    return {
-        "model": model,
-        "created_at": now(),
-        "message": {"role": "assistant", "content": text},
-        "done": False,
-    }
+def _said(text: str) -> s.ResponseMessage:
+    return s.ResponseMessage(content=text)
 
 
-def to_chat_done(
-    model: str, text: str, reason: str | None, usage: Usage | None, timing: Timing
-) -> dict[str, Any]:
-    """The last line of a stream (``text`` empty) or the whole non-streamed answer."""
-    done = _done(model, reason, usage, timing)
-    return {**done, "message": {"role": "assistant", "content": text}}
+# Chat and generate answers differ only in where the text goes (and generate's
+# ``context``), so each is a pair of builders over one loop: a piece of text
+# (time stamp, text), and the end (metrics, the text, the reply's token ids).
+Line = TypeVar("Line", s.ChatResponse, s.GenerateResponse)
+Done = TypeVar("Done", s.ChatDoneResponse, s.GenerateDoneResponse)
+PieceFn = Callable[[str, str], Line]
+DoneFn = Callable[[dict[str, Any], str, list[int]], Done]
 
 
-def to_generate_chunk(model: str, text: str) -> dict[str, Any]:
-    return {"model": model, "created_at": now(), "response": text, "done": False}
-
-
-def to_generate_done(
+async def _lines(
+    stamped: AsyncIterable[Stamped],
+    piece: PieceFn[Line],
+    done: DoneFn[Done],
     model: str,
-    text: str,
-    reason: str | None,
-    usage: Usage | None,
     timing: Timing,
-    context: list[int] | None,
-) -> dict[str, Any]:
-    out = {**_done(model, reason, usage, timing), "response": text}
-    if context is not None:
-        out["context"] = context
-    return out
+) -> AsyncIterator[Line | Done]:
+    ids: list[int] = []
+    async for st in stamped:
+        ids.extend(st.chunk.token_ids)
+        if st.chunk.text:
+            yield piece(rfc3339(st.at), st.chunk.text)
+        if st.chunk.finish_reason:
+            yield done(_metrics(model, st, timing), "", ids)
 
 
-def to_load_answer(model: str, chat: bool, unload: bool) -> dict[str, Any]:
+async def _whole(
+    stamped: AsyncIterable[Stamped], done: DoneFn[Done], model: str, timing: Timing
+) -> Done:
+    texts: list[str] = []
+    ids: list[int] = []
+    last: Stamped | None = None
+    async for st in stamped:
+        texts.append(st.chunk.text)
+        ids.extend(st.chunk.token_ids)
+        # A stream cut short has no final chunk: its numbers are unknown, not the
+        # last piece's.
+        last = st if st.chunk.finish_reason else Stamped(Chunk(), st.ns, st.at)
+    if last is None:
+        raise ValueError("a generation yields at least its final chunk")
+    return done(_metrics(model, last, timing), "".join(texts), ids)
+
+
+def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneResponse]]:
+    def piece(at: str, text: str) -> s.ChatResponse:
+        return s.ChatResponse(model=model, created_at=at, message=_said(text))
+
+    def done(metrics: dict[str, Any], text: str, ids: list[int]) -> s.ChatDoneResponse:
+        return s.ChatDoneResponse(**metrics, message=_said(text))
+
+    return piece, done
+
+
+def _generate(
+    model: str, prompt_ids: list[int] | None
+) -> tuple[PieceFn[s.GenerateResponse], DoneFn[s.GenerateDoneResponse]]:
+    def piece(at: str, text: str) -> s.GenerateResponse:
+        return s.GenerateResponse(model=model, created_at=at, response=text)
+
+    def done(metrics: dict[str, Any], text: str, ids: list[int]) -> s.GenerateDoneResponse:
+        # Ollama hands back the conversation so far (prompt, then reply) as token
+        # ids; the next request sends them as ``context`` to continue it.
+        context = None if prompt_ids is None else prompt_ids + ids
+        return s.GenerateDoneResponse(**metrics, response=text, context=context)
+
+    return piece, done
+
+
+def to_chat_lines(
+    model: str, timing: Timing, stamped: AsyncIterable[Stamped]
+) -> AsyncIterator[s.ChatResponse | s.ChatDoneResponse]:
+    """A chat stream: a line per piece of text, then the metrics with empty content."""
+    piece, done = _chat(model)
+    return _lines(stamped, piece, done, model, timing)
+
+
+async def to_chat_response(
+    model: str, timing: Timing, stamped: AsyncIterable[Stamped]
+) -> s.ChatDoneResponse:
+    """A chat answered in one object (``stream: false``)."""
+    return await _whole(stamped, _chat(model)[1], model, timing)
+
+
+def to_generate_lines(
+    model: str, timing: Timing, stamped: AsyncIterable[Stamped], prompt_ids: list[int] | None
+) -> AsyncIterator[s.GenerateResponse | s.GenerateDoneResponse]:
+    """A generate stream; ``prompt_ids``: the prompt as token ids, None when unknown."""
+    piece, done = _generate(model, prompt_ids)
+    return _lines(stamped, piece, done, model, timing)
+
+
+async def to_generate_response(
+    model: str, timing: Timing, stamped: AsyncIterable[Stamped], prompt_ids: list[int] | None
+) -> s.GenerateDoneResponse:
+    """A generate answered in one object (``stream: false``)."""
+    return await _whole(stamped, _generate(model, prompt_ids)[1], model, timing)
+
+
+def to_load_answer(
+    model: str, *, chat: bool, unload: bool, now: datetime
+) -> s.ChatLoadResponse | s.GenerateLoadResponse:
     """What Ollama answers to an empty prompt: the model is (already) loaded."""
-    out: dict[str, Any] = {
-        "model": model,
-        "created_at": now(),
-        "done": True,
-        "done_reason": "unload" if unload else "load",
-    }
-    if chat:
-        out["message"] = {"role": "assistant", "content": ""}
-    else:
-        out["response"] = ""
-    return out
+    kind = s.ChatLoadResponse if chat else s.GenerateLoadResponse
+    return kind(model=model, created_at=rfc3339(now), done_reason="unload" if unload else "load")
+
+
+def to_ndjson_line(obj: BaseModel) -> str:
+    """One line of an NDJSON stream, non-ASCII text as it is (as Ollama sends it)."""
+    return json.dumps(obj.model_dump(), ensure_ascii=False) + "\n"
 
 
 # -- model listings ---------------------------------------------------------------
 
 
-def digest(m: ServedModel) -> str:
+def digest(m: ModelView) -> str:
     """Identifies the weights as served (file, size, time); hashing gigabytes of
     weights on every listing would be too slow."""
-    info = m.engine.info
-    key = f"{info.model}\0{info.size_bytes}\0{m.created}".encode()
+    key = f"{m.info.model}\0{m.info.size_bytes}\0{m.created}".encode()
     return hashlib.sha256(key).hexdigest()
 
 
-def details(info: EngineInfo) -> dict[str, Any]:
-    return {
-        "parent_model": "",
-        "format": info.format,
-        "family": info.family,
-        "families": [info.family] if info.family else None,
-        "parameter_size": info.parameter_size,
-        "quantization_level": info.quantization,
-    }
+def details(info: EngineInfo) -> s.ModelDetails:
+    return s.ModelDetails(
+        format=info.format,
+        family=info.family,
+        families=[info.family] if info.family else None,
+        parameter_size=info.parameter_size,
+        quantization_level=info.quantization,
+    )
 
 
-def _modified(m: ServedModel) -> str:
-    return datetime.fromtimestamp(m.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _modified(m: ModelView) -> str:
+    return rfc3339(datetime.fromtimestamp(m.created, UTC))
 
 
-def to_tags(models: list[ServedModel]) -> dict[str, Any]:
-    return {
-        "models": [
-            {
-                "name": name,
-                "model": name,
-                "modified_at": _modified(m),
-                "size": m.engine.info.size_bytes,
-                "digest": digest(m),
-                "details": details(m.engine.info),
-            }
+def to_tags(models: list[ModelView]) -> s.TagsResponse:
+    return s.TagsResponse(
+        models=[
+            s.ListedModel(
+                name=name,
+                model=name,
+                modified_at=_modified(m),
+                size=m.info.size_bytes,
+                digest=digest(m),
+                details=details(m.info),
+            )
             for m in models
             for name in m.names
         ]
-    }
+    )
 
 
-def to_ps(models: list[ServedModel]) -> dict[str, Any]:
+def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
     """The models loaded now, each with when it will be unloaded (a model kept
     for good shows a time far in the future, as Ollama shows keep_alive -1)."""
-    forever = datetime.now(UTC) + timedelta(days=365 * 100)
+    forever = now + timedelta(days=365 * 100)
 
-    def expires(m: ServedModel) -> str:
+    def expires(m: ModelView) -> str:
         when = forever if m.expires_at is None else datetime.fromtimestamp(m.expires_at, UTC)
-        return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    return {
-        "models": [
-            {
-                "name": name,
-                "model": name,
-                "size": m.engine.info.size_bytes,
-                "digest": digest(m),
-                "details": details(m.engine.info),
-                "expires_at": expires(m),
-                "size_vram": 0,
-                "context_length": m.engine.context_length,
-            }
+    return s.PsResponse(
+        models=[
+            s.RunningModel(
+                name=name,
+                model=name,
+                size=m.info.size_bytes,
+                digest=digest(m),
+                details=details(m.info),
+                expires_at=expires(m),
+                context_length=m.context_length,
+            )
             for m in models
             if m.loaded
             for name in m.names
         ]
-    }
+    )
 
 
-def to_show(m: ServedModel) -> dict[str, Any]:
-    info = m.engine.info
+def to_show(m: ModelView) -> s.ShowResponse:
+    info = m.info
     model_info: dict[str, Any] = {
         k: _number(v) for k, v in info.metadata.items() if k != "tokenizer.chat_template"
     }
     model_info["general.parameter_count"] = info.parameter_count
     params = f"num_ctx {info.context_length}"
-    return {
-        "license": info.license,
-        "modelfile": f"# served by llmkit ({info.engine})\nFROM {info.model}\nPARAMETER {params}\n",
-        "parameters": params,
-        "template": info.chat_template,
-        "details": details(info),
-        "model_info": model_info,
-        "capabilities": ["completion"],
-        "modified_at": _modified(m),
-    }
+    return s.ShowResponse(
+        license=info.license,
+        modelfile=f"# served by llmkit ({info.engine})\nFROM {info.model}\nPARAMETER {params}\n",
+        parameters=params,
+        template=info.chat_template,
+        details=details(info),
+        model_info=model_info,
+        capabilities=["completion"],
+        modified_at=_modified(m),
+    )
 
 
 def _number(v: str) -> Any:

@@ -1,4 +1,5 @@
-"""The Ollama API routes: HTTP only; translation lives in ``convert``.
+"""The Ollama API routes: HTTP only; translation, stream lines and listings live
+in ``convert``. Here the clocks are read and handed to it.
 
 Streams are NDJSON, one object per line, as Ollama sends them. The body may come
 without a JSON content type: Ollama's own examples use ``curl -d`` without one.
@@ -6,24 +7,25 @@ without a JSON content type: Ollama's own examples use ``curl -d`` without one.
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llmkit import __version__
 from llmkit.api.auth import require_api_key
-from llmkit.api.generation import ClientGone, open_streams, unless_disconnected
+from llmkit.api.generation import ClientGone, ending_in_error, open_streams, unless_disconnected
+from llmkit.api.models_view import view, views
 from llmkit.api.ollama import convert
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.errors import error_line
 from llmkit.core.durations import parse_keep_alive
-from llmkit.core.types import Chunk, GenerateRequest
+from llmkit.core.types import GenerateRequest
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 
@@ -91,68 +93,48 @@ def _model(request: Request, name: str) -> ServedModel:
 
 
 @generation.get("/tags")
-async def tags(request: Request) -> dict[str, Any]:
-    return convert.to_tags(_registry(request).models)
+async def tags(request: Request) -> s.TagsResponse:
+    return convert.to_tags(views(_registry(request).models))
 
 
 @generation.get("/ps")
-async def ps(request: Request) -> dict[str, Any]:
-    return convert.to_ps(_registry(request).models)
+async def ps(request: Request) -> s.PsResponse:
+    return convert.to_ps(views(_registry(request).models), now=datetime.now(UTC))
 
 
 @generation.post("/show")
-async def show(request: Request, body: ShowBody) -> dict[str, Any]:
-    return convert.to_show(_model(request, body.wanted))
+async def show(request: Request, body: ShowBody) -> s.ShowResponse:
+    return convert.to_show(view(_model(request, body.wanted)))
 
 
 @generation.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
     model = _model(request, body.model)
-    timing = convert.Timing(start=convert.Timing.clock(), loads=model.loads)
+    start, loads = time.perf_counter_ns(), model.loads
     if not body.messages:
         return await _load(model, body, chat=True)
     req = convert.from_chat_request(body)
     model.hold(_keep_alive(model, body))
-
-    def line(text: str) -> dict[str, Any]:
-        return convert.to_chat_chunk(body.model, text)
-
-    def last(text: str, final: Chunk, timing: convert.Timing) -> dict[str, Any]:
-        return convert.to_chat_done(body.model, text, final.finish_reason, final.usage, timing)
-
-    return await _respond(request, model, timing, req, bool(body.stream), line, last)
+    stamped, timing = await _run(model, req, start, loads)
+    if body.stream:
+        return _ndjson(convert.to_chat_lines(body.model, timing, stamped))
+    return await _whole(request, convert.to_chat_response(body.model, timing, stamped))
 
 
 @generation.post("/generate", response_model=None)
 async def generate(request: Request, body: GenerateBody) -> Response:
     model = _model(request, body.model)
-    timing = convert.Timing(start=convert.Timing.clock(), loads=model.loads)
+    start, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
     req = convert.from_generate_request(body)
     model.hold(_keep_alive(model, body))
-    # Ollama hands back the conversation so far as token ids, and takes them back
-    # as ``context`` to continue it.
-    prompt = await model.engine.encode(req)
-    if prompt is not None:
-        prompt = (body.context or []) + prompt
-        req = replace(req, messages=None, prompt=tuple(prompt))
-    elif body.context:
-        raise InvalidRequestError(
-            "context is not supported by this model's engine.", param="context"
-        )
-    out: list[int] = []
-
-    def line(text: str) -> dict[str, Any]:
-        return convert.to_generate_chunk(body.model, text)
-
-    def last(text: str, final: Chunk, timing: convert.Timing) -> dict[str, Any]:
-        context = None if prompt is None else prompt + out
-        return convert.to_generate_done(
-            body.model, text, final.finish_reason, final.usage, timing, context
-        )
-
-    return await _respond(request, model, timing, req, bool(body.stream), line, last, out)
+    req, prompt_ids = convert.with_context(req, body.context, await model.engine.encode(req))
+    stamped, timing = await _run(model, req, start, loads)
+    if body.stream:
+        return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
+    answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
+    return await _whole(request, answer)
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields) -> float | None:
@@ -168,67 +150,38 @@ def _keep_alive(model: ServedModel, body: s.GenerationFields) -> float | None:
 async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> JSONResponse:
     """An empty prompt loads the model (or, with keep_alive 0, unloads it), as in Ollama."""
     loaded = await model.keep(_keep_alive(model, body))
-    return JSONResponse(convert.to_load_answer(body.model, chat, unload=not loaded))
+    answer = convert.to_load_answer(body.model, chat=chat, unload=not loaded, now=datetime.now(UTC))
+    return JSONResponse(answer.model_dump())
 
 
-async def _respond(
-    request: Request,
-    model: ServedModel,
-    timing: convert.Timing,
-    req: GenerateRequest,
-    stream: bool,
-    line: Callable[[str], dict[str, Any]],
-    last: Callable[[str, Chunk, convert.Timing], dict[str, Any]],
-    token_ids: list[int] | None = None,
-) -> Response:
-    """Run one generation, streamed as NDJSON lines or answered as one object."""
+async def _run(
+    model: ServedModel, req: GenerateRequest, start: int, loads: int
+) -> tuple[AsyncIterator[convert.Stamped], convert.Timing]:
+    """Start one generation; its chunks stamped as they arrive, and its timing so far."""
     chunks = await open_streams(model.engine, [req])  # refusals still get a plain error status
-    timing.first = convert.Timing.clock()
-    if model.loads != timing.loads:  # this request waited for the model to load
-        timing.load = model.last_load_ns
-    keep = token_ids if token_ids is not None else []
+    first = time.perf_counter_ns()
+    # ``loads`` moved: this request waited for the model to load, and says how long.
+    load = model.last_load_ns if model.loads != loads else 0
 
-    async def run() -> AsyncIterator[tuple[str, Chunk | None]]:
+    async def stamped() -> AsyncIterator[convert.Stamped]:
         async for _, chunk in chunks:
-            keep.extend(chunk.token_ids)
-            yield chunk.text, (chunk if chunk.finish_reason else None)
+            yield convert.Stamped(chunk, time.perf_counter_ns(), datetime.now(UTC))
 
-    if stream:
-        return StreamingResponse(
-            _ndjson(run(), line, last, timing), media_type="application/x-ndjson"
-        )
+    return stamped(), convert.Timing(start=start, first=first, load=load)
 
-    async def whole() -> dict[str, Any]:
-        texts, final = [], Chunk()
-        async for text, end in run():
-            texts.append(text)
-            final = end or final
-        timing.end = convert.Timing.clock()
-        return last("".join(texts), final, timing)
 
+def _ndjson(lines: AsyncIterator[BaseModel]) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        # Headers are gone once the first line is out: an error is the last line.
+        async for line in ending_in_error(lines, error_line):
+            yield convert.to_ndjson_line(line)
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+async def _whole(request: Request, answer: Awaitable[BaseModel]) -> Response:
+    """The answer in one object, unless the client leaves before it is ready."""
     try:
-        return JSONResponse(await unless_disconnected(request, whole()))
+        return JSONResponse((await unless_disconnected(request, answer)).model_dump())
     except ClientGone:
         return Response(status_code=499)
-
-
-async def _ndjson(
-    pieces: AsyncIterator[tuple[str, Chunk | None]],
-    line: Callable[[str], dict[str, Any]],
-    last: Callable[[str, Chunk, convert.Timing], dict[str, Any]],
-    timing: convert.Timing,
-) -> AsyncIterator[str]:
-    try:
-        async for text, end in pieces:
-            if text:
-                yield _dump(line(text))
-            if end is not None:
-                timing.end = convert.Timing.clock()
-                yield _dump(last("", end, timing))
-    except LlmkitError as e:
-        # Headers are gone: the error travels as the last line, as Ollama does.
-        yield _dump(error_line(e))
-
-
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False) + "\n"

@@ -1,9 +1,8 @@
 """Wire models of the Ollama API, as its reference (``docs/api.md``) describes them.
 
 Requests accept fields we don't know and log them, as the OpenAI side does.
-Responses are plain dicts built in ``convert``: Ollama's shapes are small and
-its clients read them leniently, but the field names and units (nanoseconds,
-RFC 3339 times) follow the reference exactly.
+Responses follow the reference's field names and units exactly (nanoseconds,
+RFC 3339 times); their fields are declared in the order they go on the wire.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 log = logging.getLogger("llmkit.api.ollama")
 
@@ -96,3 +95,141 @@ class ModelRequest(OllamaRequest):
     @property
     def wanted(self) -> str:
         return self.model or self.name or ""
+
+
+# -- responses ------------------------------------------------------------------
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatResponse(BaseModel):
+    """A line of a chat stream, before the last."""
+
+    model: str
+    created_at: str
+    message: ResponseMessage
+    done: Literal[False] = False
+
+
+class GenerateResponse(BaseModel):
+    """A line of a generate stream, before the last."""
+
+    model: str
+    created_at: str
+    response: str
+    done: Literal[False] = False
+
+
+class DoneFields(BaseModel):
+    """What every final object starts with."""
+
+    model: str
+    created_at: str
+    done: Literal[True] = True
+    done_reason: Literal["stop", "length", "load", "unload"]
+
+
+class ChatLoadResponse(DoneFields):
+    """The answer to a chat without messages: the model is loaded (or unloaded)."""
+
+    message: ResponseMessage = Field(default_factory=lambda: ResponseMessage(content=""))
+
+
+class GenerateLoadResponse(DoneFields):
+    """The answer to a generate without a prompt: the model is loaded (or unloaded)."""
+
+    response: str = ""
+
+
+class Metrics(DoneFields):
+    """The numbers closing a generation; durations in nanoseconds."""
+
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+class ChatDoneResponse(Metrics):
+    """The last line of a chat stream (empty content), or the whole answer."""
+
+    message: ResponseMessage
+
+
+class GenerateDoneResponse(Metrics):
+    """The last line of a generate stream (empty response), or the whole answer."""
+
+    response: str
+    # The conversation so far as token ids, for the next request's ``context``;
+    # left out when the engine cannot tell (a remote server).
+    context: list[int] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_context(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("context") is None:
+            out.pop("context", None)
+        return out
+
+
+class ModelDetails(BaseModel):
+    parent_model: str = ""
+    format: str
+    family: str
+    families: list[str] | None
+    parameter_size: str
+    quantization_level: str
+
+
+class ListedModel(BaseModel):
+    """An entry of ``/api/tags``."""
+
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: ModelDetails
+
+
+class TagsResponse(BaseModel):
+    models: list[ListedModel]
+
+
+class RunningModel(BaseModel):
+    """An entry of ``/api/ps``."""
+
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: ModelDetails
+    expires_at: str
+    size_vram: int = 0  # not measured
+    context_length: int
+
+
+class PsResponse(BaseModel):
+    models: list[RunningModel]
+
+
+class ShowResponse(BaseModel):
+    license: str
+    modelfile: str
+    parameters: str
+    template: str
+    details: ModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+
+
+class ErrorResponse(BaseModel):
+    """Ollama's error shape: the message alone, as ``api.StatusError`` reads it."""
+
+    error: str

@@ -1,16 +1,27 @@
 """Pure translations between OpenAI wire models and llmkit's core types.
 
-``from_*`` functions read a request into a ``GenerateRequest``; ``to_*`` functions
-build responses and stream chunks from core ``Chunk``s. No HTTP here.
+``from_*`` functions read a request into ``GenerateRequest``s; ``to_*`` functions
+build responses, stream events and model listings from core ``Chunk``s and plain
+values. No HTTP, no clock, no registry here: the route stamps the id and the
+time (``Head``) and hands in what it read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, replace
 
+from llmkit.api.models_view import ModelView
 from llmkit.api.openai import schemas as s
-from llmkit.core.types import Chunk, GenerateRequest, Message, SamplingParams, Usage
+from llmkit.core.types import (
+    Chunk,
+    FinishReason,
+    GenerateRequest,
+    Message,
+    SamplingParams,
+    Usage,
+)
 from llmkit.errors import InvalidRequestError
 
 # OpenAI's documented defaults; a null field means the default.
@@ -120,9 +131,34 @@ def from_completion_request(
     )
 
 
+def completion_echo(req: s.CompletionRequest, prompts: list[str | tuple[int, ...]]) -> list[str]:
+    """Per generation (prompt by prompt, ``n`` each), the text its output starts
+    with: its prompt with ``echo``. Token-id prompts echo nothing, as before."""
+    n = req.n or 1
+    return [p if req.echo and isinstance(p, str) else "" for p in prompts for _ in range(n)]
+
+
+def include_usage(req: s.SamplingFields) -> bool:
+    """Whether a stream ends with a usage event (and its chunks carry ``usage: null``)."""
+    return bool(req.stream_options and req.stream_options.include_usage)
+
+
 def _refuse_logprobs(logprobs: bool | int | None) -> None:
     if logprobs:
         raise InvalidRequestError("logprobs are not supported yet.", param="logprobs")
+
+
+# -- responses ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    """What every object of one answer carries: OpenAI stamps one id and one
+    ``created`` on every chunk of a stream, and ``model`` is the name asked for."""
+
+    id: str
+    created: int
+    model: str
 
 
 def to_usage(usages: list[Usage]) -> s.UsageInfo:
@@ -138,14 +174,12 @@ def to_usage(usages: list[Usage]) -> s.UsageInfo:
     )
 
 
-def to_chat_completion(
-    rid: str, created: int, model: str, results: list[tuple[str, Chunk]]
-) -> s.ChatCompletion:
+def to_chat_completion(head: Head, results: list[tuple[str, Chunk]]) -> s.ChatCompletion:
     """``results``: the full text and the final chunk of each choice, in index order."""
     return s.ChatCompletion(
-        id=rid,
-        created=created,
-        model=model,
+        id=head.id,
+        created=head.created,
+        model=head.model,
         choices=[
             s.ChatChoice(
                 index=i,
@@ -158,59 +192,83 @@ def to_chat_completion(
     )
 
 
-def to_chat_chunk(
-    rid: str, created: int, model: str, index: int, chunk: Chunk | None
-) -> s.ChatCompletionChunk:
-    """One stream event for choice ``index``; ``chunk=None`` is the opening role event."""
-    if chunk is None:
-        delta = s.ChoiceDelta(role="assistant", content="")
-        reason = None
-    else:
-        delta = s.ChoiceDelta(content=chunk.text or None)
-        reason = chunk.finish_reason
-    return s.ChatCompletionChunk(
-        id=rid,
-        created=created,
-        model=model,
-        choices=[s.ChatChunkChoice(index=index, delta=delta, finish_reason=reason)],
-        usage=None,
-    )
-
-
-def to_chat_usage_chunk(
-    rid: str, created: int, model: str, usages: list[Usage]
-) -> s.ChatCompletionChunk:
-    return s.ChatCompletionChunk(
-        id=rid, created=created, model=model, choices=[], usage=to_usage(_prompt_once(usages))
-    )
-
-
-def to_completion(
-    rid: str, created: int, model: str, results: list[tuple[str, Chunk]]
-) -> s.Completion:
+def to_completion(head: Head, results: list[tuple[str, Chunk]], echo: list[str]) -> s.Completion:
+    """``echo``: per choice, what its text starts with (``completion_echo``)."""
     return s.Completion(
-        id=rid,
-        created=created,
-        model=model,
+        id=head.id,
+        created=head.created,
+        model=head.model,
         choices=[
-            s.CompletionChoice(index=i, text=text, finish_reason=last.finish_reason or "stop")
-            for i, (text, last) in enumerate(results)
+            s.CompletionChoice(index=i, text=e + text, finish_reason=last.finish_reason or "stop")
+            for i, (e, (text, last)) in enumerate(zip(echo, results, strict=True))
         ],
         usage=to_usage([last.usage for _, last in results if last.usage]),
     )
 
 
-def to_completion_chunk(
-    rid: str, created: int, model: str, index: int, chunk: Chunk
-) -> s.Completion:
-    return s.Completion(
-        id=rid,
-        created=created,
-        model=model,
-        choices=[
-            s.CompletionChoice(index=index, text=chunk.text, finish_reason=chunk.finish_reason)
-        ],
-    )
+async def to_chat_chunks(
+    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, n: int, include_usage: bool
+) -> AsyncIterator[s.ChatCompletionChunk]:
+    """The events of a chat stream: each choice opens with its role, then a delta
+    per chunk with text or a finish reason, then (``include_usage``) the usage."""
+
+    def event(
+        index: int, delta: s.ChoiceDelta, reason: FinishReason | None
+    ) -> s.ChatCompletionChunk:
+        choice = s.ChatChunkChoice(index=index, delta=delta, finish_reason=reason)
+        return s.ChatCompletionChunk(
+            id=head.id, created=head.created, model=head.model, choices=[choice]
+        )
+
+    for i in range(n):
+        yield event(i, s.ChoiceDelta(role="assistant", content=""), None)
+    usages: list[Usage] = []
+    async for i, chunk in stream:
+        if chunk.text or chunk.finish_reason:
+            yield event(i, s.ChoiceDelta(content=chunk.text or None), chunk.finish_reason)
+        if chunk.usage:
+            usages.append(chunk.usage)
+    if include_usage:
+        yield s.ChatCompletionChunk(
+            id=head.id,
+            created=head.created,
+            model=head.model,
+            choices=[],
+            usage=to_usage(_prompt_once(usages)),
+        )
+
+
+async def to_completion_chunks(
+    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, echo: list[str], include_usage: bool
+) -> AsyncIterator[s.Completion]:
+    """The events of a completion stream: a text piece per chunk, the echoed
+    prompt (``completion_echo``) before a choice's first one, then the usage."""
+
+    def event(choices: list[s.CompletionChoice], usage: s.UsageInfo | None) -> s.Completion:
+        return s.Completion(
+            id=head.id, created=head.created, model=head.model, choices=choices, usage=usage
+        )
+
+    before = list(echo)  # emptied once a choice has sent its first piece
+    usages: list[Usage] = []
+    async for i, chunk in stream:
+        text, before[i] = before[i] + chunk.text, ""
+        if chunk.usage:
+            usages.append(chunk.usage)
+        if text or chunk.finish_reason:
+            choice = s.CompletionChoice(index=i, text=text, finish_reason=chunk.finish_reason)
+            yield event([choice], None)
+    if include_usage:
+        yield event([], to_usage(usages))
+
+
+def to_sse_data(event: s.ChatCompletionChunk | s.Completion, *, include_usage: bool) -> str:
+    """One event's ``data:``. Without ``include_usage`` the key is left out, not
+    null: clients that never asked for usage should not meet the field."""
+    data = event.model_dump()
+    if not include_usage:
+        data.pop("usage")
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _prompt_once(usages: list[Usage | None]) -> list[Usage]:
@@ -220,3 +278,15 @@ def _prompt_once(usages: list[Usage | None]) -> list[Usage]:
         return []
     first, rest = real[0], real[1:]
     return [first, *(Usage(0, u.completion_tokens) for u in rest)]  # cached: counted once too
+
+
+# -- model listings ---------------------------------------------------------------
+
+
+def to_model_card(name: str, model: ModelView) -> s.ModelCard:
+    return s.ModelCard(id=name, created=model.created, max_model_len=model.context_length)
+
+
+def to_model_list(models: list[ModelView]) -> s.ModelList:
+    """Every served name, aliases included, each as a model of its own."""
+    return s.ModelList(data=[to_model_card(name, m) for m in models for name in m.names])

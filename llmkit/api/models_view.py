@@ -1,0 +1,40 @@
+"""``ModelView``: what the model listings of both dialects show of a served model.
+
+The registry's ``ServedModel`` is a live object (it loads, unloads, counts
+requests). The dialects' converters are pure functions, so a route takes this
+snapshot of it and hands the converter plain values instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmkit.core.types import EngineInfo
+from llmkit.engines.registry import ServedModel
+
+
+@dataclass(frozen=True)
+class ModelView:
+    names: tuple[str, ...]  # the first is the canonical name, the rest aliases
+    info: EngineInfo
+    created: int  # unix seconds: when the weights were made (the file's time)
+    loaded: bool
+    expires_at: float | None  # unix seconds of the next unload; None: kept for good
+
+    @property
+    def context_length(self) -> int:
+        return self.info.context_length
+
+
+def view(model: ServedModel) -> ModelView:
+    return ModelView(
+        names=tuple(model.names),
+        info=model.info,
+        created=model.created,
+        loaded=model.loaded,
+        expires_at=model.expires_at,
+    )
+
+
+def views(models: list[ServedModel]) -> list[ModelView]:
+    return [view(m) for m in models]
