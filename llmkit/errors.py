@@ -8,6 +8,9 @@ shape, and the client turns HTTP errors back into them.
     │   ├── InvalidRequestError      400: a field is wrong (``param`` names it)
     │   │   └── ContextLengthError   400: prompt + completion do not fit the context
     │   ├── AuthenticationError      401: missing or wrong API key
+    │   ├── ForbiddenError           403: a foreign Host or Origin (DNS rebinding, CSRF)
+    │   ├── PayloadTooLargeError     413: the request body is over the limit
+    │   ├── RateLimitError           429: too many requests for this key; retry later
     │   ├── NotFoundError            404: no such thing (what a client gets back)
     │   │   ├── ModelNotFoundError   404: no served model has that name
     │   │   └── ConversationNotFoundError  404: no stored conversation has that name
@@ -79,6 +82,25 @@ class ContextLengthError(InvalidRequestError):
 class AuthenticationError(ClientError):
     status = 401
     code = "invalid_api_key"
+
+
+class ForbiddenError(ClientError):
+    status = 403
+    code = "forbidden"
+
+
+class PayloadTooLargeError(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimitError(ClientError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFoundError(ClientError):

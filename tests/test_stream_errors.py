@@ -53,7 +53,7 @@ class FailingEngine(Engine):
 
 def served(error: Exception) -> httpx.AsyncClient:
     app = create_app(ServeSettings(), ModelRegistry([ServedModel(["m"], FailingEngine(error))]))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llmkit")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 def post_raw(error: Exception, path: str, body: dict) -> tuple[int, str]:
@@ -101,7 +101,7 @@ def test_the_openai_client_raises_the_error_event():
     async def go() -> str:
         async with served(RuntimeError("boom")) as http:
             client = openai.AsyncOpenAI(
-                base_url="http://llmkit/v1", api_key="x", http_client=http, max_retries=0
+                base_url="http://localhost/v1", api_key="x", http_client=http, max_retries=0
             )
             stream = await client.chat.completions.create(model="m", messages=HI, stream=True)
             got = []
@@ -134,7 +134,7 @@ def test_ollama_stream_ends_with_an_error_line(path, body, caplog):
 def test_the_ollama_client_raises_the_error_line():
     async def go() -> str:
         async with served(RuntimeError("boom")) as http:
-            client = ollama.AsyncClient(host="http://llmkit", transport=http._transport)
+            client = ollama.AsyncClient(host="http://localhost", transport=http._transport)
             got = []
             with pytest.raises(ollama.ResponseError) as e:
                 async for part in await client.chat(model="m", messages=HI, stream=True):
@@ -157,7 +157,7 @@ def test_a_failure_before_the_stream_starts_is_a_500_in_the_dialects_shape():
             ModelRegistry([ServedModel(["m"], FailsAtOnce(RuntimeError("boom")))]),
         )
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://llmkit") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             body = {"model": "m", "messages": HI, "stream": True}
             return [
                 await c.post("/v1/chat/completions", json=body),

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmkit import __version__
 from llmkit.api import health, tokens
 from llmkit.api.generation import INTERNAL_ERROR
+from llmkit.api.guard import Guard, policy_for
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import routes as openai_routes
@@ -57,6 +58,8 @@ def create_app(
     app.include_router(ollama_routes.router)
     app.include_router(ollama_routes.generation)
 
+    # In front of every route: Host, Origin, key, rate and body size.
+    app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]
     app.add_exception_handler(LlmkitError, _llmkit_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from llmkit.core.types import Chunk, GenerateRequest
 from llmkit.engines.base import Engine
-from llmkit.errors import EngineError, LlmkitError
+from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
 T = TypeVar("T")
 log = logging.getLogger("llmkit.api")
@@ -82,6 +82,19 @@ async def _merge(
         for g in gens:
             with contextlib.suppress(Exception):
                 await g.aclose()  # type: ignore[attr-defined]
+
+
+def within_limits(request: Request, reqs: list[GenerateRequest]) -> list[GenerateRequest]:
+    """``reqs``, or a 400 when one carries more messages than ``--max-messages``."""
+    limit = request.app.state.settings.max_messages
+    for r in reqs:
+        if r.messages is not None and len(r.messages) > limit:
+            raise InvalidRequestError(
+                f"The request has {len(r.messages)} messages; this server takes at most "
+                f"{limit} (--max-messages).",
+                param="messages",
+            )
+    return reqs
 
 
 async def collect(engine: Engine, reqs: list[GenerateRequest]) -> list[tuple[str, Chunk]]:

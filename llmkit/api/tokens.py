@@ -11,14 +11,13 @@ template (the chat client fits its history to the context this way).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from llmkit.api.auth import require_api_key
 from llmkit.core.types import GenerateRequest, Message
 from llmkit.errors import InvalidRequestError
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter()
 
 
 class _Msg(BaseModel):

@@ -94,7 +94,8 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
             f"serving {m.name}{also} on {info.engine}: {info.model}; context "
             f"{info.context_length} tokens" + (f", {extra}" if extra else "")
         )
-    auth = "API key required" if settings.api_key else "no API key"
+    keys = settings.api_keys()
+    auth = f"{len(keys)} API key(s) required" if keys else "no API key"
     url = settings.base_url
     lines.append(
         f"OpenAI API at {url}/v1, Ollama API at {url}/api ({auth}); health at {url}/health"
@@ -129,6 +130,7 @@ def serve(
     env: Environment,
     on_progress: Callable[[float], None] | None = None,
 ) -> None:
+    settings.check_exposure()  # before anything loads: a refusal must come at once
     registry = build_registry(settings, specs, env, on_progress)
 
     def announce() -> None:

@@ -11,6 +11,7 @@ setting and its help are written once.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import DECLARED, Environment
+from llmkit.errors import ConfigError
 from llmkit.serving.config import (
     COMMON_FIELDS,
     ModelEntry,
@@ -26,6 +28,8 @@ from llmkit.serving.config import (
     read_config_file,
     split_list,
 )
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 class ServeSettings(ModelFields):
@@ -54,7 +58,40 @@ class ServeSettings(ModelFields):
     )
     port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     api_key: str | None = Field(
-        default=None, description="Require 'Authorization: Bearer KEY' on /v1 and /api requests."
+        default=None,
+        description="Require 'Authorization: Bearer KEY' on every route but /health and GET /.",
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="A file of API keys, one per line ('#' starts a comment); any of them "
+        "opens the server, as --api-key does.",
+    )
+    no_auth: bool = Field(
+        default=False,
+        description="Serve on a non-loopback address without a key: anyone who reaches the "
+        "port can use it. Without this, such a server refuses to start.",
+    )
+    allowed_host: list[str] = Field(
+        default_factory=list,
+        description="Host names clients may reach the server by, besides its address, IP "
+        "addresses and loopback names (the DNS-rebinding guard); '*' allows any.",
+    )
+    cors_origin: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://app.example:3000) whose web pages may call the server; "
+        "'*' allows any. Other pages are refused, as OLLAMA_ORIGINS does.",
+    )
+    max_body_mb: float = Field(
+        default=16, gt=0, description="The largest request body, in MiB; larger gets 413."
+    )
+    max_messages: int = Field(
+        default=4096, ge=1, description="The most messages one request may carry; more gets 400."
+    )
+    rate_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests a minute each API key (each client address without keys) may "
+        "send; more get 429 with Retry-After.",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_requests: bool = Field(
@@ -68,7 +105,7 @@ class ServeSettings(ModelFields):
         default_factory=list, exclude=True, json_schema_extra={"flag": False}
     )
 
-    @field_validator("model", "served_model_name", mode="before")
+    @field_validator("model", "served_model_name", "allowed_host", "cors_origin", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list; one --model as a string.
@@ -101,6 +138,32 @@ class ServeSettings(ModelFields):
     def base_url(self) -> str:
         host = f"[{self.client_host}]" if ":" in self.client_host else self.client_host
         return f"http://{host}:{self.port}"
+
+    def api_keys(self) -> tuple[str, ...]:
+        """``--api-key`` and the keys of ``--api-key-file``."""
+        keys = [self.api_key] if self.api_key else []
+        if self.api_key_file is not None:
+            try:
+                lines = self.api_key_file.read_text().splitlines()
+            except OSError as e:
+                raise ConfigError(
+                    f"--api-key-file {self.api_key_file}: {e.strerror or e}."
+                ) from None
+            keys += [k for line in lines if (k := line.split("#", 1)[0].strip())]
+            if len(keys) == (1 if self.api_key else 0):
+                raise ConfigError(f"--api-key-file {self.api_key_file} holds no key.")
+        return tuple(keys)
+
+    def check_exposure(self) -> None:
+        """A server others can reach needs a key, unless the user says otherwise."""
+        if is_loopback(self.host) or self.no_auth or self.api_keys():
+            return
+        raise ConfigError(
+            f"--host {self.host} lets anyone who can reach this machine use the server, and "
+            "no API key is set. Add one: --api-key KEY (or LLMKIT_API_KEY=KEY, or "
+            "--api-key-file FILE with one key per line), and give clients the key; or "
+            "pass --no-auth to serve without one."
+        )
 
 
 def server_fields() -> dict[str, FieldInfo]:
@@ -168,6 +231,17 @@ def serve_variables(specs: EngineSpecs) -> list[tuple[str, str]]:
         for name, _info, help_text in flag_fields(specs)
         if f"LLMKIT_{name.upper()}" not in DECLARED
     ]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and the loopback names: reachable from this machine only."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_host(value: str) -> tuple[str, int | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from llmkit.api.ollama.schemas import ErrorResponse
-from llmkit.errors import LlmkitError, ModelNotFoundError, ServerBusyError
+from llmkit.errors import LlmkitError, ModelNotFoundError
 
 
 def error_line(exc: LlmkitError) -> ErrorResponse:
@@ -17,5 +17,6 @@ def error_line(exc: LlmkitError) -> ErrorResponse:
 
 
 def error_response(exc: LlmkitError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusyError) else None
+    retry_after = getattr(exc, "retry_after", None)  # busy (503) or rate-limited (429)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(error_line(exc).model_dump(), status_code=exc.status, headers=headers)

@@ -18,8 +18,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ValidationError
 
 from llmkit import __version__
-from llmkit.api.auth import require_api_key
-from llmkit.api.generation import ClientGone, ending_in_error, open_streams, unless_disconnected
+from llmkit.api.generation import (
+    ClientGone,
+    ending_in_error,
+    open_streams,
+    unless_disconnected,
+    within_limits,
+)
 from llmkit.api.models_view import view, views
 from llmkit.api.ollama import convert
 from llmkit.api.ollama import schemas as s
@@ -30,7 +35,7 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 
 router = APIRouter(prefix="/api")
-generation = APIRouter(prefix="/api", dependencies=[Depends(require_api_key)])
+generation = APIRouter(prefix="/api")
 root = APIRouter()
 M = TypeVar("M", bound=s.OllamaRequest)
 
@@ -113,7 +118,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
     start, loads = time.perf_counter_ns(), model.loads
     if not body.messages:
         return await _load(model, body, chat=True)
-    req = convert.from_chat_request(body)
+    [req] = within_limits(request, [convert.from_chat_request(body)])
     model.hold(_keep_alive(model, body))
     stamped, timing = await _run(model, req, start, loads)
     if body.stream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from llmkit.api.openai.schemas import ErrorBody, ErrorResponse
-from llmkit.errors import LlmkitError, ServerBusyError
+from llmkit.errors import LlmkitError
 
 # OpenAI's own error types by status.
 _TYPES = {
@@ -13,7 +13,9 @@ _TYPES = {
     401: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    403: "invalid_request_error",
     413: "invalid_request_error",
+    429: "rate_limit_error",
     502: "upstream_error",
     503: "server_error",
 }
@@ -32,8 +34,9 @@ def error_body(exc: LlmkitError) -> ErrorResponse:
 
 def error_response(exc: LlmkitError) -> JSONResponse:
     headers = {}
-    if isinstance(exc, ServerBusyError):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)  # busy (503) or rate-limited (429)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(
         error_body(exc).model_dump(), status_code=exc.status, headers=headers or None
     )

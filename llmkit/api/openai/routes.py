@@ -8,17 +8,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
-from llmkit.api.auth import require_api_key
 from llmkit.api.generation import (
     ClientGone,
     collect,
     ending_in_error,
     open_streams,
     unless_disconnected,
+    within_limits,
 )
 from llmkit.api.models_view import view, views
 from llmkit.api.openai import convert
@@ -27,7 +27,7 @@ from llmkit.api.openai.errors import error_body
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import LlmkitError
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1")
 
 
 def _registry(request: Request) -> ModelRegistry:
@@ -52,7 +52,7 @@ async def get_model(model_id: str, request: Request) -> s.ModelCard:
 async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> Response:
     model = _registry(request).get(body.model)
     n = body.n or 1
-    reqs = [convert.from_chat_request(body, index=i) for i in range(n)]
+    reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)])
     head = _head("chatcmpl", body.model)
     if body.stream:
         stream = await open_streams(model.engine, reqs)
