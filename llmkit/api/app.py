@@ -20,10 +20,13 @@ from llmkit import __version__
 from llmkit.api import health, tokens
 from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.guard import Guard, policy_for
+from llmkit.api.metrics import Metrics, RequestCounter
+from llmkit.api.metrics import router as metrics_router
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
+from llmkit.api.request_id import RequestId
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 from llmkit.serving.settings import ServeSettings
@@ -51,7 +54,10 @@ def create_app(
     app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.metrics = Metrics()
+    app.state.metrics.watch(registry)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(tokens.router)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.root)
@@ -60,6 +66,9 @@ def create_app(
 
     # In front of every route: Host, Origin, key, rate and body size.
     app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]
+    # Outside the guard, so refusals are counted and carry a request id too.
+    app.add_middleware(RequestCounter, metrics=app.state.metrics)  # type: ignore[arg-type]
+    app.add_middleware(RequestId)  # type: ignore[arg-type]
     app.add_exception_handler(LlmkitError, _llmkit_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -31,15 +31,27 @@ requests_log = logging.getLogger("llmkit.requests")
 requests_log.setLevel(logging.WARNING)
 
 
+Watch = Callable[[], Callable[[Chunk], None]]
+
+
+async def _watched(gen: AsyncIterator[Chunk], see: Callable[[Chunk], None]) -> AsyncIterator[Chunk]:
+    async for chunk in gen:
+        see(chunk)
+        yield chunk
+
+
 async def open_streams(
-    engine: Engine, reqs: list[GenerateRequest]
+    engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
 ) -> AsyncIterator[tuple[int, Chunk]]:
     """Start every generation, wait for each first chunk, then merge them as
-    ``(choice index, chunk)`` in the order chunks arrive."""
+    ``(choice index, chunk)`` in the order chunks arrive. ``watch`` makes one
+    observer per generation, which sees each of its chunks (the metrics)."""
     if requests_log.isEnabledFor(logging.INFO):
         for r in reqs:
             requests_log.info("request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False))
     gens = [engine.generate(r) for r in reqs]
+    if watch is not None:
+        gens = [_watched(g, watch()) for g in gens]
     try:
         firsts = await asyncio.gather(*(anext(g) for g in gens))
     except BaseException:
@@ -97,11 +109,19 @@ def within_limits(request: Request, reqs: list[GenerateRequest]) -> list[Generat
     return reqs
 
 
-async def collect(engine: Engine, reqs: list[GenerateRequest]) -> list[tuple[str, Chunk]]:
+def watcher(request: Request, model: str) -> Watch:
+    """The metrics' observer for generations of ``model`` in this app."""
+    metrics = request.app.state.metrics
+    return lambda: metrics.observer(model)
+
+
+async def collect(
+    engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
+) -> list[tuple[str, Chunk]]:
     """Run to the end; per choice, the whole text and the final chunk."""
     texts: list[list[str]] = [[] for _ in reqs]
     last: list[Chunk] = [Chunk() for _ in reqs]
-    stream = await open_streams(engine, reqs)
+    stream = await open_streams(engine, reqs, watch)
     async for i, chunk in stream:
         texts[i].append(chunk.text)
         if chunk.finish_reason is not None:

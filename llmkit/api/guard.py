@@ -44,6 +44,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Render = Callable[[Request, LlmkitError], Response]
 
 CORS_METHODS = "GET, POST, DELETE, HEAD, OPTIONS"
+# What probes need without a key: liveness, and Ollama's "is it running?".
+OPEN_PATHS = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/"), ("HEAD", "/")})
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,7 @@ class Policy:
     cors_origins: tuple[str, ...] = ()  # "*" allows any origin
     max_body_bytes: int = 16 * 1024 * 1024
     rate_per_minute: int | None = None
-    open_paths: frozenset[tuple[str, str]] = field(
-        default_factory=lambda: frozenset(
-            {("GET", "/health"), ("GET", "/"), ("HEAD", "/"), ("HEAD", "/health")}
-        )
-    )
+    open_paths: frozenset[tuple[str, str]] = field(default_factory=lambda: OPEN_PATHS)
 
 
 def _host_name(header: str) -> str:
@@ -260,4 +258,5 @@ def policy_for(settings: ServeSettings) -> Policy:
         cors_origins=tuple(o.rstrip("/") for o in settings.cors_origin),
         max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
         rate_per_minute=settings.rate_limit,
+        open_paths=OPEN_PATHS | ({("GET", "/metrics")} if settings.metrics_public else set()),
     )

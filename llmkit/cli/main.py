@@ -69,9 +69,9 @@ def make_serve() -> click.Command:
             raise click.UsageError(_settings_error(e)) from None
         except LlmkitError as e:  # the config file, the engine's name
             raise click.ClickException(e.message) from None
-        logging.basicConfig(
-            level=settings.log_level.upper(), format="%(levelname)-7s %(name)s: %(message)s"
-        )
+        from llmkit.api.request_id import install
+
+        install(settings.log_level)
         # httpx logs every request at INFO: one line per call to an upstream or a vLLM.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         from llmkit.cli.progress import load_progress

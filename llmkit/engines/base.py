@@ -92,6 +92,11 @@ class Engine(ABC):
         """(generations running, requests queued)"""
         return (0, 0)
 
+    def kv_cache(self) -> dict[str, int]:
+        """KV-cache cells by state ("used" by running sequences, "cached" for reuse,
+        "free"), where the engine keeps one; empty otherwise."""
+        return {}
+
 
 def reply_budget(n_prompt: int, max_tokens: int | None, n_ctx: int, limit: int | None) -> int:
     """Tokens the reply may take: ``max_tokens``, or the rest of the context when

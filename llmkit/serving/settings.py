@@ -87,6 +87,9 @@ class ServeSettings(ModelFields):
     max_messages: int = Field(
         default=4096, ge=1, description="The most messages one request may carry; more gets 400."
     )
+    metrics_public: bool = Field(
+        default=False, description="Serve /metrics without the API key (for a scraper)."
+    )
     rate_limit: int | None = Field(
         default=None,
         ge=1,

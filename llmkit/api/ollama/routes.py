@@ -23,6 +23,7 @@ from llmkit.api.generation import (
     ending_in_error,
     open_streams,
     unless_disconnected,
+    watcher,
     within_limits,
 )
 from llmkit.api.models_view import view, views
@@ -120,7 +121,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
         return await _load(model, body, chat=True)
     [req] = within_limits(request, [convert.from_chat_request(body)])
     model.hold(_keep_alive(model, body))
-    stamped, timing = await _run(model, req, start, loads)
+    stamped, timing = await _run(request, model, req, start, loads)
     if body.stream:
         return _ndjson(convert.to_chat_lines(body.model, timing, stamped))
     return await _whole(request, convert.to_chat_response(body.model, timing, stamped))
@@ -135,7 +136,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     req = convert.from_generate_request(body)
     model.hold(_keep_alive(model, body))
     req, prompt_ids = convert.with_context(req, body.context, await model.engine.encode(req))
-    stamped, timing = await _run(model, req, start, loads)
+    stamped, timing = await _run(request, model, req, start, loads)
     if body.stream:
         return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
     answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
@@ -160,10 +161,11 @@ async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> 
 
 
 async def _run(
-    model: ServedModel, req: GenerateRequest, start: int, loads: int
+    request: Request, model: ServedModel, req: GenerateRequest, start: int, loads: int
 ) -> tuple[AsyncIterator[convert.Stamped], convert.Timing]:
     """Start one generation; its chunks stamped as they arrive, and its timing so far."""
-    chunks = await open_streams(model.engine, [req])  # refusals still get a plain error status
+    # Refusals (too long, bad schema) still get a plain error status: nothing is sent yet.
+    chunks = await open_streams(model.engine, [req], watcher(request, model.name))
     first = time.perf_counter_ns()
     # ``loads`` moved: this request waited for the model to load, and says how long.
     load = model.last_load_ns if model.loads != loads else 0

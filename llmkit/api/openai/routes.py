@@ -18,6 +18,7 @@ from llmkit.api.generation import (
     ending_in_error,
     open_streams,
     unless_disconnected,
+    watcher,
     within_limits,
 )
 from llmkit.api.models_view import view, views
@@ -55,11 +56,13 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)])
     head = _head("chatcmpl", body.model)
     if body.stream:
-        stream = await open_streams(model.engine, reqs)
+        stream = await open_streams(model.engine, reqs, watcher(request, model.name))
         usage = convert.include_usage(body)
         return _sse(convert.to_chat_chunks(head, stream, n=n, include_usage=usage), usage)
     try:
-        results = await unless_disconnected(request, collect(model.engine, reqs))
+        results = await unless_disconnected(
+            request, collect(model.engine, reqs, watcher(request, model.name))
+        )
     except ClientGone:
         return Response(status_code=499)
     return JSONResponse(convert.to_chat_completion(head, results).model_dump())
@@ -74,13 +77,15 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
     echo = convert.completion_echo(body, prompts)
     head = _head("cmpl", body.model)
     if body.stream:
-        stream = await open_streams(model.engine, reqs)
+        stream = await open_streams(model.engine, reqs, watcher(request, model.name))
         usage = convert.include_usage(body)
         return _sse(
             convert.to_completion_chunks(head, stream, echo=echo, include_usage=usage), usage
         )
     try:
-        results = await unless_disconnected(request, collect(model.engine, reqs))
+        results = await unless_disconnected(
+            request, collect(model.engine, reqs, watcher(request, model.name))
+        )
     except ClientGone:
         return Response(status_code=499)
     return JSONResponse(convert.to_completion(head, results, echo).model_dump())
