@@ -62,7 +62,6 @@ def create_app(
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)
-    app.include_router(ollama_routes.generation)
 
     # In front of every route: Host, Origin, key, rate and body size.
     app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]

@@ -8,14 +8,14 @@ without a JSON content type: Ollama's own examples use ``curl -d`` without one.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from llmkit import __version__
 from llmkit.api.generation import (
@@ -35,39 +35,30 @@ from llmkit.core.types import GenerateRequest
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 
-router = APIRouter(prefix="/api")
-generation = APIRouter(prefix="/api")
+
+class JsonBodyRoute(APIRoute):
+    """Reads the body as JSON whatever its content type: Ollama's own examples send
+    it with ``curl -d``, which labels it as a form. The body models stay ordinary
+    parameters, so the OpenAPI document describes them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def as_json(request: Request) -> Response:
+            if request.method == "POST":
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
+            return await handler(request)
+
+        return as_json
+
+
+router = APIRouter(prefix="/api", route_class=JsonBodyRoute)
+
 root = APIRouter()
-M = TypeVar("M", bound=s.OllamaRequest)
-
-
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """Read the body as JSON whatever its content type: Ollama's own examples
-    send it with ``curl -d``, which labels it as a form."""
-
-    async def read(request: Request) -> M:
-        raw = await request.body()
-        if not raw.strip():
-            raise InvalidRequestError("missing request body")
-        try:
-            return model.model_validate_json(raw)
-        except ValidationError as e:
-            errors = e.errors(include_url=False)
-            if errors and errors[0]["type"] == "json_invalid":
-                reason = (errors[0].get("ctx") or {}).get("error", "invalid JSON")
-                raise InvalidRequestError(
-                    f"The request body is not valid JSON ({reason})."
-                ) from None
-            raise RequestValidationError(
-                [{**err, "loc": ("body", *err["loc"])} for err in errors]
-            ) from None
-
-    return read
-
-
-ShowBody = Annotated[s.ModelRequest, Depends(json_body(s.ModelRequest))]
-ChatBody = Annotated[s.ChatRequest, Depends(json_body(s.ChatRequest))]
-GenerateBody = Annotated[s.GenerateRequest, Depends(json_body(s.GenerateRequest))]
+ShowBody = s.ModelRequest
+ChatBody = s.ChatRequest
+GenerateBody = s.GenerateRequest
 
 
 @root.get("/", response_class=PlainTextResponse)
@@ -98,22 +89,22 @@ def _model(request: Request, name: str) -> ServedModel:
         raise
 
 
-@generation.get("/tags")
+@router.get("/tags")
 async def tags(request: Request) -> s.TagsResponse:
     return convert.to_tags(views(_registry(request).models))
 
 
-@generation.get("/ps")
+@router.get("/ps")
 async def ps(request: Request) -> s.PsResponse:
     return convert.to_ps(views(_registry(request).models), now=datetime.now(UTC))
 
 
-@generation.post("/show")
+@router.post("/show")
 async def show(request: Request, body: ShowBody) -> s.ShowResponse:
     return convert.to_show(view(_model(request, body.wanted)))
 
 
-@generation.post("/chat", response_model=None)
+@router.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
@@ -127,7 +118,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
     return await _whole(request, convert.to_chat_response(body.model, timing, stamped))
 
 
-@generation.post("/generate", response_model=None)
+@router.post("/generate", response_model=None)
 async def generate(request: Request, body: GenerateBody) -> Response:
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
