@@ -125,7 +125,7 @@ def _llamacpp(
     engine = LlamaCppEngine(
         LoadOptions(
             path=str(model.path),
-            n_ctx=o.max_model_len,
+            n_ctx=estimate.context,
             n_threads=o.threads,
             parallel=o.parallel,
             on_progress=on_progress,
@@ -161,7 +161,7 @@ def _transformers(
     source, gguf = hf_source(found, models)
     require_transformers(gguf is not None)
     path = source / gguf if gguf else source
-    fit_before_transformers(
+    estimate = fit_before_transformers(
         path,
         found.name,
         device=o.device,
@@ -170,7 +170,7 @@ def _transformers(
         parallel=o.parallel,
         memory_gib=models.memory_gib,
     )
-    engine = TransformersEngine(o, source=source, gguf_file=gguf)
+    engine = TransformersEngine(o, source=source, gguf_file=gguf, n_ctx=estimate.context)
     describe = _describe("transformers", path, o.max_model_len)
     return [_served(entry, engine, found.name, created=_mtime(path), describe=describe)]
 
