@@ -71,4 +71,3 @@ class Engine(ABC):
     def load(self) -> tuple[int, int]:
         """(generations running, requests queued)"""
         return (0, 0)
-

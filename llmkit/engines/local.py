@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from llmkit.core.types import Chunk, GenerateRequest, Message
 from llmkit.engines.base import Engine
@@ -22,32 +22,34 @@ from llmkit.engines.textstream import TextStream
 from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError
 
 
-class LocalEngine(Engine):
+class Loaded(Protocol):
+    """What the shared code asks of an engine's loaded model."""
+
+    n_ctx: int  # tokens each sequence may hold, prompt and reply
+    n_vocab: int
+
+
+M = TypeVar("M", bound=Loaded)
+
+
+class LocalEngine(Engine, Generic[M]):
     #: The engine's name in messages and in the decode thread's name.
     label: str = "local"
 
     def __init__(self, *, max_queue: int) -> None:
         self.max_queue = max_queue
+        self._lm: M | None = None
         self._loop: DecodeLoop[Any] | None = None
 
     # -- what a subclass supplies ------------------------------------------------
 
     @abstractmethod
-    def _load(self) -> Backend[Any]:
-        """Load the model (blocking: runs in a worker thread) and return its stepper."""
+    def _load(self) -> tuple[M, Backend[Any]]:
+        """Load the model (blocking: runs in a worker thread); it and its stepper."""
 
     @abstractmethod
-    def _unload(self) -> None:
+    def _unload(self, lm: M) -> None:
         """Free the model; the decode loop has stopped."""
-
-    @property
-    @abstractmethod
-    def n_ctx(self) -> int:
-        """Tokens each sequence may hold, prompt and reply."""
-
-    @property
-    @abstractmethod
-    def n_vocab(self) -> int: ...
 
     @abstractmethod
     def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
@@ -71,14 +73,30 @@ class LocalEngine(Engine):
     # -- lifetime -------------------------------------------------------------------
 
     async def start(self) -> None:
-        backend = await asyncio.to_thread(self._load)
+        self._lm, backend = await asyncio.to_thread(self._load)
         self._loop = DecodeLoop(backend, max_queue=self.max_queue, name=f"llmkit-{self.label}")
 
     async def close(self) -> None:
         if self._loop is not None:
             await asyncio.to_thread(self._loop.close)
             self._loop = None
-        self._unload()
+        if self._lm is not None:
+            lm, self._lm = self._lm, None
+            self._unload(lm)
+
+    @property
+    def lm(self) -> M:
+        if self._lm is None:
+            raise EngineError(f"The {self.label} engine is not started.")
+        return self._lm
+
+    @property
+    def n_ctx(self) -> int:
+        return self.lm.n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return self.lm.n_vocab
 
     def load(self) -> tuple[int, int]:
         return self._loop.load if self._loop else (0, 0)

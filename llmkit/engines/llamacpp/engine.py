@@ -17,50 +17,32 @@ from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.step import BatchStep, SeqState
 from llmkit.engines.local import LocalEngine
-from llmkit.errors import EngineError
 from llmkit.models.sizing import human_count
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 __all__ = ["LlamaCppEngine", "human_count"]  # human_count: the factory takes it from here
 
 
-class LlamaCppEngine(LocalEngine):
+class LlamaCppEngine(LocalEngine[LoadedModel]):
     label = "llama.cpp"
 
     def __init__(self, opts: LoadOptions, *, max_queue: int = 64) -> None:
         super().__init__(max_queue=max_queue)
         self.opts = opts
-        self._lm: LoadedModel | None = None
 
-    def _load(self) -> BatchStep:
+    def _load(self) -> tuple[LoadedModel, BatchStep]:
         if amx_in_build():
             log.warning(
                 "This llama-cpp-python build has the AMX kernels, which crash on prompts of "
                 "more than a few tokens (llama.cpp #20824). Rebuild it with scripts/bootstrap.sh."
             )
-        self._lm = LoadedModel(self.opts)
-        if self._lm.chat_template is None:
+        lm = LoadedModel(self.opts)
+        if lm.chat_template is None:
             log.warning("%s ships no chat template; using ChatML", self.opts.path)
-        return BatchStep(self._lm)
+        return lm, BatchStep(lm)
 
-    def _unload(self) -> None:
-        if self._lm is not None:
-            self._lm.close()
-            self._lm = None
-
-    @property
-    def lm(self) -> LoadedModel:
-        if self._lm is None:
-            raise EngineError("The llama.cpp engine is not started.")
-        return self._lm
-
-    @property
-    def n_ctx(self) -> int:
-        return self.lm.n_ctx
-
-    @property
-    def n_vocab(self) -> int:
-        return self.lm.n_vocab
+    def _unload(self, lm: LoadedModel) -> None:
+        lm.close()
 
     @property
     def info(self) -> EngineInfo:

@@ -15,6 +15,7 @@ from llmkit.core.types import EngineInfo, GenerateRequest, Message
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.decode_loop import Backend
 from llmkit.engines.local import LocalEngine
+from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
 from llmkit.errors import EngineError
 
 
@@ -23,7 +24,7 @@ class TransformersOptions(LocalEngineOptions):
     dtype: str = "auto"
 
 
-class TransformersEngine(LocalEngine):
+class TransformersEngine(LocalEngine[LoadedHF]):
     label = "transformers"
 
     def __init__(
@@ -35,15 +36,13 @@ class TransformersEngine(LocalEngine):
         self.source = source
         self.gguf_file = gguf_file
         self.context = n_ctx
-        self._lm = None  # LoadedHF, once started
         self._info: EngineInfo | None = None
 
-    def _load(self) -> Backend[Any]:
-        from llmkit.engines.transformers.model import LoadedHF
-        from llmkit.engines.transformers.step import TurnStep
+    def _load(self) -> tuple[LoadedHF, Backend[Any]]:
+        from llmkit.engines.transformers.step import TurnStep  # imports torch
 
         o = self.opts
-        self._lm = lm = LoadedHF(
+        lm = LoadedHF(
             self.source,
             gguf_file=self.gguf_file,
             device=o.device,
@@ -52,35 +51,20 @@ class TransformersEngine(LocalEngine):
             n_ctx=self.context,
         )
         self._info = lm.info()
-        return TurnStep(lm, parallel=o.parallel)
+        return lm, TurnStep(lm, parallel=o.parallel)
 
-    def _unload(self) -> None:
-        if self._lm is not None:
-            torch = self._lm.torch
-            self._lm = None
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-    @property
-    def lm(self):  # type: ignore[no-untyped-def]
-        if self._lm is None:
-            raise EngineError("The transformers engine is not started.")
-        return self._lm
+    def _unload(self, lm: LoadedHF) -> None:
+        torch = lm.torch
+        lm.model = None  # the weights go now, before the next model loads
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     @property
     def info(self) -> EngineInfo:
         if self._info is None:
             raise EngineError("The transformers engine is not started.")
         return self._info
-
-    @property
-    def n_ctx(self) -> int:
-        return self.lm.n_ctx
-
-    @property
-    def n_vocab(self) -> int:
-        return self.lm.n_vocab
 
     def tokenize_text(self, text: str, special: bool) -> list[int]:
         return self.lm.encode_text(text, special=False)
