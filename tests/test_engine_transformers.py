@@ -14,15 +14,24 @@ transformers' own logits) greedy picks differ and the texts go their own ways.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
 
+from llmkit.core.types import GenerateRequest, Message, SamplingParams
+from llmkit.engines.registry import ServedModel
+from llmkit.engines.spec import load_specs
+from llmkit.env import Environment
+from llmkit.errors import ServerBusyError
+from llmkit.serving.build import build_models
+from llmkit.serving.config import ModelEntry
 from tests.conftest import Server, start_server
 
 MODEL = "smol-hf"
@@ -185,53 +194,94 @@ def test_serve_refuses_what_would_not_fit_before_loading(tmp_path):
     assert "weights 513.13 MiB" in r.stderr and "307.20 MiB" in r.stderr
 
 
-def test_a_hugging_face_directory_loads_from_source(tmp_path, bundled_path):
+@pytest.fixture(scope="module")
+def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory, bundled_path: str) -> Path:
     """The usual "from source" layout: config.json + safetensors + tokenizer files. A
-    tiny random Llama written by transformers itself, with the bundled model's
-    real tokenizer, run in-process through the engine factory."""
+    tiny random Llama written by transformers itself, with the bundled model's real
+    tokenizer."""
     pytest.importorskip("torch")
-    import asyncio
-    from pathlib import Path
-
     import transformers
 
-    from llmkit.core.types import GenerateRequest, Message, SamplingParams
-    from llmkit.engines.spec import load_specs
-    from llmkit.env import Environment
-    from llmkit.serving.build import build_models
-    from llmkit.serving.config import ModelEntry
-
+    out = tmp_path_factory.mktemp("tiny-hf")
     gguf = Path(bundled_path)
     tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = transformers.LlamaConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
     )  # fmt: skip
-    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    transformers.LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
+
+def tiny_served(directory: Path, **options: object) -> ServedModel:
     entry = ModelEntry(
-        model=str(tmp_path),
-        engine="transformers",
-        options={"threads": 1, "max_model_len": 128},
+        model=str(directory), engine="transformers", options={"threads": 1, **options}
     )
-    env = Environment.read({"LLMKIT_MODELS": str(tmp_path / "none")})
+    env = Environment.read({"LLMKIT_MODELS": str(directory / "none")})
     [served] = build_models(entry, load_specs(), env)
-    assert served.name == tmp_path.name and served.info.format == "safetensors"
+    return served
+
+
+def greedy(max_tokens: int) -> GenerateRequest:
+    return GenerateRequest(
+        messages=(Message("user", "Hi"),),
+        sampling=SamplingParams(temperature=0),
+        max_tokens=max_tokens,
+        ignore_eos=True,
+    )
+
+
+def test_a_hugging_face_directory_loads_from_source(tiny_hf_dir):
+    """Run in-process through the engine factory."""
+    served = tiny_served(tiny_hf_dir, max_model_len=128)
+    assert served.name == tiny_hf_dir.name and served.info.format == "safetensors"
 
     async def run() -> list:
         await served.ensure_loaded()
-        req = GenerateRequest(
-            messages=(Message("user", "Hi"),),
-            sampling=SamplingParams(temperature=0),
-            max_tokens=5,
-            ignore_eos=True,
-        )
         try:
-            return [c async for c in served.engine.generate(req)]
+            return [c async for c in served.engine.generate(greedy(5))]
         finally:
             await served.unload(force=True)
 
     chunks = asyncio.run(run())
     assert chunks[-1].finish_reason == "length" and chunks[-1].usage.completion_tokens == 5
     assert served.inner.info.format == "safetensors" and served.inner.info.parameter_count > 0
+    assert served.inner.info.context_length == 128  # what the fit check counted
+
+
+def test_the_context_is_the_one_the_fit_check_chose(tiny_hf_dir):
+    """No --max-model-len: the model's own (256 here), capped as llama.cpp caps it."""
+    served = tiny_served(tiny_hf_dir)
+
+    async def run() -> int:
+        await served.ensure_loaded()
+        try:
+            return served.engine.context_length
+        finally:
+            await served.unload(force=True)
+
+    assert asyncio.run(run()) == 256
+
+
+def test_finish_all_ends_streams_with_length_and_refuses_new_work(tiny_hf_dir):
+    """Shutdown on transformers is llama.cpp's: a running stream gets its final chunk
+    (finish_reason "length"), and new requests are turned away as busy."""
+    served = tiny_served(tiny_hf_dir, parallel=1)
+
+    async def run() -> tuple[int, list]:
+        await served.ensure_loaded()
+        try:
+            stream = served.engine.generate(greedy(200))
+            await anext(stream)
+            ended = served.engine.finish_all()
+            rest = [c async for c in stream]
+            with pytest.raises(ServerBusyError, match="shutting down"):
+                await anext(served.engine.generate(greedy(5)))
+            return ended, rest
+        finally:
+            await served.unload(force=True)
+
+    ended, rest = asyncio.run(run())
+    assert ended == 1
+    assert rest[-1].finish_reason == "length" and rest[-1].usage.completion_tokens < 200

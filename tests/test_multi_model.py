@@ -253,3 +253,12 @@ def test_a_model_is_loaded_on_use_and_never_unloaded_under_a_request():
         assert inner.closes == 2
 
     asyncio.run(run())
+
+
+def test_the_managed_engine_hands_an_engines_own_extras_to_it():
+    inner = ScriptedEngine()
+    served = ServedModel(["m"], inner, preload=False)
+    assert served.engine.gate is inner.gate  # not forwarded by hand: looked up on the engine
+    assert served.engine.load() == (0, 0) and served.engine.finish_all() == 0  # not loaded
+    with pytest.raises(AttributeError):
+        served.engine.no_such_thing  # noqa: B018

@@ -9,14 +9,12 @@ callers can await the first chunk and still answer with a clean error status.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.errors import ContextLengthError, InvalidRequestError, LlmkitError
 
 
 class LocalEngineOptions(BaseModel):
@@ -96,35 +94,3 @@ class Engine(ABC):
         """KV-cache cells by state ("used" by running sequences, "cached" for reuse,
         "free"), where the engine keeps one; empty otherwise."""
         return {}
-
-
-def reply_budget(n_prompt: int, max_tokens: int | None, n_ctx: int, limit: int | None) -> int:
-    """Tokens the reply may take: ``max_tokens``, or the rest of the context when
-    None; ContextLengthError when the prompt (plus ``max_tokens``) does not fit.
-    ``limit``: a request's own smaller context (Ollama's ``num_ctx``)."""
-    n_ctx = n_ctx if limit is None else min(limit, n_ctx)
-    if n_prompt + (max_tokens or 0) > n_ctx or (max_tokens is None and n_prompt >= n_ctx):
-        raise ContextLengthError(
-            prompt_tokens=n_prompt, max_tokens=max_tokens, context_length=n_ctx
-        )
-    return n_ctx - n_prompt if max_tokens is None else max_tokens
-
-
-async def relay(queue: asyncio.Queue[Chunk | LlmkitError | None]) -> AsyncIterator[Chunk]:
-    """The chunks a decode thread puts on ``queue`` until it puts None; an error it
-    puts there is raised here, in the request's coroutine."""
-    while True:
-        item = await queue.get()
-        if item is None:
-            return
-        if isinstance(item, LlmkitError):
-            raise item
-        yield item
-
-
-def check_token_ids(ids: list[int], n_vocab: int, param: str) -> None:
-    bad = [t for t in ids if not 0 <= t < n_vocab]
-    if bad:
-        raise InvalidRequestError(
-            f"Token ids must be in 0..{n_vocab - 1}; got {bad[:5]}.", param=param
-        )

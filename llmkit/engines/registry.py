@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
@@ -160,11 +161,23 @@ def _seconds(v: float | None) -> str:
 
 
 class ManagedEngine(Engine):
-    """The face a served model shows the routes: the real engine, loaded on demand."""
+    """The face a served model shows the routes: the real engine, loaded on demand.
+
+    Only what must load the engine first and count as use is wrapped here (the
+    token and generation calls), and what must answer while the engine is not
+    loaded (``info``, ``health``, ``load``, ``kv_cache``, ``finish_all``, lifetime); anything
+    else an engine offers is the inner engine's own, looked up on it.
+    """
 
     def __init__(self, served: ServedModel, inner: Engine) -> None:
         self.served = served
         self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for what this class does not define: an engine's own extras.
+        if name in ("inner", "served"):  # not set yet (a copy): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
         async with self.served.using():
@@ -201,6 +214,9 @@ class ManagedEngine(Engine):
 
     def load(self) -> tuple[int, int]:
         return self.inner.load() if self.served.loaded else (0, 0)
+
+    def kv_cache(self) -> dict[str, int]:
+        return self.inner.kv_cache() if self.served.loaded else {}
 
 
 class ModelRegistry:

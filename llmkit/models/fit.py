@@ -23,7 +23,6 @@ from llmkit.models.sizing import (
     GGUF_BITS,
     GIB,
     MemoryEstimate,
-    default_context,
     estimate_memory,
     format_bytes,
     gpu_overhead,
@@ -31,6 +30,7 @@ from llmkit.models.sizing import (
     llamacpp_overhead,
     max_context,
     normalize_dtype,
+    serving_context,
 )
 
 #: The flags each command uses for the knobs a suggestion turns.
@@ -278,23 +278,19 @@ def fit_before_serving(
     parallel: int,
     memory_gib: float | None,
 ) -> MemoryEstimate:
-    """``check_fit`` for a GGUF about to be served: the context the llama.cpp engine
-    will choose (``--max-model-len``, else the same default it computes) for
-    ``parallel`` sequences, against RAM (or ``LLMKIT_MEMORY_GIB``)."""
+    """``check_fit`` for a GGUF about to be served on llama.cpp: ``parallel``
+    sequences of the context ``serving_context`` chooses, against RAM (or
+    ``LLMKIT_MEMORY_GIB``). The estimate's ``context`` is what the engine must load
+    with."""
     facts = read_facts(path)
-    trained = facts.context_length or 2048
-    if max_model_len is None:
-        per_token = kv_bytes_per_token(
-            facts.n_layers or 0, facts.n_kv_heads or 0, facts.head_dim or 0
-        )
-        context = default_context(
-            trained,
-            kv_per_token=per_token or None,
-            sequences=parallel,
-            ram_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        )
-    else:
-        context = min(max_model_len, trained)  # longer: the engine refuses it with its own error
+    per_token = kv_bytes_per_token(facts.n_layers or 0, facts.n_kv_heads or 0, facts.head_dim or 0)
+    context = serving_context(
+        facts.context_length or 2048,
+        max_model_len,
+        kv_per_token=per_token or None,
+        sequences=parallel,
+        ram_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+    )
     budget = machine_budget(gpu=False, memory_gib=memory_gib)
     return check_fit(facts, Plan(context=context, sequences=parallel), budget, what=name)
 
@@ -312,15 +308,22 @@ def fit_before_transformers(
     """``check_fit`` for the transformers engine: on the CPU (``auto`` without a
     GPU) the weights are float32 unless ``--dtype`` says otherwise, a GGUF's
     included (transformers dequantizes it); on a GPU, the checkpoint's own type.
-    The KV cache is counted for ``parallel`` sequences of the context, at most 8192
-    tokens unless ``--max-model-len`` says more. For a GGUF the figure is a floor
-    (its KV cache is sized as llama.cpp's 16-bit one; float32 doubles it): this
-    check refuses only what surely cannot fit."""
+    The KV cache is counted for ``parallel`` sequences of the context
+    ``serving_context`` chooses, which the estimate's ``context`` hands on to the
+    engine. For a GGUF the figure is a floor (its KV cache is sized as llama.cpp's
+    16-bit one; float32 doubles it): this check refuses only what surely cannot fit."""
     on_gpu = device.startswith("cuda") or (device == "auto" and bool(gpu_memory()))
     facts = read_facts(path)
+    context = serving_context(
+        facts.context_length or 2048,
+        max_model_len,
+        kv_per_token=None,  # its cache grows with each sequence: nothing reserved at load
+        sequences=parallel,
+        ram_bytes=0,
+    )
     plan = Plan(
         dtype=dtype if dtype != "auto" else (None if on_gpu else "float32"),
-        context=max_model_len or min(facts.context_length or 2048, 8192),
+        context=context,
         sequences=parallel,
     )
     return check_fit(facts, plan, machine_budget(gpu=on_gpu, memory_gib=memory_gib), what=name)

@@ -16,7 +16,7 @@ from typing import Any
 from llmkit.core.types import EngineInfo
 from llmkit.errors import ModelSpecError
 from llmkit.models.gguf_header import GGUFHeader, gguf_shards, read_gguf_header, tensor_totals
-from llmkit.models.sizing import count_params
+from llmkit.models.sizing import count_params, human_count
 
 _SAFETENSORS_BYTES = {
     "F64": 8,
@@ -269,14 +269,6 @@ def _readme_license(readme: Path) -> str | None:
         if key.strip() == "license" and val.strip():
             return val.strip().strip("'\"")
     return None
-
-
-def human_count(n: int) -> str:
-    """134515008 -> "134.52M", the way model sizes are written."""
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
-    return str(n)
 
 
 def describe_files(engine: str, path: Path, context: int | None) -> EngineInfo:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from llmkit.errors import ConfigError
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -110,6 +112,31 @@ def default_context(
         while ctx > floor and kv_per_token * ctx * sequences > ram_share * ram_bytes:
             ctx //= 2
     return max(min(ctx, trained), min(floor, trained))
+
+
+def serving_context(
+    trained: int,
+    asked: int | None,
+    *,
+    kv_per_token: float | None,
+    sequences: int,
+    ram_bytes: int,
+) -> int:
+    """The context each sequence is served with, decided once: the fit check counts
+    the memory for it and the engine loads with it. ``asked`` (``--max-model-len``)
+    as given, refused when longer than the model was ``trained`` for; else
+    ``default_context``. ``kv_per_token`` None: the KV cache is not reserved up front
+    (transformers grows it as a sequence does), so RAM does not shrink the default."""
+    if asked is None:
+        return default_context(
+            trained, kv_per_token=kv_per_token, sequences=sequences, ram_bytes=ram_bytes
+        )
+    if asked > trained:
+        raise ConfigError(
+            f"--max-model-len {asked} is more than the {trained} tokens this model was "
+            f"trained for; use at most {trained}."
+        )
+    return asked
 
 
 def count_params(
@@ -279,3 +306,11 @@ def format_bytes(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f} {unit}"
     return f"{int(n)} B"
+
+
+def human_count(n: int) -> str:
+    """134515008 -> "134.52M", the way model sizes are written."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}".rstrip("0").rstrip(".") + unit
+    return str(n)

@@ -3,7 +3,9 @@ metadata, the chat template it ships.
 
 The context is sized for ``parallel`` sequences of ``n_ctx`` tokens each, with a
 split (non-unified) KV cache, so every sequence is guaranteed its whole context
-however busy the others are.
+however busy the others are. ``n_ctx`` is decided before loading, by the fit
+check that also sized the memory (``models.sizing.serving_context``), so the
+engine loads with exactly the context the check counted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import llama_cpp
 from llama_cpp import _internals, _logger
 
 from llmkit.errors import EngineError
-from llmkit.models.sizing import default_context, gguf_kv_bytes_per_token
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 
@@ -29,7 +30,7 @@ N_BATCH = 512
 @dataclass(frozen=True)
 class LoadOptions:
     path: str
-    n_ctx: int | None = None  # per sequence; None: the model's own, capped by the caller
+    n_ctx: int  # per sequence: what the fit check chose (``models.sizing.serving_context``)
     n_threads: int | None = None
     parallel: int = 1
     on_progress: Callable[[float], None] | None = None
@@ -53,8 +54,7 @@ class LoadedModel:
         self.vocab = self.model.vocab
         self.metadata = self.model.metadata()
         self.parallel = max(1, opts.parallel)
-        self.n_ctx = self._context_size(opts.n_ctx)
-        n_ctx = self.n_ctx
+        self.n_ctx = n_ctx = opts.n_ctx
         self.n_threads = opts.n_threads or default_threads()
 
         cparams = llama_cpp.llama_context_default_params()
@@ -77,23 +77,6 @@ class LoadedModel:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.bos_id = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self.vocab)
-
-    def _context_size(self, asked: int | None) -> int:
-        trained = self.model.n_ctx_train()
-        if asked is None:
-            return default_context(
-                trained,
-                kv_per_token=gguf_kv_bytes_per_token(self.metadata),
-                sequences=self.parallel,
-                ram_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-            )
-        if asked > trained:
-            self.model.close()
-            raise EngineError(
-                f"--max-model-len {asked} is more than the {trained} tokens this model was "
-                f"trained for; use at most {trained}."
-            )
-        return asked
 
     def close(self) -> None:
         if self.ctx:

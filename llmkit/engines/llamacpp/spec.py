@@ -38,7 +38,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     engine = LlamaCppEngine(
         LoadOptions(
             path=str(model.path),
-            n_ctx=o.max_model_len,
+            n_ctx=estimate.context,  # the context the fit check chose, no other
             n_threads=o.threads,
             parallel=o.parallel,
             on_progress=ctx.on_progress,

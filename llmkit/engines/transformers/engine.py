@@ -1,6 +1,5 @@
-"""The transformers engine's asyncio face: prompts through the tokenizer's own chat
-template, the context budget checked before the first chunk, and the decode
-thread's chunks relayed to the awaiting coroutine (``scheduler``).
+"""The transformers engine: prompts through the tokenizer's own chat template,
+and sequences taking turns on the model (``step``) on the shared decode loop.
 
 torch is imported when the engine starts, never when this module is: the
 llama.cpp quick start must not need it.
@@ -8,60 +7,53 @@ llama.cpp quick start must not need it.
 
 from __future__ import annotations
 
-import asyncio
 import gc
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
-from llmkit.engines.base import Engine, check_token_ids, relay, reply_budget
-from llmkit.engines.textstream import TextStream
+from llmkit.core.types import EngineInfo, GenerateRequest, Message
+from llmkit.engines.decode_loop import Backend
+from llmkit.engines.local import LocalEngine
+from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
 from llmkit.engines.transformers.spec import TransformersOptions
-from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.errors import EngineError
 
 
-class TransformersEngine(Engine):
-    def __init__(self, opts: TransformersOptions, *, source: Path, gguf_file: str | None) -> None:
+class TransformersEngine(LocalEngine[LoadedHF]):
+    label = "transformers"
+
+    def __init__(
+        self, opts: TransformersOptions, *, source: Path, gguf_file: str | None, n_ctx: int
+    ) -> None:
+        """``n_ctx``: the context each sequence gets, as the fit check chose it."""
+        super().__init__(max_queue=opts.max_queue)
         self.opts = opts
         self.source = source
         self.gguf_file = gguf_file
-        self._lm = None  # LoadedHF, once started
-        self._sched = None  # Scheduler
+        self.context = n_ctx
         self._info: EngineInfo | None = None
 
-    async def start(self) -> None:
-        from llmkit.engines.transformers.model import LoadedHF
-        from llmkit.engines.transformers.scheduler import Scheduler
+    def _load(self) -> tuple[LoadedHF, Backend[Any]]:
+        from llmkit.engines.transformers.step import TurnStep  # imports torch
 
         o = self.opts
-        self._lm = await asyncio.to_thread(
-            LoadedHF,
+        lm = LoadedHF(
             self.source,
             gguf_file=self.gguf_file,
             device=o.device,
             dtype=o.dtype,
             threads=o.threads,
-            max_model_len=o.max_model_len,
+            n_ctx=self.context,
         )
-        self._info = self._lm.info()
-        self._sched = Scheduler(self._lm, parallel=o.parallel, max_queue=o.max_queue)
+        self._info = lm.info()
+        return lm, TurnStep(lm, parallel=o.parallel)
 
-    async def close(self) -> None:
-        if self._sched is not None:
-            await asyncio.to_thread(self._sched.close)
-            self._sched = None
-        if self._lm is not None:
-            torch = self._lm.torch
-            self._lm = None
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-    @property
-    def lm(self):  # type: ignore[no-untyped-def]
-        if self._lm is None:
-            raise EngineError("The transformers engine is not started.")
-        return self._lm
+    def _unload(self, lm: LoadedHF) -> None:
+        torch = lm.torch
+        lm.model = None  # the weights go now, before the next model loads
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     @property
     def info(self) -> EngineInfo:
@@ -69,57 +61,21 @@ class TransformersEngine(Engine):
             raise EngineError("The transformers engine is not started.")
         return self._info
 
-    def load(self) -> tuple[int, int]:
-        return self._sched.load if self._sched else (0, 0)
-
-    def finish_all(self) -> int:
-        return self._sched.finish_all() if self._sched else 0
-
-    async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+    def tokenize_text(self, text: str, special: bool) -> list[int]:
         return self.lm.encode_text(text, special=False)
 
-    async def detokenize(self, ids: list[int]) -> str:
-        self._check_ids(ids, "tokens")
+    def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.tokenizer.decode(ids)
 
-    async def encode(self, req: GenerateRequest) -> list[int]:
-        return self.prompt_tokens(req)
+    def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
+        return self.lm.chat_prompt(messages)
 
-    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
-        if req.messages is not None:
-            return self.lm.chat_prompt(req.messages)
-        if isinstance(req.prompt, tuple):
-            self._check_ids(list(req.prompt), "prompt")
-            return list(req.prompt)
-        return self.lm.encode_text(req.prompt or "", special=True)
+    def prompt_text_tokens(self, text: str) -> list[int]:
+        return self.lm.encode_text(text, special=True)
 
-    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+    def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
         from llmkit.engines.transformers import sampler
-        from llmkit.engines.transformers.scheduler import Sequence
+        from llmkit.engines.transformers.step import new_state
 
-        if self._sched is None:
-            raise EngineError("The transformers engine is not started.")
         sampler.check(req.sampling, self.lm.n_vocab)
-        prompt = self.prompt_tokens(req)
-        if not prompt:
-            raise InvalidRequestError("The prompt is empty.", param="prompt")
-        max_tokens = reply_budget(len(prompt), req.max_tokens, self.lm.n_ctx, req.context_limit)
-        queue: asyncio.Queue[Chunk | LlmkitError | None] = asyncio.Queue()
-        seq = Sequence(
-            prompt=prompt,
-            sampling=req.sampling,
-            max_tokens=max_tokens,
-            text=TextStream(req.stop),
-            loop=asyncio.get_running_loop(),
-            queue=queue,
-            ignore_eos=req.ignore_eos,
-        )
-        self._sched.submit(seq)
-        try:
-            async for chunk in relay(queue):
-                yield chunk
-        finally:
-            self._sched.cancel(seq)
-
-    def _check_ids(self, ids: list[int], param: str) -> None:
-        check_token_ids(ids, self.lm.n_vocab, param)
+        return new_state(self.lm, req.sampling, prompt)

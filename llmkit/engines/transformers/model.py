@@ -14,12 +14,14 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from llmkit.core.types import EngineInfo, Message
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.errors import ConfigError, EngineError, InvalidRequestError
+from llmkit.models.sizing import human_count
 
 log = logging.getLogger("llmkit.engine.transformers")
 INSTALL_HINT = (
@@ -43,7 +45,8 @@ def _importable(module: str) -> bool:
 
 
 class LoadedHF:
-    """A tokenizer and a model in eval mode. Not thread-safe: one thread drives it."""
+    """A tokenizer and a model in eval mode. One thread drives the model (the decode
+    loop's); text is encoded from any."""
 
     def __init__(
         self,
@@ -53,8 +56,9 @@ class LoadedHF:
         device: str,
         dtype: str,
         threads: int | None,
-        max_model_len: int | None,
+        n_ctx: int,
     ) -> None:
+        """``n_ctx``: the context each sequence gets, as the fit check chose it."""
         import torch
         import transformers
 
@@ -79,18 +83,13 @@ class LoadedHF:
         self.config = config
         params = inspect.signature(self.model.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        trained = int(getattr(config, "max_position_embeddings", 0) or 2048)
-        if max_model_len is not None and max_model_len > trained:
-            raise EngineError(
-                f"--max-model-len {max_model_len} is more than the {trained} tokens this model "
-                f"was trained for; use at most {trained}."
-            )
-        self.n_ctx = max_model_len or trained
-        self.n_ctx_train = trained
+        self.n_ctx = n_ctx
+        self.n_ctx_train = int(getattr(config, "max_position_embeddings", 0) or 2048)
         self.n_vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.source = source
         self.gguf_file = gguf_file
+        self._encoding = threading.Lock()
 
     # -- tokens ---------------------------------------------------------------------
 
@@ -112,7 +111,10 @@ class LoadedHF:
 
     def encode_text(self, text: str, *, special: bool) -> list[int]:
         """``special``: add the tokenizer's own special tokens (a BOS) where it would."""
-        return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        # Requests render and tokenize in worker threads, and a fast tokenizer may
+        # refuse ("Already borrowed") a second caller while it adjusts its settings.
+        with self._encoding:
+            return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -131,8 +133,6 @@ class LoadedHF:
     # -- facts --------------------------------------------------------------------
 
     def info(self) -> EngineInfo:
-        from llmkit.models.metadata import human_count
-
         n_params = sum(p.numel() for p in self.model.parameters())
         size = sum(p.numel() * p.element_size() for p in self.model.parameters())
         arch = str(getattr(self.config, "model_type", "") or "")

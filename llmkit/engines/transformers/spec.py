@@ -82,8 +82,9 @@ def _build(ctx: BuildContext, o: TransformersOptions, estimate: Any) -> list[Bui
 
     found, source, gguf = _source(ctx)
     path = source / gguf if gguf else source
-    engine = TransformersEngine(o, source=source, gguf_file=gguf)
-    describe = describe_files("transformers", path, o.max_model_len)
+    # The context the fit check chose is the one the engine loads with.
+    engine = TransformersEngine(o, source=source, gguf_file=gguf, n_ctx=estimate.context)
+    describe = describe_files("transformers", path, estimate.context)
     return [Built(found.name, engine, describe, created=file_mtime(path))]
 
 

@@ -1,0 +1,291 @@
+"""The decode loop shared by the engines that run the model in this process
+(llama.cpp, transformers): one thread, one queue, one busy rule, one shutdown.
+
+An engine supplies a ``Backend``: how a sequence takes a slot, how one step runs
+over the active sequences (llama.cpp: one ``llama_batch`` over all of them;
+transformers: one forward pass each, taking turns), how a token becomes bytes of
+text and which tokens end a generation. Everything else lives here, so the two
+engines cannot drift apart: admission, cancel, ``max_tokens``, stop strings,
+end-of-generation, usage, what a failing step does, and shutdown.
+
+Results go back to asyncio once per step: everything a step produced for every
+sequence travels in one ``call_soon_threadsafe`` per event loop, so eight
+streams cost one wake-up of the event loop, not eight. The thread never touches
+the loop's objects itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from llmkit.core.types import Chunk, FinishReason, Usage
+from llmkit.engines.textstream import TextStream
+from llmkit.errors import EngineError, LlmkitError, ServerBusyError
+
+log = logging.getLogger("llmkit.engine")
+
+#: What a sequence hands back: a chunk, an error, or None when it is over.
+Item = Chunk | LlmkitError | None
+S = TypeVar("S")  # an engine's own per-sequence state (sampler, slot, KV cache)
+
+
+@dataclass(eq=False)
+class Sequence(Generic[S]):
+    """One generation. Created on the event loop; after ``submit`` only the decode
+    thread changes it (``cancelled`` aside, which only ever goes from False to True)."""
+
+    prompt: list[int]
+    state: S
+    max_tokens: int
+    text: TextStream
+    ignore_eos: bool = False
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    pending: int | None = None  # sampled and sent, not yet fed back to the model
+    n_generated: int = 0
+    cached: int = 0  # prompt tokens the engine found already in its KV cache
+    cancelled: bool = False
+
+
+class Backend(ABC, Generic[S]):
+    """What an engine supplies: everything but ``release`` runs on the decode thread."""
+
+    parallel: int  # how many sequences may be active at once
+
+    @abstractmethod
+    def admit(self, seq: Sequence[S]) -> None:
+        """``seq`` becomes active: give it a slot; set ``seq.cached``."""
+
+    @abstractmethod
+    def step(self, active: list[Sequence[S]]) -> list[tuple[Sequence[S], int | Exception]]:
+        """Run the model once over ``active``: feed each one's unread prompt (or part
+        of it) or its ``pending`` token. Return the token sampled for each sequence
+        that has one now, or the exception that ended that sequence alone; raise
+        when the whole step failed."""
+
+    @abstractmethod
+    def piece(self, seq: Sequence[S], token: int) -> bytes:
+        """The bytes ``token`` adds to ``seq``'s text."""
+
+    @abstractmethod
+    def is_eog(self, token: int) -> bool:
+        """Does ``token`` end a generation (unless the request ignores it)?"""
+
+    @abstractmethod
+    def release(self, seq: Sequence[S]) -> None:
+        """``seq`` is over (or never ran): free its slot, sampler, cache. Called once,
+        on the decode thread, or on the event loop for one ``submit`` refused."""
+
+    def kv_cache(self) -> dict[str, int]:
+        """KV-cache cells by state, for ``/metrics``; read from another thread, so
+        a figure may be a step old."""
+        return {}
+
+    def recover(self) -> None:
+        """A step raised: forget whatever state it may have left half-written."""
+
+    def close(self) -> None:
+        """The thread has ended: free what the backend holds for stepping."""
+
+
+class DecodeLoop(Generic[S]):
+    def __init__(self, backend: Backend[S], *, max_queue: int, name: str) -> None:
+        self.backend = backend
+        self.max_queue = max_queue
+        self._active: list[Sequence[S]] = []
+        self._waiting: collections.deque[Sequence[S]] = collections.deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._outbox: list[tuple[Sequence[S], Item]] = []
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- the event loop's side ------------------------------------------------
+
+    async def stream(self, seq: Sequence[S]) -> AsyncIterator[Chunk]:
+        """Run ``seq`` and yield its chunks; closing the iterator cancels it."""
+        try:
+            self.submit(seq)
+        except LlmkitError:
+            self.backend.release(seq)
+            raise
+        try:
+            async for chunk in relay(seq.queue):
+                yield chunk
+        finally:
+            self.cancel(seq)
+
+    def submit(self, seq: Sequence[S]) -> None:
+        with self._cv:
+            if self._stopping:
+                raise ServerBusyError("The server is shutting down.", retry_after=5)
+            # Busy once every free slot has someone waiting for it and the queue is full.
+            free = self.backend.parallel - len(self._active)
+            if len(self._waiting) >= self.max_queue + free:
+                raise ServerBusyError(
+                    f"All {self.backend.parallel} sequences are busy and {len(self._waiting)} "
+                    "requests are queued; retry shortly.",
+                )
+            self._waiting.append(seq)
+            self._cv.notify()
+
+    def cancel(self, seq: Sequence[S]) -> None:
+        with self._cv:
+            seq.cancelled = True
+            self._cv.notify()
+
+    def finish_all(self) -> int:
+        """End every running generation now, each with its final chunk (finish_reason
+        "length"), turn away the queued ones, and refuse new ones; how many there were."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+            return len(self._active) + len(self._waiting)
+
+    def close(self) -> None:
+        self.finish_all()
+        self._thread.join()
+        self.backend.close()
+
+    @property
+    def load(self) -> tuple[int, int]:
+        """(running, queued)"""
+        with self._cv:
+            return len(self._active), len(self._waiting)
+
+    # -- the decode thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopping and not self._waiting and not self._active:
+                    self._cv.wait()
+                if self._stopping:
+                    break
+                self._drop_cancelled()
+                self._admit()
+            if self._active:
+                self._step()
+            self._flush()
+        for seq in list(self._active):
+            self._finish(seq, "length", flush=True)
+        while self._waiting:
+            seq = self._waiting.popleft()
+            self._post(seq, ServerBusyError("The server is shutting down."))
+            self._post(seq, None)
+            self.backend.release(seq)
+        self._flush()
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self._active if s.cancelled]:
+            self._end(seq)
+        for seq in self._waiting:
+            if seq.cancelled:
+                self.backend.release(seq)
+        self._waiting = collections.deque(s for s in self._waiting if not s.cancelled)
+
+    def _admit(self) -> None:
+        while self._waiting and len(self._active) < self.backend.parallel:
+            seq = self._waiting.popleft()
+            self.backend.admit(seq)
+            self._active.append(seq)
+
+    def _step(self) -> None:
+        active = list(self._active)
+        try:
+            results = self.backend.step(active)
+        except Exception as e:  # a model failure must not hang the callers
+            log.exception("decode step failed")
+            self.backend.recover()
+            for seq in active:
+                self._end(seq, EngineError(f"The model failed: {e}"))
+            return
+        for seq, token in results:
+            if seq.cancelled:
+                self._end(seq)
+            elif isinstance(token, Exception):
+                log.error("decode step failed", exc_info=token)
+                self._end(seq, EngineError(f"The model failed: {token}"))
+            else:
+                self._accept(seq, token)
+
+    def _accept(self, seq: Sequence[S], token: int) -> None:
+        seq.n_generated += 1
+        if not seq.ignore_eos and self.backend.is_eog(token):
+            self._finish(seq, "stop", flush=True, token=token)
+            return
+        delta = seq.text.push(self.backend.piece(seq, token))
+        if seq.text.stopped:
+            self._finish(seq, "stop", text=delta, token=token)
+        elif seq.n_generated >= seq.max_tokens:
+            self._finish(seq, "length", text=delta, flush=True, token=token)
+        else:
+            seq.pending = token
+            self._post(seq, Chunk(text=delta, token_ids=(token,)))
+
+    def _finish(
+        self,
+        seq: Sequence[S],
+        reason: FinishReason,
+        *,
+        text: str = "",
+        flush: bool = False,
+        token: int | None = None,
+    ) -> None:
+        if flush:
+            text += seq.text.flush()
+        usage = Usage(
+            prompt_tokens=len(seq.prompt),
+            completion_tokens=seq.n_generated,
+            cached_tokens=seq.cached,
+        )
+        ids = (token,) if token is not None else ()
+        self._post(seq, Chunk(text=text, token_ids=ids, finish_reason=reason, usage=usage))
+        self._end(seq)
+
+    def _end(self, seq: Sequence[S], error: LlmkitError | None = None) -> None:
+        if error is not None:
+            self._post(seq, error)
+        self._post(seq, None)
+        self._active.remove(seq)
+        self.backend.release(seq)
+
+    def _post(self, seq: Sequence[S], item: Item) -> None:
+        self._outbox.append((seq, item))
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Item], Item]]] = {}
+        for seq, item in self._outbox:
+            by_loop.setdefault(seq.loop, []).append((seq.queue, item))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                pass
+
+
+def _deliver(items: list[tuple[asyncio.Queue[Item], Item]]) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
+
+
+async def relay(queue: asyncio.Queue[Item]) -> AsyncIterator[Chunk]:
+    """The chunks the decode thread puts on ``queue`` until it puts None; an error
+    it puts there is raised here, in the request's coroutine."""
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        if isinstance(item, LlmkitError):
+            raise item
+        yield item

@@ -1,0 +1,169 @@
+"""The asyncio face shared by the engines that run the model in this process
+(llama.cpp, transformers): prompts to tokens off the event loop, the context
+budget checked before the first chunk, and the request handed to the shared
+``DecodeLoop``.
+
+A subclass says how to load its model (into a ``Backend`` for the loop), how a
+request becomes prompt tokens and what each sequence carries (its sampler);
+generation, shutdown and the busy rule are the loop's, the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, Generic, Protocol, TypeVar
+
+from llmkit.core.types import Chunk, GenerateRequest, Message
+from llmkit.engines.base import Engine
+from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
+from llmkit.engines.textstream import TextStream
+from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError
+
+
+class Loaded(Protocol):
+    """What the shared code asks of an engine's loaded model."""
+
+    n_ctx: int  # tokens each sequence may hold, prompt and reply
+    n_vocab: int
+
+
+M = TypeVar("M", bound=Loaded)
+
+
+class LocalEngine(Engine, Generic[M]):
+    #: The engine's name in messages and in the decode thread's name.
+    label: str = "local"
+
+    def __init__(self, *, max_queue: int) -> None:
+        self.max_queue = max_queue
+        self._lm: M | None = None
+        self._loop: DecodeLoop[Any] | None = None
+
+    # -- what a subclass supplies ------------------------------------------------
+
+    @abstractmethod
+    def _load(self) -> tuple[M, Backend[Any]]:
+        """Load the model (blocking: runs in a worker thread); it and its stepper."""
+
+    @abstractmethod
+    def _unload(self, lm: M) -> None:
+        """Free the model; the decode loop has stopped."""
+
+    @abstractmethod
+    def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
+        """Messages through the model's chat template, tokenized."""
+
+    @abstractmethod
+    def prompt_text_tokens(self, text: str) -> list[int]:
+        """A raw prompt (the completions API), tokenized as the model expects."""
+
+    @abstractmethod
+    def tokenize_text(self, text: str, special: bool) -> list[int]:
+        """What the ``/tokenize`` endpoint shows for ``text``."""
+
+    @abstractmethod
+    def detokenize_ids(self, ids: list[int]) -> str: ...
+
+    @abstractmethod
+    def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
+        """The engine's own per-sequence state (a sampler); may refuse the request."""
+
+    # -- lifetime -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._lm, backend = await asyncio.to_thread(self._load)
+        self._loop = DecodeLoop(backend, max_queue=self.max_queue, name=f"llmkit-{self.label}")
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            await asyncio.to_thread(self._loop.close)
+            self._loop = None
+        if self._lm is not None:
+            lm, self._lm = self._lm, None
+            self._unload(lm)
+
+    @property
+    def lm(self) -> M:
+        if self._lm is None:
+            raise EngineError(f"The {self.label} engine is not started.")
+        return self._lm
+
+    @property
+    def n_ctx(self) -> int:
+        return self.lm.n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return self.lm.n_vocab
+
+    def load(self) -> tuple[int, int]:
+        return self._loop.load if self._loop else (0, 0)
+
+    def finish_all(self) -> int:
+        return self._loop.finish_all() if self._loop else 0
+
+    def kv_cache(self) -> dict[str, int]:
+        return self._loop.backend.kv_cache() if self._loop else {}
+
+    # -- tokens ---------------------------------------------------------------------
+
+    async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return await asyncio.to_thread(self.tokenize_text, text, special)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        check_token_ids(ids, self.n_vocab, "tokens")
+        return await asyncio.to_thread(self.detokenize_ids, ids)
+
+    async def encode(self, req: GenerateRequest) -> list[int]:
+        # Rendering a long chat and tokenizing it takes a while: never on the event loop.
+        return await asyncio.to_thread(self.prompt_tokens, req)
+
+    def prompt_tokens(self, req: GenerateRequest) -> list[int]:
+        if req.messages is not None:
+            return self.chat_tokens(req.messages)
+        if isinstance(req.prompt, tuple):
+            check_token_ids(list(req.prompt), self.n_vocab, "prompt")
+            return list(req.prompt)
+        return self.prompt_text_tokens(req.prompt or "")
+
+    # -- generation -------------------------------------------------------------------
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        loop = self._loop  # taken now: a close while the prompt renders ends this one cleanly
+        if loop is None:
+            raise EngineError(f"The {self.label} engine is not started.")
+        prompt = await self.encode(req)
+        if not prompt:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
+        seq = Sequence(
+            prompt=prompt,
+            state=self.new_state(req, prompt),
+            max_tokens=max_tokens,
+            text=TextStream(req.stop),
+            ignore_eos=req.ignore_eos,
+        )
+        async for chunk in loop.stream(seq):
+            yield chunk
+
+
+def reply_budget(n_prompt: int, max_tokens: int | None, n_ctx: int, limit: int | None) -> int:
+    """Tokens the reply may take: ``max_tokens``, or the rest of the context when
+    None; ContextLengthError when the prompt (plus ``max_tokens``) does not fit.
+    ``limit``: a request's own smaller context (Ollama's ``num_ctx``)."""
+    n_ctx = n_ctx if limit is None else min(limit, n_ctx)
+    if n_prompt + (max_tokens or 0) > n_ctx or (max_tokens is None and n_prompt >= n_ctx):
+        raise ContextLengthError(
+            prompt_tokens=n_prompt, max_tokens=max_tokens, context_length=n_ctx
+        )
+    return n_ctx - n_prompt if max_tokens is None else max_tokens
+
+
+def check_token_ids(ids: list[int], n_vocab: int, param: str) -> None:
+    bad = [t for t in ids if not 0 <= t < n_vocab]
+    if bad:
+        raise InvalidRequestError(
+            f"Token ids must be in 0..{n_vocab - 1}; got {bad[:5]}.", param=param
+        )

@@ -1,0 +1,262 @@
+"""The decode loop both in-process engines share, driven by a scripted step
+function (no model): what reaches the caller, the busy rule, cancel, shutdown,
+a failing step, and one wake-up of the event loop per step."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from llmkit.core.types import Chunk
+from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
+from llmkit.engines.textstream import TextStream
+from llmkit.errors import EngineError, ServerBusyError
+
+EOS = 0
+FOREVER = [7] * 10_000
+
+
+class Script:
+    """A sequence's state: the tokens it will sample, in order."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = list(tokens)
+
+
+class FakeStep(Backend[Script]):
+    """Token t reads as ``pieces[t]``; every step samples each active sequence's next
+    scripted token. ``fail`` makes the next step raise; ``wait_for`` holds steps
+    until that many sequences are active; ``gate`` holds them until it is set."""
+
+    def __init__(self, parallel: int = 2, pieces: dict[int, bytes] | None = None) -> None:
+        self.parallel = parallel
+        self.pieces = pieces or {}
+        self.steps = 0
+        self.fail: Exception | None = None
+        self.fail_one: Sequence[Script] | None = None
+        self.wait_for = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.released: list[Sequence[Script]] = []
+        self.recovered = 0
+        self.delay = 0.002  # a step takes a while, as a real one does
+
+    def admit(self, seq: Sequence[Script]) -> None:
+        seq.cached = 1
+
+    def step(
+        self, active: list[Sequence[Script]]
+    ) -> list[tuple[Sequence[Script], int | Exception]]:
+        if len(active) < self.wait_for or not self.gate.wait(0.005):
+            time.sleep(0.001)
+            return []
+        self.steps += 1
+        time.sleep(self.delay)
+        if self.fail is not None:
+            e, self.fail = self.fail, None
+            raise e
+        out: list[tuple[Sequence[Script], int | Exception]] = []
+        for seq in active:
+            if seq is self.fail_one:
+                out.append((seq, RuntimeError("this one broke")))
+            else:
+                out.append((seq, seq.state.tokens.pop(0)))
+        return out
+
+    def piece(self, seq: Sequence[Script], token: int) -> bytes:
+        return self.pieces.get(token, b"x")
+
+    def is_eog(self, token: int) -> bool:
+        return token == EOS
+
+    def release(self, seq: Sequence[Script]) -> None:
+        self.released.append(seq)
+
+    def recover(self) -> None:
+        self.recovered += 1
+
+
+def seq(
+    tokens: list[int], *, max_tokens: int = 10_000, stop: tuple[str, ...] = (), **kw
+) -> Sequence:
+    return Sequence(
+        prompt=[1, 2, 3], state=Script(tokens), max_tokens=max_tokens, text=TextStream(stop), **kw
+    )
+
+
+async def collect(loop: DecodeLoop, s: Sequence) -> list[Chunk]:
+    return [c async for c in loop.stream(s)]
+
+
+def run(backend: FakeStep, body: Callable[[DecodeLoop], object], max_queue: int = 4) -> object:
+    async def main() -> object:
+        loop = DecodeLoop(backend, max_queue=max_queue, name="test-decode")
+        try:
+            return await asyncio.wait_for(body(loop), 10)
+        finally:
+            await asyncio.to_thread(loop.close)
+
+    return asyncio.run(main())
+
+
+def test_tokens_become_chunks_and_the_last_carries_usage():
+    pieces = {1: b"He", 2: b"llo", 3: b"!"}
+
+    async def body(loop):
+        return await collect(loop, seq([1, 2, 3, EOS]))
+
+    chunks = run(FakeStep(pieces=pieces), body)
+    assert [(c.text, c.token_ids, c.finish_reason) for c in chunks] == [
+        ("He", (1,), None), ("llo", (2,), None), ("!", (3,), None), ("", (EOS,), "stop"),
+    ]  # fmt: skip
+    usage = chunks[-1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (3, 4, 1)
+
+
+def test_max_tokens_ends_with_length_and_ignore_eos_reads_past_eos():
+    async def body(loop):
+        short = await collect(loop, seq([5, 5, 5, 5], max_tokens=2))
+        past = await collect(loop, seq([5, EOS, 5], max_tokens=3, ignore_eos=True))
+        return short, past
+
+    short, past = run(FakeStep(), body)
+    assert [c.finish_reason for c in short] == [None, "length"]
+    assert short[-1].usage.completion_tokens == 2
+    assert [c.token_ids for c in past] == [(5,), (EOS,), (5,)] and past[
+        -1
+    ].finish_reason == "length"
+
+
+def test_a_stop_string_across_tokens_is_cut_and_never_leaks():
+    pieces = {1: b"one, t", 2: b"wo, three", 3: b" more"}
+
+    async def body(loop):
+        return await collect(loop, seq([1, 2, 3], stop=(", three",)))
+
+    chunks = run(FakeStep(pieces=pieces), body)
+    assert "".join(c.text for c in chunks) == "one, two"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 2
+
+
+def test_busy_once_the_free_slots_and_the_queue_are_taken():
+    backend = FakeStep(parallel=1)
+    backend.gate.clear()  # nothing finishes while we fill it
+
+    async def body(loop):
+        loop.submit(seq(FOREVER))
+        loop.submit(seq(FOREVER))  # the queue's one place (or the slot, once admitted)
+        with pytest.raises(ServerBusyError, match="busy"):
+            loop.submit(seq(FOREVER))
+
+    run(backend, body, max_queue=1)
+
+
+def test_closing_a_stream_cancels_it_and_frees_its_slot():
+    backend = FakeStep(parallel=1)
+
+    async def body(loop):
+        first = seq(FOREVER)
+        stream = loop.stream(first)
+        assert (await anext(stream)).token_ids == (7,)
+        queued = seq(FOREVER)
+        queued_stream = loop.stream(queued)
+        waiting = asyncio.ensure_future(anext(queued_stream))
+        await asyncio.sleep(0.05)
+        assert loop.load == (1, 1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await queued_stream.aclose()  # cancelled while still queued
+        await stream.aclose()
+        while loop.load != (0, 0):
+            await asyncio.sleep(0.01)
+        assert await collect(loop, seq([EOS]))  # the slot serves the next one
+        return first, queued
+
+    first, queued = run(backend, body)
+    assert first in backend.released and queued in backend.released
+
+
+def test_finish_all_ends_streams_with_length_and_refuses_new_work():
+    backend = FakeStep(parallel=1, pieces={7: b"a"})
+
+    async def body(loop):
+        running = loop.stream(seq(FOREVER))
+        assert (await anext(running)).text == "a"
+        queued = asyncio.ensure_future(collect(loop, seq(FOREVER)))
+        await asyncio.sleep(0.05)
+        assert loop.finish_all() == 2
+        rest = [c async for c in running]
+        with pytest.raises(ServerBusyError):
+            await queued
+        with pytest.raises(ServerBusyError, match="shutting down"):
+            await collect(loop, seq([EOS]))
+        return rest
+
+    rest = run(backend, body)
+    assert rest[-1].finish_reason == "length" and rest[-1].usage is not None
+
+
+def test_a_failing_step_ends_its_sequences_with_engine_error_and_the_loop_goes_on():
+    backend = FakeStep(parallel=2)
+
+    async def body(loop):
+        a, b = seq(FOREVER), seq(FOREVER)
+        streams = [loop.stream(a), loop.stream(b)]
+        for s in streams:
+            await anext(s)
+        backend.fail = RuntimeError("boom")
+        for s in streams:
+            with pytest.raises(EngineError, match="The model failed: boom"):
+                async for _ in s:
+                    pass
+        return await collect(loop, seq([5, EOS]))
+
+    after = run(backend, body)
+    assert after[-1].finish_reason == "stop" and backend.recovered == 1
+
+
+def test_a_failure_of_one_sequence_ends_only_that_one():
+    backend = FakeStep(parallel=2)
+    backend.wait_for = 2
+
+    async def body(loop):
+        bad = seq(FOREVER)
+        backend.fail_one = bad
+        good = asyncio.ensure_future(collect(loop, seq([5, 5, EOS])))
+        with pytest.raises(EngineError, match="this one broke"):
+            await collect(loop, bad)
+        backend.wait_for = 0  # the other one goes on alone
+        return await good
+
+    assert run(backend, body)[-1].finish_reason == "stop"
+
+
+def test_each_step_reaches_the_event_loop_in_one_wake_up():
+    backend = FakeStep(parallel=3)
+    backend.wait_for = 3  # every step carries a token for each of the three
+    calls = 0
+
+    async def body(loop):
+        nonlocal calls
+        ev = asyncio.get_running_loop()
+        original = ev.call_soon_threadsafe
+
+        def counting(*args, **kw):
+            nonlocal calls
+            calls += 1
+            return original(*args, **kw)
+
+        ev.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        try:
+            seqs = [seq([5] * 6, max_tokens=6) for _ in range(3)]
+            return await asyncio.gather(*(collect(loop, s) for s in seqs))
+        finally:
+            del ev.call_soon_threadsafe
+
+    results = run(backend, body)
+    assert [len(r) for r in results] == [6, 6, 6]
+    assert backend.steps == 6 and calls == 6  # 18 chunks, 6 wake-ups
