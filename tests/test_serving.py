@@ -91,7 +91,7 @@ def test_startup_log_and_recorded_address(server):
 
 
 def test_sigterm_ends_streams_with_a_final_event(tmp_path):
-    s = start_server(tmp_path, "--parallel", "2")
+    s = start_server(tmp_path, "--parallel", "2", "--shutdown-timeout", "0")
     body = long_chat()
     events: list[str] = []
     with httpx.stream("POST", s.v1 + "/chat/completions", json=body, timeout=60) as r:
@@ -137,3 +137,68 @@ def test_full_queue_answers_503_with_retry_after(tmp_path):
         assert ok.choices[0].message.content is not None
     finally:
         s.stop()
+
+
+def _running(s) -> int:  # type: ignore[no-untyped-def]
+    return sum(m["running"] for m in httpx.get(s.url + "/health").json()["models"])
+
+
+def test_sigterm_lets_generations_finish_then_ends_the_rest_in_each_dialect(tmp_path):
+    """With a grace period, a short reply in flight ends on its own; long ones, in
+    both dialects and not streaming, end at the grace's end with their last event."""
+    s = start_server(tmp_path, "--parallel", "4", "--shutdown-timeout", "15")
+    long = long_chat()
+    out: dict[str, object] = {}
+
+    def openai_stream() -> None:
+        with httpx.stream("POST", s.v1 + "/chat/completions", json=long, timeout=90) as r:
+            out["openai"] = [ln[6:] for ln in r.iter_lines() if ln.startswith("data: ")]
+
+    def ollama_stream() -> None:
+        # Ollama has no ignore_eos: a schema of 3,000 numbers keeps the reply going.
+        many = {"type": "array", "items": {"type": "integer"}, "minItems": 3000}
+        body = {"model": MODEL, "messages": long["messages"], "format": many,
+                "options": {"num_predict": long["max_tokens"], "temperature": 0}}  # fmt: skip
+        with httpx.stream("POST", s.url + "/api/chat", json=body, timeout=90) as r:
+            out["ollama"] = [json.loads(ln) for ln in r.iter_lines() if ln.strip()]
+
+    def whole() -> None:
+        out["whole"] = httpx.post(
+            s.v1 + "/chat/completions", json={**long, "stream": False}, timeout=90
+        ).json()
+
+    def short() -> None:
+        body = {**long, "max_tokens": 12, "stream": False}
+        out["short"] = httpx.post(s.v1 + "/chat/completions", json=body, timeout=90).json()
+
+    threads = [threading.Thread(target=f) for f in (openai_stream, ollama_stream, whole)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while _running(s) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    late = threading.Thread(target=short)
+    late.start()
+    while _running(s) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    s.proc.send_signal(signal.SIGTERM)
+    for t in [*threads, late]:
+        t.join(timeout=90)
+    assert s.proc.wait(timeout=60) == 0
+    # The short one finished by itself, within the grace.
+    assert out["short"]["usage"]["completion_tokens"] == 12  # type: ignore[index]
+    # The long ones were ended at the grace's end, each with its dialect's last event.
+    events = out["openai"]
+    assert events[-1] == "[DONE]"  # type: ignore[index]
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"  # type: ignore[index]
+    last = out["ollama"][-1]  # type: ignore[index]
+    assert last["done"] is True and last["done_reason"] == "length"
+    assert last["eval_count"] < long["max_tokens"]
+    whole_reply = out["whole"]
+    assert whole_reply["choices"][0]["finish_reason"] == "length"  # type: ignore[index]
+    assert whole_reply["usage"]["completion_tokens"] < long["max_tokens"]  # type: ignore[index]
+    log = s.log()
+    assert "letting 4 generation(s) finish" in log and "grace over: ending 3" in log, log
+    assert "Traceback" not in log

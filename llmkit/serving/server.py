@@ -35,10 +35,12 @@ log = logging.getLogger("llmkit")
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, registry: ModelRegistry) -> None:
+    def __init__(self, config: uvicorn.Config, registry: ModelRegistry, grace: float = 0.0) -> None:
         super().__init__(config)
         self.registry = registry
+        self.grace = grace  # how long running generations may go on after a stop signal
         self.startup_error: LlmkitError | None = None
+        self._deadline: threading.Timer | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # Load the models before uvicorn's own start-up, so a model that cannot load
@@ -75,10 +77,32 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.should_exit:
-            n = self.registry.finish_all()
-            log.info("stopping: ending %d running generation(s)", n)
+        # The first signal stops accepting and gives running generations the grace
+        # period; then (or at a second signal) each ends with its final event.
+        if self.should_exit:
+            self._end_generations("stop signal again")
+            return  # no force_exit: the ended streams still get their last event out
+        running = sum(m.engine.load()[0] + m.engine.load()[1] for m in self.registry.models)
+        if self.grace > 0 and running:
+            log.info(
+                "stopping: letting %d generation(s) finish, for at most %gs "
+                "(--shutdown-timeout; a second Ctrl-C ends them now)",
+                running,
+                self.grace,
+            )
+            self._deadline = threading.Timer(self.grace, self._end_generations, ("grace over",))
+            self._deadline.daemon = True
+            self._deadline.start()
+        else:
+            self._end_generations("stopping")
         super().handle_exit(sig, frame)
+
+    def _end_generations(self, why: str) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        n = self.registry.finish_all()
+        if n:
+            log.info("%s: ending %d running generation(s)", why, n)
 
 
 def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]:
@@ -150,9 +174,10 @@ def serve(
         port=settings.port,
         log_config=None,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        # Past the grace, generations end at once; then their last events need a moment.
+        timeout_graceful_shutdown=int(settings.shutdown_timeout) + 10,
     )
-    server = _Server(config, registry)
+    server = _Server(config, registry, grace=settings.shutdown_timeout)
     try:
         server.run()
     finally:

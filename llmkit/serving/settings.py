@@ -87,6 +87,12 @@ class ServeSettings(ModelFields):
     max_messages: int = Field(
         default=4096, ge=1, description="The most messages one request may carry; more gets 400."
     )
+    shutdown_timeout: float = Field(
+        default=10,
+        ge=0,
+        description="Seconds running generations may go on after SIGTERM or Ctrl-C before "
+        "each is ended with its final event (a second signal ends them at once).",
+    )
     metrics_public: bool = Field(
         default=False, description="Serve /metrics without the API key (for a scraper)."
     )
