@@ -14,14 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
-from llmkit.client import protocol
 from llmkit.core.types import EngineInfo
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.registry import ServedModel
-from llmkit.errors import ConfigError, ModelSpecError
+from llmkit.errors import ConfigError, LlmkitError, ModelSpecError, UnreachableError
 from llmkit.models.metadata import read_facts
 from llmkit.models.resolve import ResolvedModel, locate, resolve_model
 from llmkit.serve_config import ModelEntry, parse_keep_alive
@@ -199,11 +197,11 @@ def _vllm(entry: ModelEntry, models: ModelsSettings, on_progress: Progress) -> l
 def _upstream(
     entry: ModelEntry, models: ModelsSettings, on_progress: Progress
 ) -> list[ServedModel]:
+    from llmkit.client.protocol import parse_url
     from llmkit.engines.upstream import UpstreamEngine, UpstreamOptions
-    from llmkit.engines.upstream_convert import parse_upstream
 
     o = options(UpstreamOptions, entry)
-    url, dialect = parse_upstream(o.upstream)
+    url, dialect = parse_url(o.upstream, option="--upstream")
     names = [entry.model] if entry.model else _upstream_models(url, dialect, o.upstream_api_key)
     if len(names) > 1 and entry.served_model_name:
         raise ConfigError(
@@ -220,18 +218,18 @@ def _upstream(
 
 def _upstream_models(url: str, dialect: str | None, api_key: str | None) -> list[str]:
     """Every model the upstream lists now (serving them all needs it up at start)."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    paths = {"openai": "/v1/models", "ollama": "/api/tags"}
-    for d in [dialect] if dialect else ["openai", "ollama"]:
-        try:
-            r = httpx.get(url + paths[d], headers=headers, timeout=5.0)
-        except httpx.TransportError as e:
-            raise ConfigError(
-                f"Cannot list the models of {url} ({type(e).__name__}): is it running? "
-                "Or name the model with --model."
-            ) from None
-        if r.status_code == 200:
-            names = protocol.model_names(d, r.json())  # type: ignore[arg-type]
-            if names:
-                return names
-    raise ConfigError(f"{url} lists no models; name the model with --model.")
+    from llmkit.client.http import Client
+
+    try:
+        with Client(url, api_key=api_key, dialect=dialect, timeout=5.0) as client:  # type: ignore[arg-type]
+            names = client.models()
+    except UnreachableError as e:
+        raise ConfigError(
+            f"Cannot list the models of {url} ({type(e.__cause__).__name__}): is it running? "
+            "Or name the model with --model."
+        ) from None
+    except LlmkitError:
+        names = []
+    if not names:
+        raise ConfigError(f"{url} lists no models; name the model with --model.")
+    return names
