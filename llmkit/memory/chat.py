@@ -205,6 +205,14 @@ class Chat:
             conv = self.conversation
         return conv
 
+    def take(self, chunk: Chunk, parts: list[str]) -> str:
+        """Keep a piece of the reply (the last one says how it ended); its text."""
+        if chunk.finish_reason:
+            self.last_reply = chunk
+        if chunk.text:
+            parts.append(chunk.text)
+        return chunk.text
+
     def finish(self, parts: list[str], *, interrupted: bool) -> Entry | None:
         text = "".join(parts)
         if interrupted and not text:
@@ -220,11 +228,8 @@ class Chat:
             for chunk in self.client.stream_chat(
                 self.model, messages, max_tokens=self.max_tokens, temperature=self.temperature
             ):
-                if chunk.text:
-                    parts.append(chunk.text)
-                    yield chunk.text
-                if chunk.finish_reason:
-                    self.last_reply = chunk
+                if piece := self.take(chunk, parts):
+                    yield piece
         except BaseException:  # Ctrl-C, a broken connection, the caller stopped reading
             self.finish(parts, interrupted=True)
             raise
@@ -272,11 +277,8 @@ class AsyncChat:
             async for chunk in self.client.stream_chat(
                 chat.model, messages, max_tokens=chat.max_tokens, temperature=chat.temperature
             ):
-                if chunk.text:
-                    parts.append(chunk.text)
-                    yield chunk.text
-                if chunk.finish_reason:
-                    chat.last_reply = chunk
+                if piece := chat.take(chunk, parts):
+                    yield piece
         except BaseException:
             await asyncio.to_thread(chat.finish, parts, interrupted=True)
             raise
