@@ -25,20 +25,46 @@ shape, and the client turns HTTP errors back into them.
         │   ├── UnreachableError     502: nothing answers at that address
         │   └── PullError            502: no source could deliver the model
         └── StoreError               500: the conversation store's database failed
+
+An error crosses HTTP and comes back as itself: a class with a ``code`` names the
+attributes that say what went wrong (``fields``); the dialects put ``wire_fields()``
+in their error bodies beside the message, and ``error_from_code`` rebuilds the
+same class with the same fields on the client's side. This module is the one
+place that knows which code is which class and which fields it carries.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
 
 
 class LlmkitError(Exception):
     status: int = 500
     #: a short machine-readable code, as OpenAI's ``error.code``
     code: str | None = None
+    #: the attributes (JSON values) an error body carries so a client can rebuild it
+    fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+
+    def wire_fields(self) -> dict[str, Any]:
+        """What a dialect puts in the error body beside the message, for ``from_wire``."""
+        return {name: getattr(self, name) for name in self.fields}
+
+    @classmethod
+    def from_wire(cls, message: str, *, param: str | None, fields: Mapping[str, Any]) -> Self:
+        """The error a server described. The message stays as the server wrote it
+        (each dialect may word one its own way), so the constructor, which words
+        it, is passed by; the fields are set as they came."""
+        err = cls.__new__(cls)
+        LlmkitError.__init__(err, message, param=param)
+        for name in cls.fields:
+            setattr(err, name, fields[name])
+        return err
 
 
 class ClientError(LlmkitError):
@@ -51,6 +77,7 @@ class InvalidRequestError(ClientError):
 
 class ContextLengthError(InvalidRequestError):
     code = "context_length_exceeded"
+    fields = ("prompt_tokens", "max_tokens", "context_length")
 
     def __init__(
         self,
@@ -97,6 +124,7 @@ class PayloadTooLargeError(ClientError):
 class RateLimitError(ClientError):
     status = 429
     code = "rate_limit_exceeded"
+    fields = ("retry_after",)
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
@@ -110,6 +138,7 @@ class NotFoundError(ClientError):
 class ModelNotFoundError(NotFoundError):
     status = 404
     code = "model_not_found"
+    fields = ("model", "available")
 
     def __init__(self, model: str, available: list[str]) -> None:
         names = ", ".join(available) or "none"
@@ -124,6 +153,7 @@ class ModelNotFoundError(NotFoundError):
 class ConversationNotFoundError(NotFoundError):
     status = 404
     code = "conversation_not_found"
+    fields = ("name",)
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -136,6 +166,7 @@ class ConversationNotFoundError(NotFoundError):
 class ConversationExistsError(ClientError):
     status = 409
     code = "conversation_exists"
+    fields = ("name",)
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -157,6 +188,7 @@ class EngineError(ServerError):
 class ServerBusyError(ServerError):
     status = 503
     code = "server_busy"
+    fields = ("retry_after",)
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
@@ -197,6 +229,7 @@ class InsufficientMemoryError(ClientError):
     loading, with the numbers and what to change (``estimate`` holds them)."""
 
     code = "insufficient_memory"
+    estimate: object = None  # not sent: a client rebuilding this error has the message only
 
     def __init__(self, message: str, *, estimate: object = None) -> None:
         super().__init__(message)
@@ -212,7 +245,39 @@ class PullError(UpstreamError):
     """Every source failed; ``attempts`` pairs each source with why."""
 
     code = "pull_failed"
+    fields = ("attempts",)
 
     def __init__(self, message: str, *, attempts: list[tuple[str, str]]) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+    @classmethod
+    def from_wire(cls, message: str, *, param: str | None, fields: Mapping[str, Any]) -> Self:
+        # JSON has no tuples: the pairs come as lists
+        pairs = [(str(source), str(why)) for source, why in fields["attempts"]]
+        return super().from_wire(message, param=param, fields={"attempts": pairs})
+
+
+def _coded() -> dict[str, type[LlmkitError]]:
+    """Every class here that names its own code. One that only inherits a code
+    (UnreachableError) comes back as the class it inherits it from: to a client,
+    a server whose upstream is down is a failed upstream, not an unreachable one."""
+    found = {}
+    for cls in globals().values():
+        if isinstance(cls, type) and issubclass(cls, LlmkitError) and cls.__dict__.get("code"):
+            found[cls.code] = cls
+    return found
+
+
+def error_from_code(
+    code: object, message: str, *, param: str | None = None, fields: object = None
+) -> LlmkitError | None:
+    """The error an error body's ``code`` names, rebuilt with the fields it carries.
+    None when the code is not llmkit's, or a field is missing: another server may
+    use the same code without them (OpenAI's ``context_length_exceeded`` says no
+    numbers), and then the caller falls back on the HTTP status."""
+    cls = _coded().get(code) if isinstance(code, str) else None
+    given = fields if isinstance(fields, Mapping) else {}
+    if cls is None or not set(cls.fields) <= set(given):
+        return None
+    return cls.from_wire(message, param=param, fields=given)

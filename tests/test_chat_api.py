@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from llmkit import AsyncChat, Chat
 from llmkit.cli.main import cli
 from llmkit.core.types import Message
-from llmkit.errors import InvalidRequestError, UpstreamError
+from llmkit.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError, UpstreamError
 from llmkit.memory.store import Store
 from tests.conftest import start_server
 
@@ -157,6 +157,35 @@ def test_clear_errors(server, store_url, tmp_path, monkeypatch):
         chat.send("Hello.")
     assert "nope" in str(e.value)
     assert [e.role for e in chat.entries] == ["user"]  # the question is kept
+
+
+@pytest.mark.parametrize("dialect", ["openai", "ollama"])
+def test_server_errors_reach_a_chat_as_themselves(small_server, store_url, dialect, monkeypatch):
+    """Raised on the server, rendered in the dialect, rebuilt by the client: the
+    same class with the same fields (tests/test_client_errors.py does every code)."""
+    chat = Chat(small_server.url, dialect=dialect, session=dialect, max_tokens=64, store=store_url)
+    # As against a server that does not say its context (Chat then assumes 4096
+    # tokens): only the server can tell that the prompt does not fit its 256.
+    monkeypatch.setattr(chat.client, "context_length", lambda model: None)
+    text = "Tell me everything about Rome. " * 40
+    with pytest.raises(ContextLengthError) as e:
+        chat.send(text)
+    msgs = [{"role": "user", "content": text}]
+    counted = httpx.post(small_server.url + "/tokenize", json={"model": MODEL, "messages": msgs})
+    prompt_tokens = counted.json()["count"]
+    assert prompt_tokens + 64 > 256
+    assert (e.value.prompt_tokens, e.value.max_tokens, e.value.context_length) == (
+        prompt_tokens,
+        64,
+        256,
+    )
+    assert e.value.message.startswith("This model's maximum context length is 256 tokens.")
+    assert chat.entries[-1].content == text  # the question is kept
+
+    lost = Chat(small_server.url, model="nope", dialect=dialect, session="x", store=store_url)
+    with pytest.raises(ModelNotFoundError) as nf:
+        lost.send("Hello.")
+    assert (nf.value.model, nf.value.available, nf.value.param) == ("nope", [MODEL], "model")
 
 
 def test_tokenize_and_detokenize_endpoints(server, bundled_path):

@@ -2,7 +2,8 @@
 server, which speaks both dialects) as the backend, reached in each dialect
 (``openai://``, ``ollama://``, and detected from ``http://``), through the real
 ``openai`` and ``ollama`` clients; upstream errors in the caller's dialect; a
-dead address answering 502 quickly."""
+dead address answering 502 quickly. The pure parts (bodies, URLs) are tested in
+``test_client_bodies``, the adapter over scripted servers in ``test_engine_upstream_unit``."""
 
 from __future__ import annotations
 
@@ -13,9 +14,6 @@ import ollama
 import openai
 import pytest
 
-from llmkit.core.types import GenerateRequest, Message, SamplingParams
-from llmkit.engines.upstream_convert import parse_upstream, to_ollama, to_openai
-from llmkit.errors import InvalidRequestError
 from tests.conftest import Server, free_port, start_server
 
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
@@ -174,47 +172,3 @@ def test_a_dead_upstream_is_a_quick_502_naming_it(proxy):
     assert oe.value.status_code == 502 and address in oe.value.error
     assert time.monotonic() - start < 10  # refused at once, never a hang
     assert httpx.get(proxy.url + "/health").status_code == 200  # the others still serve
-
-
-@pytest.mark.parametrize(
-    ("url", "want"),
-    [
-        ("ollama://gpu-box:11434", ("http://gpu-box:11434", "ollama")),
-        ("openai://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", "openai")),
-        ("openai+https://api.example.com/v1/", ("https://api.example.com", "openai")),
-        ("http://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", None)),
-        ("127.0.0.1:11434", ("http://127.0.0.1:11434", None)),
-    ],
-)
-def test_upstream_urls(url, want):
-    assert parse_upstream(url) == want
-
-
-def test_requests_in_each_dialect():
-    req = GenerateRequest(
-        messages=(Message("user", "Hi"),),
-        sampling=SamplingParams(temperature=0.5, top_k=20, seed=3, response_format="json"),
-        max_tokens=8,
-        stop=("\n",),
-    )
-    assert to_openai("m", req) == (
-        "/v1/chat/completions",
-        {"model": "m", "stream": True, "temperature": 0.5,
-         "stream_options": {"include_usage": True},
-         "messages": [{"role": "user", "content": "Hi"}],
-         "max_tokens": 8, "seed": 3, "stop": ["\n"], "top_k": 20,
-         "response_format": {"type": "json_object"}},
-    )  # fmt: skip
-    assert to_ollama("m", req) == (
-        "/api/chat",
-        {"model": "m", "stream": True, "format": "json",
-         "messages": [{"role": "user", "content": "Hi"}],
-         "options": {"temperature": 0.5, "top_p": 1.0, "top_k": 20, "min_p": 0.0,
-                     "repeat_penalty": 1.0, "repeat_last_n": 64, "presence_penalty": 0.0,
-                     "frequency_penalty": 0.0, "seed": 3, "num_predict": 8, "stop": ["\n"]}},
-    )  # fmt: skip
-    raw = GenerateRequest(prompt="Once", max_tokens=2)
-    assert to_openai("m", raw)[0] == "/v1/completions"
-    assert to_ollama("m", raw)[1]["raw"] is True and to_ollama("m", raw)[0] == "/api/generate"
-    with pytest.raises(InvalidRequestError):
-        to_ollama("m", GenerateRequest(prompt=(1, 2, 3)))

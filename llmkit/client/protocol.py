@@ -1,30 +1,33 @@
-"""What the client says and hears in each dialect, as pure functions: request
-bodies, stream lines, model listings, and HTTP errors turned back into llmkit's
-own exceptions (so a caller catches the same ``ContextLengthError``-style
-errors whichever server answered).
+"""What the client hears in each dialect, as pure functions: server addresses,
+model listings and what they say about a model, and error bodies turned back
+into llmkit's own exceptions (so a caller catches the same ``ContextLengthError``
+whichever server answered, and whichever dialect it answered in).
 
-No I/O here; ``client.http`` moves the bytes.
+Request bodies are built in ``bodies``, streamed replies read in ``stream``;
+no I/O here: ``client.queries`` asks the questions, ``client.http`` moves the bytes.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from llmkit.core.types import Message, Usage
+from llmkit.core.types import EngineInfo
 from llmkit.errors import (
     AuthenticationError,
     ClientError,
     InvalidRequestError,
     LlmkitError,
+    ModelSpecError,
     NotFoundError,
     ServerBusyError,
     UpstreamError,
+    error_from_code,
 )
 
 Dialect = Literal["openai", "ollama"]
 DIALECTS: tuple[Dialect, ...] = ("openai", "ollama")
+LISTING: dict[Dialect, str] = {"openai": "/v1/models", "ollama": "/api/tags"}
 # A reply budget never asks a real Ollama for more context than this: it sizes
 # its KV cache by num_ctx, and a 128k-token model would take all the memory.
 OLLAMA_MAX_CTX = 8192
@@ -38,86 +41,35 @@ def root_url(url: str) -> str:
     return u.removesuffix("/v1")
 
 
-@dataclass(frozen=True)
-class Delta:
-    """One piece of a streamed reply; the last carries ``finish_reason``/``usage``."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    done: bool = False
-
-
-def chat_path(dialect: Dialect) -> str:
-    return "/v1/chat/completions" if dialect == "openai" else "/api/chat"
-
-
-def chat_body(
-    dialect: Dialect,
-    model: str,
-    messages: list[Message],
-    *,
-    max_tokens: int | None,
-    temperature: float | None,
-    context_length: int | None,
-    stream: bool = True,
-) -> dict[str, Any]:
-    msgs = [{"role": m.role, "content": m.content} for m in messages]
-    if dialect == "openai":
-        body: dict[str, Any] = {"model": model, "messages": msgs, "stream": stream}
-        if stream:
-            body["stream_options"] = {"include_usage": True}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if temperature is not None:
-            body["temperature"] = temperature
-        return body
-    options: dict[str, Any] = {}
-    if max_tokens is not None:
-        options["num_predict"] = max_tokens
-    if temperature is not None:
-        options["temperature"] = temperature
-    if context_length is not None:
-        options["num_ctx"] = context_length
-    return {"model": model, "messages": msgs, "stream": stream, "options": options}
-
-
-def parse_line(dialect: Dialect, line: str) -> Delta | None:
-    """One line of a streamed reply, or None for lines that carry nothing."""
-    line = line.strip()
-    if not line:
-        return None
-    if dialect == "openai":
-        if not line.startswith("data:"):
-            return None  # SSE comments, event names
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return Delta(done=True)
-        obj = json.loads(data)
-        if "error" in obj:
-            raise error_from(obj, 500)
-        usage = None
-        if obj.get("usage"):
-            u = obj["usage"]
-            usage = Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
-        choices = obj.get("choices") or []
-        if not choices:
-            return Delta(usage=usage)
-        c = choices[0]
-        return Delta(
-            # chat chunks carry a delta; completion chunks (/v1/completions) a text
-            text=(c.get("delta") or {}).get("content") or c.get("text") or "",
-            finish_reason=c.get("finish_reason"),
-            usage=usage,
+def parse_url(url: str, *, option: str = "--url") -> tuple[str, Dialect | None]:
+    """``ollama://h:p`` and ``openai://h:p/v1`` name the dialect; ``http(s)://``
+    leaves it to be found out. Returns (root URL, dialect or None); ``option``
+    names the flag the URL came from, for the error."""
+    u = url.strip()
+    for dialect in DIALECTS:
+        for scheme in ("", "+https", "+http"):
+            prefix = f"{dialect}{scheme}://"
+            if u.lower().startswith(prefix):
+                http = "https" if scheme == "+https" else "http"
+                return root_url(f"{http}://{u[len(prefix) :]}"), dialect
+    if "://" in u and not u.lower().startswith(("http://", "https://")):
+        raise ModelSpecError(
+            f"{option} {url}: use http://HOST:PORT, ollama://HOST:PORT or openai://HOST:PORT/v1."
         )
-    obj = json.loads(line)
-    if "error" in obj:
-        raise error_from(obj, 500)
-    text = (obj.get("message") or {}).get("content") or obj.get("response") or ""
-    if not obj.get("done"):
-        return Delta(text=text)
-    usage = Usage(obj.get("prompt_eval_count", 0), obj.get("eval_count", 0))
-    return Delta(text=text, finish_reason=obj.get("done_reason") or "stop", usage=usage, done=True)
+    return root_url(u), None
+
+
+# -- listings ---------------------------------------------------------------------
+
+
+def is_listing(answer: Any) -> bool:
+    return isinstance(answer, dict) and ("data" in answer or "models" in answer)
+
+
+def tells_context(openai_listing: Any) -> bool:
+    """Whether an OpenAI-style listing says each model's context (llmkit, vLLM)."""
+    models = openai_listing.get("data", []) if isinstance(openai_listing, dict) else []
+    return any(isinstance(m, dict) and "max_model_len" in m for m in models)
 
 
 def model_names(dialect: Dialect, listing: dict[str, Any]) -> list[str]:
@@ -146,6 +98,45 @@ def ollama_context_length(show: dict[str, Any], ps: dict[str, Any], model: str) 
     return None
 
 
+def openai_info(listing: dict[str, Any], model: str) -> EngineInfo:
+    """What an OpenAI-style listing says of ``model``; ``engine`` is left to the caller."""
+    return EngineInfo(
+        engine="", model=model, context_length=openai_context_length(listing, model) or 0
+    )
+
+
+def ollama_info(
+    tags: dict[str, Any], show: dict[str, Any], ps: dict[str, Any], model: str
+) -> EngineInfo:
+    """What an Ollama says of ``model`` (/api/tags, /api/show, /api/ps), as listings show it."""
+    d = show.get("details") or {}
+    wanted = (model, f"{model}:latest")
+    sizes = [m.get("size", 0) for m in tags.get("models", []) if m.get("name") in wanted]
+    return EngineInfo(
+        engine="",
+        model=model,
+        context_length=ollama_context_length(show, ps, model) or 0,
+        format=d.get("format") or "",
+        family=d.get("family") or "",
+        parameter_size=d.get("parameter_size") or "",
+        quantization=d.get("quantization_level") or "",
+        size_bytes=int(sizes[0] or 0) if sizes else 0,
+        license=str(show.get("license") or ""),
+        chat_template=str(show.get("template") or ""),
+        metadata={k: str(v) for k, v in (show.get("model_info") or {}).items()},
+    )
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def parse_body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
+
+
 def error_message(body: Any) -> str:
     """The message out of either dialect's error shape (or whatever came back)."""
     if isinstance(body, dict):
@@ -159,9 +150,28 @@ def error_message(body: Any) -> str:
     return str(body)[:500]
 
 
-def error_from(body: Any, status: int, where: str = "the server") -> LlmkitError:
-    """An HTTP error, back as the llmkit exception the server would have raised."""
+def error_from(body: Any, status: int, server: str = "the server") -> LlmkitError:
+    """An error body, back as the llmkit exception the server raised: by its code
+    where llmkit knows it (with the fields it carries), else by the HTTP status.
+    OpenAI's shape has code and param inside ``error``, Ollama's (as llmkit writes
+    it) beside it; both put the fields in ``details``. ``server`` starts the
+    message of a server error that says no more than its status."""
     message = error_message(body)
+    d = body if isinstance(body, dict) else {}
+    said = d["error"] if isinstance(d.get("error"), dict) else d
+    code, param = said.get("code"), said.get("param")
+    param = param if isinstance(param, str) else None
+    err = error_from_code(code, message, param=param, fields=d.get("details"))
+    if err is not None:
+        return err
+    err = _by_status(status, message, server)
+    if isinstance(code, str):  # keep what the server said precisely (vLLM's codes are ints)
+        err.code = code
+    err.param = param or err.param
+    return err
+
+
+def _by_status(status: int, message: str, server: str) -> LlmkitError:
     if status in (401, 403):
         return AuthenticationError(message)
     if status == 404:
@@ -172,11 +182,4 @@ def error_from(body: Any, status: int, where: str = "the server") -> LlmkitError
         err = InvalidRequestError(message) if status in (400, 413, 422) else ClientError(message)
         err.status = status
         return err
-    return UpstreamError(f"{where} answered {status}: {message}")
-
-
-def parse_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", errors="replace")
+    return UpstreamError(f"{server} answered {status}: {message}")

@@ -21,8 +21,8 @@ from datetime import datetime
 
 from llmkit.client.http import AsyncClient, Client
 from llmkit.client.local import local_url
-from llmkit.client.protocol import Delta, Dialect
-from llmkit.core.types import Message
+from llmkit.client.protocol import Dialect
+from llmkit.core.types import Chunk, Message
 from llmkit.env import Environment
 from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory import strategies as st
@@ -41,17 +41,6 @@ def open_store(store: Store | str | None, env: Environment | None = None) -> Sto
         return store
     env = env or Environment.read()
     return Store(store or env.store_url or default_store_url(env.data_dir))
-
-
-def merge(last: Delta | None, delta: Delta) -> Delta:
-    """The reply's final state: OpenAI sends finish_reason and usage in separate events."""
-    if last is None:
-        return Delta(finish_reason=delta.finish_reason, usage=delta.usage, done=delta.done)
-    return Delta(
-        finish_reason=delta.finish_reason or last.finish_reason,
-        usage=delta.usage or last.usage,
-        done=delta.done or last.done,
-    )
 
 
 def new_session_name() -> str:
@@ -108,7 +97,7 @@ class Chat:
             changes["memory"] = memory
         self.store.update(self.name, **changes)
         self.last_sent: list[Message] = []  # what the last request carried
-        self.last_reply: Delta | None = None  # its final piece: finish_reason, usage
+        self.last_reply: Chunk | None = None  # its final piece: finish_reason, usage
         self._count: Callable[[Sequence[Message]], int] | bool | None = False
 
     def _first_model(self) -> str:
@@ -222,6 +211,14 @@ class Chat:
             conv = self.conversation
         return conv
 
+    def take(self, chunk: Chunk, parts: list[str]) -> str:
+        """Keep a piece of the reply (the last one says how it ended); its text."""
+        if chunk.finish_reason:
+            self.last_reply = chunk
+        if chunk.text:
+            parts.append(chunk.text)
+        return chunk.text
+
     def finish(self, parts: list[str], *, interrupted: bool) -> Entry | None:
         text = "".join(parts)
         if interrupted and not text:
@@ -234,13 +231,11 @@ class Chat:
         self.last_reply = None
         parts: list[str] = []
         try:
-            for delta in self.client.stream_chat(
+            for chunk in self.client.stream_chat(
                 self.model, messages, max_tokens=self.max_tokens, temperature=self.temperature
             ):
-                if delta.text:
-                    parts.append(delta.text)
-                    yield delta.text
-                self.last_reply = merge(self.last_reply, delta)
+                if piece := self.take(chunk, parts):
+                    yield piece
         except BaseException:  # Ctrl-C, a broken connection, the caller stopped reading
             self.finish(parts, interrupted=True)
             raise
@@ -285,13 +280,11 @@ class AsyncChat:
         chat.last_reply = None
         parts: list[str] = []
         try:
-            async for delta in self.client.stream_chat(
+            async for chunk in self.client.stream_chat(
                 chat.model, messages, max_tokens=chat.max_tokens, temperature=chat.temperature
             ):
-                if delta.text:
-                    parts.append(delta.text)
-                    yield delta.text
-                chat.last_reply = merge(chat.last_reply, delta)
+                if piece := chat.take(chunk, parts):
+                    yield piece
         except BaseException:
             await asyncio.to_thread(chat.finish, parts, interrupted=True)
             raise

@@ -1,4 +1,9 @@
-"""llmkit errors in Ollama's shape: ``{"error": "..."}`` with the HTTP status."""
+"""llmkit errors in Ollama's shape: ``{"error": "..."}`` with the HTTP status.
+
+An error with a code also says it, and its param and fields, beside the string
+(``{"error": "...", "code": "context_length_exceeded", "param": ..., "details":
+{...}}``): Ollama's clients read only ``error``, and llmkit's client rebuilds the
+same exception from the rest."""
 
 from __future__ import annotations
 
@@ -9,11 +14,17 @@ from llmkit.errors import LlmkitError, ModelNotFoundError
 
 
 def error_line(exc: LlmkitError) -> ErrorResponse:
+    message = exc.message
     if isinstance(exc, ModelNotFoundError):
         # Ollama's wording, plus what this server does serve.
         served = ", ".join(exc.available) or "none"
-        return ErrorResponse(error=f'model "{exc.model}" not found; this server serves: {served}')
-    return ErrorResponse(error=exc.message)
+        message = f'model "{exc.model}" not found; this server serves: {served}'
+    if not exc.code:
+        return ErrorResponse(error=message)
+    # Beside Ollama's string: what a client needs to rebuild the exact error.
+    return ErrorResponse(
+        error=message, code=exc.code, param=exc.param, details=exc.wire_fields() or None
+    )
 
 
 def error_response(exc: LlmkitError) -> JSONResponse:

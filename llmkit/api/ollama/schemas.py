@@ -230,6 +230,16 @@ class ShowResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Ollama's error shape: the message alone, as ``api.StatusError`` reads it."""
+    """Ollama's error shape: the message, as ``api.StatusError`` reads it; for an
+    llmkit error with a code, also the code, the field and its details, which
+    llmkit's client reads back into the same exception (Ollama's clients ignore
+    them)."""
 
     error: str
+    code: str | None = None
+    param: str | None = None
+    details: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}

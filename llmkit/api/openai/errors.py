@@ -1,4 +1,7 @@
-"""llmkit errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+"""llmkit errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``,
+plus, for errors that carry fields (a ContextLengthError's numbers, the models a
+ModelNotFoundError names), ``"details"`` beside ``"error"``: OpenAI's schema allows
+the extra key, its clients ignore it, and llmkit's client rebuilds the exception."""
 
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ def error_body(exc: LlmkitError) -> ErrorResponse:
             type=_TYPES.get(exc.status, "server_error"),
             param=exc.param,
             code=exc.code,
-        )
+        ),
+        details=exc.wire_fields() or None,
     )
 
 

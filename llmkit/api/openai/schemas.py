@@ -204,3 +204,13 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+    # llmkit's own: the error's fields (``LlmkitError.wire_fields``), beside OpenAI's
+    # four keys rather than among them, so a client rebuilds the same exception.
+    details: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_details(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("details") is None:
+            out.pop("details", None)
+        return out

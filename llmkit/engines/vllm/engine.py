@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
-from llmkit.engines.upstream.engine import UpstreamEngine
+from llmkit.engines.remote import RemoteEngine
 from llmkit.engines.vllm.child import Child
 from llmkit.engines.vllm.spec import VllmOptions
 from llmkit.errors import ConfigError, EngineError, ServerBusyError
@@ -105,7 +105,7 @@ class VllmEngine(Engine):
         self.base_env = dict(env)
         self.argv: list[str] = []  # the exact command line of the running vLLM
         self._child: Child | None = None
-        self._api: UpstreamEngine | None = None
+        self._api: RemoteEngine | None = None
         self._watch: asyncio.Task[None] | None = None
         self._state = "stopped"  # starting, ready, restarting, failed, stopped
         self._problem = ""
@@ -139,7 +139,7 @@ class VllmEngine(Engine):
         )
         if self._api is not None:
             await self._api.close()
-        self._api = UpstreamEngine(
+        self._api = RemoteEngine(
             url, model=self.served_name, dialect="openai", engine_name="vllm"
         )
         await self._api.start()
@@ -187,7 +187,7 @@ class VllmEngine(Engine):
     def pid(self) -> int | None:
         return self._child.pid if self._child else None
 
-    def _server(self) -> UpstreamEngine:
+    def _server(self) -> RemoteEngine:
         child = self._child
         if child is not None and child.exited() and self._state == "ready":
             # Dead, and the supervisor has yet to notice: do not send it requests.

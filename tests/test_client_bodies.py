@@ -1,0 +1,97 @@
+"""What the client sends, as tables: a core ``GenerateRequest`` in, the path and
+body each dialect expects out (``llmkit.client.bodies``), and the URLs that name
+a dialect (``llmkit.client.protocol.parse_url``). Pure functions: no server."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmkit.client.bodies import to_ollama, to_openai
+from llmkit.client.protocol import parse_url
+from llmkit.core.types import GenerateRequest, Message, SamplingParams
+from llmkit.errors import InvalidRequestError, ModelSpecError
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("ollama://gpu-box:11434", ("http://gpu-box:11434", "ollama")),
+        ("openai://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", "openai")),
+        ("openai+https://api.example.com/v1/", ("https://api.example.com", "openai")),
+        ("http://127.0.0.1:8000/v1", ("http://127.0.0.1:8000", None)),
+        ("127.0.0.1:11434", ("http://127.0.0.1:11434", None)),
+    ],
+)
+def test_upstream_urls(url, want):
+    assert parse_url(url, option="--upstream") == want
+
+
+def test_a_url_of_another_kind_is_refused_naming_the_option():
+    with pytest.raises(ModelSpecError) as e:
+        parse_url("grpc://h:1", option="--upstream")
+    assert e.value.message.startswith("--upstream grpc://h:1: use http://HOST:PORT")
+
+
+def test_requests_in_each_dialect():
+    req = GenerateRequest(
+        messages=(Message("user", "Hi"),),
+        sampling=SamplingParams(temperature=0.5, top_k=20, seed=3, response_format="json"),
+        max_tokens=8,
+        stop=("\n",),
+    )
+    assert to_openai("m", req) == (
+        "/v1/chat/completions",
+        {"model": "m", "stream": True, "temperature": 0.5,
+         "stream_options": {"include_usage": True},
+         "messages": [{"role": "user", "content": "Hi"}],
+         "max_tokens": 8, "seed": 3, "stop": ["\n"], "top_k": 20,
+         "response_format": {"type": "json_object"}},
+    )  # fmt: skip
+    assert to_ollama("m", req) == (
+        "/api/chat",
+        {"model": "m", "stream": True, "format": "json",
+         "messages": [{"role": "user", "content": "Hi"}],
+         "options": {"temperature": 0.5, "top_p": 1.0, "top_k": 20, "min_p": 0.0,
+                     "repeat_penalty": 1.0, "repeat_last_n": 64, "presence_penalty": 0.0,
+                     "frequency_penalty": 0.0, "seed": 3, "num_predict": 8, "stop": ["\n"]}},
+    )  # fmt: skip
+    raw = GenerateRequest(prompt="Once", max_tokens=2)
+    assert to_openai("m", raw)[0] == "/v1/completions"
+    assert to_ollama("m", raw)[1]["raw"] is True and to_ollama("m", raw)[0] == "/api/generate"
+    with pytest.raises(InvalidRequestError):
+        to_ollama("m", GenerateRequest(prompt=(1, 2, 3)))
+
+
+def test_every_sampling_value_has_a_place_in_each_dialect():
+    s = SamplingParams(
+        temperature=0.1, top_p=0.9, top_k=5, min_p=0.05, seed=1, presence_penalty=0.2,
+        frequency_penalty=0.3, repeat_penalty=1.1, repeat_last_n=32,
+        response_format="json", json_schema='{"type": "object"}',
+    )  # fmt: skip
+    req = GenerateRequest(prompt=(1, 2), sampling=s, ignore_eos=True, context_limit=512)
+    _, body = to_openai("m", req)
+    assert body["prompt"] == [1, 2] and body["ignore_eos"] is True
+    assert body["repetition_penalty"] == 1.1 and "repeat_penalty" not in body  # vLLM's name
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    _, body = to_ollama("m", GenerateRequest(prompt="x", sampling=s, context_limit=512))
+    assert body["options"]["num_ctx"] == 512 and body["options"]["repeat_last_n"] == 32
+    assert body["format"] == {"type": "object"}
+    with pytest.raises(InvalidRequestError):
+        to_ollama("m", GenerateRequest(prompt="x", sampling=SamplingParams(logit_bias=((1, 2.0),))))
+    biased = SamplingParams(logit_bias=((7, -100.0),))
+    assert to_openai("m", GenerateRequest(prompt="x", sampling=biased))[1]["logit_bias"] == {
+        "7": -100.0
+    }
+
+
+def test_send_names_the_only_sampling_values_that_go():
+    """What ``Chat`` does: what its user set goes, the server's defaults do the rest."""
+    req = GenerateRequest(messages=(Message("user", "Hi"),), sampling=SamplingParams(top_k=40))
+    _, body = to_openai("m", req, send=())
+    assert body == {
+        "model": "m", "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Hi"}],
+    }  # fmt: skip
+    assert to_openai("m", req, send=("top_k",))[1]["top_k"] == 40
+    assert to_ollama("m", req, send=())[1]["options"] == {}
+    assert to_ollama("m", req, send=("temperature",))[1]["options"] == {"temperature": 0.8}
