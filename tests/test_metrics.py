@@ -9,7 +9,9 @@ import logging
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmkit.api.request_id import RequestIdFilter
+from llmkit.errors import EngineError
 from tests.test_guard import CHAT, app_with, call
+from tests.toy_engine import ToyEngine, ToyOptions
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -66,3 +68,43 @@ def test_log_lines_written_during_a_request_carry_its_id(caplog):
     assert r.status_code == 404
     [record] = [rec for rec in caplog.records if "nope" in rec.getMessage()]
     assert record.request_id == r.headers["x-request-id"]  # type: ignore[attr-defined]
+
+
+class _Broken(ToyEngine):
+    async def start(self) -> None:
+        raise EngineError("the weights are corrupt")
+
+
+def test_health_reports_each_model_as_unloaded_ready_or_failed():
+    from llmkit.api.app import create_app
+    from llmkit.engines.registry import ModelRegistry, ServedModel
+    from llmkit.serving.settings import ServeSettings
+
+    registry = ModelRegistry(
+        [
+            ServedModel(["toy"], ToyEngine(ToyOptions()), preload=False),
+            ServedModel(["broken"], _Broken(ToyOptions()), preload=False),
+        ]
+    )
+    app = create_app(ServeSettings(), registry)
+    states = {m["name"]: m["state"] for m in call(app, "GET", "/health").json()["models"]}
+    assert states == {"toy": "unloaded", "broken": "unloaded"}
+    assert call(app, "POST", "/v1/chat/completions", json=CHAT).status_code == 200
+    r = call(app, "POST", "/v1/chat/completions", json={**CHAT, "model": "broken"})
+    assert r.status_code == 500 and "corrupt" in r.text
+    models = {m["name"]: m for m in call(app, "GET", "/health").json()["models"]}
+    assert models["toy"]["state"] == "ready"
+    assert models["broken"]["state"] == "failed" and "corrupt" in models["broken"]["error"]
+
+
+def test_llama_cpp_reports_its_kv_cache_cells(server):
+    import httpx
+
+    httpx.post(server.v1 + "/chat/completions", json={**CHAT, "model": "smol", "max_tokens": 3})
+    [model] = httpx.get(server.url + "/health").json()["models"]
+    cells = model["kv_cache"]
+    assert model["state"] == "ready" and cells["cached"] > 0  # the reply's slot keeps its prefix
+    assert cells["used"] + cells["cached"] + cells["free"] == 8192 * 4  # context x parallel
+    m = samples(httpx.get(server.url + "/metrics").text)
+    name = (("model", "SmolLM2-135M-Instruct"), ("state", "free"))
+    assert ("llmkit_kv_cache_cells", name) in m

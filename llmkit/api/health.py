@@ -1,6 +1,7 @@
 """Liveness: ``GET /health`` answers 200 once the models served with ``load:
-startup`` are loaded, with what each model is doing (loaded or not, running
-generations, queued requests); 503 while an engine is down (a vLLM restarting)."""
+startup`` are loaded, with what each model is doing: its ``state`` (loading,
+ready, failed, unloaded), the reason of a failure, running generations, queued
+requests and KV-cache cells; 503 while an engine is down (a vLLM restarting)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,19 @@ async def health(request: Request) -> JSONResponse:
         healthy = await m.engine.health()
         ok = ok and healthy
         running, queued = m.engine.load()
-        models.append(
-            {
-                "name": m.name,
-                "loaded": m.loaded,
-                "healthy": healthy,
-                "running": running,
-                "queued": queued,
-            }
-        )
+        entry = {
+            "name": m.name,
+            "state": await m.state(),
+            "loaded": m.loaded,
+            "healthy": healthy,
+            "running": running,
+            "queued": queued,
+        }
+        if m.load_error:
+            entry["error"] = m.load_error
+        if cells := m.engine.kv_cache():
+            entry["kv_cache"] = cells
+        models.append(entry)
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "models": models},
         status_code=200 if ok else 503,

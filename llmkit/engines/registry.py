@@ -47,6 +47,8 @@ class ServedModel:
         self.keep_alive = keep_alive  # seconds idle before unloading; None: never
         self.preload = preload
         self.loaded = False
+        self.loading = False
+        self.load_error: str | None = None  # why the last load failed, until one succeeds
         self.active = 0  # generations and token counts running on the engine now
         self.loads = 0  # how many times the engine has been loaded
         self.last_load_ns = 0  # how long the last load took
@@ -60,6 +62,15 @@ class ServedModel:
     @property
     def name(self) -> str:
         return self.names[0]
+
+    async def state(self) -> str:
+        """loading, ready, failed (its last load, or the engine now: a vLLM child
+        restarting), or unloaded (not yet used, or idle past its keep_alive)."""
+        if self.loading:
+            return "loading"
+        if self.loaded:
+            return "ready" if await self.inner.health() else "failed"
+        return "failed" if self.load_error else "unloaded"
 
     @property
     def info(self) -> EngineInfo:
@@ -78,12 +89,17 @@ class ServedModel:
                 return
             log.info("loading %s", self.name)
             started = time.perf_counter_ns()
+            self.loading = True
             try:
                 await self.inner.start()
-            except BaseException:
+            except BaseException as e:
+                self.load_error = getattr(e, "message", None) or str(e) or type(e).__name__
                 with contextlib.suppress(Exception):
                     await self.inner.close()
                 raise
+            finally:
+                self.loading = False
+            self.load_error = None
             self.last_load_ns = time.perf_counter_ns() - started
             self.loads += 1
             self.loaded = True
