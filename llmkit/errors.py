@@ -23,6 +23,7 @@ shape, and the client turns HTTP errors back into them.
         ├── ServerBusyError          503: the queue is full, retry later
         ├── UpstreamError            502: the server we forward to failed or is down
         │   ├── UnreachableError     502: nothing answers at that address
+        │   ├── UpstreamTimeoutError 504: it answered, then fell silent too long
         │   └── PullError            502: no source could deliver the model
         └── StoreError               500: the conversation store's database failed
 
@@ -239,6 +240,14 @@ class InsufficientMemoryError(ClientError):
 class UnreachableError(UpstreamError):
     """No connection at all (refused, no route, DNS): distinct from a server that
     answered with an error."""
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The server we forward to accepted the request, then said nothing for longer
+    than we wait (``upstream_timeout``): the request is ended, not left hanging."""
+
+    status = 504
+    code = "upstream_timeout"
 
 
 class PullError(UpstreamError):

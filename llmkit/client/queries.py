@@ -29,6 +29,7 @@ from llmkit.errors import (
     ModelNotFoundError,
     UnreachableError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 
 T = TypeVar("T")
@@ -58,7 +59,7 @@ def _unreachable(w: Wording, url: str, e: Exception) -> LlmkitError:
 
 
 def _stopped(w: Wording, url: str, e: Exception) -> LlmkitError:
-    return UpstreamError(f"{w.subject.format(url=url)} stopped answering mid-reply.")
+    return UpstreamTimeoutError(f"{w.subject.format(url=url)} stopped answering mid-reply.")
 
 
 def _broken(w: Wording, url: str, e: Exception) -> LlmkitError:

@@ -51,6 +51,7 @@ class RemoteEngine(Engine):
         api_key: str | None = None,
         dialect: Dialect | None = None,
         engine_name: str = "upstream",
+        silence: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,  # tests: a scripted server
     ) -> None:
         self.url, found = parse_url(url, option="--upstream")
@@ -59,6 +60,9 @@ class RemoteEngine(Engine):
         self.api_key = api_key
         self.engine_name = engine_name
         self.transport = transport
+        # How long the server may say nothing (before its first byte, or between
+        # two) before the request ends with a 504 instead of hanging.
+        self.silence = silence
         self._client: AsyncClient | None = None
         self._info: EngineInfo | None = None
         self._running = 0
@@ -71,7 +75,7 @@ class RemoteEngine(Engine):
             self.url,
             api_key=self.api_key,
             dialect=self.dialect,
-            timeout=httpx.Timeout(600.0, connect=CONNECT_TIMEOUT),
+            timeout=httpx.Timeout(self.silence, connect=CONNECT_TIMEOUT),
             wording=WORDING,
             transport=self.transport,
         )

@@ -23,6 +23,12 @@ class UpstreamOptions(BaseModel):
     upstream_api_key: str | None = Field(
         default=None, description="The API key the upstream server wants."
     )
+    upstream_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds the server may stay silent (before its first byte or between "
+        "two) before the request fails with 504.",
+    )
 
 
 def _build(ctx: BuildContext, o: UpstreamOptions, _fit: Any) -> list[Built]:
@@ -37,7 +43,9 @@ def _build(ctx: BuildContext, o: UpstreamOptions, _fit: Any) -> list[Built]:
     return [
         Built(
             name,
-            UpstreamEngine(o.upstream, model=name, api_key=o.upstream_api_key),
+            UpstreamEngine(
+                o.upstream, model=name, api_key=o.upstream_api_key, silence=o.upstream_timeout
+            ),
             EngineInfo(engine="upstream", model=name, context_length=0),
         )
         for name in names

@@ -140,7 +140,11 @@ class VllmEngine(Engine):
         if self._api is not None:
             await self._api.close()
         self._api = RemoteEngine(
-            url, model=self.served_name, dialect="openai", engine_name="vllm"
+            url,
+            model=self.served_name,
+            dialect="openai",
+            engine_name="vllm",
+            silence=self.opts.upstream_timeout,
         )
         await self._api.start()
         self._state = "ready"

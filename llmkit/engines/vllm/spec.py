@@ -52,6 +52,12 @@ class VllmOptions(BaseModel):
         description="The command that starts vLLM's OpenAI server (default: this Python "
         "with -m vllm.entrypoints.openai.api_server).",
     )
+    upstream_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds the server may stay silent (before its first byte or between "
+        "two) before the request fails with 504.",
+    )
     # Supervision, not settings users give: how long loading may take, restarts.
     startup_timeout: float = Field(default=1800.0, json_schema_extra={"flag": False})
     max_restarts: int = Field(default=3, json_schema_extra={"flag": False})

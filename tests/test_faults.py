@@ -1,0 +1,130 @@
+"""Faults of what llmkit forwards to, on loopback: an upstream that accepts a
+request and then falls silent, and one that dies mid-reply. Each affected
+request ends within the configured time with an error in the caller's dialect
+(504 / 502, or the stream's last event), and the server keeps serving.
+
+The stand-in upstream is a raw socket server: it answers the OpenAI listing,
+then misbehaves exactly as told, which no well-behaved framework would."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server
+
+MODEL_CARD = {"id": "m", "object": "model", "max_model_len": 512}
+LISTING = json.dumps({"object": "list", "data": [MODEL_CARD]})
+DELTA = {"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}
+CHUNK = json.dumps(
+    {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [DELTA]}
+)
+
+
+class Misbehaving:
+    """Answers ``GET /v1/models``; a chat request gets headers and one chunk, then
+    ``mode``: "hang" (silence until released) or "die" (the connection closes)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode = "hang"
+        self.release = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            if head.startswith(b"GET /v1/models"):
+                body = LISTING.encode()
+                head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + b"Connection: close\r\n\r\n" + body)
+                return
+            head = b"Content-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+            conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + f"data: {CHUNK}\n\n".encode())
+            if self.mode == "hang":
+                self.release.wait(120)
+            # "die": the connection closes here, mid-reply, with no [DONE]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Misbehaving]:
+    u = Misbehaving()
+    yield u
+    u.release.set()
+    u.sock.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: Misbehaving, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_server(
+        tmp_path_factory.mktemp("faults"),
+        "--upstream", f"openai://127.0.0.1:{upstream.port}/v1", "--model", "m",
+        "--upstream-timeout", "2",
+    )  # fmt: skip
+    yield s
+    s.stop()
+
+
+HI = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sse_events(proxy: Server, body: dict) -> list[dict | str]:
+    with httpx.stream("POST", proxy.v1 + "/chat/completions", json=body, timeout=30) as r:
+        assert r.status_code == 200
+        return [
+            ln[6:] if ln == "data: [DONE]" else json.loads(ln[6:])
+            for ln in r.iter_lines()
+            if ln.startswith("data: ")
+        ]
+
+
+def test_a_silent_upstream_ends_the_request_with_504_in_time(upstream, proxy):
+    upstream.mode = "hang"
+    started = time.monotonic()
+    r = httpx.post(proxy.v1 + "/chat/completions", json=HI, timeout=30)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+    assert "stopped answering" in r.json()["error"]["message"]
+    r = httpx.post(proxy.url + "/api/chat", json={**HI, "stream": False}, timeout=30)
+    assert r.status_code == 504 and "stopped answering" in r.json()["error"]
+    assert time.monotonic() - started < 25  # two requests, each cut at ~2 s, not 600
+    # Streaming: what arrived is delivered, then the stream's last event is the error.
+    events = sse_events(proxy, {**HI, "stream": True})
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])  # type: ignore[index]
+    assert text == "Hel"
+    assert events[-2]["error"]["code"] == "upstream_timeout"  # type: ignore[index]
+    assert events[-1] == "[DONE]"
+
+
+def test_an_upstream_dying_mid_reply_is_a_502_and_the_server_goes_on(upstream, proxy):
+    upstream.mode = "die"
+    r = httpx.post(proxy.v1 + "/chat/completions", json=HI, timeout=30)
+    assert r.status_code == 502
+    assert "ended the reply before its end" in r.json()["error"]["message"]
+    reply = httpx.post(proxy.url + "/api/chat", json=HI, timeout=30)
+    lines = [json.loads(x) for x in reply.text.splitlines()]
+    assert lines[0]["message"]["content"] == "Hel" and "ended the reply" in lines[-1]["error"]
+    health = httpx.get(proxy.url + "/health").json()
+    assert health["status"] == "ok"  # nothing stuck: the proxy itself is fine
+    assert "Traceback" not in proxy.log()
