@@ -236,3 +236,40 @@ def test_vllm_that_fails_to_load_ends_serve_with_its_error(tmp_path):
         "vllm exited with code 1 before it was ready: ValueError: No CUDA GPUs are available"
         in r.output
     )
+
+
+def test_a_stuck_vllm_is_killed_and_the_restart_budget_is_per_window(tmp_path):
+    """Alive but deaf (SIGSTOP): three missed probes and it is replaced. Restarts
+    count within --restart-window only: one allowed, a crash after the window is
+    restarted again, a second crash inside it leaves the engine failed."""
+    s = start_server(
+        tmp_path,
+        "--engine", "vllm", "--model", "SmolLM2-135M-Instruct", "--vllm-command", STANDIN,
+        "--health-interval", "0.5", "--max-restarts", "1", "--restart-window", "6",
+        env={"FAKE_VLLM_DIR": str(tmp_path)},
+    )  # fmt: skip
+
+    def wait_for(n_starts: int) -> None:
+        deadline = time.monotonic() + 90
+        while len(starts(tmp_path)) < n_starts or httpx.get(s.url + "/health").status_code != 200:
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.2)
+
+    try:
+        os.kill(starts(tmp_path)[-1]["pid"], signal.SIGSTOP)
+        wait_for(2)
+        assert "vLLM stopped answering /health (3 probes in a row" in s.log()
+        first_restart = time.monotonic()
+        while time.monotonic() - first_restart < 7:  # the window passes
+            time.sleep(0.2)
+        (tmp_path / "crash").touch()
+        wait_for(3)  # a crash outside the window: restarted again
+        (tmp_path / "crash").touch()
+        deadline = time.monotonic() + 30
+        while "not restarting it again" not in s.log():
+            assert time.monotonic() < deadline, s.log()
+            time.sleep(0.2)
+        assert httpx.get(s.url + "/health").json()["models"][0]["state"] == "failed"
+        assert len(starts(tmp_path)) == 3
+    finally:
+        s.stop()

@@ -16,13 +16,17 @@ Several GPUs are vLLM's business: ``--tensor-parallel-size`` splits each layer,
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib.util
 import logging
 import shlex
 import shutil
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
+
+import httpx
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
@@ -114,6 +118,7 @@ class VllmEngine(Engine):
         self._state = "starting"
         await self._launch()
         self._watch = asyncio.create_task(self._supervise())
+        self._watch.add_done_callback(self._supervisor_ended)
 
     async def _launch(self) -> None:
         port = free_port()
@@ -151,20 +156,41 @@ class VllmEngine(Engine):
         log.info("vLLM is ready at %s (pid %s)", url, self._child.pid)
 
     async def _supervise(self) -> None:
-        """Restart vLLM when it dies on its own, up to ``max_restarts`` times."""
-        restarts = 0
+        """Restart vLLM when it dies or stops answering, with a growing pause between
+        quick failures, at most ``max_restarts`` times within ``restart_window``: a
+        crash a week after the last one is not counted against it."""
+        restarts: collections.deque[float] = collections.deque()
+        pause = 0.5  # doubled before each quick restart: 1 s, 2 s, ... 30 s
         while True:
             assert self._child is not None
-            code = await self._child.wait_exit()
-            self._problem = f"vLLM exited with code {code}: {await self._child.final_error()}"
+            up_since = time.monotonic()
+            self._problem = ""
+            code = await self._until_gone(self._child)
+            if not self._problem.startswith("vLLM stopped answering"):
+                self._problem = f"vLLM exited with code {code}: {await self._child.final_error()}"
             log.error("%s", self._problem)
-            if restarts >= self.opts.max_restarts:
+            now = time.monotonic()
+            while restarts and now - restarts[0] > self.opts.restart_window:
+                restarts.popleft()
+            if len(restarts) >= self.opts.max_restarts:
                 self._state = "failed"
-                log.error("vLLM died %d times; not restarting it again", restarts + 1)
+                log.error(
+                    "vLLM failed %d times within %gs; not restarting it again",
+                    len(restarts) + 1,
+                    self.opts.restart_window,
+                )
                 return
-            restarts += 1
+            restarts.append(now)
             self._state = "restarting"
-            log.info("restarting vLLM (%d of %d)", restarts, self.opts.max_restarts)
+            pause = 1.0 if now - up_since > 60 else min(pause * 2, 30.0)  # back off a crash loop
+            log.info(
+                "restarting vLLM in %gs (%d of %d within %gs)",
+                pause,
+                len(restarts),
+                self.opts.max_restarts,
+                self.opts.restart_window,
+            )
+            await asyncio.sleep(pause)
             try:
                 await self._launch()
             except EngineError as e:
@@ -172,6 +198,47 @@ class VllmEngine(Engine):
                 self._state = "failed"
                 log.error("vLLM could not be restarted: %s", e.message)
                 return
+
+    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
+        # A supervisor that died of a bug must not leave the engine "ready" and
+        # unwatched: say so, and let requests get the reason.
+        if not task.cancelled() and task.exception() is not None:
+            self._problem = f"the vLLM supervisor failed: {task.exception()!r}"
+            self._state = "failed"
+            log.error("%s", self._problem, exc_info=task.exception())
+
+    async def _until_gone(self, child: Child) -> int:
+        """Until ``child`` exits; one alive but deaf to three /health probes in a row
+        is killed (so the restart takes over), with the reason kept."""
+        exited = asyncio.ensure_future(child.wait_exit())
+        missed = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=self.opts.health_interval)
+                if done:
+                    return exited.result()
+                missed = 0 if await self._answers() else missed + 1
+                if missed >= 3:
+                    self._problem = (
+                        f"vLLM stopped answering /health ({missed} probes in a row, "
+                        f"{self.opts.health_interval:g}s apart); killing it"
+                    )
+                    self._state = "restarting"
+                    log.error("%s", self._problem)
+                    await child.stop(grace=5.0)
+                    return await exited
+        finally:
+            exited.cancel()
+
+    async def _answers(self) -> bool:
+        api = self._api
+        if api is None:
+            return True
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                return (await http.get(api.url + "/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def close(self) -> None:
         if self._watch is not None:

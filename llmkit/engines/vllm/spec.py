@@ -58,9 +58,23 @@ class VllmOptions(BaseModel):
         description="Seconds the server may stay silent (before its first byte or between "
         "two) before the request fails with 504.",
     )
-    # Supervision, not settings users give: how long loading may take, restarts.
+    max_restarts: int = Field(
+        default=3,
+        ge=0,
+        description="Restarts of a vLLM that died or hung allowed within --restart-window; "
+        "past that the engine stays failed (503) until llmkit restarts.",
+    )
+    restart_window: float = Field(
+        default=600.0, gt=0, description="Seconds over which --max-restarts is counted."
+    )
+    health_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between probes of vLLM's /health; three missed in a row (a vLLM "
+        "alive but stuck) and it is killed and restarted.",
+    )
+    # Supervision, not a setting users give: how long loading may take.
     startup_timeout: float = Field(default=1800.0, json_schema_extra={"flag": False})
-    max_restarts: int = Field(default=3, json_schema_extra={"flag": False})
 
     @field_validator("dtype")
     @classmethod
