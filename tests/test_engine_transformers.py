@@ -29,7 +29,7 @@ from llmkit.core.types import GenerateRequest, Message, SamplingParams
 from llmkit.engines.registry import ServedModel
 from llmkit.engines.spec import load_specs
 from llmkit.env import Environment
-from llmkit.errors import ServerBusyError
+from llmkit.errors import EngineError, ServerBusyError
 from llmkit.serving.build import build_models
 from llmkit.serving.config import ModelEntry
 from tests.conftest import Server, start_server
@@ -285,3 +285,27 @@ def test_finish_all_ends_streams_with_length_and_refuses_new_work(tiny_hf_dir):
     ended, rest = asyncio.run(run())
     assert ended == 1
     assert rest[-1].finish_reason == "length" and rest[-1].usage.completion_tokens < 200
+
+
+def test_pickle_weights_load_only_when_the_user_allows_them(tiny_hf_dir, tmp_path):
+    """A repository with only .bin weights (pickles can run code) is refused with
+    what to do; --allow-pickle loads it. Nothing of the model's own code ever runs."""
+    import shutil
+
+    import torch
+    import transformers
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_hf_dir, pickled)
+    for f in pickled.glob("*.safetensors"):
+        f.unlink()
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_hf_dir)
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+
+    served = tiny_served(pickled)
+    with pytest.raises(EngineError, match="--allow-pickle"):
+        asyncio.run(served.ensure_loaded())
+    allowed = tiny_served(pickled, allow_pickle=True)
+    asyncio.run(allowed.ensure_loaded())
+    assert allowed.loaded
+    asyncio.run(allowed.unload(force=True))

@@ -25,6 +25,8 @@ from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.gguf_header import SHARD_RE, gguf_shards
 
 MANIFEST = ".llmkit.json"
+# One part of a repo id, as the hubs allow them: never a path ("..", "/", "\\").
+_REPO_PART = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 #: The quantisation at the end of a GGUF file name: "...-Q4_K_M.gguf", "...f16.gguf".
 _QUANT_RE = re.compile(r"(i?q\d_(?:k_[sml]|k|\d|xxs|xs|s|m|nl)|q\d_k|bf16|f16|f32)$", re.IGNORECASE)
 
@@ -93,9 +95,13 @@ class Catalog:
         return hits[0]
 
     def directory_for(self, repo: str) -> Path:
-        parts = [p for p in repo.split("/") if p not in ("", ".", "..")]
-        if not parts or len(parts) > 2:
-            raise ModelSpecError(f"'{repo}' is not a repository id (owner/name).")
+        """Where ``repo`` lives: always inside ``models_dir``, whatever the id says."""
+        parts = repo.split("/")
+        if not 1 <= len(parts) <= 2 or not all(_REPO_PART.fullmatch(p) for p in parts):
+            raise ModelSpecError(
+                f"'{repo}' is not a repository id: owner/name, each of letters, digits, "
+                "'-', '_' and '.' (and not '.' or '..')."
+            )
         return self.models_dir.joinpath(*parts)
 
     def begin(self, repo: str, *, source: str, revision: str | None, alias: str | None) -> Path:

@@ -90,6 +90,12 @@ def hub_for(source: str, settings: ModelsSettings) -> HuggingFace | ModelScope:
     )
 
 
+def inside(relative: str) -> bool:
+    """Is ``relative`` a path that stays within the directory it is joined to?"""
+    parts = relative.replace("\\", "/").split("/")
+    return not relative.startswith("/") and ".." not in parts and ":" not in parts[0]
+
+
 def select(
     files: Iterable[RemoteFile], include: tuple[str, ...], exclude: tuple[str, ...]
 ) -> list[RemoteFile]:
@@ -98,7 +104,9 @@ def select(
     def hit(path: str, patterns: tuple[str, ...]) -> bool:
         return any(fnmatch.fnmatch(path.lower(), p.lower()) for p in patterns)
 
-    wanted = [f for f in files if not f.path.startswith(".")]  # .gitattributes and the like
+    # .gitattributes and the like; and no file a hub lists may land outside the
+    # repository's directory ("../x", "/etc/x"), whatever the hub says.
+    wanted = [f for f in files if not f.path.startswith(".") and inside(f.path)]
     return [f for f in wanted if (not include or hit(f.path, include)) and not hit(f.path, exclude)]
 
 

@@ -44,6 +44,8 @@ class TransformersEngine(LocalEngine[LoadedHF]):
             dtype=o.dtype,
             threads=o.threads,
             n_ctx=self.context,
+            trust_remote_code=o.trust_remote_code,
+            allow_pickle=o.allow_pickle,
         )
         self._info = lm.info()
         return lm, TurnStep(lm, parallel=o.parallel)

@@ -57,6 +57,8 @@ class LoadedHF:
         dtype: str,
         threads: int | None,
         n_ctx: int,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
     ) -> None:
         """``n_ctx``: the context each sequence gets, as the fit check chose it."""
         import torch
@@ -66,6 +68,10 @@ class LoadedHF:
             torch.set_num_threads(threads)
         self.torch = torch
         kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        # A model's own Python never runs here, and weights load only from
+        # safetensors (or GGUF), never from pickles, unless the user says so.
+        kwargs["trust_remote_code"] = trust_remote_code
+        weights_kw = {} if gguf_file or allow_pickle else {"use_safetensors": True}
         self.device = torch.device(_device(torch, device))
         try:
             config = transformers.AutoConfig.from_pretrained(source, **kwargs)
@@ -75,9 +81,16 @@ class LoadedHF:
             major = int(transformers.__version__.split(".")[0])
             dtype_kw = "dtype" if major >= 5 else "torch_dtype"
             model = transformers.AutoModelForCausalLM.from_pretrained(
-                source, **kwargs, **{dtype_kw: self.dtype}
+                source, **kwargs, **weights_kw, **{dtype_kw: self.dtype}
             )
         except (OSError, ValueError) as e:
+            pickles = not gguf_file and not allow_pickle and not any(source.glob("*.safetensors"))
+            if pickles and any(source.glob("*.bin")):
+                raise EngineError(
+                    f"{source} holds its weights only as pickle files (.bin), which can run "
+                    "code when loaded; llmkit loads safetensors. If you trust this model, "
+                    "pass --allow-pickle."
+                ) from e
             raise EngineError(f"transformers could not load {source}: {e}") from e
         self.model = model.to(self.device).eval()
         self.config = config

@@ -28,6 +28,16 @@ class TransformersOptions(LocalEngineOptions):
     dtype: str = Field(
         default="auto", description="auto, float32, float16 or bfloat16 (weights and compute)."
     )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Run the Python code a model repository ships (its own architecture). "
+        "Off: only architectures transformers knows load.",
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description="Load weights from pickle files (.bin, .pt), which can run code; off: "
+        "safetensors (or GGUF) only.",
+    )
 
     @field_validator("device")
     @classmethod
