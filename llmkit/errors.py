@@ -25,7 +25,8 @@ shape, and the client turns HTTP errors back into them.
         │   ├── UnreachableError     502: nothing answers at that address
         │   ├── UpstreamTimeoutError 504: it answered, then fell silent too long
         │   └── PullError            502: no source could deliver the model
-        └── StoreError               500: the conversation store's database failed
+        ├── StoreError               500: the conversation store's database failed
+        └── DiskFullError            507: no space left where llmkit writes
 
 An error crosses HTTP and comes back as itself: a class with a ``code`` names the
 attributes that say what went wrong (``fields``); the dialects put ``wire_fields()``
@@ -209,6 +210,14 @@ class StoreError(ServerError):
 
     status = 500
     code = "store_error"
+
+
+class DiskFullError(ServerError):
+    """The disk llmkit writes to is full; what was written before is kept (a pull
+    resumes from it once there is room)."""
+
+    status = 507
+    code = "disk_full"
 
 
 class ModelSpecError(ClientError):

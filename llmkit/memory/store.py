@@ -174,6 +174,12 @@ class Store:
             yield
         except sa.exc.DBAPIError as e:
             where = self._engine.url.render_as_string(hide_password=True)
+            if "full" in str(e.orig).lower() or "no space" in str(e.orig).lower():
+                raise StoreError(
+                    f"The disk holding the conversation store ({where}) is full: nothing of "
+                    "this change was written, everything before it is kept. Free some space "
+                    "and send again."
+                ) from e
             raise StoreError(
                 f"The conversation store ({where}) failed, nothing was changed: {e.orig}"
             ) from e

@@ -12,6 +12,7 @@ are never fetched again.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from llmkit.errors import DiskFullError
 
 #: on_bytes(file, bytes_so_far, file_size): progress of one file.
 BytesFunc = Callable[[str, int, int | None], None]
@@ -223,6 +226,13 @@ class _Translate:
     def __exit__(self, et: type | None, e: BaseException | None, tb: object) -> bool:
         if e is None or isinstance(e, SourceError):
             return False
+        full = _disk_full(e)
+        if full is not None:  # not the source's fault: no other source would do better
+            raise DiskFullError(
+                f"The disk is full ({full}): the files pulled so far are kept, and the "
+                "next `llmkit pull` resumes them once there is room (`llmkit mem` says "
+                "how big a model is; `--cache-dir` puts models on another disk)."
+            ) from e
         kind = self.kind_of(e)
         if kind is None:
             return False
@@ -233,6 +243,16 @@ class _Translate:
         else:
             reason = f"failed: {_first_line(e)}"
         raise SourceError(kind, reason) from e
+
+
+def _disk_full(e: BaseException) -> str | None:
+    """The file a "no space left" error was about, somewhere in ``e``'s chain."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return str(seen.filename or seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _root(e: BaseException) -> BaseException:
