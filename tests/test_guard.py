@@ -154,3 +154,34 @@ def test_serve_on_all_interfaces_without_a_key_refuses_to_start(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode != 0 and "--no-auth" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_n_over_the_limit_is_a_400_naming_it():
+    app = app_with(max_n=2)
+    r = call(app, "POST", "/v1/chat/completions", json={**CHAT, "n": 3})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+    assert "--max-n" in r.json()["error"]["message"]
+    r = call(app, "POST", "/v1/completions", json={"model": "toy", "prompt": "x", "n": 3})
+    assert r.status_code == 400
+    assert call(app, "POST", "/v1/chat/completions", json={**CHAT, "n": 2}).status_code == 200
+
+
+def test_the_key_is_never_written_to_the_log(tmp_path):
+    from tests.conftest import start_server
+
+    secret = "sk-do-not-log-" + "7" * 20
+    s = start_server(tmp_path, "--api-key", secret, "--parallel", "1", "--log-requests",
+                     "--log-level", "debug")  # fmt: skip
+    try:
+        for key in (secret, "sk-wrong-key"):
+            httpx.post(
+                s.v1 + "/chat/completions",
+                json={**CHAT, "model": "SmolLM2-135M-Instruct", "max_tokens": 2},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        httpx.get(s.url + "/api/tags", headers={"x-api-key": secret})
+    finally:
+        s.stop()
+    log = s.log()
+    assert "llmkit.requests: request:" in log  # the requests themselves were logged
+    assert secret not in log and "sk-wrong-key" not in log

@@ -96,9 +96,19 @@ async def _merge(
                 await g.aclose()  # type: ignore[attr-defined]
 
 
-def within_limits(request: Request, reqs: list[GenerateRequest]) -> list[GenerateRequest]:
-    """``reqs``, or a 400 when one carries more messages than ``--max-messages``."""
-    limit = request.app.state.settings.max_messages
+def within_limits(
+    request: Request, reqs: list[GenerateRequest], n: int = 1
+) -> list[GenerateRequest]:
+    """``reqs``, or a 400 when ``n`` is over ``--max-n`` or one carries more
+    messages than ``--max-messages``."""
+    settings = request.app.state.settings
+    if n > settings.max_n:
+        raise InvalidRequestError(
+            f"n is {n}; this server generates at most {settings.max_n} choices a request "
+            "(--max-n).",
+            param="n",
+        )
+    limit = settings.max_messages
     for r in reqs:
         if r.messages is not None and len(r.messages) > limit:
             raise InvalidRequestError(

@@ -84,6 +84,9 @@ class ServeSettings(ModelFields):
     max_body_mb: float = Field(
         default=16, gt=0, description="The largest request body, in MiB; larger gets 413."
     )
+    max_n: int = Field(
+        default=16, ge=1, description="The most choices (n) one request may ask for; more get 400."
+    )
     max_messages: int = Field(
         default=4096, ge=1, description="The most messages one request may carry; more gets 400."
     )

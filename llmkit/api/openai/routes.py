@@ -53,7 +53,7 @@ async def get_model(model_id: str, request: Request) -> s.ModelCard:
 async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> Response:
     model = _registry(request).get(body.model)
     n = body.n or 1
-    reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)])
+    reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)], n)
     head = _head("chatcmpl", body.model)
     if body.stream:
         stream = await open_streams(model.engine, reqs, watcher(request, model.name))
@@ -74,6 +74,7 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
     n = body.n or 1
     prompts = convert.completion_prompts(body)
     reqs = [convert.from_completion_request(body, p, index=i) for p in prompts for i in range(n)]
+    within_limits(request, reqs, n)
     echo = convert.completion_echo(body, prompts)
     head = _head("cmpl", body.model)
     if body.stream:

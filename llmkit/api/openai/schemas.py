@@ -67,7 +67,7 @@ class SamplingFields(OpenAIRequest):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=16)
+    n: int | None = Field(default=None, ge=1)  # at most --max-n: a server setting
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
