@@ -178,8 +178,9 @@ def test_the_key_is_never_written_to_the_log(tmp_path):
                 s.v1 + "/chat/completions",
                 json={**CHAT, "model": "SmolLM2-135M-Instruct", "max_tokens": 2},
                 headers={"Authorization": f"Bearer {key}"},
+                timeout=120,
             )
-        httpx.get(s.url + "/api/tags", headers={"x-api-key": secret})
+        httpx.get(s.url + "/api/tags", headers={"x-api-key": secret}, timeout=60)
     finally:
         s.stop()
     log = s.log()
