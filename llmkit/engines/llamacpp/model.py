@@ -127,6 +127,13 @@ class LoadedModel:
         return bool(self.model.add_bos_token())
 
     @property
+    def n_embd(self) -> int:
+        """The size of the vectors an embedding context returns (a model with an
+        output projection returns fewer than its hidden size)."""
+        n_embd_out = getattr(llama_cpp, "llama_model_n_embd_out", llama_cpp.llama_model_n_embd)
+        return int(n_embd_out(self.model.model))
+
+    @property
     def n_params(self) -> int:
         return int(llama_cpp.llama_model_n_params(self.model.model))
 
