@@ -177,7 +177,6 @@ class LocalEngine(Engine, Generic[M]):
         async for chunk in loop.stream(seq):
             yield chunk
 
-
     # -- embeddings -------------------------------------------------------------------
 
     async def embed(self, req: EmbedRequest) -> EmbedResult:

@@ -16,6 +16,8 @@ that each sequence is pooled whole; the pooled vector of each comes back from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import llama_cpp
 
 from llmkit.core.types import Capability
@@ -32,14 +34,15 @@ EMBED_CONTEXT = 2048
 EMBED_SEQS = 64
 
 
-def declared_pooling(metadata: dict[str, str]) -> int | None:
-    """The pooling type the GGUF header declares, or None."""
-    arch = metadata.get("general.architecture", "llama")
-    value = metadata.get(f"{arch}.pooling_type")
-    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+def declared_pooling(metadata: Mapping[str, object]) -> int | None:
+    """The pooling type the GGUF header declares, or None. Values are text in
+    llama.cpp's metadata and numbers in the header read before loading."""
+    arch = metadata.get("general.architecture") or "llama"
+    value = str(metadata.get(f"{arch}.pooling_type", ""))
+    return int(value) if value.lstrip("-").isdigit() else None
 
 
-def pooling_for(metadata: dict[str, str]) -> int:
+def pooling_for(metadata: Mapping[str, object]) -> int:
     """The pooling the embedding context runs with: the model's own, or mean for a
     model that declares none (a decoder model such as the bundled one)."""
     declared = declared_pooling(metadata)
@@ -50,7 +53,7 @@ def pooling_for(metadata: dict[str, str]) -> int:
     return declared
 
 
-def capabilities(metadata: dict[str, str]) -> tuple[Capability, ...]:
+def capabilities(metadata: Mapping[str, object]) -> tuple[Capability, ...]:
     """As Ollama reads them: a model that declares a pooling type is an embedding
     model; any other generates, and here embeds too (mean pooling). A reranker
     does neither."""
