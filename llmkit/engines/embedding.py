@@ -29,7 +29,9 @@ def fit_inputs(seqs: list[list[int]], limit: int, *, truncate: bool) -> list[lis
     out = []
     for i, ids in enumerate(seqs):
         if not ids:
-            raise InvalidRequestError(f"input[{i}] is empty; every input needs text.", "input")
+            raise InvalidRequestError(
+                f"input[{i}] is empty; every input needs text.", param="input"
+            )
         if len(ids) > limit:
             if not truncate:
                 raise InvalidRequestError(
