@@ -110,6 +110,7 @@ def test_a_model_that_cannot_embed_says_so_in_both_dialects():
         ([6, 5, 4], 10, 64, [[0], [1, 2]]),
         ([1, 1, 1, 1, 1], 100, 2, [[0, 1], [2, 3], [4]]),
         ([10, 10], 10, 64, [[0], [1]]),
+        ([2, 30, 2, 2], 10, 64, [[0], [1], [2, 3]]),  # too long for a batch: alone
     ],
 )
 def test_pack_keeps_order_and_limits(lengths, max_tokens, max_seqs, batches):

@@ -56,7 +56,7 @@ def check_dimensions(dimensions: int | None, n_embd: int) -> None:
 
 def pack(lengths: Sequence[int], max_tokens: int, max_seqs: int) -> list[list[int]]:
     """Indices of the inputs in batches, in order: each batch holds at most
-    ``max_seqs`` inputs and ``max_tokens`` tokens (every length is at most that)."""
+    ``max_seqs`` inputs and ``max_tokens`` tokens; a longer input goes alone."""
     batches: list[list[int]] = []
     room = 0
     for i, n in enumerate(lengths):
