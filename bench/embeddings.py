@@ -17,18 +17,13 @@ both, per process: llama.cpp #11199). llmkit mean-pools and serves chat beside.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import httpx
-from serving import free_port, start  # bench/serving.py: the same way to start a server
+from serving import free_port, save, start, stop  # bench/serving.py: the same way to start a server
 
-ROOT = Path(__file__).resolve().parent
 WORDS = "lighthouse moon fox maps rain violin glacier bees train tea desert owl clock coral".split()
 
 
@@ -87,11 +82,7 @@ def bench_server(
                     "failed": sum(not o.success for o in outs),
                 }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     print(f"  {name}: done", file=sys.stderr)
     return result
 
@@ -119,16 +110,9 @@ def main() -> None:
          "--n_threads", str(threads), "--n_ctx", "2048", "--embedding", "true"],
         f"http://127.0.0.1:{p2}", "/v1/models", path, sizes, args.requests,
     )  # fmt: skip
-    report = {
-        "date": time.strftime("%Y-%m-%d"),
-        "threads": threads,
-        "llmkit": ours,
-        "llama_cpp_server": peer,
-    }
-    out = ROOT / "results"
-    out.mkdir(exist_ok=True)
-    (out / "embeddings.json").write_text(json.dumps(report, indent=2))
-    print(table(report))
+    report = {"threads": threads, "llmkit": ours, "llama_cpp_server": peer}
+    save(report, "embeddings.json")
+    print(table({"date": time.strftime("%Y-%m-%d"), **report}))
 
 
 def table(r: dict) -> str:

@@ -24,11 +24,6 @@ def test_the_section_has_an_example_per_client():
 @pytest.mark.parametrize("code", BLOCKS)
 def test_each_example_prints_what_it_says(server, code):
     claimed = code.split("# prints: ", 1)[1].splitlines()[0].strip()
-    out = subprocess.run(
-        [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    run = [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)]
+    out = subprocess.check_output(run, text=True, timeout=120)
     assert out.strip() == claimed

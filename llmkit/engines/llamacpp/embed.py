@@ -22,7 +22,7 @@ import llama_cpp
 
 from llmkit.core.types import Capability
 from llmkit.engines.embedding import cannot_embed, pack
-from llmkit.engines.llamacpp.model import LoadedModel
+from llmkit.engines.llamacpp.model import LoadedModel, batch_put
 from llmkit.errors import EngineError
 
 #: Tokens one embedding batch (and so one input) may hold at most. Each token of a
@@ -103,11 +103,7 @@ class Embedder:
         batch, n = self._batch, 0
         for seq_id, ids in enumerate(seqs):
             for pos, token in enumerate(ids):
-                batch.token[n] = token
-                batch.pos[n] = pos
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = seq_id
-                batch.logits[n] = True
+                batch_put(batch, n, token, pos, seq_id, True)  # every token pools
                 n += 1
         batch.n_tokens = n
         if self.memory:  # nothing of the last batch may leak into this one
