@@ -215,13 +215,17 @@ def bench_server(
         result = {"levels": [asyncio.run(run_level(url, model, n, tokens, eos)) for n in levels]}
         result["multi_turn_ttft_s"] = asyncio.run(multi_turn(url, model, eos))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     print(f"  {name}: done", file=sys.stderr)
     return result
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def main() -> None:
@@ -288,17 +292,22 @@ def main() -> None:
     )
 
     report = {
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"),  # for markdown(); save() stamps the file too
         "threads": threads,
         "tokens": args.tokens,
         "in_process_tok_s": ceiling,
         "llmkit": ours,
         "llama_cpp_server": peer,
     }
+    save(report, "serving.json")
+    print(markdown(report))
+
+
+def save(report: dict, name: str) -> None:
+    """The raw results, dated, under bench/results/."""
     out = ROOT / "results"
     out.mkdir(exist_ok=True)
-    (out / "serving.json").write_text(json.dumps(report, indent=2))
-    print(markdown(report))
+    (out / name).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), **report}, indent=2))
 
 
 def markdown(r: dict) -> str:

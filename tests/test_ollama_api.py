@@ -51,7 +51,7 @@ def test_tags_ps_show_describe_the_served_model(server):
     assert "<|im_start|>" in show["template"]
     assert show["model_info"]["llama.block_count"] == 30
     assert show["model_info"]["llama.attention.head_count_kv"] == 3
-    assert show["license"] == "apache-2.0" and show["capabilities"] == ["completion"]
+    assert show["license"] == "apache-2.0" and show["capabilities"] == ["completion", "embedding"]
     assert post(server, "/api/show", {"name": MODEL}).status_code == 200  # older clients
 
 

@@ -213,6 +213,7 @@ def test_tags_list_every_name():
         "size": 1000,
         "digest": digest,
         "details": DETAILS,
+        "capabilities": ["completion"],
     }
 
 

@@ -22,8 +22,10 @@ from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.guard import Guard, policy_for
 from llmkit.api.metrics import Metrics, RequestCounter
 from llmkit.api.metrics import router as metrics_router
+from llmkit.api.ollama import embed_routes as ollama_embed_routes
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
+from llmkit.api.openai import embed_routes as openai_embed_routes
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
@@ -62,6 +64,8 @@ def create_app(
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)
+    app.include_router(openai_embed_routes.router)
+    app.include_router(ollama_embed_routes.router)
 
     # In front of every route: Host, Origin, key, rate and body size.
     app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]

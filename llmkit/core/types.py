@@ -12,6 +12,8 @@ from typing import Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length"]
+# What a served model can do, in the words Ollama's ``capabilities`` uses.
+Capability = Literal["completion", "embedding"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +108,29 @@ class EngineInfo:
     license: str = ""
     chat_template: str = ""
     metadata: dict[str, str] = field(default_factory=dict)  # e.g. the GGUF header
+    capabilities: tuple[Capability, ...] = ("completion",)
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """Inputs (texts, or token ids) to turn into one vector each, in order."""
+
+    inputs: tuple[str | tuple[int, ...], ...]
+    # Cut an input longer than the context to fit instead of refusing it (Ollama's rule).
+    truncate: bool = False
+    # Keep the first ``dimensions`` components (then re-normalise); None: all of them.
+    dimensions: int | None = None
+    # L2-normalise each vector (OpenAI and Ollama's /api/embed do; /api/embeddings doesn't).
+    normalize: bool = True
+    # A per-request context smaller than the engine's (Ollama's ``num_ctx``).
+    context_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("EmbedRequest needs at least one input")
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    embeddings: tuple[tuple[float, ...], ...]  # one per input, in the request's order
+    prompt_tokens: int  # tokens read, over all inputs (after any truncation)

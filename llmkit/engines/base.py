@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
+from llmkit.engines.embedding import cannot_embed
 
 
 class LocalEngineOptions(BaseModel):
@@ -63,6 +64,10 @@ class Engine(ABC):
         """The prompt tokens ``req`` would be decoded from (chat template applied),
         or None when the engine cannot tell (a remote server)."""
         return None
+
+    async def embed(self, req: EmbedRequest) -> EmbedResult:
+        """One vector per input, in order. An engine that cannot embed answers 400."""
+        raise cannot_embed(self.info.engine)
 
     @property
     @abstractmethod

@@ -6,6 +6,10 @@ budget checked before the first chunk, and the request handed to the shared
 A subclass says how to load its model (into a ``Backend`` for the loop), how a
 request becomes prompt tokens and what each sequence carries (its sampler);
 generation, shutdown and the busy rule are the loop's, the same for both.
+
+Embeddings do not go through the decode loop: a subclass that can embed runs its
+batches (``embed_ids``) in a worker thread, one request at a time, beside the
+loop, so chat keeps streaming while a long list is embedded.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from llmkit.core.types import Chunk, GenerateRequest, Message
+from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, GenerateRequest, Message
+from llmkit.engines import embedding
 from llmkit.engines.base import Engine
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
 from llmkit.engines.textstream import TextStream
@@ -40,6 +45,8 @@ class LocalEngine(Engine, Generic[M]):
         self.max_queue = max_queue
         self._lm: M | None = None
         self._loop: DecodeLoop[Any] | None = None
+        # One embedding job at a time, and none while the model is being freed.
+        self._embedding = asyncio.Lock()
 
     # -- what a subclass supplies ------------------------------------------------
 
@@ -70,6 +77,27 @@ class LocalEngine(Engine, Generic[M]):
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
         """The engine's own per-sequence state (a sampler); may refuse the request."""
 
+    # -- what a subclass that embeds supplies -----------------------------------------
+
+    def embed_ids(self, seqs: list[list[int]]) -> list[list[float]]:
+        """One pooled vector per token list (blocking: runs in a worker thread); every
+        list fits ``embed_context``."""
+        raise embedding.cannot_embed(self.label)
+
+    def embed_text_tokens(self, text: str) -> list[int]:
+        """An embedding input, tokenized as the model expects."""
+        return self.prompt_text_tokens(text)
+
+    @property
+    def embed_context(self) -> int:
+        """The most tokens one embedding input may have."""
+        return self.n_ctx
+
+    @property
+    def n_embd(self) -> int:
+        """The size of the vectors ``embed_ids`` returns."""
+        raise embedding.cannot_embed(self.label)
+
     # -- lifetime -------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -80,9 +108,10 @@ class LocalEngine(Engine, Generic[M]):
         if self._loop is not None:
             await asyncio.to_thread(self._loop.close)
             self._loop = None
-        if self._lm is not None:
-            lm, self._lm = self._lm, None
-            self._unload(lm)
+        async with self._embedding:  # an embedding batch in a thread still reads the model
+            if self._lm is not None:
+                lm, self._lm = self._lm, None
+                self._unload(lm)
 
     @property
     def lm(self) -> M:
@@ -147,6 +176,33 @@ class LocalEngine(Engine, Generic[M]):
         )
         async for chunk in loop.stream(seq):
             yield chunk
+
+    # -- embeddings -------------------------------------------------------------------
+
+    async def embed(self, req: EmbedRequest) -> EmbedResult:
+        embedding.check_dimensions(req.dimensions, self.n_embd)
+        seqs = await asyncio.to_thread(self._embed_inputs, req)
+        async with self._embedding:
+            if self._lm is None:
+                raise EngineError(f"The {self.label} engine is not started.")
+            vectors = await asyncio.to_thread(self.embed_ids, seqs)
+        return EmbedResult(
+            embedding.finish(vectors, dimensions=req.dimensions, normalize=req.normalize),
+            prompt_tokens=sum(len(s) for s in seqs),
+        )
+
+    def _embed_inputs(self, req: EmbedRequest) -> list[list[int]]:
+        seqs = []
+        for x in req.inputs:
+            if isinstance(x, tuple):
+                check_token_ids(list(x), self.n_vocab, "input")
+                seqs.append(list(x))
+            else:
+                seqs.append(self.embed_text_tokens(x) if x else [])
+        limit = self.embed_context
+        if req.context_limit is not None:
+            limit = min(limit, req.context_limit)
+        return embedding.fit_inputs(seqs, limit, truncate=req.truncate)
 
 
 def reply_budget(n_prompt: int, max_tokens: int | None, n_ctx: int, limit: int | None) -> int:

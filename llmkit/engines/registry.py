@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
+from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.errors import ModelNotFoundError
 
@@ -211,6 +211,10 @@ class ManagedEngine(Engine):
     async def encode(self, req: GenerateRequest) -> list[int] | None:
         async with self.served.using():
             return await self.inner.encode(req)
+
+    async def embed(self, req: EmbedRequest) -> EmbedResult:
+        async with self.served.using():
+            return await self.inner.embed(req)
 
     @property
     def info(self) -> EngineInfo:

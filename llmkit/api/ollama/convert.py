@@ -328,6 +328,7 @@ def to_tags(models: list[ModelView]) -> s.TagsResponse:
                 size=m.info.size_bytes,
                 digest=digest(m),
                 details=details(m.info),
+                capabilities=list(m.info.capabilities),
             )
             for m in models
             for name in m.names
@@ -376,7 +377,7 @@ def to_show(m: ModelView) -> s.ShowResponse:
         template=info.chat_template,
         details=details(info),
         model_info=model_info,
-        capabilities=["completion"],
+        capabilities=list(info.capabilities),
         modified_at=_modified(m),
     )
 

@@ -29,6 +29,7 @@ from llmkit.api.generation import (
 from llmkit.api.models_view import view, views
 from llmkit.api.ollama import convert
 from llmkit.api.ollama import schemas as s
+from llmkit.api.ollama.embed_schemas import EmbedFields
 from llmkit.api.ollama.errors import error_line
 from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import GenerateRequest
@@ -134,7 +135,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     return await _whole(request, answer)
 
 
-def _keep_alive(model: ServedModel, body: s.GenerationFields) -> float | None:
+def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:
     """The request's keep_alive in seconds (None: forever); the model's own when absent."""
     if body.keep_alive is None:
         return model.keep_alive

@@ -195,6 +195,8 @@ class ListedModel(BaseModel):
     size: int
     digest: str
     details: ModelDetails
+    # "completion", "embedding": what the model can be asked for, as /api/show says.
+    capabilities: list[str] = Field(default_factory=list)
 
 
 class TagsResponse(BaseModel):

@@ -4,7 +4,8 @@ loop.
 
 This file says what is llama.cpp's own in the asyncio face (``LocalEngine``):
 how a request becomes prompt tokens (the model's own chat template, its BOS
-rule) and the sampler chain each sequence carries.
+rule) and the sampler chain each sequence carries; and embeddings, from a
+second context on the same weights (``embed``), made the first time one is asked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 
 from llmkit.core.types import EngineInfo, GenerateRequest, Message
 from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.llamacpp.embed import EMBED_CONTEXT, Embedder, capabilities
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.step import BatchStep, SeqState
@@ -28,6 +30,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
     def __init__(self, opts: LoadOptions, *, max_queue: int = 64) -> None:
         super().__init__(max_queue=max_queue)
         self.opts = opts
+        self._embedder: Embedder | None = None  # made on the first embedding request
 
     def _load(self) -> tuple[LoadedModel, BatchStep]:
         if amx_in_build():
@@ -41,6 +44,9 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return lm, BatchStep(lm)
 
     def _unload(self, lm: LoadedModel) -> None:
+        if self._embedder is not None:  # before the model it reads
+            self._embedder.close()
+            self._embedder = None
         lm.close()
 
     @property
@@ -65,6 +71,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             license=lm.metadata.get("general.license", ""),
             chat_template=lm.chat_template or "",
             metadata=dict(lm.metadata),
+            capabilities=capabilities(lm.metadata),
         )
 
     # -- tokens ---------------------------------------------------------------------
@@ -92,3 +99,23 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
 
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
         return SeqState(Sampler(req.sampling, self.lm.vocab, self.lm.n_vocab))
+
+    # -- embeddings -------------------------------------------------------------------
+
+    @property
+    def embed_context(self) -> int:
+        return min(self.lm.n_ctx, EMBED_CONTEXT)
+
+    @property
+    def n_embd(self) -> int:
+        return self.lm.n_embd
+
+    def embed_text_tokens(self, text: str) -> list[int]:
+        # BOS and EOS as the vocabulary asks (embedding models such as bge-m3 need
+        # the EOS), as llama.cpp's server tokenizes embedding inputs.
+        return self.lm.tokenize(text, add_bos=True, special=True)
+
+    def embed_ids(self, seqs: list[list[int]]) -> list[list[float]]:
+        if self._embedder is None:
+            self._embedder = Embedder(self.lm, self.embed_context)
+        return self._embedder.embed(seqs)

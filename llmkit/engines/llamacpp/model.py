@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp
 from llama_cpp import _internals, _logger
@@ -127,6 +128,13 @@ class LoadedModel:
         return bool(self.model.add_bos_token())
 
     @property
+    def n_embd(self) -> int:
+        """The size of the vectors an embedding context returns (a model with an
+        output projection returns fewer than its hidden size)."""
+        n_embd_out = getattr(llama_cpp, "llama_model_n_embd_out", llama_cpp.llama_model_n_embd)
+        return int(n_embd_out(self.model.model))
+
+    @property
     def n_params(self) -> int:
         return int(llama_cpp.llama_model_n_params(self.model.model))
 
@@ -141,6 +149,15 @@ class LoadedModel:
         buf = ctypes.create_string_buffer(256)
         llama_cpp.llama_model_desc(self.model.model, buf, len(buf))
         return buf.value.decode("utf-8", errors="replace").rsplit(" ", 1)[-1]
+
+
+def batch_put(batch: Any, i: int, token: int, pos: int, seq_id: int, output: bool) -> None:
+    """Write token ``i`` of a ``llama_batch``: one sequence id, output wanted or not."""
+    batch.token[i] = token
+    batch.pos[i] = pos
+    batch.n_seq_id[i] = 1
+    batch.seq_id[i][0] = seq_id
+    batch.logits[i] = output
 
 
 def default_threads() -> int:

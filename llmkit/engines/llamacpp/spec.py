@@ -5,11 +5,14 @@ Nothing heavy is imported here: ``llama_cpp`` loads when a model is built.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
 from typing import Any
 
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.models.fit import fit_before_serving
+from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.models.resolve import resolve_model
 
@@ -31,6 +34,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
 
 
 def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
+    from llmkit.engines.llamacpp.embed import capabilities
     from llmkit.engines.llamacpp.engine import LlamaCppEngine
     from llmkit.engines.llamacpp.model import LoadOptions
 
@@ -46,6 +50,10 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
         max_queue=o.max_queue,
     )
     describe = describe_files("llama.cpp", model.path, estimate.context)
+    # Listings tell chat models from embedding models before the model first loads.
+    with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
+        header = read_gguf_header(model.path).fields
+        describe = replace(describe, capabilities=capabilities(header))
     return [Built(model.name, engine, describe, created=file_mtime(model.path))]
 
 

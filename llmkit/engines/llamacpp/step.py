@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from llmkit.engines.decode_loop import Backend, Sequence
-from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel
+from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 
 
@@ -74,11 +74,7 @@ class BatchStep(Backend[SeqState]):
 
         def add(slot_id: int, token: int, pos: int, logits: bool) -> None:
             nonlocal n
-            batch.token[n] = token
-            batch.pos[n] = pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = slot_id
-            batch.logits[n] = logits
+            batch_put(batch, n, token, pos, slot_id, logits)
             n += 1
 
         for seq in active:  # one token each for sequences already generating
