@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from llmkit.core.types import Tool, ToolChoice
+from llmkit.core.types import Tool, ToolCall, ToolCallDelta, ToolChoice
 from llmkit.errors import InvalidRequestError
 
 # OpenAI's rule for function names; it keeps names safe inside prompts and grammars.
@@ -140,4 +141,18 @@ def tools_as_json(tools: tuple[Tool, ...]) -> list[dict[str, Any]]:
             },
         }
         for t in tools
+    ]
+
+
+def join_calls(deltas: Iterable[ToolCallDelta]) -> list[ToolCall]:
+    """The calls a stream's deltas make up, in index order."""
+    calls: dict[int, dict[str, str]] = {}
+    for d in deltas:
+        c = calls.setdefault(d.index, {"id": "", "name": "", "arguments": ""})
+        c["id"] = d.id or c["id"]
+        c["name"] = d.name or c["name"]
+        c["arguments"] += d.arguments
+    return [
+        ToolCall(id=c["id"], name=c["name"], arguments_json=c["arguments"] or "{}")
+        for _, c in sorted(calls.items())
     ]
