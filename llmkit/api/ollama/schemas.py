@@ -73,6 +73,10 @@ class GenerationFields(OllamaRequest):
 class ChatRequest(GenerationFields):
     messages: list[ChatMessage] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    # llmkit's extension, in OpenAI's words ("auto", "none", "required" or
+    # {"type": "function", "function": {"name": ...}}): Ollama itself has no way
+    # to force a call or to forbid one.
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class GenerateRequest(GenerationFields):
@@ -100,9 +104,29 @@ class ModelRequest(OllamaRequest):
 # -- responses ------------------------------------------------------------------
 
 
+class CalledFunction(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCall(BaseModel):
+    """A call as Ollama writes it: arguments as an object, not a string."""
+
+    id: str
+    function: CalledFunction
+
+
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    tool_calls: list[ToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_calls(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("tool_calls") is None:
+            out.pop("tool_calls", None)
+        return out
 
 
 class ChatResponse(BaseModel):
