@@ -200,3 +200,8 @@ def test_ollama_replies_with_calls_streaming_and_not():
     assert "tool_calls" not in lines[1]["message"]
     whole = asyncio.run(oconv.to_chat_response("m", timing, _stamped(*chunks))).model_dump()
     assert whole["message"]["tool_calls"] == [call] and whole["done_reason"] == "stop"
+
+
+def test_ollama_takes_tool_choice_from_options_too():
+    req = ollama_req(tools=[TOOL], options={"tool_choice": "required", "temperature": 0})
+    assert req.tool_choice == "required" and req.sampling.temperature == 0

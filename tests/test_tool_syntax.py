@@ -50,6 +50,7 @@ CASES = [
     ("two calls", CALL + "\n" + CALL2, "", [("f", {"x": 1}), ("g", {"y": "a<b"})]),
     ("unclosed at the end", '<tool_call>{"name": "f", "arguments": {}}', "", [("f", {})]),
     ("malformed json", "<tool_call>{not json</tool_call>", "{not json", []),
+    ("cut off mid call", 'Hm.<tool_call>{"name": "f", "argu', "Hm.", []),
     ("a lone angle bracket", "a < b and <tool", "a < b and <tool", []),
     ("parameters spelling", '<tool_call>{"name": "f", "parameters": {"x": 2}}</tool_call>', "",
      [("f", {"x": 2})]),

@@ -12,8 +12,9 @@ A model calls a function by writing::
 gives back the content around the calls and each call as a ``ToolCallDelta``
 pair (id and name, then the arguments), so the markup never reaches a client.
 A call is handed on once its closing tag arrives (or the text ends): only then
-is it known to parse. What does not parse as a call is given back as text,
-without the tags.
+is it known to parse. A closed call that does not parse is given back as text,
+without the tags; an unclosed one that does not parse (cut off by max_tokens)
+is dropped.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class ToolCallParser:
         deltas: list[ToolCallDelta] = []
         if self._in_call:
             self._in_call = False
-            return self._call(rest, deltas), deltas
+            text = self._call(rest, deltas)
+            # A call cut short (max_tokens) is no text the model meant to say.
+            return ("" if not deltas and parse_call(rest) is None else text), deltas
         return ("" if self.calls else self._text(rest)), deltas
 
     def _text(self, text: str) -> str:

@@ -43,8 +43,9 @@ DEFAULTS = SamplingParams(
 
 def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
     o = opts or s.Options()
-    if o.model_extra:
-        ignored = ", ".join(sorted(o.model_extra))
+    unknown = set(o.model_extra or ()) - {"tool_choice"}  # tool_choice: read with the tools
+    if unknown:
+        ignored = ", ".join(sorted(unknown))
         s.log.info("ignored options (llmkit sets these at serve time): %s", ignored)
     response_format, schema = "text", None
     if fmt == "json":
@@ -145,7 +146,9 @@ def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
         tool_from_dict(t.get("function"), f"tools.{i}.function")
         for i, t in enumerate(req.tools or ())
     )
-    choice, name = _tool_choice(req.tool_choice)
+    # Also in ``options``: the one place Ollama's clients pass anything through.
+    extra = (req.options.model_extra or {}) if req.options else {}
+    choice, name = _tool_choice(req.tool_choice or extra.get("tool_choice"))
     check_choice(tools, choice, name, "tool_choice")
     messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
     return _request(req, messages=messages, tools=tools, tool_choice=choice, tool_name=name)

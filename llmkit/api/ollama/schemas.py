@@ -75,7 +75,8 @@ class ChatRequest(GenerationFields):
     tools: list[dict[str, Any]] | None = None
     # llmkit's extension, in OpenAI's words ("auto", "none", "required" or
     # {"type": "function", "function": {"name": ...}}): Ollama itself has no way
-    # to force a call or to forbid one.
+    # to force a call or to forbid one. Also taken from ``options.tool_choice``,
+    # which Ollama's clients pass through untouched.
     tool_choice: str | dict[str, Any] | None = None
 
 
