@@ -8,7 +8,7 @@ RFC 3339 times); their fields are declared in the order they go on the wire.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -117,17 +117,25 @@ class ToolCall(BaseModel):
     function: CalledFunction
 
 
-class ResponseMessage(BaseModel):
+class Omitting(BaseModel):
+    """A response whose fields named in ``omit_if_none`` are left out, not null."""
+
+    omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for key in self.omit_if_none:
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
+
+class ResponseMessage(Omitting):
+    omit_if_none = ("tool_calls",)
     role: Literal["assistant"] = "assistant"
     content: str
     tool_calls: list[ToolCall] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_no_calls(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        if out.get("tool_calls") is None:
-            out.pop("tool_calls", None)
-        return out
 
 
 class ChatResponse(BaseModel):
@@ -186,20 +194,15 @@ class ChatDoneResponse(Metrics):
     message: ResponseMessage
 
 
-class GenerateDoneResponse(Metrics):
+class GenerateDoneResponse(Metrics, Omitting):
     """The last line of a generate stream (empty response), or the whole answer."""
+
+    omit_if_none = ("context",)
 
     response: str
     # The conversation so far as token ids, for the next request's ``context``;
     # left out when the engine cannot tell (a remote server).
     context: list[int] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_unknown_context(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        if out.get("context") is None:
-            out.pop("context", None)
-        return out
 
 
 class ModelDetails(BaseModel):

@@ -87,20 +87,23 @@ class FunctionDefinition(BaseModel):
     strict: bool | None = None
 
 
-class ChatTool(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: Literal["function"] = "function"
-    function: FunctionDefinition
-
-
 class FunctionName(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
 
 
-class NamedToolChoice(BaseModel):
+class FunctionTyped(BaseModel):
+    """``{"type": "function", "function": ...}``: a tool, or a tool_choice naming one."""
+
     model_config = ConfigDict(extra="allow")
     type: Literal["function"] = "function"
+
+
+class ChatTool(FunctionTyped):
+    function: FunctionDefinition
+
+
+class NamedToolChoice(FunctionTyped):
     function: FunctionName
 
 
