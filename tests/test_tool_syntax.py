@@ -11,7 +11,8 @@ from itertools import count
 
 import pytest
 
-from llmkit.core.tools import call_schema, check_choice, join_calls, tool_from_dict
+from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.tools import call_schema, join_calls
 from llmkit.core.types import Chunk, Message, Tool, ToolCall, ToolCallDelta, Usage
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.grammar import tool_grammar, trigger_hazards

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
-from llmkit.core.tools import check_choice, join_calls, tool_from_dict
+from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
     EngineInfo,

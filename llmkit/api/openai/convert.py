@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 from llmkit.api.models_view import ModelView
 from llmkit.api.openai import schemas as s
-from llmkit.core.tools import check_choice, join_calls, tool_from_dict
+from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
     GenerateRequest,
