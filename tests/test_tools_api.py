@@ -286,3 +286,21 @@ def test_pydantic_ai_agent_with_a_tool_and_structured_output(server):
     result = agent.run_sync("What is the temperature in Paris?")
     assert isinstance(result.output, Weather)
     Weather.model_validate(result.output.model_dump())
+
+
+def test_an_upstream_engine_refuses_tools_for_now(server, tmp_path):
+    from tests.conftest import start_server
+
+    config = tmp_path / "models.yaml"
+    host = server.url.removeprefix("http://")
+    config.write_text(f"models:\n  - upstream: openai://{host}/v1\n    model: smol\n")
+    proxy = start_server(tmp_path, "--config", str(config))
+    try:
+        body = {"model": "smol", "messages": ASK, "tools": [WEATHER]}
+        r = httpx.post(proxy.v1 + "/chat/completions", json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
+        assert "not supported by the upstream engine yet" in r.json()["error"]["message"]
+        o = httpx.post(proxy.url + "/api/chat", json={**body, "stream": False})
+        assert o.status_code == 400 and "upstream engine" in o.json()["error"]
+    finally:
+        proxy.stop()
