@@ -137,6 +137,16 @@ def test_refusals_are_clean_400s(hf):
     assert r.status_code == 400 and "not supported by the transformers engine" in r.text
 
 
+def test_tools_auto_are_parsed_and_a_forced_call_is_refused(hf):
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    r = chat(hf, tools=[tool], max_tokens=24)  # auto: offered, parsed; no markup in content
+    assert "<tool_call" not in (r.choices[0].message.content or "")
+    body = {"model": MODEL, "messages": MESSAGES, "tools": [tool], "tool_choice": "required"}
+    r = httpx.post(hf.v1 + "/chat/completions", json=body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"
+    assert "cannot force a tool call" in r.json()["error"]["message"]
+
+
 def test_greedy_output_against_llama_cpp_on_the_same_gguf(hf, server):
     prompts = ["Count from 1 to 10.", "Name three colours.", "Hi"]
     report = []

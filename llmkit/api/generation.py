@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from llmkit.core.types import Chunk, GenerateRequest
+from llmkit.core.types import Chunk, GenerateRequest, ToolCallDelta
 from llmkit.engines.base import Engine
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
@@ -49,6 +49,7 @@ async def open_streams(
     if requests_log.isEnabledFor(logging.INFO):
         for r in reqs:
             requests_log.info("request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+    _refuse_tools(engine, reqs)
     gens = [engine.generate(r) for r in reqs]
     if watch is not None:
         gens = [_watched(g, watch()) for g in gens]
@@ -58,6 +59,17 @@ async def open_streams(
         await asyncio.gather(*(g.aclose() for g in gens), return_exceptions=True)
         raise
     return _merge(gens, firsts)
+
+
+def _refuse_tools(engine: Engine, reqs: list[GenerateRequest]) -> None:
+    """A 400 for tools (or calls in the history) sent to an engine that would drop them."""
+    if engine.supports_tools:
+        return
+    for r in reqs:
+        if r.tools or any(m.tool_calls for m in r.messages or ()):
+            raise InvalidRequestError(
+                f"tools are not supported by the {engine.info.engine} engine yet.", param="tools"
+            )
 
 
 async def _merge(
@@ -128,15 +140,21 @@ def watcher(request: Request, model: str) -> Watch:
 async def collect(
     engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
 ) -> list[tuple[str, Chunk]]:
-    """Run to the end; per choice, the whole text and the final chunk."""
+    """Run to the end; per choice, the whole text and the final chunk (which
+    carries every tool-call delta of the choice)."""
     texts: list[list[str]] = [[] for _ in reqs]
+    calls: list[list[ToolCallDelta]] = [[] for _ in reqs]
     last: list[Chunk] = [Chunk() for _ in reqs]
     stream = await open_streams(engine, reqs, watch)
     async for i, chunk in stream:
         texts[i].append(chunk.text)
+        calls[i].extend(chunk.tool_calls)
         if chunk.finish_reason is not None:
             last[i] = chunk
-    return [("".join(t), c) for t, c in zip(texts, last, strict=True)]
+    return [
+        ("".join(t), dataclasses.replace(c, tool_calls=tuple(d)))
+        for t, d, c in zip(texts, calls, last, strict=True)
+    ]
 
 
 class ClientGone(Exception):

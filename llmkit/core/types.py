@@ -11,15 +11,53 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 # What a served model can do, in the words Ollama's ``capabilities`` uses.
 Capability = Literal["completion", "embedding"]
+# "auto": the model answers in text or calls tools; "none": tools are not offered;
+# "required": it must call one or more (``GenerateRequest.tool_name``: that one).
+ToolChoice = Literal["auto", "none", "required"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; ``parameters_json`` is its arguments' JSON
+    Schema, serialised (kept as text so the type stays hashable and frozen)."""
+
+    name: str
+    description: str = ""
+    parameters_json: str = '{"type": "object", "properties": {}}'
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made (in a reply) or made earlier (in the history)."""
+
+    id: str
+    name: str
+    arguments_json: str  # a JSON object, serialised
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a call as a stream carries it: the call's first piece has
+    ``id`` and ``name``, later ones append to its ``arguments`` text."""
+
+    index: int  # the call's position among the reply's calls
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    # An assistant turn's calls (its content may then be empty).
+    tool_calls: tuple[ToolCall, ...] = ()
+    # A "tool" message answers the call with this id.
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,10 +96,22 @@ class GenerateRequest:
     # A per-request context smaller than the engine's (Ollama's ``num_ctx``): prompt
     # plus reply must fit in it. None: the engine's whole context.
     context_limit: int | None = None
+    # Functions the model may call (chat only), and whether and how it must call them.
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = "auto"
+    tool_name: str | None = None  # with "required": the one function to call
+    parallel_tool_calls: bool = True  # False: at most one call per reply
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise ValueError("GenerateRequest needs exactly one of messages or prompt")
+        if self.tool_name is not None and self.tool_choice != "required":
+            raise ValueError("tool_name goes with tool_choice 'required'")
+
+    @property
+    def offers_tools(self) -> bool:
+        """Whether the model is told about tools (and its calls are looked for)."""
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 @dataclass(frozen=True)
@@ -88,6 +138,8 @@ class Chunk:
     token_ids: tuple[int, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # Calls found in the output; their markup never appears in ``text``.
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ def normalise_dtype(v: str) -> str:
 
 
 class Engine(ABC):
+    #: Whether requests may offer tools (the API answers 400 for those it can't).
+    supports_tools: bool = False
+
     @abstractmethod
     def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:
         """Stream one generation. Closing the iterator early aborts it and frees

@@ -2,7 +2,8 @@
 (the one Hugging Face tokenizers and GGUF files carry), in a sandbox.
 
 A template's ``raise_exception`` (e.g. "roles must alternate") becomes a 400 for
-the caller, not a server error.
+the caller, not a server error. Tools and tool turns go in natively when the
+template knows them, in the generic format otherwise (``tool_prompt``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from functools import lru_cache
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llmkit.core.types import Message
+from llmkit.core.tools import tools_as_json
+from llmkit.core.types import Message, Tool
+from llmkit.engines.tool_prompt import template_knows_tools, template_messages
 from llmkit.errors import InvalidRequestError
 
 # Used only when a model ships no template at all; ChatML is what most
@@ -46,16 +49,21 @@ def render_chat(
     template: str,
     messages: tuple[Message, ...],
     *,
+    tools: tuple[Tool, ...] = (),
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
 ) -> str:
+    """``tools``: the functions offered to the model (none: not a word about tools)."""
+    native = template_knows_tools(template)
+    extra = {"tools": tools_as_json(tools)} if native and tools else {}
     try:
         return _compile(template).render(
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=template_messages(messages, tools, native=native),
             add_generation_prompt=add_generation_prompt,
             bos_token=bos_token,
             eos_token=eos_token,
+            **extra,
         )
     except _TemplateError as e:
         raise InvalidRequestError(

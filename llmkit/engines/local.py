@@ -5,6 +5,7 @@ budget checked before the first chunk, and the request handed to the shared
 
 A subclass says how to load its model (into a ``Backend`` for the loop), how a
 request becomes prompt tokens and what each sequence carries (its sampler);
+tool calls are parsed out of the text here, the same for both (``tool_syntax``);
 generation, shutdown and the busy rule are the loop's, the same for both.
 
 Embeddings do not go through the decode loop: a subclass that can embed runs its
@@ -19,11 +20,20 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar
 
-from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, GenerateRequest, Message
+from llmkit.core.types import (
+    Chunk,
+    EmbedRequest,
+    EmbedResult,
+    GenerateRequest,
+    Message,
+    Tool,
+    Usage,
+)
 from llmkit.engines import embedding
 from llmkit.engines.base import Engine
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
 from llmkit.engines.textstream import TextStream
+from llmkit.engines.tool_syntax import ToolCallParser, with_tool_calls
 from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError
 
 
@@ -40,6 +50,7 @@ M = TypeVar("M", bound=Loaded)
 class LocalEngine(Engine, Generic[M]):
     #: The engine's name in messages and in the decode thread's name.
     label: str = "local"
+    supports_tools = True
 
     def __init__(self, *, max_queue: int) -> None:
         self.max_queue = max_queue
@@ -59,8 +70,8 @@ class LocalEngine(Engine, Generic[M]):
         """Free the model; the decode loop has stopped."""
 
     @abstractmethod
-    def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
-        """Messages through the model's chat template, tokenized."""
+    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
+        """Messages (and the tools offered) through the model's chat template, tokenized."""
 
     @abstractmethod
     def prompt_text_tokens(self, text: str) -> list[int]:
@@ -151,7 +162,7 @@ class LocalEngine(Engine, Generic[M]):
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         if req.messages is not None:
-            return self.chat_tokens(req.messages)
+            return self.chat_tokens(req.messages, req.tools if req.offers_tools else ())
         if isinstance(req.prompt, tuple):
             check_token_ids(list(req.prompt), self.n_vocab, "prompt")
             return list(req.prompt)
@@ -174,7 +185,13 @@ class LocalEngine(Engine, Generic[M]):
             text=TextStream(req.stop),
             ignore_eos=req.ignore_eos,
         )
-        async for chunk in loop.stream(seq):
+        chunks = loop.stream(seq)
+        if req.offers_tools:
+            one = 1 if not req.parallel_tool_calls else None
+            # Read from the decode thread's side: a figure may be a token behind.
+            usage = lambda: Usage(len(prompt), seq.n_generated, seq.cached)  # noqa: E731
+            chunks = with_tool_calls(chunks, ToolCallParser(max_calls=one), usage)
+        async for chunk in chunks:
             yield chunk
 
     # -- embeddings -------------------------------------------------------------------

@@ -220,6 +220,10 @@ class ManagedEngine(Engine):
     def info(self) -> EngineInfo:
         return self.served.info
 
+    @property
+    def supports_tools(self) -> bool:  # type: ignore[override]
+        return self.inner.supports_tools
+
     async def start(self) -> None:
         await self.served.ensure_loaded()
 

@@ -23,7 +23,18 @@ from pydantic import BaseModel
 from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
-from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Message, SamplingParams
+from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.tools import join_calls
+from llmkit.core.types import (
+    Chunk,
+    EngineInfo,
+    GenerateRequest,
+    Message,
+    SamplingParams,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+)
 from llmkit.errors import InvalidRequestError
 
 DEFAULTS = SamplingParams(
@@ -33,8 +44,9 @@ DEFAULTS = SamplingParams(
 
 def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
     o = opts or s.Options()
-    if o.model_extra:
-        ignored = ", ".join(sorted(o.model_extra))
+    unknown = set(o.model_extra or ()) - {"tool_choice"}  # tool_choice: read with the tools
+    if unknown:
+        ignored = ", ".join(sorted(unknown))
         s.log.info("ignored options (llmkit sets these at serve time): %s", ignored)
     response_format, schema = "text", None
     if fmt == "json":
@@ -94,12 +106,53 @@ def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
     )
 
 
+def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[ToolChoice, str | None]:
+    if choice is None:
+        return "auto", None
+    if choice in ("auto", "none", "required"):
+        return choice, None  # type: ignore[return-value]
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if not isinstance(name, str):
+        raise InvalidRequestError(
+            'tool_choice must be "auto", "none", "required" or '
+            '{"type": "function", "function": {"name": ...}}.',
+            param="tool_choice",
+        )
+    return "required", name
+
+
+def _message(m: s.ChatMessage, i: int) -> Message:
+    calls = []
+    for j, c in enumerate(m.tool_calls or ()):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise InvalidRequestError(
+                "A tool call needs function.name.", param=f"messages.{i}.tool_calls.{j}"
+            )
+        args = fn.get("arguments") or {}
+        text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        calls.append(ToolCall(str(c.get("id") or f"call_{i}_{j}"), fn["name"], text))
+    call_id = (m.model_extra or {}).get("tool_call_id")
+    return Message(
+        role=m.role,
+        content=m.content or "",
+        tool_calls=tuple(calls),
+        tool_call_id=call_id if isinstance(call_id, str) else None,
+    )
+
+
 def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
     _refuse_unsupported(req, any(m.images for m in req.messages))
-    if req.tools:
-        raise InvalidRequestError(f"{req.model} does not support tools.", param="tools")
-    messages = tuple(Message(role=m.role, content=m.content or "") for m in req.messages)
-    return _request(req, messages=messages)
+    tools = tuple(
+        tool_from_dict(t.get("function"), f"tools.{i}.function")
+        for i, t in enumerate(req.tools or ())
+    )
+    # Also in ``options``: the one place Ollama's clients pass anything through.
+    extra = (req.options.model_extra or {}) if req.options else {}
+    choice, name = _tool_choice(req.tool_choice or extra.get("tool_choice"))
+    check_choice(tools, choice, name, "tool_choice")
+    messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
+    return _request(req, messages=messages, tools=tools, tool_choice=choice, tool_name=name)
 
 
 def from_generate_request(req: s.GenerateRequest) -> GenerateRequest:
@@ -170,7 +223,8 @@ def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
     return {
         "model": model,
         "created_at": rfc3339(last.at),
-        "done_reason": last.chunk.finish_reason or "stop",
+        # Ollama ends a reply that called tools with "stop" too.
+        "done_reason": "length" if last.chunk.finish_reason == "length" else "stop",
         "total_duration": end - timing.start,
         "load_duration": timing.load,
         "prompt_eval_count": usage.prompt_tokens if usage else 0,
@@ -180,17 +234,28 @@ def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
     }
 
 
-def _said(text: str) -> s.ResponseMessage:
-    return s.ResponseMessage(content=text)
+def _said(text: str, calls: list[ToolCall]) -> s.ResponseMessage:
+    return s.ResponseMessage(
+        content=text,
+        tool_calls=[
+            s.ToolCall(
+                id=c.id,
+                function=s.CalledFunction(name=c.name, arguments=json.loads(c.arguments_json)),
+            )
+            for c in calls
+        ]
+        or None,
+    )
 
 
 # Chat and generate answers differ only in where the text goes (and generate's
 # ``context``), so each is a pair of builders over one loop: a piece of text
-# (time stamp, text), and the end (metrics, the text, the reply's token ids).
+# (time stamp, text, calls), and the end (metrics, the text, the reply's token
+# ids, calls). Generate has no calls: it never offers tools.
 Line = TypeVar("Line", s.ChatResponse, s.GenerateResponse)
 Done = TypeVar("Done", s.ChatDoneResponse, s.GenerateDoneResponse)
-PieceFn = Callable[[str, str], Line]
-DoneFn = Callable[[dict[str, Any], str, list[int]], Done]
+PieceFn = Callable[[str, str, list[ToolCall]], Line]
+DoneFn = Callable[[dict[str, Any], str, list[int], list[ToolCall]], Done]
 
 
 async def _lines(
@@ -203,10 +268,12 @@ async def _lines(
     ids: list[int] = []
     async for st in stamped:
         ids.extend(st.chunk.token_ids)
-        if st.chunk.text:
-            yield piece(rfc3339(st.at), st.chunk.text)
+        # The engines hand on each call whole, in one chunk: a line of its own, as Ollama's.
+        calls = join_calls(st.chunk.tool_calls)
+        if st.chunk.text or calls:
+            yield piece(rfc3339(st.at), st.chunk.text, calls)
         if st.chunk.finish_reason:
-            yield done(_metrics(model, st, timing), "", ids)
+            yield done(_metrics(model, st, timing), "", ids, [])
 
 
 async def _whole(
@@ -214,24 +281,28 @@ async def _whole(
 ) -> Done:
     texts: list[str] = []
     ids: list[int] = []
+    deltas: list[ToolCallDelta] = []
     last: Stamped | None = None
     async for st in stamped:
         texts.append(st.chunk.text)
         ids.extend(st.chunk.token_ids)
+        deltas.extend(st.chunk.tool_calls)
         # A stream cut short has no final chunk: its numbers are unknown, not the
         # last piece's.
         last = st if st.chunk.finish_reason else Stamped(Chunk(), st.ns, st.at)
     if last is None:
         raise ValueError("a generation yields at least its final chunk")
-    return done(_metrics(model, last, timing), "".join(texts), ids)
+    return done(_metrics(model, last, timing), "".join(texts), ids, join_calls(deltas))
 
 
 def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneResponse]]:
-    def piece(at: str, text: str) -> s.ChatResponse:
-        return s.ChatResponse(model=model, created_at=at, message=_said(text))
+    def piece(at: str, text: str, calls: list[ToolCall]) -> s.ChatResponse:
+        return s.ChatResponse(model=model, created_at=at, message=_said(text, calls))
 
-    def done(metrics: dict[str, Any], text: str, ids: list[int]) -> s.ChatDoneResponse:
-        return s.ChatDoneResponse(**metrics, message=_said(text))
+    def done(
+        metrics: dict[str, Any], text: str, ids: list[int], calls: list[ToolCall]
+    ) -> s.ChatDoneResponse:
+        return s.ChatDoneResponse(**metrics, message=_said(text, calls))
 
     return piece, done
 
@@ -239,10 +310,12 @@ def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneRespons
 def _generate(
     model: str, prompt_ids: list[int] | None
 ) -> tuple[PieceFn[s.GenerateResponse], DoneFn[s.GenerateDoneResponse]]:
-    def piece(at: str, text: str) -> s.GenerateResponse:
+    def piece(at: str, text: str, _calls: list[ToolCall]) -> s.GenerateResponse:
         return s.GenerateResponse(model=model, created_at=at, response=text)
 
-    def done(metrics: dict[str, Any], text: str, ids: list[int]) -> s.GenerateDoneResponse:
+    def done(
+        metrics: dict[str, Any], text: str, ids: list[int], _calls: list[ToolCall]
+    ) -> s.GenerateDoneResponse:
         # Ollama hands back the conversation so far (prompt, then reply) as token
         # ids; the next request sends them as ``context`` to continue it.
         context = None if prompt_ids is None else prompt_ids + ids

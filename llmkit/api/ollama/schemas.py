@@ -8,7 +8,7 @@ RFC 3339 times); their fields are declared in the order they go on the wire.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -73,6 +73,11 @@ class GenerationFields(OllamaRequest):
 class ChatRequest(GenerationFields):
     messages: list[ChatMessage] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    # llmkit's extension, in OpenAI's words ("auto", "none", "required" or
+    # {"type": "function", "function": {"name": ...}}): Ollama itself has no way
+    # to force a call or to forbid one. Also taken from ``options.tool_choice``,
+    # which Ollama's clients pass through untouched.
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class GenerateRequest(GenerationFields):
@@ -100,9 +105,37 @@ class ModelRequest(OllamaRequest):
 # -- responses ------------------------------------------------------------------
 
 
-class ResponseMessage(BaseModel):
+class CalledFunction(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCall(BaseModel):
+    """A call as Ollama writes it: arguments as an object, not a string."""
+
+    id: str
+    function: CalledFunction
+
+
+class Omitting(BaseModel):
+    """A response whose fields named in ``omit_if_none`` are left out, not null."""
+
+    omit_if_none: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        for key in self.omit_if_none:
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
+
+
+class ResponseMessage(Omitting):
+    omit_if_none = ("tool_calls",)
     role: Literal["assistant"] = "assistant"
     content: str
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatResponse(BaseModel):
@@ -161,20 +194,15 @@ class ChatDoneResponse(Metrics):
     message: ResponseMessage
 
 
-class GenerateDoneResponse(Metrics):
+class GenerateDoneResponse(Metrics, Omitting):
     """The last line of a generate stream (empty response), or the whole answer."""
+
+    omit_if_none = ("context",)
 
     response: str
     # The conversation so far as token ids, for the next request's ``context``;
     # left out when the engine cannot tell (a remote server).
     context: list[int] | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_unknown_context(self, handler: Any) -> dict[str, Any]:
-        out = handler(self)
-        if out.get("context") is None:
-            out.pop("context", None)
-        return out
 
 
 class ModelDetails(BaseModel):

@@ -14,12 +14,17 @@ from dataclasses import dataclass, replace
 
 from llmkit.api.models_view import ModelView
 from llmkit.api.openai import schemas as s
+from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
-    FinishReason,
     GenerateRequest,
     Message,
     SamplingParams,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
     Usage,
 )
 from llmkit.errors import InvalidRequestError
@@ -75,12 +80,66 @@ def _content(msg: s.ChatMessage, i: int) -> str:
     return "".join(texts)
 
 
+def _message(m: s.ChatMessage, i: int) -> Message:
+    calls = [
+        ToolCall(c.id, c.function.name or "", c.function.arguments or "{}")
+        for c in m.tool_calls or ()
+    ]
+    if m.function_call is not None:  # legacy: one call, no id
+        fc = m.function_call
+        calls.append(ToolCall(f"call_{i}", fc.name or "", fc.arguments or "{}"))
+    return Message(
+        role=_ROLES.get(m.role, m.role),  # type: ignore[arg-type]
+        content=_content(m, i),
+        tool_calls=tuple(calls),
+        tool_call_id=m.tool_call_id,
+    )
+
+
+@dataclass(frozen=True)
+class ToolsAsked:
+    """What a request says about tools, read once for all its choices."""
+
+    tools: tuple[Tool, ...] = ()
+    choice: ToolChoice = "auto"
+    name: str | None = None
+    parallel: bool = True
+
+
+def from_tools(req: s.ChatCompletionRequest) -> ToolsAsked:
+    """``tools`` / ``tool_choice`` / ``parallel_tool_calls``, or their legacy
+    spelling ``functions`` / ``function_call`` (one call at most), checked."""
+    if req.functions and not req.tools:
+        tools = tuple(
+            tool_from_dict(f.model_dump(exclude_none=True), f"functions.{i}")
+            for i, f in enumerate(req.functions)
+        )
+        field, wanted, parallel = "function_call", req.function_call, False
+    else:
+        tools = tuple(
+            tool_from_dict(t.function.model_dump(exclude_none=True), f"tools.{i}.function")
+            for i, t in enumerate(req.tools or ())
+        )
+        field, wanted = "tool_choice", req.tool_choice
+        parallel = req.parallel_tool_calls is not False
+    if wanted is None or isinstance(wanted, str):
+        choice, name = wanted or "auto", None
+    else:
+        choice = "required"
+        name = wanted.name if isinstance(wanted, s.FunctionName) else wanted.function.name
+    check_choice(tools, choice, name, field)  # type: ignore[arg-type]
+    return ToolsAsked(tools, choice, name, parallel)  # type: ignore[arg-type]
+
+
+def is_legacy(req: s.ChatCompletionRequest) -> bool:
+    """Asked with ``functions``: answered with ``function_call``, as then."""
+    return bool(req.functions) and not req.tools
+
+
 def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> GenerateRequest:
     _refuse_logprobs(req.logprobs)
-    messages = tuple(
-        Message(role=_ROLES.get(m.role, m.role), content=_content(m, i))  # type: ignore[arg-type]
-        for i, m in enumerate(req.messages)
-    )
+    messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
+    asked = from_tools(req)
     sampling = _sampling(req, index=index)
     fmt = req.response_format
     if fmt is not None and fmt.type != "text":
@@ -99,6 +158,10 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        tools=asked.tools,
+        tool_choice=asked.choice,
+        tool_name=asked.name,
+        parallel_tool_calls=asked.parallel,
     )
 
 
@@ -174,22 +237,54 @@ def to_usage(usages: list[Usage]) -> s.UsageInfo:
     )
 
 
-def to_chat_completion(head: Head, results: list[tuple[str, Chunk]]) -> s.ChatCompletion:
-    """``results``: the full text and the final chunk of each choice, in index order."""
+def _function(c: ToolCall) -> s.FunctionCall:
+    return s.FunctionCall(name=c.name, arguments=c.arguments_json)
+
+
+def _choice(i: int, text: str, last: Chunk, legacy: bool) -> s.ChatChoice:
+    reason: s.FinishReason = last.finish_reason or "stop"
+    calls = join_calls(last.tool_calls)
+    if not calls:
+        return s.ChatChoice(index=i, message=s.AssistantMessage(content=text), finish_reason=reason)
+    said = text or None  # a reply that only calls has null content, as OpenAI's
+    if legacy:
+        message = s.AssistantMessage(content=said, function_call=_function(calls[0]))
+        reason = "function_call" if reason == "tool_calls" else reason
+    else:
+        message = s.AssistantMessage(
+            content=said,
+            tool_calls=[
+                s.ToolCall(
+                    id=c.id, function=s.FunctionCall(name=c.name, arguments=c.arguments_json)
+                )
+                for c in calls
+            ],
+        )
+    return s.ChatChoice(index=i, message=message, finish_reason=reason)
+
+
+def to_chat_completion(
+    head: Head, results: list[tuple[str, Chunk]], *, legacy: bool = False
+) -> s.ChatCompletion:
+    """``results``: the full text and the final chunk of each choice, in index order
+    (the final chunk holding all the choice's tool-call deltas, as ``collect`` gives).
+    ``legacy``: calls go in ``function_call`` (``is_legacy``)."""
     return s.ChatCompletion(
         id=head.id,
         created=head.created,
         model=head.model,
-        choices=[
-            s.ChatChoice(
-                index=i,
-                message=s.AssistantMessage(content=text),
-                finish_reason=last.finish_reason or "stop",
-            )
-            for i, (text, last) in enumerate(results)
-        ],
+        choices=[_choice(i, text, last, legacy) for i, (text, last) in enumerate(results)],
         usage=to_usage(_prompt_once([last.usage for _, last in results])),
     )
+
+
+def _call_delta(d: ToolCallDelta, legacy: bool) -> s.ChoiceDelta:
+    fn = s.FunctionCall(name=d.name, arguments=d.arguments if d.name is None else "")
+    if legacy:
+        return s.ChoiceDelta(function_call=fn)
+    first = d.id is not None
+    chunk = s.ToolCallChunk(index=d.index, id=d.id, type="function" if first else None, function=fn)
+    return s.ChoiceDelta(tool_calls=[chunk])
 
 
 def to_completion(head: Head, results: list[tuple[str, Chunk]], echo: list[str]) -> s.Completion:
@@ -207,13 +302,20 @@ def to_completion(head: Head, results: list[tuple[str, Chunk]], echo: list[str])
 
 
 async def to_chat_chunks(
-    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, n: int, include_usage: bool
+    head: Head,
+    stream: AsyncIterable[tuple[int, Chunk]],
+    *,
+    n: int,
+    include_usage: bool,
+    legacy: bool = False,
 ) -> AsyncIterator[s.ChatCompletionChunk]:
     """The events of a chat stream: each choice opens with its role, then a delta
-    per chunk with text or a finish reason, then (``include_usage``) the usage."""
+    per chunk with text or a finish reason, then (``include_usage``) the usage.
+    A call is a delta with its index, id, type and name, then one with its
+    arguments; the finish reason then comes in an empty delta of its own."""
 
     def event(
-        index: int, delta: s.ChoiceDelta, reason: FinishReason | None
+        index: int, delta: s.ChoiceDelta, reason: s.FinishReason | None
     ) -> s.ChatCompletionChunk:
         choice = s.ChatChunkChoice(index=index, delta=delta, finish_reason=reason)
         return s.ChatCompletionChunk(
@@ -224,8 +326,18 @@ async def to_chat_chunks(
         yield event(i, s.ChoiceDelta(role="assistant", content=""), None)
     usages: list[Usage] = []
     async for i, chunk in stream:
-        if chunk.text or chunk.finish_reason:
-            yield event(i, s.ChoiceDelta(content=chunk.text or None), chunk.finish_reason)
+        reason: s.FinishReason | None = chunk.finish_reason
+        if legacy and reason == "tool_calls":
+            reason = "function_call"
+        if chunk.tool_calls:
+            if chunk.text:
+                yield event(i, s.ChoiceDelta(content=chunk.text), None)
+            for d in chunk.tool_calls:
+                yield event(i, _call_delta(d, legacy), None)
+            if reason:
+                yield event(i, s.ChoiceDelta(), reason)
+        elif chunk.text or reason:
+            yield event(i, s.ChoiceDelta(content=chunk.text or None), reason)
         if chunk.usage:
             usages.append(chunk.usage)
     if include_usage:

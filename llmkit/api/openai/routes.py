@@ -55,17 +55,19 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     n = body.n or 1
     reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)], n)
     head = _head("chatcmpl", body.model)
+    legacy = convert.is_legacy(body)
     if body.stream:
         stream = await open_streams(model.engine, reqs, watcher(request, model.name))
         usage = convert.include_usage(body)
-        return _sse(convert.to_chat_chunks(head, stream, n=n, include_usage=usage), usage)
+        chunks = convert.to_chat_chunks(head, stream, n=n, include_usage=usage, legacy=legacy)
+        return _sse(chunks, usage)
     try:
         results = await unless_disconnected(
             request, collect(model.engine, reqs, watcher(request, model.name))
         )
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(convert.to_chat_completion(head, results).model_dump())
+    return JSONResponse(convert.to_chat_completion(head, results, legacy=legacy).model_dump())
 
 
 @router.post("/completions", response_model=None)

@@ -42,11 +42,69 @@ class OtherPart(BaseModel):
     type: str
 
 
+class Omitting(BaseModel):
+    """A response object whose unset (None) fields are left out, not null: the
+    spec's tool-call pieces have no nullable fields."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class FunctionCall(Omitting):
+    """A function the model called: in the history, and (with every field) in replies."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart | OtherPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: FunctionCall | None = None  # the legacy single call
+
+
+class FunctionDefinition(BaseModel):
+    """A function offered to the model; ``parameters`` is checked as a JSON Schema
+    by ``core.tools`` (a 400 naming the field, not pydantic's wording)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str | None = None
+    parameters: Any = None
+    strict: bool | None = None
+
+
+class FunctionName(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class FunctionTyped(BaseModel):
+    """``{"type": "function", "function": ...}``: a tool, or a tool_choice naming one."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+
+
+class ChatTool(FunctionTyped):
+    function: FunctionDefinition
+
+
+class NamedToolChoice(FunctionTyped):
+    function: FunctionName
 
 
 class StreamOptions(BaseModel):
@@ -89,6 +147,12 @@ class ChatCompletionRequest(SamplingFields):
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # The legacy spelling of tools and tool_choice (one call at most).
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["none", "auto"] | FunctionName | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -114,16 +178,30 @@ class UsageInfo(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_no_calls(self, handler: Any) -> dict[str, Any]:
+        # content and refusal are nullable in the spec; the calls are absent, not null.
+        out = handler(self)
+        for key in ("tool_calls", "function_call"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     logprobs: None = None
 
 
@@ -137,20 +215,27 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str = SYSTEM_FINGERPRINT
 
 
-class ChoiceDelta(BaseModel):
+class ToolCallChunk(Omitting):
+    """A piece of a streamed call: index, id, type and name first, then arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCall | None = None
+
+
+class ChoiceDelta(Omitting):
+    # The spec's delta has no nullable role: an absent key, not null.
     role: Literal["assistant"] | None = None
     content: str | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_unset(self, handler: Any) -> dict[str, Any]:
-        # The spec's delta has no nullable role: an absent key, not null.
-        return {k: v for k, v in handler(self).items() if v is not None}
+    tool_calls: list[ToolCallChunk] | None = None
+    function_call: FunctionCall | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChoiceDelta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 

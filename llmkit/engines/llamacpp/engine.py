@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from llmkit.core.types import EngineInfo, GenerateRequest, Message
+from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.embed import EMBED_CONTEXT, Embedder, capabilities
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
@@ -41,6 +41,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         lm = LoadedModel(self.opts)
         if lm.chat_template is None:
             log.warning("%s ships no chat template; using ChatML", self.opts.path)
+        lm.trigger_hazards  # noqa: B018 - scanned now, in the loading thread, not mid-request
         return lm, BatchStep(lm)
 
     def _unload(self, lm: LoadedModel) -> None:
@@ -82,12 +83,13 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
     def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.detokenize(ids)
 
-    def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
+    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
         lm = self.lm
         bos = lm.token_text(lm.bos_id)
         text = render_chat(
             lm.chat_template or CHATML,
             messages,
+            tools=tools,
             bos_token=bos,
             eos_token=lm.token_text(lm.eos_id),
         )
@@ -98,7 +100,8 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
-        return SeqState(Sampler(req.sampling, self.lm.vocab, self.lm.n_vocab))
+        lm = self.lm
+        return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
 
     # -- embeddings -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ engine loads with exactly the context the check counted.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals, _logger
 
+from llmkit.engines.llamacpp.grammar import trigger_hazards
 from llmkit.errors import EngineError
 
 log = logging.getLogger("llmkit.engine.llamacpp")
@@ -106,6 +108,13 @@ class LoadedModel:
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    @functools.cached_property
+    def trigger_hazards(self) -> tuple[int, ...]:
+        """Tokens a lazy tool-call grammar must never sample (``grammar.trigger_hazards``);
+        a scan of the vocabulary (a fraction of a second), which the engine makes as it loads."""
+        pieces = ((t, self.piece(t).decode("utf-8", errors="replace")) for t in range(self.n_vocab))
+        return tuple(trigger_hazards(pieces))
 
     def token_text(self, token: int) -> str:
         """A token's text including control tokens, as templates write them."""

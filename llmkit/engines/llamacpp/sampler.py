@@ -1,4 +1,5 @@
-"""Build one llama.cpp sampler chain per sequence from ``SamplingParams``.
+"""Build one llama.cpp sampler chain per sequence from a request's
+``SamplingParams`` and its grammar (``grammar``: JSON output or tool calls).
 
 Each sequence owns its chain, so temperature, seed, penalties and grammar never
 leak between requests that share a batch.
@@ -6,25 +7,39 @@ leak between requests that share a batch.
 
 from __future__ import annotations
 
+import ctypes
 import random
+from collections.abc import Callable, Sequence
 
 import llama_cpp
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
-from llmkit.core.types import SamplingParams
+from llmkit.core.types import GenerateRequest
+from llmkit.engines.llamacpp.grammar import TRIGGER, Grammar, grammar_for
 from llmkit.errors import InvalidRequestError
 
 
 class Sampler:
-    def __init__(self, params: SamplingParams, vocab: llama_cpp.llama_vocab_p, n_vocab: int):
-        grammar = _grammar(params)  # may refuse the schema: do it before allocating
+    def __init__(
+        self,
+        req: GenerateRequest,
+        vocab: llama_cpp.llama_vocab_p,
+        n_vocab: int,
+        hazards: Callable[[], Sequence[int]] = tuple,
+    ):
+        """``hazards``: the tokens a lazy tool-call grammar must not sample (asked
+        for only when there is one)."""
+        params = req.sampling
+        grammar = grammar_for(req)  # may refuse the schema: do it before allocating
         self.chain = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
         add = self._add
-        if params.logit_bias:
-            bias = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
-            for i, (tok, b) in enumerate(params.logit_bias):
+        biases = list(params.logit_bias)
+        if grammar is not None and grammar.lazy:
+            biases += [(t, float("-inf")) for t in hazards()]
+        if biases:
+            bias = (llama_cpp.llama_logit_bias * len(biases))()
+            for i, (tok, b) in enumerate(biases):
                 if not 0 <= tok < n_vocab:
                     self.close()
                     raise InvalidRequestError(
@@ -32,7 +47,7 @@ class Sampler:
                         param="logit_bias",
                     )
                 bias[i].token, bias[i].bias = tok, b
-            add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), bias))
+            add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), bias))
         if (
             params.repeat_penalty != 1.0
             or params.frequency_penalty != 0.0
@@ -48,11 +63,12 @@ class Sampler:
                 )
             )
         if grammar is not None:
-            g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            g = _grammar_sampler(vocab, grammar)
             if not g:
                 self.close()
+                param = "tools" if req.offers_tools else "response_format"
                 raise InvalidRequestError(
-                    "The JSON schema could not be turned into a grammar.", param="response_format"
+                    "The JSON schema could not be turned into a grammar.", param=param
                 )
             add(g)
         if params.temperature <= 0.0:
@@ -81,15 +97,10 @@ class Sampler:
             self.chain = None
 
 
-def _grammar(params: SamplingParams) -> str | None:
-    """The GBNF grammar that constrains the output, if any."""
-    if params.response_format != "json":
-        return None
-    if params.json_schema is None:
-        return JSON_GBNF
-    try:
-        return json_schema_to_gbnf(params.json_schema)
-    except Exception as e:  # the converter raises bare exceptions on schemas it can't do
-        raise InvalidRequestError(
-            f"The JSON schema is not supported: {e}", param="response_format"
-        ) from e
+def _grammar_sampler(vocab: llama_cpp.llama_vocab_p, grammar: Grammar) -> llama_cpp.llama_sampler_p:
+    if not grammar.lazy:
+        return llama_cpp.llama_sampler_init_grammar(vocab, grammar.text.encode(), b"root")
+    patterns = (ctypes.c_char_p * 1)(TRIGGER.encode())
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+        vocab, grammar.text.encode(), b"root", patterns, 1, None, 0
+    )

@@ -11,7 +11,7 @@ import gc
 from pathlib import Path
 from typing import Any
 
-from llmkit.core.types import EngineInfo, GenerateRequest, Message
+from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
 from llmkit.engines.decode_loop import Backend
 from llmkit.engines.local import LocalEngine
 from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
@@ -69,8 +69,8 @@ class TransformersEngine(LocalEngine[LoadedHF]):
     def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.tokenizer.decode(ids)
 
-    def chat_tokens(self, messages: tuple[Message, ...]) -> list[int]:
-        return self.lm.chat_prompt(messages)
+    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
+        return self.lm.chat_prompt(messages, tools)
 
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.encode_text(text, special=True)
@@ -79,5 +79,5 @@ class TransformersEngine(LocalEngine[LoadedHF]):
         from llmkit.engines.transformers import sampler
         from llmkit.engines.transformers.step import new_state
 
-        sampler.check(req.sampling, self.lm.n_vocab)
+        sampler.check(req, self.lm.n_vocab)
         return new_state(self.lm, req.sampling, prompt)

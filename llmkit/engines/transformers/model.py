@@ -18,8 +18,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from llmkit.core.types import EngineInfo, Message
+from llmkit.core.tools import tools_as_json
+from llmkit.core.types import EngineInfo, Message, Tool
 from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.tool_prompt import template_knows_tools, template_messages
 from llmkit.errors import ConfigError, EngineError, InvalidRequestError
 from llmkit.models.sizing import human_count
 
@@ -106,20 +108,24 @@ class LoadedHF:
 
     # -- tokens ---------------------------------------------------------------------
 
-    def chat_prompt(self, messages: tuple[Message, ...]) -> list[int]:
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
+    def chat_prompt(self, messages: tuple[Message, ...], tools: tuple[Tool, ...] = ()) -> list[int]:
         tok = self.tokenizer
         if tok.chat_template:
             import jinja2
 
+            native = template_knows_tools(str(tok.chat_template))
+            msgs = template_messages(messages, tools, native=native)
+            offered = tools_as_json(tools) if native and tools else None
             try:
-                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                text = tok.apply_chat_template(
+                    msgs, tools=offered, tokenize=False, add_generation_prompt=True
+                )
             except jinja2.TemplateError as e:
                 raise InvalidRequestError(
                     f"The model's chat template rejected the messages: {e}", param="messages"
                 ) from e
         else:
-            text = render_chat(CHATML, messages)
+            text = render_chat(CHATML, messages, tools=tools)
         return self.encode_text(text, special=False)
 
     def encode_text(self, text: str, *, special: bool) -> list[int]:

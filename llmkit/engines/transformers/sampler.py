@@ -14,12 +14,21 @@ from typing import Any
 
 import torch
 
-from llmkit.core.types import SamplingParams
+from llmkit.core.types import GenerateRequest, SamplingParams
 from llmkit.errors import InvalidRequestError
 
 
-def check(params: SamplingParams, n_vocab: int) -> None:
-    """Refuse, before anything runs, what this engine cannot do."""
+def check(req: GenerateRequest, n_vocab: int) -> None:
+    """Refuse, before anything runs, what this engine cannot do: constrained
+    output, which forced tool calls need too (auto calls are parsed as usual)."""
+    params = req.sampling
+    if req.offers_tools and req.tool_choice == "required":
+        raise InvalidRequestError(
+            "The transformers engine cannot force a tool call (tool_choice 'required' or a "
+            "named function): it has no constrained decoding. Use tool_choice 'auto', or "
+            "serve the model with --engine llamacpp (GGUF).",
+            param="tool_choice",
+        )
     if params.response_format == "json":
         raise InvalidRequestError(
             "JSON output (response_format / format) is not supported by the transformers "
