@@ -4,6 +4,9 @@ a dialect (``llmkit.client.protocol.parse_url``). Pure functions: no server."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from llmkit.client.bodies import to_ollama, to_openai
@@ -95,3 +98,63 @@ def test_send_names_the_only_sampling_values_that_go():
     assert to_openai("m", req, send=("top_k",))[1]["top_k"] == 40
     assert to_ollama("m", req, send=())[1]["options"] == {}
     assert to_ollama("m", req, send=("temperature",))[1]["options"] == {"temperature": 0.8}
+
+
+def test_tools_and_tool_turns_go_out_in_each_dialect():
+    from llmkit.core.types import Tool, ToolCall
+
+    call = ToolCall(id="call_1", name="get_weather", arguments_json='{"city": "Paris"}')
+    req = GenerateRequest(
+        messages=(
+            Message("user", "Weather?"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", '{"temp": 21}', tool_call_id="call_1"),
+        ),
+        tools=(Tool("get_weather", "The weather", '{"type": "object"}'),),
+        tool_choice="required",
+        tool_name="get_weather",
+        parallel_tool_calls=False,
+    )
+    _, body = to_openai("m", req)
+    fn = {"name": "get_weather", "parameters": {"type": "object"}, "description": "The weather"}
+    assert body["tools"] == [{"type": "function", "function": fn}]
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["parallel_tool_calls"] is False
+    assert body["messages"][1]["content"] is None
+    assert body["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Paris"}'
+    assert body["messages"][2]["tool_call_id"] == "call_1"
+    _, body = to_ollama("m", req)
+    assert body["messages"][1]["tool_calls"] == [
+        {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    ]
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    none = dataclasses.replace(req, tool_choice="none", tool_name=None)
+    assert "tools" not in to_openai("m", none)[1] and "tools" not in to_ollama("m", none)[1]
+
+
+def test_streamed_calls_come_back_as_deltas_in_each_dialect():
+    from llmkit.client.stream import ReplyReader
+    from llmkit.core.tools import join_calls
+
+    r = ReplyReader("openai")
+    first = {"index": 0, "id": "c1", "type": "function",
+             "function": {"name": "f", "arguments": ""}}  # fmt: skip
+    more = {"index": 0, "function": {"arguments": '{"a": 1}'}}
+    lines = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [first]}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [more]}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    chunks = [c for line in lines for c in r.feed("data: " + json.dumps(line))]
+    chunks += r.feed("data: [DONE]")
+    [joined] = join_calls(d for c in chunks for d in c.tool_calls)
+    assert (joined.id, joined.name, joined.arguments_json) == ("c1", "f", '{"a": 1}')
+    assert chunks[-1].finish_reason == "tool_calls"
+    o = ReplyReader("ollama")
+    calls = [{"function": {"name": "f", "arguments": {"a": 1}}}]
+    message = {"role": "assistant", "content": "", "tool_calls": calls}
+    line = {"message": message, "done": True, "done_reason": "stop", "eval_count": 4}
+    out = o.feed(json.dumps(line))
+    [call] = join_calls(d for c in out for d in c.tool_calls)
+    assert call.name == "f" and json.loads(call.arguments_json) == {"a": 1}
+    assert out[-1].finish_reason == "tool_calls"  # Ollama says "stop" after calls

@@ -288,19 +288,50 @@ def test_pydantic_ai_agent_with_a_tool_and_structured_output(server):
     Weather.model_validate(result.output.model_dump())
 
 
-def test_an_upstream_engine_refuses_tools_for_now(server, tmp_path):
+@pytest.fixture(scope="module")
+def proxy(server, tmp_path_factory):
+    """Another llmkit in front of the shared server, reaching it in each dialect."""
     from tests.conftest import start_server
 
-    config = tmp_path / "models.yaml"
+    tmp = tmp_path_factory.mktemp("tools-proxy")
     host = server.url.removeprefix("http://")
-    config.write_text(f"models:\n  - upstream: openai://{host}/v1\n    model: smol\n")
-    proxy = start_server(tmp_path, "--config", str(config))
-    try:
-        body = {"model": "smol", "messages": ASK, "tools": [WEATHER]}
-        r = httpx.post(proxy.v1 + "/chat/completions", json=body)
-        assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
-        assert "not supported by the upstream engine yet" in r.json()["error"]["message"]
-        o = httpx.post(proxy.url + "/api/chat", json={**body, "stream": False})
-        assert o.status_code == 400 and "upstream engine" in o.json()["error"]
-    finally:
-        proxy.stop()
+    (tmp / "models.yaml").write_text(
+        f"models:\n  - upstream: openai://{host}/v1\n    model: smol\n"
+        f"    served_model_name: [via-openai]\n"
+        f"  - upstream: ollama://{host}\n    model: smol\n"
+        f"    served_model_name: [via-ollama]\n"
+    )
+    s = start_server(tmp, "--config", str(tmp / "models.yaml"))
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("via", ["via-openai", "via-ollama"])
+def test_an_upstream_passes_tools_on_in_its_dialect_and_the_calls_come_back(proxy, via):
+    client = proxy.client()
+    forced = client.chat.completions.create(
+        model=via, messages=ASK, tools=[WEATHER], tool_choice="required",
+        parallel_tool_calls=False, temperature=0, max_tokens=120,
+    )  # fmt: skip
+    choice = forced.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_PARAMS)
+    # The call and its result go back through the upstream, which answers in text.
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 21, "unit": "celsius"}'},
+    ]
+    final = client.chat.completions.create(
+        model=via, messages=history, tools=[WEATHER], temperature=0, max_tokens=40
+    )
+    assert final.choices[0].message.content and not final.choices[0].message.tool_calls
+    # The Ollama dialect in front of it, too: arguments as an object.
+    o = ollama.Client(host=proxy.url).chat(
+        model=via, messages=ASK, tools=[WEATHER],
+        options={"tool_choice": "required", "temperature": 0, "num_predict": 120},
+    )  # fmt: skip
+    assert o.message.tool_calls and o.message.tool_calls[0].function.name == "get_weather"
+    jsonschema.validate(dict(o.message.tool_calls[0].function.arguments), WEATHER_PARAMS)

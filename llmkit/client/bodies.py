@@ -16,7 +16,7 @@ from collections.abc import Collection
 from typing import Any
 
 from llmkit.client.protocol import Dialect
-from llmkit.core.types import GenerateRequest, SamplingParams
+from llmkit.core.types import GenerateRequest, Message, SamplingParams, Tool
 from llmkit.errors import InvalidRequestError
 
 Path = str
@@ -38,7 +38,8 @@ def to_openai(
     body: Body = {"model": model, "stream": True, "stream_options": {"include_usage": True}}
     if req.messages is not None:
         path = "/v1/chat/completions"
-        body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+        body["messages"] = [_openai_message(m) for m in req.messages]
+        body.update(_openai_tools(req))
     else:
         path = "/v1/completions"
         body["prompt"] = req.prompt if isinstance(req.prompt, str) else list(req.prompt or ())
@@ -102,7 +103,12 @@ def to_ollama(
     if s.response_format == "json":
         body["format"] = _schema(s) if s.json_schema else "json"
     if req.messages is not None:
-        body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+        body["messages"] = [_ollama_message(m) for m in req.messages]
+        if req.offers_tools:
+            body["tools"] = [_function(t) for t in req.tools]
+            # Ollama itself cannot force or forbid a call; another llmkit takes this.
+            if req.tool_choice == "required":
+                body["tool_choice"] = _openai_choice(req)
         return "/api/chat", body
     if not isinstance(req.prompt, str):
         raise InvalidRequestError(
@@ -110,6 +116,55 @@ def to_ollama(
             param="prompt",
         )
     return "/api/generate", {**body, "prompt": req.prompt, "raw": True}
+
+
+def _function(t: Tool) -> Body:
+    fn: Body = {"name": t.name, "parameters": json.loads(t.parameters_json)}
+    if t.description:
+        fn["description"] = t.description
+    if t.strict:
+        fn["strict"] = True
+    return {"type": "function", "function": fn}
+
+
+def _openai_choice(req: GenerateRequest) -> Any:
+    if req.tool_name is not None:
+        return {"type": "function", "function": {"name": req.tool_name}}
+    return req.tool_choice
+
+
+def _openai_tools(req: GenerateRequest) -> Body:
+    """The tools, as OpenAI (and vLLM) take them; none at all for ``none``."""
+    if not req.offers_tools:
+        return {}
+    out: Body = {"tools": [_function(t) for t in req.tools], "tool_choice": _openai_choice(req)}
+    if not req.parallel_tool_calls:
+        out["parallel_tool_calls"] = False
+    return out
+
+
+def _openai_message(m: Message) -> Body:
+    out: Body = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["content"] = m.content or None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments_json}}
+            for c in m.tool_calls
+        ]  # fmt: skip
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _ollama_message(m: Message) -> Body:
+    out: Body = {"role": m.role, "content": m.content}
+    if m.tool_calls:  # Ollama's arguments are an object, not a JSON string
+        out["tool_calls"] = [
+            {"function": {"name": c.name, "arguments": json.loads(c.arguments_json or "{}")}}
+            for c in m.tool_calls
+        ]
+    return out
 
 
 def _chosen(sampling: dict[str, Any], send: Collection[str] | None) -> dict[str, Any]:

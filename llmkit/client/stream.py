@@ -11,10 +11,11 @@ raises the llmkit exception it describes. No I/O here: ``client.http`` feeds it.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from llmkit.client.protocol import Dialect, error_from
-from llmkit.core.types import Chunk, Usage
+from llmkit.core.types import Chunk, ToolCallDelta, Usage
 from llmkit.errors import UpstreamError
 
 
@@ -26,6 +27,7 @@ class ReplyReader:
         self._finish: str | None = None
         self._usage: Usage | None = None
         self._pieces = 0
+        self._calls = 0  # tool calls seen: a reply with calls ends as "tool_calls"
 
     def feed(self, line: str) -> list[Chunk]:
         """The chunks one line carries: none, a piece of text, and/or the last one."""
@@ -64,11 +66,40 @@ class ReplyReader:
             return []
         c = choices[0]
         self._finish = c.get("finish_reason") or self._finish
+        delta = c.get("delta") or {}
         # chat chunks carry a delta; completion chunks (/v1/completions) a text
-        return self._text((c.get("delta") or {}).get("content") or c.get("text") or "")
+        out = self._text(delta.get("content") or c.get("text") or "")
+        calls = tuple(
+            ToolCallDelta(
+                index=int(t.get("index", 0)),
+                id=t.get("id"),
+                name=(t.get("function") or {}).get("name"),
+                arguments=(t.get("function") or {}).get("arguments") or "",
+            )
+            for t in delta.get("tool_calls") or []
+        )
+        if calls:
+            self._calls += 1
+            out.append(Chunk(tool_calls=calls))
+        return out
 
     def _ollama(self, obj: dict[str, Any]) -> list[Chunk]:
-        out = self._text((obj.get("message") or {}).get("content") or obj.get("response") or "")
+        message = obj.get("message") or {}
+        out = self._text(message.get("content") or obj.get("response") or "")
+        calls = []
+        for t in message.get("tool_calls") or []:  # whole calls, arguments as objects
+            fn = t.get("function") or {}
+            calls.append(
+                ToolCallDelta(
+                    index=self._calls,
+                    id=t.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                    name=fn.get("name"),
+                    arguments=json.dumps(fn.get("arguments") or {}, ensure_ascii=False),
+                )
+            )
+            self._calls += 1
+        if calls:
+            out.append(Chunk(tool_calls=tuple(calls)))
         if obj.get("done"):
             self._finish = obj.get("done_reason") or "stop"
             self._usage = Usage(obj.get("prompt_eval_count", 0), obj.get("eval_count", 0))
@@ -83,8 +114,11 @@ class ReplyReader:
 
     def _last(self) -> Chunk:
         self.done = True
+        finish = "length" if self._finish == "length" else "stop"
+        if self._calls and self._finish != "length":
+            finish = "tool_calls"  # Ollama says "stop" after calls; OpenAI "tool_calls"
         return Chunk(
-            finish_reason="length" if self._finish == "length" else "stop",
+            finish_reason=finish,  # type: ignore[arg-type]
             # a server that counts nothing: about a token a piece
             usage=self._usage or Usage(prompt_tokens=0, completion_tokens=self._pieces),
         )

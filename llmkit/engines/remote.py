@@ -43,6 +43,9 @@ WORDING = Wording(
 
 
 class RemoteEngine(Engine):
+    # Tools go to the server in its dialect, and its calls come back as deltas.
+    supports_tools = True
+
     def __init__(
         self,
         url: str,
@@ -150,6 +153,8 @@ class RemoteEngine(Engine):
                     out = text.push(chunk.text.encode("utf-8")) if chunk.text else ""
                     if out:
                         yield Chunk(text=out)
+                    if chunk.tool_calls:
+                        yield Chunk(tool_calls=chunk.tool_calls)
                     if text.stopped:
                         last = Chunk(finish_reason="stop", usage=chunk.usage)
                     elif self._finishing and not chunk.finish_reason:  # the server stops

@@ -93,6 +93,8 @@ def free_port() -> int:
 
 
 class VllmEngine(Engine):
+    supports_tools = True  # passed to vLLM, whose calls come back through RemoteEngine
+
     def __init__(
         self,
         opts: VllmOptions,
