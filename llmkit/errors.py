@@ -20,6 +20,7 @@ shape, and the client turns HTTP errors back into them.
     │   └── InsufficientMemoryError  400: the model would not fit in memory
     └── ServerError                  the server can't do it right now (5xx)
         ├── EngineError              500: the engine failed
+        │   └── ModelFailedError     503: the model failed on this request; the engine goes on
         ├── ServerBusyError          503: the queue is full, retry later
         ├── UpstreamError            502: the server we forward to failed or is down
         │   ├── UnreachableError     502: nothing answers at that address
@@ -185,6 +186,14 @@ class ServerError(LlmkitError):
 
 class EngineError(ServerError):
     status = 500
+
+
+class ModelFailedError(EngineError):
+    """The model failed while generating (a llama.cpp or torch error): the requests
+    it was running end with this, and the engine serves the next ones."""
+
+    status = 503
+    code = "model_failed"
 
 
 class ServerBusyError(ServerError):

@@ -36,6 +36,9 @@ EXAMPLES: list[E.LlmkitError] = [
     E.ForbiddenError("Host 'evil.example' is not this server's name."),
     E.PayloadTooLargeError("The request body is larger than 16 MiB."),
     E.RateLimitError("At most 60 requests a minute.", retry_after=3),
+    E.ModelFailedError("The model failed: ggml_abort; retry the request."),
+    E.UpstreamTimeoutError("The upstream server http://gpu:8000 stopped answering mid-reply."),
+    E.DiskFullError("The disk is full (/models/x.incomplete)."),
 ]
 
 

@@ -14,7 +14,7 @@ import pytest
 from llmkit.core.types import Chunk
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
 from llmkit.engines.textstream import TextStream
-from llmkit.errors import EngineError, ServerBusyError
+from llmkit.errors import ModelFailedError, ServerBusyError
 
 EOS = 0
 FOREVER = [7] * 10_000
@@ -210,9 +210,10 @@ def test_a_failing_step_ends_its_sequences_with_engine_error_and_the_loop_goes_o
             await anext(s)
         backend.fail = RuntimeError("boom")
         for s in streams:
-            with pytest.raises(EngineError, match="The model failed: boom"):
+            with pytest.raises(ModelFailedError, match="The model failed: boom") as failed:
                 async for _ in s:
                     pass
+            assert failed.value.status == 503  # the request failed; the server did not
         return await collect(loop, seq([5, EOS]))
 
     after = run(backend, body)
@@ -227,7 +228,7 @@ def test_a_failure_of_one_sequence_ends_only_that_one():
         bad = seq(FOREVER)
         backend.fail_one = bad
         good = asyncio.ensure_future(collect(loop, seq([5, 5, EOS])))
-        with pytest.raises(EngineError, match="this one broke"):
+        with pytest.raises(ModelFailedError, match="this one broke"):
             await collect(loop, bad)
         backend.wait_for = 0  # the other one goes on alone
         return await good

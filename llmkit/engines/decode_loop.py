@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from llmkit.core.types import Chunk, FinishReason, Usage
 from llmkit.engines.textstream import TextStream
-from llmkit.errors import EngineError, LlmkitError, ServerBusyError
+from llmkit.errors import LlmkitError, ModelFailedError, ServerBusyError
 
 log = logging.getLogger("llmkit.engine")
 
@@ -205,14 +205,14 @@ class DecodeLoop(Generic[S]):
             log.exception("decode step failed")
             self.backend.recover()
             for seq in active:
-                self._end(seq, EngineError(f"The model failed: {e}"))
+                self._end(seq, ModelFailedError(f"The model failed: {e}; retry the request."))
             return
         for seq, token in results:
             if seq.cancelled:
                 self._end(seq)
             elif isinstance(token, Exception):
                 log.error("decode step failed", exc_info=token)
-                self._end(seq, EngineError(f"The model failed: {token}"))
+                self._end(seq, ModelFailedError(f"The model failed: {token}; retry the request."))
             else:
                 self._accept(seq, token)
 
