@@ -26,7 +26,13 @@ def requests_sent(server) -> list[dict]:
     for line in server.log().splitlines():
         _, sep, rest = line.partition("llmkit.requests: request: ")
         if sep:
-            out.append(json.loads(rest))
+            req = json.loads(rest)
+            # Messages as the chat sends them: role and content (no tool turns here).
+            for m in req.get("messages") or []:
+                for key in ("tool_calls", "tool_call_id"):
+                    if not m.get(key):
+                        m.pop(key, None)
+            out.append(req)
     return out
 
 

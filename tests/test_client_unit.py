@@ -24,6 +24,7 @@ from llmkit.errors import (
     ServerBusyError,
     UnreachableError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
 
 HI = [Message("user", "hi")]
@@ -297,7 +298,12 @@ def failing(error: Exception, *, mid_reply: bool) -> Handler:
     [
         (httpx.ConnectError("refused"), False, UnreachableError, "Cannot reach http://h "),
         (httpx.ConnectTimeout("slow"), False, UnreachableError, "(ConnectTimeout: slow)"),
-        (httpx.ReadTimeout("t"), True, UpstreamError, "http://h stopped answering mid-reply."),
+        (
+            httpx.ReadTimeout("t"),
+            True,
+            UpstreamTimeoutError,
+            "http://h stopped answering mid-reply.",
+        ),
         (
             httpx.RemoteProtocolError("peer closed"),
             True,

@@ -121,10 +121,13 @@ def test_an_upstream_dying_mid_reply_is_a_502_and_the_server_goes_on(upstream, p
     upstream.mode = "die"
     r = httpx.post(proxy.v1 + "/chat/completions", json=HI, timeout=30)
     assert r.status_code == 502
-    assert "ended the reply before its end" in r.json()["error"]["message"]
+    message = r.json()["error"]["message"]  # how the cut shows depends on when it comes
+    assert "ended the reply before its end" in message or "broke mid-reply" in message
     reply = httpx.post(proxy.url + "/api/chat", json=HI, timeout=30)
     lines = [json.loads(x) for x in reply.text.splitlines()]
-    assert lines[0]["message"]["content"] == "Hel" and "ended the reply" in lines[-1]["error"]
+    assert lines[-1].get("error"), lines  # the stream's last line says what went wrong
+    assert lines[0]["message"]["content"] == "Hel"
+    assert "ended the reply" in lines[-1]["error"] or "broke mid-reply" in lines[-1]["error"]
     health = httpx.get(proxy.url + "/health").json()
     assert health["status"] == "ok"  # nothing stuck: the proxy itself is fine
     assert "Traceback" not in proxy.log()

@@ -150,7 +150,8 @@ def test_model_repeated_serves_each_under_its_own_name(tmp_path, bundled_path):
         ("colour: red\n", [], "unknown setting(s) colour; the file takes"),
         ("models: [\n", [], "is not valid YAML"),
         ("models:\n  - model: a\n    engine: upstream\n", [],
-         "model 1: the upstream engine needs upstream (it takes: upstream, upstream_api_key)"),
+         "model 1: the upstream engine needs upstream (it takes: upstream, upstream_api_key, "
+         "upstream_timeout)"),
         ("models:\n  - model: SmolLM2-135M-Instruct\n    device: cuda\n", [],
          "model 1: device does not apply to the llamacpp engine"),
         ("models:\n  - model: SmolLM2-135M-Instruct\n  - model: SmolLM2-135M-Instruct\n", [],

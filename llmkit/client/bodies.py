@@ -109,6 +109,8 @@ def to_ollama(
             # Ollama itself cannot force or forbid a call; another llmkit takes this.
             if req.tool_choice == "required":
                 body["tool_choice"] = _openai_choice(req)
+            if not req.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         return "/api/chat", body
     if not isinstance(req.prompt, str):
         raise InvalidRequestError(

@@ -44,7 +44,8 @@ DEFAULTS = SamplingParams(
 
 def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
     o = opts or s.Options()
-    unknown = set(o.model_extra or ()) - {"tool_choice"}  # tool_choice: read with the tools
+    # read with the tools: llmkit's extensions
+    unknown = set(o.model_extra or ()) - {"tool_choice", "parallel_tool_calls"}
     if unknown:
         ignored = ", ".join(sorted(unknown))
         s.log.info("ignored options (llmkit sets these at serve time): %s", ignored)
@@ -152,7 +153,17 @@ def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
     choice, name = _tool_choice(req.tool_choice or extra.get("tool_choice"))
     check_choice(tools, choice, name, "tool_choice")
     messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
-    return _request(req, messages=messages, tools=tools, tool_choice=choice, tool_name=name)
+    parallel = req.parallel_tool_calls
+    if parallel is None:
+        parallel = extra.get("parallel_tool_calls") is not False
+    return _request(
+        req,
+        messages=messages,
+        tools=tools,
+        tool_choice=choice,
+        tool_name=name,
+        parallel_tool_calls=parallel,
+    )
 
 
 def from_generate_request(req: s.GenerateRequest) -> GenerateRequest:

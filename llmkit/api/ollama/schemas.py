@@ -78,6 +78,9 @@ class ChatRequest(GenerationFields):
     # to force a call or to forbid one. Also taken from ``options.tool_choice``,
     # which Ollama's clients pass through untouched.
     tool_choice: str | dict[str, Any] | None = None
+    # Likewise OpenAI's ``parallel_tool_calls`` (false: at most one call), here or
+    # in ``options``.
+    parallel_tool_calls: bool | None = None
 
 
 class GenerateRequest(GenerationFields):
