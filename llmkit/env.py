@@ -121,11 +121,6 @@ class Environment:
         return ModelsSettings.from_env(self, **overrides)
 
 
-def data_dir() -> Path:
-    """Where llmkit keeps its state: ``LLMKIT_HOME``, else the user data directory."""
-    return Environment.read().data_dir
-
-
 SOURCES = ("hf", "hf-mirror", "modelscope")
 _ENDPOINTS = {
     "hf_endpoint": "HF_ENDPOINT",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from llmkit.api.models_view import ModelView
-from llmkit.api.ollama import convert
+from llmkit.api.ollama import convert, listings
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Message, Usage
 from llmkit.errors import InvalidRequestError
 
@@ -202,10 +202,10 @@ def model(loaded: bool = True, expires_at: float | None = None) -> ModelView:
 
 
 def test_tags_list_every_name():
-    entries = convert.to_tags([model(loaded=False)]).model_dump()["models"]
+    entries = listings.to_tags([model(loaded=False)]).model_dump()["models"]
     assert [e["name"] for e in entries] == ["m", "alias"]
     digest = entries[0]["digest"]
-    assert len(digest) == 64 and digest == convert.digest(model())
+    assert len(digest) == 64 and digest == listings.digest(model())
     assert entries[0] == {
         "name": "m",
         "model": "m",
@@ -219,7 +219,7 @@ def test_tags_list_every_name():
 
 def test_unknown_family_is_null_families():
     bare = ModelView(("m",), EngineInfo(engine="e", model="x", context_length=1), 0, True, None)
-    assert convert.to_tags([bare]).model_dump()["models"][0]["details"]["families"] is None
+    assert listings.to_tags([bare]).model_dump()["models"][0]["details"]["families"] is None
 
 
 @pytest.mark.parametrize(
@@ -230,13 +230,13 @@ def test_unknown_family_is_null_families():
     ],
 )
 def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
-    got = convert.to_ps([model(expires_at=expires_at), model(loaded=False)], now=AT).model_dump()
+    got = listings.to_ps([model(expires_at=expires_at), model(loaded=False)], now=AT).model_dump()
     assert [m["name"] for m in got["models"]] == ["m", "alias"]
     assert got["models"][0] == {
         "name": "m",
         "model": "m",
         "size": 1000,
-        "digest": convert.digest(model()),
+        "digest": listings.digest(model()),
         "details": DETAILS,
         "expires_at": shown,
         "size_vram": 0,
@@ -245,7 +245,7 @@ def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
 
 
 def test_show():
-    assert convert.to_show(model()).model_dump() == {
+    assert listings.to_show(model()).model_dump() == {
         "license": "mit",
         "modelfile": (
             "# served by llmkit (llama.cpp)\nFROM /models/x.gguf\nPARAMETER num_ctx 8192\n"

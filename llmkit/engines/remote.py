@@ -21,8 +21,10 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Annotated
 
 import httpx
+from pydantic import Field
 
 from llmkit.client.http import AsyncClient
 from llmkit.client.protocol import Dialect, parse_url
@@ -40,6 +42,18 @@ WORDING = Wording(
     unreachable="The upstream server {url} is not answering ({error}).",
     no_dialect="give the dialect: openai://HOST:PORT/v1 or ollama://HOST:PORT.",
 )
+
+
+# The setting every engine that forwards to another server takes (upstream, vllm),
+# declared once: ``upstream_timeout: UpstreamTimeout = 120.0``.
+UpstreamTimeout = Annotated[
+    float,
+    Field(
+        gt=0,
+        description="Seconds the server may stay silent (before its first byte or between "
+        "two) before the request fails with 504.",
+    ),
+]
 
 
 class RemoteEngine(Engine):

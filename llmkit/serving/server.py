@@ -82,7 +82,7 @@ class _Server(uvicorn.Server):
         if self.should_exit:
             self._end_generations("stop signal again")
             return  # no force_exit: the ended streams still get their last event out
-        running = sum(m.engine.load()[0] + m.engine.load()[1] for m in self.registry.models)
+        running = sum(sum(m.engine.load()) for m in self.registry.models)
         if self.grace > 0 and running:
             log.info(
                 "stopping: letting %d generation(s) finish, for at most %gs "

@@ -1,9 +1,9 @@
 """Pure translations between Ollama wire models and llmkit's core types.
 
 ``from_*`` read a request into a ``GenerateRequest``; ``to_*`` build the response
-objects, stream lines and model listings. Sampling defaults are Ollama's own
-(temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1), so code written for
-Ollama gets the replies it is used to.
+objects and stream lines (the model listings are in ``listings.py``). Sampling
+defaults are Ollama's own (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty
+1.1), so code written for Ollama gets the replies it is used to.
 
 No HTTP, no clock, no registry here: the route reads the clocks (``Timing``,
 ``Stamped``, ``now``) and describes the model with a ``ModelView``.
@@ -11,23 +11,20 @@ No HTTP, no clock, no registry here: the route reads the clocks (``Timing``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
-    EngineInfo,
     GenerateRequest,
     Message,
     SamplingParams,
@@ -376,101 +373,3 @@ def to_load_answer(
 def to_ndjson_line(obj: BaseModel) -> str:
     """One line of an NDJSON stream, non-ASCII text as it is (as Ollama sends it)."""
     return json.dumps(obj.model_dump(), ensure_ascii=False) + "\n"
-
-
-# -- model listings ---------------------------------------------------------------
-
-
-def digest(m: ModelView) -> str:
-    """Identifies the weights as served (file, size, time); hashing gigabytes of
-    weights on every listing would be too slow."""
-    key = f"{m.info.model}\0{m.info.size_bytes}\0{m.created}".encode()
-    return hashlib.sha256(key).hexdigest()
-
-
-def details(info: EngineInfo) -> s.ModelDetails:
-    return s.ModelDetails(
-        format=info.format,
-        family=info.family,
-        families=[info.family] if info.family else None,
-        parameter_size=info.parameter_size,
-        quantization_level=info.quantization,
-    )
-
-
-def _modified(m: ModelView) -> str:
-    return rfc3339(datetime.fromtimestamp(m.created, UTC))
-
-
-def to_tags(models: list[ModelView]) -> s.TagsResponse:
-    return s.TagsResponse(
-        models=[
-            s.ListedModel(
-                name=name,
-                model=name,
-                modified_at=_modified(m),
-                size=m.info.size_bytes,
-                digest=digest(m),
-                details=details(m.info),
-                capabilities=list(m.info.capabilities),
-            )
-            for m in models
-            for name in m.names
-        ]
-    )
-
-
-def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
-    """The models loaded now, each with when it will be unloaded (a model kept
-    for good shows a time far in the future, as Ollama shows keep_alive -1)."""
-    forever = now + timedelta(days=365 * 100)
-
-    def expires(m: ModelView) -> str:
-        when = forever if m.expires_at is None else datetime.fromtimestamp(m.expires_at, UTC)
-        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    return s.PsResponse(
-        models=[
-            s.RunningModel(
-                name=name,
-                model=name,
-                size=m.info.size_bytes,
-                digest=digest(m),
-                details=details(m.info),
-                expires_at=expires(m),
-                context_length=m.context_length,
-            )
-            for m in models
-            if m.loaded
-            for name in m.names
-        ]
-    )
-
-
-def to_show(m: ModelView) -> s.ShowResponse:
-    info = m.info
-    model_info: dict[str, Any] = {
-        k: _number(v) for k, v in info.metadata.items() if k != "tokenizer.chat_template"
-    }
-    model_info["general.parameter_count"] = info.parameter_count
-    params = f"num_ctx {info.context_length}"
-    return s.ShowResponse(
-        license=info.license,
-        modelfile=f"# served by llmkit ({info.engine})\nFROM {info.model}\nPARAMETER {params}\n",
-        parameters=params,
-        template=info.chat_template,
-        details=details(info),
-        model_info=model_info,
-        capabilities=list(info.capabilities),
-        modified_at=_modified(m),
-    )
-
-
-def _number(v: str) -> Any:
-    """GGUF header values arrive as text; Ollama's model_info carries numbers."""
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v

@@ -27,7 +27,7 @@ from llmkit.api.generation import (
     within_limits,
 )
 from llmkit.api.models_view import view, views
-from llmkit.api.ollama import convert
+from llmkit.api.ollama import convert, listings
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.embed_schemas import EmbedFields
 from llmkit.api.ollama.errors import error_line
@@ -92,17 +92,17 @@ def _model(request: Request, name: str) -> ServedModel:
 
 @router.get("/tags")
 async def tags(request: Request) -> s.TagsResponse:
-    return convert.to_tags(views(_registry(request).models))
+    return listings.to_tags(views(_registry(request).models))
 
 
 @router.get("/ps")
 async def ps(request: Request) -> s.PsResponse:
-    return convert.to_ps(views(_registry(request).models), now=datetime.now(UTC))
+    return listings.to_ps(views(_registry(request).models), now=datetime.now(UTC))
 
 
 @router.post("/show")
 async def show(request: Request, body: ShowBody) -> s.ShowResponse:
-    return convert.to_show(view(_model(request, body.wanted)))
+    return listings.to_show(view(_model(request, body.wanted)))
 
 
 @router.post("/chat", response_model=None)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmkit.core.types import EngineInfo
+from llmkit.engines.remote import UpstreamTimeout
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ConfigError
 
@@ -23,12 +24,7 @@ class UpstreamOptions(BaseModel):
     upstream_api_key: str | None = Field(
         default=None, description="The API key the upstream server wants."
     )
-    upstream_timeout: float = Field(
-        default=120.0,
-        gt=0,
-        description="Seconds the server may stay silent (before its first byte or between "
-        "two) before the request fails with 504.",
-    )
+    upstream_timeout: UpstreamTimeout = 120.0
 
 
 def _build(ctx: BuildContext, o: UpstreamOptions, _fit: Any) -> list[Built]:

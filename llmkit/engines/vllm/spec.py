@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmkit.core.types import EngineInfo
 from llmkit.engines.base import normalise_dtype
+from llmkit.engines.remote import UpstreamTimeout
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ConfigError, ModelSpecError
 from llmkit.models.resolve import locate
@@ -52,12 +53,6 @@ class VllmOptions(BaseModel):
         description="The command that starts vLLM's OpenAI server (default: this Python "
         "with -m vllm.entrypoints.openai.api_server).",
     )
-    upstream_timeout: float = Field(
-        default=120.0,
-        gt=0,
-        description="Seconds the server may stay silent (before its first byte or between "
-        "two) before the request fails with 504.",
-    )
     max_restarts: int = Field(
         default=3,
         ge=0,
@@ -73,6 +68,7 @@ class VllmOptions(BaseModel):
         description="Seconds between probes of vLLM's /health; three missed in a row (a vLLM "
         "alive but stuck) and it is killed and restarted.",
     )
+    upstream_timeout: UpstreamTimeout = 120.0
     # Supervision, not a setting users give: how long loading may take.
     startup_timeout: float = Field(default=1800.0, json_schema_extra={"flag": False})
 
