@@ -127,7 +127,10 @@ def test_a_killed_pull_resumes_on_the_next_pull(repos, env, tmp_path, flavour):
         assert "(incomplete)" in invoke("list").output
         result = invoke("pull", "org/tiny", "--source", flavour, env={endpoint_var: hub.url})
     assert result.exit_code == 0, result.output
-    assert [g.range for g in hub.gets("model.safetensors")] == [None, f"bytes={held}-"]
+    first, *resumed = [g.range for g in hub.gets("model.safetensors")]
+    # modelscope_hub may retry a ranged GET on a slow, busy machine; every retry
+    # still starts where the killed pull stopped, never from byte 0.
+    assert first is None and resumed and set(resumed) == {f"bytes={held}-"}, resumed
     data = repos["org/tiny"]["model.safetensors"]
     assert (env / "org/tiny/model.safetensors").read_bytes() == data
     assert not partial.exists() and "(incomplete)" not in invoke("list").output
