@@ -433,3 +433,36 @@ def test_a_store_given_is_shared_and_left_open(url):
         with LlmkitCheckpointer(store) as saver:
             echo_graph(saver).invoke({"messages": [("user", "hi")]}, thread("s"))
         assert store.get("langgraph:s").turns == 1  # still usable: the saver didn't close it
+
+
+def test_copy_thread_and_prune(url):
+    with LlmkitCheckpointer(url) as saver:
+        app = echo_graph(saver)
+        for text in ("one", "two"):
+            app.invoke({"messages": [("user", text)]}, thread("src"))
+        saver.put_writes(saver.get_tuple(thread("src")).config, [("x", 1)], task_id="t")
+        source = list(saver.list(thread("src")))
+        saver.copy_thread("src", "dst")
+        copied = list(saver.list(thread("dst")))
+        assert [t.checkpoint for t in copied] == [t.checkpoint for t in source]
+        assert [t.pending_writes for t in copied] == [t.pending_writes for t in source]
+        assert copied[0].parent_config["configurable"]["thread_id"] == "dst"
+        assert [e.content for e in saver.store.entries("langgraph:dst")] == [
+            e.content for e in saver.store.entries("langgraph:src")
+        ]
+        # the copy goes its own way
+        out = app.invoke({"messages": [("user", "three")]}, thread("dst"))
+        assert len(out["messages"]) == 6
+        assert len(app.get_state(thread("src")).values["messages"]) == 4
+
+        saver.prune(["src"])
+        kept = list(saver.list(thread("src")))
+        assert [t.config for t in kept] == [source[0].config]
+        assert kept[0].pending_writes == [("t", "x", 1)]
+        assert len(app.get_state(thread("src")).values["messages"]) == 4  # the state is whole
+        assert len(list(saver.list(thread("dst")))) == len(source) + 3  # untouched
+        saver.prune(["dst"], strategy="delete")
+        assert list(saver.list(thread("dst"))) == []
+        assert [c.name for c in saver.store.list()] == ["langgraph:src"]
+        with pytest.raises(ValueError, match="keep_latest or delete"):
+            saver.prune(["src"], strategy="oldest")

@@ -190,6 +190,27 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
         mirror = self._mirror_name(thread_id)
         self._rows.delete_thread(thread_id, mirror=mirror)
 
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread whole (every checkpoint, every pending write) to another id."""
+        mirror = None
+        head = self.get_tuple({"configurable": {"thread_id": source_thread_id}})
+        if head is not None and self.mirror_prefix:
+            mirror = self._mirror(target_thread_id, "", head.checkpoint)
+        self._rows.copy_thread(source_thread_id, target_thread_id, mirror=mirror)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep only each namespace's newest checkpoint (its state is
+        whole: this saver stores every channel's value in each checkpoint; a graph
+        on LangGraph's beta ``DeltaChannel`` needs the ancestors, don't prune it);
+        ``delete``: drop the threads, as ``delete_thread``."""
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                self.delete_thread(thread_id)
+        elif strategy == "keep_latest":
+            self._rows.keep_latest(thread_ids)
+        else:
+            raise ValueError(f"Unknown prune strategy {strategy!r}: keep_latest or delete.")
+
     # -- async: the sync calls in a worker thread (see the module docstring) -----------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -229,6 +250,12 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -149,6 +149,43 @@ class CheckpointStore:
                     conn.execute(M.delete().where(M.c.conversation_id == cid))
                     conn.execute(C.delete().where(C.c.id == cid))
 
+    def copy_thread(self, source: str, target: str, *, mirror: Mirror | None = None) -> None:
+        """Copy ``source``'s checkpoints and writes to thread ``target`` (rows the
+        target already has under the same ids are kept), with ``mirror``."""
+        with self.store._write() as conn:
+            for table in (K, W):
+                rows = [
+                    r._asdict()
+                    for r in conn.execute(table.select().where(table.c.thread_id == source))
+                ]
+                for row in rows:
+                    row["thread_id"] = target
+                if rows:
+                    keys = [c.name for c in table.primary_key]
+                    conn.execute(
+                        self._insert(table).on_conflict_do_nothing(index_elements=keys), rows
+                    )
+            if mirror is not None:
+                _sync_conversation(conn, mirror)
+
+    def keep_latest(self, thread_ids: Sequence[str]) -> None:
+        """Drop every checkpoint (and its writes) but each namespace's newest."""
+        with self.store._write() as conn:
+            newest = conn.execute(
+                sa.select(K.c.thread_id, K.c.checkpoint_ns, sa.func.max(K.c.checkpoint_id))
+                .where(K.c.thread_id.in_(list(thread_ids)))
+                .group_by(K.c.thread_id, K.c.checkpoint_ns)
+            ).all()
+            for thread_id, ns, latest in newest:
+                for table in (K, W):
+                    conn.execute(
+                        table.delete().where(
+                            table.c.thread_id == thread_id,
+                            table.c.checkpoint_ns == ns,
+                            table.c.checkpoint_id < latest,
+                        )
+                    )
+
     # -- reads ------------------------------------------------------------------------
 
     def get(
