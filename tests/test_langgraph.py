@@ -40,7 +40,7 @@ def echo_graph(checkpointer: LlmkitCheckpointer):
     return graph.compile(checkpointer=checkpointer)
 
 
-def thread(name: str) -> dict:
+def thread(name: object) -> dict:
     return {"configurable": {"thread_id": name}}
 
 
@@ -466,3 +466,17 @@ def test_copy_thread_and_prune(url):
         assert [c.name for c in saver.store.list()] == ["langgraph:src"]
         with pytest.raises(ValueError, match="keep_latest or delete"):
             saver.prune(["src"], strategy="oldest")
+
+
+def test_thread_ids_that_are_not_strings(url):
+    tid = uuid.uuid4()
+    with LlmkitCheckpointer(url) as saver:
+        app = echo_graph(saver)
+        for key in (42, tid):
+            app.invoke({"messages": [("user", "hi")]}, thread(key))
+            app.invoke({"messages": [("user", "again")]}, thread(key))
+            assert len(app.get_state(thread(key)).values["messages"]) == 4
+        assert {c.name for c in saver.store.list()} == {"langgraph:42", f"langgraph:{tid}"}
+        saver.delete_thread(42)  # type: ignore[arg-type]
+        assert app.get_state(thread(42)).values == {}
+        assert [c.name for c in saver.store.list()] == [f"langgraph:{tid}"]

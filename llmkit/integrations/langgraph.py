@@ -59,7 +59,7 @@ except ImportError as e:  # pragma: no cover - depends on the install
 from llmkit.core.types import Message
 from llmkit.errors import InvalidRequestError
 from llmkit.memory.chat import open_store
-from llmkit.memory.checkpoints import CheckpointStore, Mirror, PendingWrite, StoredCheckpoint
+from llmkit.memory.checkpoints import CheckpointStore, Mirror, StoredCheckpoint, StoredWrite
 from llmkit.memory.store import Store, check_name
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
         found = self._rows.get(
-            conf["thread_id"], conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
+            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
         )
         return None if found is None else self._tuple(found)
 
@@ -128,7 +128,7 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
             return all(metadata.get(k) == v for k, v in (filter or {}).items())
 
         found = self._rows.list(
-            thread_id=conf.get("thread_id"),
+            thread_id=None if conf.get("thread_id") is None else str(conf["thread_id"]),
             checkpoint_ns=conf.get("checkpoint_ns"),
             checkpoint_id=conf.get("checkpoint_id"),
             before_id=before_id,
@@ -146,7 +146,8 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         conf = config["configurable"]
-        thread_id, ns = conf["thread_id"], conf.get("checkpoint_ns", "")
+        # LangGraph takes any thread id (an int, a UUID); the store keys it as text
+        thread_id, ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
         self._rows.put(
             thread_id,
             ns,
@@ -173,7 +174,7 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
     ) -> None:
         conf = config["configurable"]
         rows = [
-            PendingWrite(
+            StoredWrite(
                 task_id,
                 channel,
                 self.serde.dumps_typed(value),
@@ -183,15 +184,16 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
             for idx, (channel, value) in enumerate(writes)
         ]
         self._rows.put_writes(
-            conf["thread_id"], conf.get("checkpoint_ns", ""), conf["checkpoint_id"], rows
+            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), conf["checkpoint_id"], rows
         )
 
     def delete_thread(self, thread_id: str) -> None:
-        mirror = self._mirror_name(thread_id)
-        self._rows.delete_thread(thread_id, mirror=mirror)
+        thread_id = str(thread_id)
+        self._rows.delete_thread(thread_id, mirror=self._mirror_name(thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a thread whole (every checkpoint, every pending write) to another id."""
+        source_thread_id, target_thread_id = str(source_thread_id), str(target_thread_id)
         mirror = None
         head = self.get_tuple({"configurable": {"thread_id": source_thread_id}})
         if head is not None and self.mirror_prefix:
@@ -207,7 +209,7 @@ class LlmkitCheckpointer(BaseCheckpointSaver[int]):
             for thread_id in thread_ids:
                 self.delete_thread(thread_id)
         elif strategy == "keep_latest":
-            self._rows.keep_latest(thread_ids)
+            self._rows.keep_latest([str(t) for t in thread_ids])
         else:
             raise ValueError(f"Unknown prune strategy {strategy!r}: keep_latest or delete.")
 

@@ -45,7 +45,7 @@ _WRITE_KEY = ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
 
 
 @dataclass(frozen=True)
-class PendingWrite:
+class StoredWrite:
     task_id: str
     channel: str
     value: Typed
@@ -61,7 +61,7 @@ class StoredCheckpoint:
     parent_id: str | None
     checkpoint: Typed
     metadata: Typed
-    writes: list[PendingWrite]  # in the order LangGraph replays them
+    writes: list[StoredWrite]  # in the order LangGraph replays them
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class CheckpointStore:
         thread_id: str,
         checkpoint_ns: str,
         checkpoint_id: str,
-        writes: Sequence[PendingWrite],
+        writes: Sequence[StoredWrite],
     ) -> None:
         """Store a task's writes: a regular one (``idx >= 0``) is kept if already
         there (a retried task writes the same), a special one replaces."""
@@ -128,8 +128,9 @@ class CheckpointStore:
         key = dict(thread_id=thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=checkpoint_id)
         with self.store._write() as conn:
             for w in writes:
-                row = dict(channel=w.channel, type=w.value[0], value=w.value[1])
-                row["task_path"] = w.task_path
+                row = dict(
+                    channel=w.channel, type=w.value[0], value=w.value[1], task_path=w.task_path
+                )
                 stmt = self._insert(W).values(**key, task_id=w.task_id, idx=w.idx, **row)
                 if w.idx >= 0:
                     stmt = stmt.on_conflict_do_nothing(index_elements=_WRITE_KEY)
@@ -260,7 +261,7 @@ def _in(table: sa.Table, keys: Sequence[tuple[str, str, str]]) -> Any:
     return sa.tuple_(*cols).in_(keys)
 
 
-def _stored(row: Any, writes: list[PendingWrite]) -> StoredCheckpoint:
+def _stored(row: Any, writes: list[StoredWrite]) -> StoredCheckpoint:
     return StoredCheckpoint(
         *_key(row),
         parent_id=row.parent_id,
@@ -273,13 +274,13 @@ def _stored(row: Any, writes: list[PendingWrite]) -> StoredCheckpoint:
 def _writes(conn: Connection, rows: Sequence[Any]) -> dict[tuple[str, str, str], list]:
     """Each checkpoint's pending writes, in LangGraph's replay order (``writes_sort_key``:
     task path, task id, index)."""
-    found: dict[tuple[str, str, str], list[PendingWrite]] = {_key(r): [] for r in rows}
+    found: dict[tuple[str, str, str], list[StoredWrite]] = {_key(r): [] for r in rows}
     if not rows:
         return found
     query = sa.select(W).where(_in(W, list(found))).order_by(W.c.task_path, W.c.task_id, W.c.idx)
     for w in conn.execute(query):
         found[_key(w)].append(
-            PendingWrite(w.task_id, w.channel, (w.type, w.value), w.task_path, w.idx)
+            StoredWrite(w.task_id, w.channel, (w.type, w.value), w.task_path, w.idx)
         )
     return found
 
