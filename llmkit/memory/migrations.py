@@ -79,6 +79,36 @@ messages = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# LangGraph checkpoints (``memory/checkpoints.py``): values are the saver's serde
+# output, a type tag plus bytes, opaque to the store.
+checkpoints = sa.Table(
+    "langgraph_checkpoints",
+    schema,
+    sa.Column("thread_id", sa.Text, primary_key=True),
+    sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+    sa.Column("checkpoint_id", sa.Text, primary_key=True),
+    sa.Column("parent_id", sa.Text),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("checkpoint", sa.LargeBinary, nullable=False),
+    sa.Column("metadata_type", sa.String(32), nullable=False),
+    sa.Column("metadata", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+checkpoint_writes = sa.Table(
+    "langgraph_writes",
+    schema,
+    sa.Column("thread_id", sa.Text, primary_key=True),
+    sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+    sa.Column("checkpoint_id", sa.Text, primary_key=True),
+    sa.Column("task_id", sa.Text, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("task_path", sa.Text, nullable=False, server_default=""),
+)
+
 applied = sa.Table(
     "_llmkit_migrations",
     sa.MetaData(),
@@ -132,8 +162,47 @@ def m001_initial(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m002_langgraph_checkpoints(conn: Connection) -> None:
+    """LangGraph's checkpoints and pending writes (``LlmkitCheckpointer``), beside
+    the conversations: one database, so a checkpoint and its thread's mirrored
+    conversation are written in one transaction."""
+    meta = sa.MetaData()
+    sa.Table(
+        "langgraph_checkpoints",
+        meta,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+        # uuid6 strings: they sort in creation order, so "latest" is the greatest id
+        sa.Column("checkpoint_id", sa.Text, primary_key=True),
+        sa.Column("parent_id", sa.Text),
+        # the serde's type tag ("msgpack", "json", ...) beside its bytes
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("checkpoint", sa.LargeBinary, nullable=False),
+        sa.Column("metadata_type", sa.String(32), nullable=False),
+        sa.Column("metadata", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "langgraph_writes",
+        meta,
+        sa.Column("thread_id", sa.Text, primary_key=True),
+        sa.Column("checkpoint_ns", sa.Text, primary_key=True),
+        sa.Column("checkpoint_id", sa.Text, primary_key=True),
+        sa.Column("task_id", sa.Text, primary_key=True),
+        # the write's place in its task's list; negative for LangGraph's special
+        # writes (error, interrupt, resume...), which replace instead of adding
+        sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("channel", sa.Text, nullable=False),
+        sa.Column("type", sa.String(32), nullable=False),
+        sa.Column("value", sa.LargeBinary, nullable=False),
+        sa.Column("task_path", sa.Text, nullable=False, server_default=""),
+    )
+    meta.create_all(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
+    m002_langgraph_checkpoints,
     # append new migrations here
 )
 
