@@ -178,6 +178,7 @@ def test_tool_choice(tool_choice, expected):
             "needs an id, a name and an input object",
         ),
         ({"stop_sequences": [""]}, "stop_sequences", "empty"),
+        ({"messages": [{"role": "user", "content": []}]}, "messages.0.content", "empty list"),
     ],
 )
 def test_mistakes_are_400s_naming_the_field(body, param, words):

@@ -39,6 +39,12 @@ log = logging.getLogger("llmkit.api.anthropic")
 DEFAULT_TEMPERATURE = 1.0
 # Anthropic's ids say what they name; the engines' calls are "call_...".
 _CALL_PREFIX, _TOOLU_PREFIX = "call_", "toolu_"
+_CHOICES: dict[str, ToolChoice] = {
+    "auto": "auto",
+    "any": "required",
+    "tool": "required",
+    "none": "none",
+}
 
 
 def _text(blocks: str | list[s.Block] | None, where: str) -> str:
@@ -122,6 +128,10 @@ def from_messages(req: s.PromptFields) -> tuple[Message, ...]:
     if system:
         out.append(Message("system", system))
     for i, m in enumerate(req.messages):
+        if not m.content and not isinstance(m.content, str):
+            raise InvalidRequestError(
+                f"messages.{i}.content is an empty list of blocks.", param=f"messages.{i}.content"
+            )
         if isinstance(m.content, str):
             out.append(Message(m.role, m.content))
         elif m.role == "user":
@@ -168,9 +178,7 @@ def from_tools(req: s.PromptFields) -> ToolsAsked:
     tc = req.tool_choice
     if tc is None:
         return ToolsAsked(tools)
-    choice: ToolChoice = {"auto": "auto", "any": "required", "tool": "required"}.get(
-        tc.type, "none"
-    )  # type: ignore[assignment]
+    choice = _CHOICES[tc.type]
     if tc.type == "tool" and not tc.name:
         raise InvalidRequestError(
             "tool_choice of type 'tool' needs the name of a tool.", param="tool_choice.name"

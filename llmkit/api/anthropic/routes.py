@@ -62,7 +62,8 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
 @router.post("/messages/count_tokens")
 async def count_tokens(body: s.CountTokensRequest, request: Request) -> s.TokenCount:
     engine = _registry(request).get(body.model).engine
-    ids = await engine.encode(convert.from_count_request(body))
+    (req,) = within_limits(request, [convert.from_count_request(body)])
+    ids = await engine.encode(req)
     if ids is None:
         raise InvalidRequestError("This model's engine cannot count the tokens of messages.")
     return s.TokenCount(input_tokens=len(ids))
