@@ -74,6 +74,15 @@ def test_create_answers_with_text_and_usage(claude, server):
         assert msg.usage.output_tokens == 12
 
 
+def test_sampling_fields_reach_the_sampler(claude):
+    """top_k 1 leaves one candidate: at temperature 1 it must answer as greedy does."""
+    greedy = text_of(create(claude))
+    sampled = {"temperature": 1, "top_k": 1, "top_p": 0.9}
+    for _ in range(2):
+        msg = create(claude, extra_body=sampled, metadata={"user_id": "someone"})
+        assert text_of(msg) == greedy
+
+
 def test_a_long_answer_stops_at_max_tokens(claude):
     msg = create(claude, max_tokens=3, messages=[{"role": "user", "content": "Count to fifty."}])
     assert msg.stop_reason == "max_tokens" and msg.usage.output_tokens == 3
