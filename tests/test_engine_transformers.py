@@ -147,6 +147,16 @@ def test_tools_auto_are_parsed_and_a_forced_call_is_refused(hf):
     assert "cannot force a tool call" in r.json()["error"]["message"]
 
 
+def test_a_forced_call_on_anthropics_api_is_a_400_in_its_shape(hf):
+    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 8, "tools": [tool],
+            "tool_choice": {"type": "tool", "name": "get_weather"}}  # fmt: skip
+    r = httpx.post(hf.url + "/v1/messages", json=body)
+    assert r.status_code == 400 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "cannot force a tool call" in r.json()["error"]["message"]
+
+
 def test_greedy_output_against_llama_cpp_on_the_same_gguf(hf, server):
     prompts = ["Count from 1 to 10.", "Name three colours.", "Hi"]
     report = []

@@ -46,3 +46,18 @@ def test_after_stop_everything_is_dropped():
     assert ts.push(b"line\nmore") == "line"
     assert ts.push(b"even more") == ""
     assert ts.flush() == ""
+
+
+@pytest.mark.parametrize(
+    ("pieces", "matched"),
+    [
+        ([b"say END, not world"], "END"),  # both in one piece: the first in the text
+        ([b"a", b"b", b"c"], None),
+        ([b"xx", b"wo", b"rld"], "world"),  # straddling pieces
+    ],
+)
+def test_the_stop_string_that_matched_is_named(pieces, matched):
+    ts = TextStream(stop=("END", "world"))
+    for p in pieces:
+        ts.push(p)
+    assert ts.matched == matched

@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmkit import __version__
 from llmkit.api import health, tokens
+from llmkit.api.anthropic import routes as anthropic_routes
+from llmkit.api.anthropic.errors import error_response as anthropic_error
 from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.guard import Guard, policy_for
 from llmkit.api.metrics import Metrics, RequestCounter
@@ -66,6 +68,7 @@ def create_app(
     app.include_router(ollama_routes.router)
     app.include_router(openai_embed_routes.router)
     app.include_router(ollama_embed_routes.router)
+    app.include_router(anthropic_routes.router)
 
     # In front of every route: Host, Origin, key, rate and body size.
     app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]
@@ -85,6 +88,8 @@ def render(request: Request, exc: LlmkitError) -> Response:
         log.info("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
     if request.url.path.startswith("/api/"):
         return ollama_error(exc)
+    if request.url.path.startswith("/v1/messages"):
+        return anthropic_error(exc)
     return openai_error(exc)
 
 

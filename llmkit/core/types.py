@@ -140,6 +140,8 @@ class Chunk:
     usage: Usage | None = None
     # Calls found in the output; their markup never appears in ``text``.
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    # On a last chunk that ends at a stop string: which one (Anthropic's replies say it).
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True)

@@ -247,7 +247,16 @@ class DecodeLoop(Generic[S]):
             cached_tokens=seq.cached,
         )
         ids = (token,) if token is not None else ()
-        self._post(seq, Chunk(text=text, token_ids=ids, finish_reason=reason, usage=usage))
+        self._post(
+            seq,
+            Chunk(
+                text=text,
+                token_ids=ids,
+                finish_reason=reason,
+                usage=usage,
+                stop_sequence=seq.text.matched,
+            ),
+        )
         self._end(seq)
 
     def _end(self, seq: Sequence[S], error: LlmkitError | None = None) -> None:

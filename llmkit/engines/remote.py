@@ -170,7 +170,9 @@ class RemoteEngine(Engine):
                     if chunk.tool_calls:
                         yield Chunk(tool_calls=chunk.tool_calls)
                     if text.stopped:
-                        last = Chunk(finish_reason="stop", usage=chunk.usage)
+                        last = Chunk(
+                            finish_reason="stop", usage=chunk.usage, stop_sequence=text.matched
+                        )
                     elif self._finishing and not chunk.finish_reason:  # the server stops
                         last = Chunk(finish_reason="length")
                     else:
@@ -181,6 +183,7 @@ class RemoteEngine(Engine):
                 text=text.flush(),
                 finish_reason=last.finish_reason,
                 usage=last.usage or Usage(prompt_tokens=0, completion_tokens=pieces),
+                stop_sequence=last.stop_sequence,
             )
         finally:
             self._running -= 1

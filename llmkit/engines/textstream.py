@@ -18,6 +18,7 @@ class TextStream:
         self._stop = tuple(s for s in stop if s)
         self._held = ""  # decoded text that may be the start of a stop string
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended it (Anthropic names it)
 
     def push(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now safe to emit.
@@ -31,8 +32,9 @@ class TextStream:
         if not self._stop:
             self._held = ""
             return text
-        cut = min((i for i in (text.find(s) for s in self._stop) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stop if (i := text.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda f: f[0])
             self.stopped = True
             self._held = ""
             return text[:cut]

@@ -1,0 +1,148 @@
+"""Wire models of Anthropic's Messages API (``/v1/messages``), as its reference
+describes them.
+
+Requests accept fields we don't know (``metadata``, ``thinking``, ``cache_control``
+on blocks: clients send them routinely) and log them; responses are built the
+way Anthropic's SDKs parse them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+log = logging.getLogger("llmkit.api.anthropic")
+
+
+class AnthropicRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _log_unknown(self) -> AnthropicRequest:
+        if self.model_extra:
+            log.info("ignored request fields: %s", ", ".join(sorted(self.model_extra)))
+        return self
+
+
+# -- requests -------------------------------------------------------------------
+
+
+class Block(BaseModel):
+    """One content block of a message; which fields count depends on ``type``
+    (``text``, ``tool_use``, ``tool_result``; others are refused by ``convert``
+    with a 400 naming the block, not by pydantic's wording)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+    # tool_use (in the assistant's turns)
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+    # tool_result (in the user's turns)
+    tool_use_id: str | None = None
+    content: str | list[Block] | None = None
+    is_error: bool | None = None
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user", "assistant"]
+    content: str | list[Block]
+
+
+class ToolDefinition(BaseModel):
+    """A client tool; ``input_schema`` is checked as a JSON Schema by ``api.tools``.
+    A server tool (web search, code execution...) has a ``type`` and no schema."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str | None = None
+    name: str
+    description: str | None = None
+    input_schema: Any = None
+
+
+class ToolChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    user_id: str | None = None
+
+
+class PromptFields(AnthropicRequest):
+    """What a message and a token count share: everything that makes the prompt."""
+
+    model: str
+    messages: list[InputMessage] = Field(min_length=1)
+    system: str | list[Block] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+
+
+class MessagesRequest(PromptFields):
+    max_tokens: int = Field(ge=1)  # required, as Anthropic requires it
+    stop_sequences: list[str] | None = None
+    stream: bool | None = False
+    temperature: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    metadata: Metadata | None = None
+
+
+class CountTokensRequest(PromptFields):
+    pass
+
+
+# -- responses ------------------------------------------------------------------
+
+
+class TextBlock(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolUseBlock(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class Message(BaseModel):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[TextBlock | ToolUseBlock]
+    stop_reason: StopReason | None
+    stop_sequence: str | None = None
+    usage: Usage
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    type: Literal["error"] = "error"
+    error: ErrorDetail
