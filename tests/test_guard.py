@@ -102,6 +102,13 @@ def test_pages_from_other_origins_are_refused_unless_allowed():
     )  # fmt: skip
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == "https://app.example"
+    sdk = call(
+        allowed, "OPTIONS", "/v1/messages",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "anthropic-version, x-stainless-os"},
+    )  # fmt: skip
+    # an SDK in a browser sends headers of its own: the preflight lets them through
+    assert sdk.headers["access-control-allow-headers"] == "anthropic-version, x-stainless-os"
     r = call(allowed, "GET", "/v1/models", headers={"Origin": "https://app.example"})
     assert r.headers["access-control-allow-origin"] == "https://app.example"
 

@@ -118,7 +118,8 @@ class Guard:
                 "with --cors-origin ORIGIN to allow them."
             )
         if request.method == "OPTIONS" and origin:  # a CORS preflight: no key is sent
-            headers = {k.decode(): v.decode() for k, v in self._cors_headers(origin)}
+            asked = request.headers.get("access-control-request-headers", "")
+            headers = {k.decode(): v.decode() for k, v in self._cors_headers(origin, asked)}
             return Response(status_code=204, headers=headers)
         if (request.method, request.url.path) not in self.policy.open_paths:
             who = self._check_key(request)
@@ -154,13 +155,16 @@ class Guard:
         host = request.headers.get("host", "")
         return origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
 
-    def _cors_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+    def _cors_headers(self, origin: str, asked: str = "") -> list[tuple[bytes, bytes]]:
         if not self.policy.cors_origins:
             return []
+        # The SDKs send headers of their own from a browser (anthropic-version,
+        # x-stainless-*): an allowed origin may send whatever its preflight asks for.
+        allow = asked.strip() or "authorization, content-type, x-api-key, anthropic-version"
         return [
             (b"access-control-allow-origin", origin.encode()),
             (b"access-control-allow-methods", CORS_METHODS.encode()),
-            (b"access-control-allow-headers", b"authorization, content-type, x-api-key"),
+            (b"access-control-allow-headers", allow.encode("latin-1")),
             (b"access-control-max-age", b"600"),
             (b"vary", b"Origin"),
         ]
