@@ -73,7 +73,7 @@ class FitReport:
 
     def largest_fitting(self) -> Quant | None:
         fitting = [q for q in self.quants if q.fits]
-        return max(fitting, key=lambda q: q.size) if fitting else None
+        return max(fitting, key=_weight) if fitting else None
 
     def lines(self) -> list[str]:
         """The per-quantisation table, as ``mem`` and ``pull`` print it."""
@@ -205,8 +205,14 @@ def size_repo(
             extra = sum(f.size or 0 for f in shards if f is not first)
             facts = _with_more_weights(facts, extra)
         report.quants.append(_judged(label, shards, facts, report))
-    report.quants.sort(key=lambda q: q.size)
+    report.quants.sort(key=_weight)
     return report
+
+
+def _weight(q: Quant) -> int:
+    """How big a quantisation is: its weights as its header declares them, else
+    the bytes the hub lists."""
+    return q.facts.weights_bytes if q.facts and q.facts.weights_bytes else q.size
 
 
 def _with_more_weights(facts: ModelFacts, extra: int) -> ModelFacts:
@@ -239,7 +245,8 @@ def refuse(report: FitReport, what: str) -> InsufficientMemoryError:
     else:
         e = smallest.estimate
         need = (
-            f"the smallest, {smallest.label}, needs {format_bytes(e.per_device_bytes)} (weights "
+            f"{'the smallest, ' if len(sized) > 1 else ''}{smallest.label}"
+            f"{',' if len(sized) > 1 else ''} needs {format_bytes(e.per_device_bytes)} (weights "
             f"{format_bytes(e.weights_per_device)} + KV cache {format_bytes(e.kv_per_device)} "
             f"for {e.context} tokens + overhead {format_bytes(e.overhead_bytes)})"
         )
