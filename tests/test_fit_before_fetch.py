@@ -74,7 +74,7 @@ def test_mem_sizes_each_quantisation_from_its_header(repos, env, monkeypatch, fl
     files = repos[REPO]
     size = {n: format_bytes(len(files[n])) for n in FILES}
     assert result.output.splitlines() == [
-        f"{REPO}: llama, context 4096 trained",
+        f"{REPO}: llama, trained for 4096 tokens",
         "  QUANT   FILE             SIZE      NEEDS       FITS",
         f"  Q4_K_M  big-q4_k_m.gguf  {size['big-q4_k_m.gguf']}  750.90 MiB  yes",
         f"  Q8_0    big-q8_0.gguf    {size['big-q8_0.gguf']}  1.22 GiB    yes",

@@ -155,7 +155,7 @@ def test_pull_show_and_mem_by_tagged_name(env, monkeypatch):
     # mem of a name not pulled: the one quantisation it names, from its header.
     assert remote.exit_code == 0, remote.output
     rows = remote.output.splitlines()
-    assert rows[0] == f"{QWEN}: llama, context 512 trained"
+    assert rows[0] == f"{QWEN}: llama, trained for 512 tokens"
     assert [r.split()[:2] for r in rows[2:-2]] == [["Q8_0", "qwen2.5-0.5b-instruct-q8_0.gguf"]]
     # pull: the catalog's default quantisation, no other file.
     assert pulled.exit_code == 0, pulled.output

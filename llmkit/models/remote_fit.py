@@ -81,7 +81,7 @@ class FitReport:
         head = f"{self.repo}:"
         if q0 and q0.facts:
             f = q0.facts
-            head += f" {f.architecture}, context {f.context_length or '?'} trained"
+            head += f" {f.architecture}, trained for {f.context_length or '?'} tokens"
         table = [("QUANT", "FILE", "SIZE", "NEEDS", "FITS")]
         for q in self.quants:
             name = q.files[0].path + (f" (+{len(q.files) - 1})" if len(q.files) > 1 else "")
