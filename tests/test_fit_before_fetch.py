@@ -186,3 +186,22 @@ def test_no_library_warnings_when_sources_are_down(repos, env, monkeypatch, capf
                 f"Error: Could not size {REPO}: hf ({dead_hf}) unreachable: {refused}; "
                 f"modelscope ({dead_ms}) unreachable: {refused}."
             ]
+
+
+def test_a_safetensors_repository_is_judged_by_its_config(env, monkeypatch):
+    """No GGUF: config.json (read with a ranged GET) says the shape; the weights stay put."""
+    from tests.tiny_models import hf_repo
+
+    files = hf_repo()
+    monkeypatch.setenv("LLMKIT_MEMORY_GIB", "0.01")  # below the GPU runtime's own overhead
+    with StandinHub("hf", {"org/tiny": files}) as hub:
+        use(hub, monkeypatch)
+        refused = invoke("pull", "org/tiny")
+    assert refused.exit_code == 1
+    assert refused.output.splitlines()[-1].startswith(
+        "Error: org/tiny (float32) does not fit: float32 needs "
+    )
+    assert [g.range for g in hub.gets("config.json")] == [
+        f"bytes=0-{len(files['config.json']) - 1}"
+    ]
+    assert not hub.gets("model.safetensors") and "model.safetensors" not in hub.sent

@@ -108,7 +108,8 @@ def pull(
     settings = _settings(cache_dir)
     fit = None
     if not force:
-        budget = _budget(gpu_memory, settings, gguf=True)
+        # No --gpu-memory: the machine's, as the repository's kind says (GGUF: RAM).
+        budget = _budget(gpu_memory, settings, gguf=True) if gpu_memory else None
         fit = FitPolicy(choose=choose, budget=budget, context=max_model_len)
     sources = tuple(s.strip() for s in (source or "").split(",") if s.strip())
     unknown = [s for s in sources if s not in SOURCES]

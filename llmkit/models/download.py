@@ -216,7 +216,9 @@ def _fitting(
     """The files to fetch once the fit is known: with ``choose``, the largest
     quantisation that fits; else all of ``files``, when each fits. Refuses
     (InsufficientMemoryError) before a byte of any of them is fetched."""
-    budget = policy.budget or machine_budget(gpu=False, memory_gib=settings.memory_gib)
+    # A GGUF runs on llama.cpp, in RAM; anything else is sized for a GPU (RAM without one).
+    gguf = bool(gguf_groups(files))
+    budget = policy.budget or machine_budget(gpu=not gguf, memory_gib=settings.memory_gib)
     report = size_repo(
         hub, repo, revision, files, budget, context=policy.context,
         sequences=policy.sequences, local=Catalog(settings.models_dir).directory_for(repo),
