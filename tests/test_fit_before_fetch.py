@@ -205,3 +205,21 @@ def test_a_safetensors_repository_is_judged_by_its_config(env, monkeypatch):
         f"bytes=0-{len(files['config.json']) - 1}"
     ]
     assert not hub.gets("model.safetensors") and "model.safetensors" not in hub.sent
+
+
+def test_the_library_call_with_fit_on(repos, env):
+    """``pull(req, settings, fn, fit=True)``, as ``llmkit run`` and /api/pull call it:
+    the budget from the settings, the choice reported to the progress callback."""
+    from llmkit.models.download import PullRequest, pull
+
+    events = []
+    with StandinHub("hf", repos) as hub:
+        settings = ModelsSettings(hf_endpoint=hub.url, sources=["hf"], memory_gib=1.5)
+        entries = pull(PullRequest(REPO), settings, events.append, fit=True)
+    assert [e.path.name for e in entries] == ["big-q8_0.gguf"]
+    fit = next(e for e in events if e.status == "fit")
+    assert fit.message == "Q8_0" and fit.report is not None
+    assert [(q.label, q.fits) for q in fit.report.quants] == [
+        ("Q4_K_M", True), ("Q8_0", True), ("F16", False)
+    ]  # fmt: skip
+    assert [e.status for e in events].index("fit") < [e.status for e in events].index("files")
