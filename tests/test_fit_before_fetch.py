@@ -6,6 +6,7 @@ of its file moves; the stand-in hub's request log proves what was fetched."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,14 @@ def test_mem_sizes_each_quantisation_from_its_header(repos, env, monkeypatch, fl
     for name in FILES:
         header_reads_only(hub, name, len(files[name]))
     assert not env.exists() or not any(env.rglob("*.gguf"))
+    if flavour == "hf":  # the same, for scripts
+        with StandinHub(flavour, repos) as again:
+            use(again, monkeypatch)
+            out = json.loads(invoke("mem", REPO, "--json").output)
+        assert out["largest_fitting"] == "Q8_0" and out["context"] == 4096
+        assert [(q["quantization"], q["fits"]) for q in out["quantizations"]] == [
+            ("Q4_K_M", True), ("Q8_0", True), ("F16", False)
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize("flavour", ["hf", "modelscope"])
