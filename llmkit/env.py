@@ -151,6 +151,8 @@ class ModelsSettings(BaseModel):
     hf_home: Path = Field(default_factory=lambda: Path("~/.cache/huggingface").expanduser())
     modelscope_cache: Path = Field(default_factory=lambda: Path("~/.cache/modelscope").expanduser())
     memory_gib: float | None = Field(default=None, gt=0)
+    #: The user's additions to the model-name catalog (``llmkit/models/tags.toml``).
+    tags_file: Path | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -193,4 +195,5 @@ def _from_environment(env: Environment) -> dict[str, object]:
     out: dict[str, object] = {k: env.get(var) for k, var in _ENDPOINTS.items() if env.get(var)}
     if "models_dir" not in out:
         out["models_dir"] = env.data_dir / "models"
+    out["tags_file"] = env.data_dir / "tags.toml"
     return out

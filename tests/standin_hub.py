@@ -7,7 +7,7 @@ Hugging Face flavour (what ``HfApi.model_info``, ``list_repo_tree`` and
     GET  /api/models/{owner}/{name}/revision/{rev}      -> {"id", "sha", "siblings"}
     GET  /api/models/{owner}/{name}/tree/{rev}          -> [{"type", "path", "size", "oid"}]
     HEAD /{owner}/{name}/resolve/{rev}/{path}           -> ETag, X-Repo-Commit, Content-Length
-    GET  /{owner}/{name}/resolve/{rev}/{path}           -> the bytes (Range honoured)
+    GET  /{owner}/{name}/resolve/{rev}/{path}           -> the bytes (Range "bytes=a-[b]" honoured)
 ModelScope flavour (``HubApi.list_repo_files`` and ``snapshot_download``):
     GET  /api/v1/models/{owner}/{name}/repo/files?Revision=&Recursive=
     GET  /api/v1/models/{owner}/{name}/repo?Revision=&FilePath=   (Range honoured)
@@ -47,6 +47,7 @@ class StandinHub:
     drop_after: dict[str, int] = field(default_factory=dict)
     hold_after: dict[str, int] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)  # body bytes sent, per file
     release: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
 
@@ -168,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- files, with Range and faults -------------------------------------------------
 
     def _file(self, repo: str, name: str, head: bool, revision: str | None = None) -> None:
+        hub = self.hub
         if self.hub.flavour == "hf" and self._hf_missing(repo, revision):
             return
         if self.hub.flavour != "hf" and self._ms_missing(repo):
@@ -176,28 +178,31 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             headers = {"X-Error-Code": "EntryNotFound"} if self.hub.flavour == "hf" else {}
             return self._json(404, {"error": "Entry not found"}, headers)
-        start = 0
+        start, end = 0, len(data) - 1
         rng = self.headers.get("Range")
         if rng and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
             start = int(m[1])
-        body = data[start:]
-        self.send_response(206 if start else 200)
+            end = min(int(m[2]), end) if m[2] else end
+        body = data[start : end + 1]
+        ranged = bool(start) or end < len(data) - 1
+        self.send_response(206 if ranged else 200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
         self.send_header("X-Repo-Commit", SHA)
         self.send_header("Accept-Ranges", "bytes")
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.end_headers()
         if head:
             return
-        if not start and name in self.hub.drop_after:
+        hub.sent[name] = hub.sent.get(name, 0) + len(body)
+        if not ranged and name in self.hub.drop_after:
             # The first full download of this file loses its connection part-way.
             self.wfile.write(body[: self.hub.drop_after.pop(name)])
             self.wfile.flush()
             self.close_connection = True
             return
-        if not start and name in self.hub.hold_after:
+        if not ranged and name in self.hub.hold_after:
             self.wfile.write(body[: self.hub.hold_after.pop(name)])
             self.wfile.flush()
             self.hub.holding.set()

@@ -148,3 +148,65 @@ def write_repo(directory: Path, files: dict[str, bytes]) -> Path:
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_bytes(data)
     return directory
+
+
+#: Shape of the "declared" GGUFs: a 1B-parameter Llama whose header says so, with
+#: no weights behind it (only the header is ever read from them).
+DECLARED = dict(n_layers=16, hidden=2048, heads=32, kv_heads=8, ff=8192, vocab=32000, ctx=4096)
+
+
+def declared_gguf(quant: str, *, tokens: int = 256, body: int = 300_000) -> bytes:
+    """A real GGUF header declaring a 1B model's tensors in ``quant`` (F16, Q8_0
+    or Q4_K), then ``body`` bytes of zeros in place of the weights: a file a
+    header read sizes like the real thing, small enough for a test to serve.
+    ``tokens``: vocabulary strings in the header (more make the header longer)."""
+    s = DECLARED
+    qtype = gguf.GGMLQuantizationType[quant]
+    ftype = {"F16": gguf.LlamaFileType.MOSTLY_F16, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+             "Q4_K": gguf.LlamaFileType.MOSTLY_Q4_K_M}[quant]  # fmt: skip
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.gguf"
+        w = gguf.GGUFWriter(str(path), "llama")
+        w.add_name("declared")
+        w.add_block_count(s["n_layers"])
+        w.add_context_length(s["ctx"])
+        w.add_embedding_length(s["hidden"])
+        w.add_feed_forward_length(s["ff"])
+        w.add_head_count(s["heads"])
+        w.add_head_count_kv(s["kv_heads"])
+        w.add_vocab_size(s["vocab"])
+        w.add_file_type(ftype)
+        w.add_token_list([f"token-{i:08d}" for i in range(tokens)])
+        for tname, shape in _declared_tensors().items():
+            if len(shape) == 1:
+                w.add_tensor_info(tname, shape, np.dtype(np.float32), shape[0] * 4)
+            else:
+                # gguf takes a quantised tensor's shape in bytes: rows x row bytes.
+                rows = (*shape[:-1], shape[-1] // block * size)
+                n = int(np.prod(rows))
+                w.add_tensor_info(tname, rows, np.dtype(np.uint8), n, raw_dtype=qtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        w.close()
+        return path.read_bytes() + bytes(body)
+
+
+def _declared_tensors() -> dict[str, tuple]:
+    s = DECLARED
+    head_dim = s["hidden"] // s["heads"]
+    shapes = {"token_embd.weight": (s["vocab"], s["hidden"]), "output_norm.weight": (s["hidden"],)}
+    for i in range(s["n_layers"]):
+        shapes |= {
+            f"blk.{i}.attn_norm.weight": (s["hidden"],),
+            f"blk.{i}.attn_q.weight": (s["hidden"], s["hidden"]),
+            f"blk.{i}.attn_k.weight": (s["kv_heads"] * head_dim, s["hidden"]),
+            f"blk.{i}.attn_v.weight": (s["kv_heads"] * head_dim, s["hidden"]),
+            f"blk.{i}.attn_output.weight": (s["hidden"], s["hidden"]),
+            f"blk.{i}.ffn_norm.weight": (s["hidden"],),
+            f"blk.{i}.ffn_gate.weight": (s["ff"], s["hidden"]),
+            f"blk.{i}.ffn_up.weight": (s["ff"], s["hidden"]),
+            f"blk.{i}.ffn_down.weight": (s["hidden"], s["ff"]),
+        }
+    return shapes

@@ -18,10 +18,12 @@ from llmkit.cli.views import PullView, human_params, mem_lines
 from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
 from llmkit.models.catalog import Catalog, CatalogEntry
-from llmkit.models.download import SHORT_NAMES, PullRequest, fetch_config
+from llmkit.models.download import SHORT_NAMES, PullRequest, fetch_config, size_remote, tag_target
 from llmkit.models.download import pull as pull_model
 from llmkit.models.fit import MEM_FLAGS, Budget, Plan, judge, machine_budget
 from llmkit.models.metadata import ModelFacts, read_facts
+from llmkit.models.quiet import quiet_libraries
+from llmkit.models.remote_fit import FitPolicy, FitReport
 from llmkit.models.resolve import locate, looks_like_path, resolve_model
 from llmkit.models.sizing import DTYPE_BYTES, GIB, format_bytes
 
@@ -31,6 +33,18 @@ cache_dir_option = click.option(
     help="Where pulled models are kept. [env: LLMKIT_MODELS; default: <data dir>/models]",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+gpu_memory_option = click.option(
+    "--gpu-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    help="GiB per device to fit in. [env: LLMKIT_MEMORY_GIB; default: this machine's GPU "
+    "memory (for a GGUF: RAM)]",
+)
+
+
+def _budget(gpu_memory: float | None, settings: ModelsSettings, *, gguf: bool) -> Budget:
+    if gpu_memory is not None:
+        return Budget(int(gpu_memory * GIB), f"--gpu-memory {gpu_memory:g}")
+    return machine_budget(gpu=not gguf, memory_gib=settings.memory_gib)
 
 
 def _settings(cache_dir: Path | None) -> ModelsSettings:
@@ -51,6 +65,21 @@ def _settings(cache_dir: Path | None) -> ModelsSettings:
 @click.option("--revision", help="Branch, tag or commit. [default: the source's main branch]")
 @click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
+@click.option(
+    "--fit",
+    "choose",
+    is_flag=True,
+    help="Take the largest GGUF quantisation that fits this machine's memory.",
+)
+@click.option(
+    "--force", is_flag=True, help="Pull even what does not fit (no fit check before fetching)."
+)
+@click.option(
+    "--max-model-len",
+    type=click.IntRange(min=1),
+    help="Context to judge the fit at. [default: the model's own, at most 8192]",
+)
+@gpu_memory_option
 @cache_dir_option
 def pull(
     repo: str,
@@ -58,16 +87,30 @@ def pull(
     revision: str | None,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    choose: bool,
+    force: bool,
+    max_model_len: int | None,
+    gpu_memory: float | None,
     cache_dir: Path | None,
 ) -> None:
     """Download a model from Hugging Face, a mirror of it, or ModelScope.
 
+    Before any file is fetched, the GGUF headers (ranged reads of a few MB)
+    say whether the model fits this machine; one that cannot is refused.
+
     \b
+    llmkit pull qwen2.5:0.5b
+    llmkit pull Qwen/Qwen2.5-7B-Instruct-GGUF --fit
     llmkit pull Qwen/Qwen2-0.5B-Instruct-GGUF --include '*q4_k_m.gguf'
     llmkit pull qwen2-7b-instruct --source modelscope
     HF_ENDPOINT=https://hf-mirror.com llmkit pull HuggingFaceTB/SmolLM2-135M-Instruct
     """
     settings = _settings(cache_dir)
+    fit = None
+    if not force:
+        # No --gpu-memory: the machine's, as the repository's kind says (GGUF: RAM).
+        budget = _budget(gpu_memory, settings, gguf=True) if gpu_memory else None
+        fit = FitPolicy(choose=choose, budget=budget, context=max_model_len)
     sources = tuple(s.strip() for s in (source or "").split(",") if s.strip())
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
@@ -75,7 +118,8 @@ def pull(
     view = PullView(repo)
     req = PullRequest(repo, revision, include, exclude, sources)
     try:
-        entries = pull_model(req, settings, view)
+        with quiet_libraries():
+            entries = pull_model(req, settings, view, fit=fit)
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
     except KeyboardInterrupt:
@@ -197,6 +241,51 @@ def rm(name: str, yes: bool, cache_dir: Path | None) -> None:
     click.echo(f"removed {entry.name} ({size})")
 
 
+def _remote_report(
+    spec: str,
+    settings: ModelsSettings,
+    gpu_memory: float | None,
+    context: int | None,
+    batch: int,
+    tp: int,
+) -> FitReport | None:
+    """The per-quantisation table of a GGUF repository not on this machine; None
+    for anything local (or a repository that is no GGUF one)."""
+    if tp != 1 or looks_like_path(spec):
+        return None
+    try:
+        locate(spec, settings)
+        return None
+    except ModelSpecError:
+        pass
+    if "/" not in spec and tag_target(spec, settings) is None:
+        return None
+    budget = _budget(gpu_memory, settings, gguf=True)
+    return size_remote(spec, settings, budget, context=context, sequences=batch)
+
+
+def _print_report(report: FitReport, spec: str, as_json: bool) -> None:
+    best = report.largest_fitting()
+    if as_json:
+        rows = [
+            {"quantization": q.label, "files": [f.path for f in q.files], "size": q.size,
+             "needs_bytes": q.estimate.per_device_bytes if q.estimate else None,
+             "fits": q.fits, "note": q.why or None}
+            for q in report.quants
+        ]  # fmt: skip
+        out = {"model": report.repo, "budget": asdict(report.budget), "context": report.context,
+               "quantizations": rows, "largest_fitting": best.label if best else None,
+               "header_bytes_read": report.bytes_read}  # fmt: skip
+        click.echo(json.dumps(out, indent=2))
+        return
+    for line in report.lines():
+        click.echo(line)
+    if best is None:
+        click.echo("none fits: try a smaller model, or a shorter --max-model-len")
+    else:
+        click.echo(f"largest that fits: {best.label} (`llmkit pull {spec} --fit` takes it)")
+
+
 def _mem_facts(spec: str, settings: ModelsSettings) -> tuple[str, ModelFacts]:
     try:
         name, _, facts = _local_facts(spec, settings)
@@ -237,11 +326,7 @@ def _mem_facts(spec: str, settings: ModelsSettings) -> tuple[str, ModelFacts]:
     show_default=True,
     help="Tensor-parallel devices the model is split over.",
 )
-@click.option(
-    "--gpu-memory",
-    type=click.FloatRange(min=0, min_open=True),
-    help="GiB per device to fit in. [default: this machine's GPU memory, else RAM]",
-)
+@gpu_memory_option
 @json_option
 @cache_dir_option
 def mem(
@@ -256,8 +341,9 @@ def mem(
 ) -> None:
     """How much memory a model needs, and whether it fits.
 
-    MODEL is a catalog name, a .gguf file, a model directory, or a repository
-    id whose config.json can be fetched.
+    MODEL is a catalog name, a .gguf file, a model directory, a tagged name
+    (qwen2.5:7b), or a repository id: a GGUF repository is sized from ranged
+    reads of each quantisation's header, a safetensors one from its config.json.
 
     \b
     llmkit mem Qwen/Qwen2-7B-Instruct --dtype float16 --max-model-len 32768
@@ -265,11 +351,13 @@ def mem(
     """
     settings = _settings(cache_dir)
     try:
+        with quiet_libraries():
+            report = _remote_report(model, settings, gpu_memory, max_model_len, batch, tp)
+        if report is not None:
+            _print_report(report, model, as_json)
+            return
         name, facts = _mem_facts(model, settings)
-        if gpu_memory is not None:
-            budget = Budget(int(gpu_memory * GIB), f"--gpu-memory {gpu_memory:g}")
-        else:
-            budget = machine_budget(gpu=facts.format != "gguf", memory_gib=settings.memory_gib)
+        budget = _budget(gpu_memory, settings, gguf=facts.format == "gguf")
         plan = Plan(dtype=dtype, context=max_model_len, sequences=batch, tp=tp)
         verdict = judge(facts, plan, budget, MEM_FLAGS)
     except LlmkitError as e:

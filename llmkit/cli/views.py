@@ -56,6 +56,11 @@ class PullView:
             self._say(f"pulling {self.repo} from {e.source} ({e.message})")
         elif e.status == "failed":
             self._say(f"{e.source} failed: {e.message}")
+        elif e.status == "fit" and e.report is not None and e.message:
+            # Only when choosing: a check that passes is not worth a table.
+            for line in e.report.lines():
+                self._say(line)
+            self._say(f"taking {e.message}, the largest quantisation that fits")
         elif e.status == "files":
             self.completed.clear()
             self.done.clear()

@@ -16,8 +16,12 @@ from pathlib import Path
 
 from llmkit.env import SOURCES, ModelsSettings
 from llmkit.errors import ModelSpecError, PullError
+from llmkit.models.bundled import BUNDLED_NAME
 from llmkit.models.catalog import Catalog, CatalogEntry
-from llmkit.models.hubs import HuggingFace, ModelScope, RemoteFile, SourceError
+from llmkit.models.fit import Budget, machine_budget
+from llmkit.models.hubs import Hub, HuggingFace, ModelScope, RemoteFile, SourceError
+from llmkit.models.remote_fit import FitPolicy, FitReport, gguf_groups, refuse, size_repo
+from llmkit.models.tags import TagTarget, lookup, split_name
 
 #: Short names for common models: the repository each source keeps them under.
 SHORT_NAMES: dict[str, dict[str, str]] = {
@@ -55,8 +59,10 @@ class PullRequest:
 class PullEvent:
     """One step of a pull.
 
-    status: "trying" (a source, at ``message`` = its endpoint), "files" (the plan:
-    ``files`` with sizes, ``total`` bytes), "downloading" (``file`` has
+    status: "trying" (a source, at ``message`` = its endpoint), "fit" (before
+    any file is fetched: ``report``, the quantisations sized from their headers;
+    ``message``, the one chosen), "files" (the plan: ``files`` with sizes,
+    ``total`` bytes), "downloading" (``file`` has
     ``completed`` of ``total`` bytes), "failed" (a source, ``message`` says why),
     "success".
     """
@@ -68,17 +74,34 @@ class PullEvent:
     total: int | None = None
     files: tuple[RemoteFile, ...] = field(default=())
     message: str = ""
+    report: FitReport | None = None
 
 
 PullProgressFunc = Callable[[PullEvent], None]
 
 
-def repo_for(name: str, source: str) -> str | None:
-    """The repository ``name`` means on ``source`` (None: that source lacks the short name)."""
+def repo_for(name: str, source: str, target: TagTarget | None = None) -> str | None:
+    """The repository ``name`` means on ``source`` (None: that source lacks the
+    short name or tag)."""
+    if target is not None:
+        return target.repo_on(source)
     names = SHORT_NAMES.get(name.lower())
     if names is None:
         return name
     return names.get(source) or (names.get("hf") if source == "hf-mirror" else None)
+
+
+def tag_target(name: str, settings: ModelsSettings) -> TagTarget | None:
+    """``name`` as an Ollama-style name from the tag catalog, unless it is a
+    repository id or one of ``SHORT_NAMES``."""
+    if "/" in name or name.lower() in SHORT_NAMES:
+        return None
+    return lookup(name, settings.tags_file)
+
+
+def _bundled(name: str) -> bool:
+    family, tag = split_name(name)
+    return family == BUNDLED_NAME.lower() and tag == "latest"
 
 
 def hub_for(source: str, settings: ModelsSettings) -> HuggingFace | ModelScope:
@@ -111,29 +134,48 @@ def select(
 
 
 def pull(
-    req: PullRequest, settings: ModelsSettings, fn: PullProgressFunc | None = None
+    req: PullRequest,
+    settings: ModelsSettings,
+    fn: PullProgressFunc | None = None,
+    *,
+    fit: FitPolicy | bool | None = None,
 ) -> list[CatalogEntry]:
-    """Download ``req`` into the catalog; returns its entries (one per GGUF file)."""
+    """Download ``req`` into the catalog; returns its entries (one per GGUF file).
+
+    ``fit``: check before any file byte moves that what is pulled fits this
+    machine (a ``FitPolicy``; True: take the largest quantisation that fits), and
+    refuse with ``InsufficientMemoryError`` when nothing selected does."""
     emit = fn or (lambda event: None)
     catalog = Catalog(settings.models_dir)
+    if _bundled(req.repo):
+        return [catalog.find(BUNDLED_NAME)]  # ships with llmkit: nothing to fetch
+    policy = FitPolicy(choose=True) if fit is True else (fit or None)
+    target = tag_target(req.repo, settings)
+    include = req.include
+    if target is not None and not include:
+        # --fit chooses among all quantisations, unless the name said which.
+        choosing = policy is not None and policy.choose and not target.quant_given
+        include = ("*.gguf",) if choosing else target.include
     attempts: list[tuple[str, str]] = []
     for source in req.sources or tuple(settings.sources):
         if source not in SOURCES:
             raise ModelSpecError(f"Unknown source '{source}': use {', '.join(SOURCES)}.")
-        repo = repo_for(req.repo, source)
+        repo = repo_for(req.repo, source, target)
         if repo is None:
-            attempts.append((source, f"has no repository for the short name '{req.repo}'"))
+            attempts.append((source, f"has no repository for the name '{req.repo}'"))
             emit(PullEvent("failed", source=source, message=attempts[-1][1]))
             continue
         hub = hub_for(source, settings)
         emit(PullEvent("trying", source=source, message=hub.endpoint))
         try:
             revision, listing = hub.list_files(repo, req.revision)
-            files = select(listing, req.include, req.exclude)
+            files = select(listing, include, req.exclude)
+            if files and policy is not None:
+                files = _fitting(hub, repo, revision, files, policy, settings, source, emit)
             if not files:
                 names = ", ".join(f.path for f in listing[:20]) or "none"
                 raise ModelSpecError(
-                    f"No file of {repo} matches --include {' '.join(req.include) or '*'}"
+                    f"No file of {repo} matches --include {' '.join(include) or '*'}"
                     f"{' --exclude ' + ' '.join(req.exclude) if req.exclude else ''}. "
                     f"Its files: {names}."
                 )
@@ -161,6 +203,39 @@ def pull(
     )
 
 
+def _fitting(
+    hub: Hub,
+    repo: str,
+    revision: str,
+    files: list[RemoteFile],
+    policy: FitPolicy,
+    settings: ModelsSettings,
+    source: str,
+    emit: PullProgressFunc,
+) -> list[RemoteFile]:
+    """The files to fetch once the fit is known: with ``choose``, the largest
+    quantisation that fits; else all of ``files``, when each fits. Refuses
+    (InsufficientMemoryError) before a byte of any of them is fetched."""
+    # A GGUF runs on llama.cpp, in RAM; anything else is sized for a GPU (RAM without one).
+    gguf = bool(gguf_groups(files))
+    budget = policy.budget or machine_budget(gpu=not gguf, memory_gib=settings.memory_gib)
+    report = size_repo(
+        hub, repo, revision, files, budget, context=policy.context,
+        sequences=policy.sequences, local=Catalog(settings.models_dir).directory_for(repo),
+    )  # fmt: skip
+    if policy.choose:
+        best = report.largest_fitting()
+        if best is None:
+            raise refuse(report, repo)
+        emit(PullEvent("fit", source=source, report=report, message=best.label))
+        return list(best.files)
+    too_big = [q for q in report.quants if q.fits is False]
+    if too_big:
+        raise refuse(report, f"{repo} ({', '.join(q.label for q in too_big)})")
+    emit(PullEvent("fit", source=source, report=report))
+    return files
+
+
 def fetch_config(repo: str, settings: ModelsSettings, dest: Path) -> Path:
     """Only the files that describe ``repo`` (config.json, the safetensors index,
     tokenizer config, model card), for sizing a model before pulling it."""
@@ -184,5 +259,38 @@ def fetch_config(repo: str, settings: ModelsSettings, dest: Path) -> Path:
         f"Could not fetch the config of {repo}: "
         + "; ".join(f"{s} {r}" for s, r in attempts)
         + ".",
+        attempts=attempts,
+    )
+
+
+def size_remote(
+    name: str,
+    settings: ModelsSettings,
+    budget: Budget,
+    *,
+    context: int | None = None,
+    sequences: int = 1,
+) -> FitReport | None:
+    """Each GGUF quantisation of a repository (or tagged name) not pulled, sized
+    from ranged reads of its header; None when the repository holds no GGUF (its
+    config.json sizes it: ``fetch_config``)."""
+    target = tag_target(name, settings)
+    attempts: list[tuple[str, str]] = []
+    for source in settings.sources:
+        repo = repo_for(name, source, target)
+        if repo is None:
+            continue
+        hub = hub_for(source, settings)
+        try:
+            revision, listing = hub.list_files(repo, None)
+            files = select(listing, target.include if target and target.quant_given else (), ())
+            if not gguf_groups(files):
+                return None
+            return size_repo(hub, repo, revision, files, budget, context=context,
+                             sequences=sequences)  # fmt: skip
+        except SourceError as e:
+            attempts.append((source, f"({hub.endpoint}) {e.reason}"))
+    raise PullError(
+        f"Could not size {name}: " + "; ".join(f"{s} {r}" for s, r in attempts) + ".",
         attempts=attempts,
     )

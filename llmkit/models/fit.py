@@ -9,6 +9,7 @@ dying out of memory half-way through loading.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -26,12 +27,13 @@ from llmkit.models.sizing import (
     estimate_memory,
     format_bytes,
     gpu_overhead,
-    kv_bytes_per_token,
     llamacpp_overhead,
     max_context,
     normalize_dtype,
     serving_context,
 )
+
+log = logging.getLogger("llmkit")
 
 #: The flags each command uses for the knobs a suggestion turns.
 MEM_FLAGS = {"context": "--max-model-len", "sequences": "--batch"}
@@ -270,29 +272,83 @@ def gpu_memory() -> list[int]:
         return []
 
 
+#: Automatic sizing plans for this share of the budget: the rest stays free for
+#: the machine's other programs (llama.cpp holds its whole KV cache from the start).
+AUTO_SHARE = 0.75
+#: The shortest context automatic sizing settles for before it serves fewer
+#: sequences at once (never more than the model's own).
+AUTO_MIN_CONTEXT = 2048
+#: Sequences served at once when ``--parallel`` is not given (and memory allows).
+DEFAULT_PARALLEL = 4
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    context: int  # per sequence
+    sequences: int
+    line: str  # why, with the numbers: the server logs it
+
+
+def choose_serving(
+    facts: ModelFacts, budget: Budget, *, max_model_len: int | None, parallel: int | None
+) -> ServingChoice:
+    """The context and sequences a GGUF is served with on llama.cpp. What the user
+    set stands (a ``max_model_len`` past the trained context is refused). Else the
+    largest context up to the trained one whose weights + KV cache + overhead fit in
+    ``AUTO_SHARE`` of ``budget``, for ``DEFAULT_PARALLEL`` sequences, or 2, or 1
+    (unless ``parallel`` is given) when that context would be shorter than
+    ``AUTO_MIN_CONTEXT``. Never a context silently shorter than asked: a prompt
+    longer than the chosen one is refused with the numbers, not truncated."""
+    trained = facts.context_length or 2048
+    if max_model_len is not None:
+        ctx = serving_context(trained, max_model_len, kv_per_token=None, sequences=1, ram_bytes=0)
+        p = parallel or DEFAULT_PARALLEL
+        why = "--max-model-len as given"
+    else:
+        usable = int(budget.bytes * AUTO_SHARE)
+        floor = min(trained, AUTO_MIN_CONTEXT)
+        for p in [parallel] if parallel else [DEFAULT_PARALLEL, 2, 1]:
+            most = max_context(estimate_for(facts, Plan(context=trained, sequences=p)), usable)
+            ctx = min(trained, most // 256 * 256 if most < 4096 else most // 1024 * 1024)
+            if ctx >= floor:
+                break
+        if ctx == trained:
+            why = f"all {trained} the model was trained for"
+        elif ctx >= floor:
+            why = f"the most that fits of the {trained} it was trained for"
+        else:  # the fit check judges the floor against the whole budget
+            ctx, why = floor, f"no less than {floor} of the {trained} it was trained for"
+        why += f"; planned in {AUTO_SHARE:.0%} of the budget, {format_bytes(usable)}"
+    e = estimate_for(facts, Plan(context=ctx, sequences=p))
+    line = (
+        f"context {ctx} tokens x {p} sequence{'s' if p > 1 else ''} ({why}): weights "
+        f"{format_bytes(e.weights_per_device)} + KV cache {format_bytes(e.kv_per_device)} + "
+        f"overhead {format_bytes(e.overhead_bytes)} = {format_bytes(e.per_device_bytes)} of "
+        f"{format_bytes(budget.bytes)} ({budget.source})"
+    )
+    return ServingChoice(ctx, p, line)
+
+
 def fit_before_serving(
     path: Path,
     name: str,
     *,
     max_model_len: int | None,
-    parallel: int,
+    parallel: int | None,
     memory_gib: float | None,
 ) -> MemoryEstimate:
-    """``check_fit`` for a GGUF about to be served on llama.cpp: ``parallel``
-    sequences of the context ``serving_context`` chooses, against RAM (or
-    ``LLMKIT_MEMORY_GIB``). The estimate's ``context`` is what the engine must load
-    with."""
+    """``check_fit`` for a GGUF about to be served on llama.cpp, at the context and
+    sequences ``choose_serving`` picks (``parallel`` None: not given), against RAM
+    (or ``LLMKIT_MEMORY_GIB``); the choice is logged. The estimate's ``context`` and
+    ``sequences`` are what the engine must load with."""
     facts = read_facts(path)
-    per_token = kv_bytes_per_token(facts.n_layers or 0, facts.n_kv_heads or 0, facts.head_dim or 0)
-    context = serving_context(
-        facts.context_length or 2048,
-        max_model_len,
-        kv_per_token=per_token or None,
-        sequences=parallel,
-        ram_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-    )
     budget = machine_budget(gpu=False, memory_gib=memory_gib)
-    return check_fit(facts, Plan(context=context, sequences=parallel), budget, what=name)
+    choice = choose_serving(facts, budget, max_model_len=max_model_len, parallel=parallel)
+    estimate = check_fit(
+        facts, Plan(context=choice.context, sequences=choice.sequences), budget, what=name
+    )
+    log.info("%s: %s", name, choice.line)
+    return estimate
 
 
 def fit_before_transformers(

@@ -42,11 +42,29 @@ class GGUFHeader:
     tensors: list[tuple[str, tuple[int, ...], int]]  # name, shape, ggml type
 
 
+class TruncatedHeader(Exception):
+    """The bytes given end before the header does: read more of the file."""
+
+
 def read_gguf_header(path: Path) -> GGUFHeader:
-    """Walk a GGUF header with gguf's own type tables, skipping over the contents
-    of string arrays. ``gguf.GGUFReader`` builds a numpy view of every vocabulary
-    string: seconds for SmolLM2's 49k tokens, paid on every ``list`` and ``serve``;
-    this takes milliseconds and agrees with it (tests/test_sizing.py checks)."""
+    """The header of a GGUF file on disk (memory-mapped: only its pages are read)."""
+    try:
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return parse_gguf_header(mm)
+    except (OSError, ValueError, TruncatedHeader) as e:
+        raise ModelSpecError(f"{path} is not a readable GGUF file: {e or 'truncated'}") from None
+
+
+def parse_gguf_header(buf: Any) -> GGUFHeader:
+    """Walk a GGUF header in ``buf`` (bytes, or an mmap of the file) with gguf's own
+    type tables, skipping over the contents of string arrays. ``gguf.GGUFReader``
+    builds a numpy view of every vocabulary string: seconds for SmolLM2's 49k
+    tokens, paid on every ``list`` and ``serve``; this takes milliseconds and agrees
+    with it (tests/test_sizing.py checks).
+
+    ``buf`` may be a prefix of the file, as a ranged read of a remote GGUF gives:
+    ``TruncatedHeader`` says it ended too soon (fetch more and call again);
+    ``ValueError`` that it is no GGUF at all."""
     import gguf
 
     scalar = {
@@ -57,51 +75,59 @@ def read_gguf_header(path: Path) -> GGUFHeader:
         gguf.GGUFValueType.UINT64: "<Q", gguf.GGUFValueType.INT64: "<q",
         gguf.GGUFValueType.FLOAT64: "<d",
     }  # fmt: skip
-    try:
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            if mm[:4] != b"GGUF":
-                raise ValueError("no GGUF magic number")
-            pos = 8  # magic, version
+    size = len(buf)
+    if size < 4:
+        raise TruncatedHeader(f"{size} bytes")
+    if buf[:4] != b"GGUF":
+        raise ValueError("no GGUF magic number")
+    pos = 8  # magic, version
 
-            def take(fmt: str) -> Any:
-                nonlocal pos
-                (v,) = struct.unpack_from(fmt, mm, pos)
-                pos += struct.calcsize(fmt)
-                return v
+    def take(fmt: str) -> Any:
+        nonlocal pos
+        n = struct.calcsize(fmt)
+        if pos + n > size:
+            raise TruncatedHeader(f"the header goes past byte {size}")
+        (v,) = struct.unpack_from(fmt, buf, pos)
+        pos += n
+        return v
 
-            def string() -> str:
-                nonlocal pos
-                n = take("<Q")
-                pos += n
-                return bytes(mm[pos - n : pos]).decode("utf-8", errors="replace")
+    def skip(n: int) -> None:
+        nonlocal pos
+        if pos + n > size:
+            raise TruncatedHeader(f"the header goes past byte {size}")
+        pos += n
 
-            def value(vtype: int) -> Any:
-                nonlocal pos
-                if vtype == gguf.GGUFValueType.STRING:
-                    return string()
-                if vtype != gguf.GGUFValueType.ARRAY:
-                    return take(scalar[gguf.GGUFValueType(vtype)])
-                sub, count = take("<I"), take("<Q")
-                if sub == gguf.GGUFValueType.STRING:
-                    for _ in range(count):
-                        n = take("<Q")  # (not `pos += take()`: that adds to the old pos)
-                        pos += n
-                    return count
-                return [value(sub) for _ in range(count)]
+    def string() -> str:
+        n = take("<Q")
+        skip(n)
+        return bytes(buf[pos - n : pos]).decode("utf-8", errors="replace")
 
-            n_tensors, n_kv = take("<Q"), take("<Q")
-            fields = {}
-            for _ in range(n_kv):
-                key = string()
-                fields[key] = value(take("<I"))
-            tensors = []
-            for _ in range(n_tensors):
-                name = string()
-                shape = tuple(take("<Q") for _ in range(take("<I")))
-                tensors.append((name, shape, take("<I")))
-                take("<Q")  # data offset
-    except (OSError, ValueError, KeyError, struct.error) as e:
-        raise ModelSpecError(f"{path} is not a readable GGUF file: {e}") from None
+    def value(vtype: int) -> Any:
+        if vtype == gguf.GGUFValueType.STRING:
+            return string()
+        if vtype != gguf.GGUFValueType.ARRAY:
+            try:
+                return take(scalar[gguf.GGUFValueType(vtype)])
+            except KeyError:
+                raise ValueError(f"unknown value type {vtype}") from None
+        sub, count = take("<I"), take("<Q")
+        if sub == gguf.GGUFValueType.STRING:
+            for _ in range(count):
+                skip(take("<Q"))
+            return count
+        return [value(sub) for _ in range(count)]
+
+    n_tensors, n_kv = take("<Q"), take("<Q")
+    fields = {}
+    for _ in range(n_kv):
+        key = string()
+        fields[key] = value(take("<I"))
+    tensors = []
+    for _ in range(n_tensors):
+        name = string()
+        shape = tuple(take("<Q") for _ in range(take("<I")))
+        tensors.append((name, shape, take("<I")))
+        take("<Q")  # data offset
     return GGUFHeader(fields, tensors)
 
 

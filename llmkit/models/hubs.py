@@ -16,7 +16,7 @@ import errno
 import glob
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +53,11 @@ class Hub(Protocol):
     def download(
         self, repo: str, revision: str, files: list[RemoteFile], dest: Path, on_bytes: BytesFunc
     ) -> None: ...
+
+    def read_range(self, repo: str, revision: str, path: str, start: int, end: int) -> bytes:
+        """Bytes ``start``..``end`` (inclusive) of one file: an HTTP Range request
+        to the URL a download would use, for reading a header without the weights."""
+        ...
 
 
 def _first_line(e: BaseException) -> str:
@@ -123,8 +128,36 @@ class HuggingFace:
                     part.replace(target)
             on_bytes(f.path, f.size or 0, f.size)
 
+    def read_range(self, repo: str, revision: str, path: str, start: int, end: int) -> bytes:
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        url = hf_hub_url(repo, path, revision=revision, endpoint=self.endpoint)
+        headers = {**build_hf_headers(token=self.token), "Range": f"bytes={start}-{end}"}
+        with self._errors(repo):
+            # The session huggingface_hub downloads with: its proxies, its timeouts;
+            # LFS files redirect to a CDN, which honours the Range header too.
+            with get_session().stream("GET", url, headers=headers, follow_redirects=True) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    hf_raise_for_status(r)
+                return _ranged_body(r.status_code, r.iter_bytes(), start, end)
+
     def _errors(self, repo: str) -> Any:
         return _Translate(repo, self.endpoint, _hf_kind)
+
+
+def _ranged_body(status: int, chunks: Iterable[bytes], start: int, end: int) -> bytes:
+    """The asked-for bytes. A server that ignores Range answers 200 with the whole
+    file: read only up to ``end`` of it and hang up, never the weights."""
+    skip = start if status == 200 else 0
+    want = end - start + 1
+    out = bytearray()
+    for chunk in chunks:
+        out += chunk
+        if len(out) >= skip + want:
+            break
+    return bytes(out[skip : skip + want])
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -192,6 +225,21 @@ class ModelScope:
             )
         for f in files:
             on_bytes(f.path, f.size or 0, f.size)
+
+    def read_range(self, repo: str, revision: str, path: str, start: int, end: int) -> bytes:
+        import requests
+        from modelscope.hub.file_download import get_file_download_url
+        from modelscope_hub.errors import NotExistError
+
+        url = get_file_download_url(repo, path, revision, endpoint=self.endpoint)
+        with _Translate(repo, self.endpoint, _ms_kind):
+            with requests.get(
+                url, headers={"Range": f"bytes={start}-{end}"}, timeout=60, stream=True
+            ) as r:
+                if r.status_code == 404:
+                    raise NotExistError(f"{repo}/{path} not found")
+                r.raise_for_status()
+                return _ranged_body(r.status_code, r.iter_content(1 << 16), start, end)
 
 
 def _ms_kind(e: BaseException) -> str | None:

@@ -80,6 +80,14 @@ def read_facts(path: Path) -> ModelFacts:
 
 def read_gguf(path: Path) -> ModelFacts:
     header = read_gguf_header(path)
+    shards = [tensor_totals(read_gguf_header(shard)) for shard in gguf_shards(path)[1:]]
+    return gguf_facts(header, extra_params=sum(p for p, _ in shards),
+                      extra_bytes=sum(b for _, b in shards))  # fmt: skip
+
+
+def gguf_facts(header: GGUFHeader, *, extra_params: int = 0, extra_bytes: int = 0) -> ModelFacts:
+    """Facts of a GGUF from its header (a file's, or a remote file's first bytes);
+    ``extra_*``: the tensors of a split model's other shards."""
     f = header.fields
 
     def number(key: str) -> int | None:
@@ -90,9 +98,7 @@ def read_gguf(path: Path) -> ModelFacts:
 
     arch = f.get("general.architecture") or "llama"
     n_params, weights = tensor_totals(header)
-    for shard in gguf_shards(path)[1:]:
-        more = tensor_totals(read_gguf_header(shard))
-        n_params, weights = n_params + more[0], weights + more[1]
+    n_params, weights = n_params + extra_params, weights + extra_bytes
     n_heads = number(f"{arch}.attention.head_count")
     hidden = number(f"{arch}.embedding_length")
     head_dim = number(f"{arch}.attention.key_length") or (

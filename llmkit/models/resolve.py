@@ -5,6 +5,7 @@ Hugging Face directory, or a .gguf path; nothing at all means the bundled model.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +37,42 @@ def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
     except ModelSpecError:
         if looks_like_path(spec):
             raise ModelSpecError(f"No such file or directory: {spec}") from None
-        raise
+        entry = _by_tag(spec, catalog, settings)
+        if entry is None:
+            raise
     if not entry.complete:
         raise ModelSpecError(
             f"The pull of {entry.name} did not finish; `llmkit pull {entry.name.split(':')[0]}` "
             "resumes it."
         )
     return ResolvedModel(entry.path, entry.name, entry)
+
+
+def _by_tag(spec: str, catalog: Catalog, settings: ModelsSettings) -> CatalogEntry | None:
+    """A catalog entry for an Ollama-style ``FAMILY:TAG`` (``tags.py``): ``NAME:latest``
+    is ``NAME``; a tagged name pulled under its repository id is found by that id.
+    None for a name that is no tagged one (the catalog's own error stands)."""
+    from llmkit.models.tags import lookup, split_name, unknown_name
+
+    tag = split_name(spec)[1]
+    tried = [f"the models on this machine ({settings.models_dir}, and the bundled one)"]
+    if tag == "latest" and ":" in spec:
+        with contextlib.suppress(ModelSpecError):
+            return catalog.find(spec.rsplit(":", 1)[0])
+    target = None if "/" in spec else lookup(spec, settings.tags_file)
+    if target is None:
+        if ":" not in spec:
+            return None
+        raise unknown_name(spec, settings.tags_file, [*tried, "the tag catalog"])
+    repos = sorted(set(target.repos.values()))
+    for repo in repos:
+        for name in (f"{repo}:{target.quant}", repo):
+            with contextlib.suppress(ModelSpecError):
+                return catalog.find(name)
+    raise ModelSpecError(
+        f"{spec} ({target.family}:{target.tag}, {', '.join(repos)}) is not on this machine; "
+        f"`llmkit pull {spec}` fetches it (`--fit` takes the largest quantisation that fits)."
+    )
 
 
 def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:

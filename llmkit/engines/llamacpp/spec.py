@@ -28,7 +28,8 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
         model.path,
         model.name,
         max_model_len=o.max_model_len,
-        parallel=o.parallel,
+        # Not given: as many as memory allows (up to the default), chosen with the context.
+        parallel=o.parallel if "parallel" in o.model_fields_set else None,
         memory_gib=ctx.models.memory_gib,
     )
 
@@ -44,7 +45,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
             path=str(model.path),
             n_ctx=estimate.context,  # the context the fit check chose, no other
             n_threads=o.threads,
-            parallel=o.parallel,
+            parallel=estimate.sequences,  # what the fit check chose, as n_ctx
             on_progress=ctx.on_progress,
         ),
         max_queue=o.max_queue,
