@@ -106,3 +106,8 @@ from llmkit.cli.sessions import sessions  # noqa: E402
 
 for _command in (chat, run, sessions):
     cli.add_command(_command)
+
+from llmkit.cli.running import ps, stop  # noqa: E402
+
+for _command in (ps, stop):
+    cli.add_command(_command)
