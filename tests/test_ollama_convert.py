@@ -243,6 +243,7 @@ def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
         "size_vram": 0,
         "context_length": 8192,
         "engine": "llama.cpp",
+        "served_as": "m",
         "slots": 0,
         "slots_in_use": 0,
         "queue": 0,

@@ -21,8 +21,6 @@ from tests.conftest import Server, long_chat, start_server
 @pytest.fixture(scope="module")
 def two(bundled_path: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
     tmp = tmp_path_factory.mktemp("ps")
-    copy = tmp / "copy.gguf"
-    copy.symlink_to(bundled_path)  # the same weights under a second name
     config = tmp / "models.yaml"
     config.write_text(
         f"""
@@ -31,7 +29,7 @@ max_model_len: 1024
 models:
   - model: {bundled_path}
     served_model_name: [alpha, a]
-  - model: {copy}
+  - model: {bundled_path}  # the same file again: two models all the same
     served_model_name: [beta]
     keep_alive: 10m
     max_model_len: 512

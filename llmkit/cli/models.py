@@ -112,7 +112,8 @@ def _row(entry: CatalogEntry, facts: ModelFacts | None) -> dict[str, Any]:
 @cache_dir_option
 def list_models(as_json: bool, cache_dir: Path | None) -> None:
     """List the models on this machine (the bundled one first)."""
-    catalog = Catalog(_settings(cache_dir).models_dir)
+    settings = _settings(cache_dir)
+    catalog = Catalog(settings.models_dir, elsewhere=settings)
     rows = [_row(e, _facts(e)) for e in catalog.entries()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -183,11 +184,12 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
 @cache_dir_option
 def rm(name: str, yes: bool, cache_dir: Path | None) -> None:
     """Remove a pulled model (or one GGUF of several: NAME:TAG)."""
-    catalog = Catalog(_settings(cache_dir).models_dir)
+    settings = _settings(cache_dir)
+    catalog = Catalog(settings.models_dir, elsewhere=settings)
     try:
         entry = catalog.find(name)
-        if entry.source == "bundled":
-            catalog.remove(entry)  # refuses, with the reason
+        if entry.source == "bundled" or entry.directory is None:
+            catalog.remove(entry)  # refuses (bundled, another tool's), with the reason
         size = format_bytes(entry.size_on_disk())
         if not yes and not click.confirm(f"Remove {entry.name} ({size})?", default=False):
             raise click.ClickException("nothing removed.")

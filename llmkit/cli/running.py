@@ -42,7 +42,7 @@ def rows(models: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     name: the server lists each name on its own), with the time left in seconds."""
     out: dict[str, dict[str, Any]] = {}
     for m in models:
-        key = m.get("digest") or m["name"]
+        key = m.get("served_as") or m["name"]  # llmkit's; an Ollama lists no aliases
         if key in out:
             out[key]["aliases"].append(m["name"])
             continue

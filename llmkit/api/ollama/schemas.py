@@ -247,6 +247,7 @@ class RunningModel(BaseModel):
     context_length: int
     # llmkit's own, beside Ollama's: what runs it and how busy it is.
     engine: str = ""
+    served_as: str = ""  # the model's first name (the others are its aliases)
     slots: int = 0  # sequences it runs at once; 0: the engine does not say
     slots_in_use: int = 0
     queue: int = 0  # requests waiting for a free slot
