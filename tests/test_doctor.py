@@ -14,8 +14,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import llmkit
+from llmkit.cli.checks import judge_build
 from llmkit.cli.main import cli
-from llmkit.engines.llamacpp.build_info import features
+from llmkit.engines.llamacpp.build_info import BuildInfo, features
 from llmkit.memory.store import Store
 from tests.conftest import free_port
 from tests.standin_hub import StandinHub
@@ -125,4 +126,16 @@ def test_a_store_from_a_newer_llmkit_and_an_unreachable_server(machine):
 )
 def test_features_read_from_llama_cpp_system_info(system_info, on, amx):
     assert features(system_info) == on
-    assert [f for f in features(system_info) if f.startswith("AMX")] == amx
+    info = BuildInfo("0.3.36", system_info)
+    assert info.amx == amx
+    # A build with AMX kernels on (one built elsewhere) fails, with how to rebuild it.
+    check = judge_build(info)
+    if amx:
+        assert check.status == "fail" and check.detail.endswith("; AMX kernels ON (AMX_INT8)")
+        assert "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" in check.advice
+        assert "llama-cpp-python==0.3.36" in check.advice
+    else:
+        assert (check.status, check.advice) == ("ok", "")
+        assert check.detail == "llama-cpp-python 0.3.36; CPU features: SSE3, AVX2, OPENMP; " + (
+            "AMX kernels off"
+        )

@@ -138,3 +138,35 @@ def test_ps_and_stop_without_a_server(tmp_path, monkeypatch):
         assert code == 1 and "No llmkit server is running on this machine" in out
     code, out = llmkit("ps", "--url", "http://127.0.0.1:9")
     assert code == 1 and "Cannot reach http://127.0.0.1:9" in out
+
+
+def test_stop_under_a_running_request_unloads_when_it_ends(home, two):
+    started, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        body = long_chat(max_tokens=None, model="alpha")
+        with httpx.stream("POST", two.v1 + "/chat/completions", json=body, timeout=120) as r:
+            for _ in r.iter_lines():
+                started.set()
+                if leave.is_set():
+                    return
+
+    t = threading.Thread(target=hold, daemon=True)
+    t.start()
+    assert started.wait(120)
+    try:
+        code, out = llmkit("stop", "a")
+        assert code == 0 and out.strip() == "a is answering a request; it unloads when that ends."
+        assert "alpha" in ps_json()  # never unloaded under a running request
+    finally:
+        leave.set()
+        t.join(60)
+    deadline = time.monotonic() + 60
+    while "alpha" in ps_json() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "alpha" not in ps_json()
+    # The next request loads it again.
+    r = two.client().chat.completions.create(
+        model="alpha", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+    )
+    assert r.usage.completion_tokens == 2 and "alpha" in ps_json()

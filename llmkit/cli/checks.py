@@ -14,6 +14,7 @@ from typing import Literal
 
 import httpx
 
+from llmkit.engines.llamacpp.build_info import BuildInfo, build_info
 from llmkit.env import Environment, ModelsSettings
 from llmkit.models.fit import available_ram
 from llmkit.models.sizing import GIB, format_bytes
@@ -34,8 +35,6 @@ class Check:
 
 def llama_cpp_build(env: Environment, models: ModelsSettings) -> list[Check]:
     try:
-        from llmkit.engines.llamacpp.build_info import build_info
-
         info = build_info()
     except ImportError as e:
         return [
@@ -46,21 +45,24 @@ def llama_cpp_build(env: Environment, models: ModelsSettings) -> list[Check]:
                 "install llmkit's dependencies: scripts/bootstrap.sh builds it for this CPU",
             )
         ]
+    return [judge_build(info)]
+
+
+def judge_build(info: BuildInfo) -> Check:
+    """The installed build's line: its features, and AMX kernels off or not."""
     shown = f"llama-cpp-python {info.version}; CPU features: {', '.join(info.features) or '?'}"
     if info.amx:
-        return [
-            Check(
-                "fail",
-                "llama.cpp",
-                f"{shown}; AMX kernels ON ({', '.join(info.amx)})",
-                "llama.cpp's AMX kernels crash (llama.cpp #20824): rebuild it without them, "
-                "CMAKE_ARGS=\"-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' "
-                "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'\" pip install "
-                "--force-reinstall --no-binary llama-cpp-python llama-cpp-python "
-                "(scripts/bootstrap.sh does this)",
-            )
-        ]
-    return [Check("ok", "llama.cpp", f"{shown}; AMX kernels off")]
+        return Check(
+            "fail",
+            "llama.cpp",
+            f"{shown}; AMX kernels ON ({', '.join(info.amx)})",
+            "llama.cpp's AMX kernels crash (llama.cpp #20824): rebuild it without them, "
+            "CMAKE_ARGS=\"-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' "
+            "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'\" pip install "
+            f"--force-reinstall --no-binary llama-cpp-python llama-cpp-python=={info.version} "
+            "(scripts/bootstrap.sh does this)",
+        )
+    return Check("ok", "llama.cpp", f"{shown}; AMX kernels off")
 
 
 def memory(env: Environment, models: ModelsSettings) -> list[Check]:
