@@ -5,6 +5,7 @@ the store a real SQLite file."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def test_a_healthy_machine(machine, server, hub):
         f"! {CLOSED} unreachable (ConnectError) => pull falls back to the next source"
     )
     assert code == 0 and got["summary"] == "All checks passed."
+
+    r = CliRunner().invoke(cli, ["doctor", "--url", server.url, "--json"])
+    checks = {c["name"]: c for c in json.loads(r.output)}
+    assert r.exit_code == 0 and set(checks) == set(got) - {"summary"}
+    assert checks["hub modelscope"] == {
+        "status": "warn",
+        "name": "hub modelscope",
+        "detail": f"{CLOSED} unreachable (ConnectError)",
+        "advice": "pull falls back to the next source",
+    }
 
 
 def test_failing_checks_say_what_to_do_and_exit_1(machine, monkeypatch):

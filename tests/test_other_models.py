@@ -115,6 +115,10 @@ def test_list_shows_the_models_other_tools_keep(others, bundled_path):
     # `show` reads them too, by Ollama's short name.
     code, out = llmkit("show", "smol")
     assert code == 0 and "architecture   llama" in out
+    assert f"system         {SYSTEM}" in out.splitlines()
+    assert 'parameters     {"stop": ["Paris"], "num_ctx": 768}' in out.splitlines()
+    code, out = llmkit("show", "smol:latest", "--json")
+    assert json.loads(out)["preset"]["template"] == "{{ .Prompt }}"
 
 
 def test_other_tools_models_are_never_removed_and_can_be_left_out(others, monkeypatch):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import ollama
 import pytest
 from click.testing import CliRunner
 
@@ -59,7 +60,7 @@ def ps_json() -> dict[str, dict]:
     return {r["name"]: r for r in json.loads(out)}
 
 
-def test_ps_shows_both_models(home):
+def test_ps_shows_both_models(home, two):
     found = ps_json()
     assert set(found) == {"alpha", "beta"}
     alpha, beta = found["alpha"], found["beta"]
@@ -70,6 +71,14 @@ def test_ps_shows_both_models(home):
     assert alpha["size"] > 50_000_000
     assert alpha["expires_in_s"] is None  # keep_alive -1: loaded for good
     assert 0 < beta["expires_in_s"] <= 600  # keep_alive 10m
+
+    # Ollama's own client reads the same listing (llmkit's extra fields ignored).
+    listed = ollama.Client(host=two.url).ps().models
+    assert [(m.name, m.context_length) for m in listed] == [
+        ("alpha", 1024),
+        ("a", 1024),
+        ("beta", 512),
+    ]
 
     code, out = llmkit("ps")
     assert code == 0

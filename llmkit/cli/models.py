@@ -149,12 +149,13 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
     settings = _settings(cache_dir)
     try:
         label, path, facts = _local_facts(name, settings)
+        entry = locate(name, settings).entry
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
+    preset = entry.preset if entry else None  # another tool's (Ollama's manifest layers)
     if as_json:
-        click.echo(
-            json.dumps({"name": label, "path": str(path), "facts": facts.to_json()}, indent=2)
-        )
+        out = {"name": label, "path": str(path), "facts": facts.to_json()}
+        click.echo(json.dumps({**out, "preset": asdict(preset) if preset else None}, indent=2))
         return
     n = facts.n_params
     rows = [
@@ -174,6 +175,11 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
         ("chat template", "yes" if facts.chat_template else "no"),
         ("licence", facts.license or "unknown"),
     ]
+    if preset is not None:
+        rows += [
+            ("system", preset.system.strip() if preset.system else None),
+            ("parameters", json.dumps(preset.parameters) if preset.parameters else None),
+        ]
     for key, value in rows:
         click.echo(f"{key:<15}{'?' if value is None else value}")
 
