@@ -130,8 +130,7 @@ def _names(entry: dict[str, Any]) -> set[str]:
 @url_option
 @api_key_option
 def stop(model: str, url: str | None, api_key: str | None) -> None:
-    """Unload MODEL from the running server now (it loads again when next used,
-    if the server serves it with load: first-use).
+    """Unload MODEL from the running server now (its next request loads it again).
 
     \b
     llmkit stop smol
