@@ -57,9 +57,22 @@ VARIABLES: tuple[Variable, ...] = (
         "LLMKIT_MEMORY_GIB",
         "Memory to plan for, in GiB, in `mem` and the fit check (default: available RAM).",
     ),
+    Variable(
+        "LLMKIT_OTHER_MODELS",
+        "Which other tools' GGUF files `list` and `serve --model` take in place, "
+        "comma-separated: ollama, hf-cache, lmstudio, or none (default: all three).",
+    ),
+    Variable(
+        "LLMKIT_LMSTUDIO_MODELS",
+        "LM Studio's models folder (default: ~/.lmstudio/models, else ~/.cache/lm-studio/models).",
+    ),
     # The ecosystem's own, read the way their tools read them.
     Variable("HF_ENDPOINT", "Hugging Face endpoint for --source hf, as huggingface_hub reads it."),
-    Variable("HF_HOME", "Hugging Face's cache; files already there are linked, not fetched."),
+    Variable(
+        "HF_HOME",
+        "Hugging Face's cache: files already there are linked, not fetched; its GGUFs are listed.",
+    ),
+    Variable("OLLAMA_MODELS", "Ollama's models folder (default: ~/.ollama/models), read in place."),
     Variable("MODELSCOPE_ENDPOINT", "ModelScope endpoint for --source modelscope."),
     Variable("MODELSCOPE_CACHE", "ModelScope's own cache (its download locks live there)."),
     Variable(
@@ -122,6 +135,8 @@ class Environment:
 
 
 SOURCES = ("hf", "hf-mirror", "modelscope")
+#: Other tools whose model files llmkit reads in place (``llmkit.models.foreign``).
+OTHER_MODELS = ("ollama", "hf-cache", "lmstudio")
 _ENDPOINTS = {
     "hf_endpoint": "HF_ENDPOINT",
     "hf_mirror": "LLMKIT_HF_MIRROR",
@@ -131,6 +146,9 @@ _ENDPOINTS = {
     "models_dir": "LLMKIT_MODELS",
     "sources": "LLMKIT_SOURCES",
     "memory_gib": "LLMKIT_MEMORY_GIB",
+    "ollama_models": "OLLAMA_MODELS",
+    "lmstudio_models": "LLMKIT_LMSTUDIO_MODELS",
+    "other_models": "LLMKIT_OTHER_MODELS",
 }
 
 
@@ -153,6 +171,9 @@ class ModelsSettings(BaseModel):
     memory_gib: float | None = Field(default=None, gt=0)
     #: The user's additions to the model-name catalog (``llmkit/models/tags.toml``).
     tags_file: Path | None = None
+    ollama_models: Path = Field(default_factory=lambda: Path("~/.ollama/models").expanduser())
+    lmstudio_models: Path | None = None  # None: LM Studio's usual folders
+    other_models: list[str] = Field(default_factory=lambda: list(OTHER_MODELS))
 
     @model_validator(mode="before")
     @classmethod
@@ -172,6 +193,23 @@ class ModelsSettings(BaseModel):
     def _split_sources(cls, v: object) -> object:
         if isinstance(v, str):
             return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("other_models", mode="before")
+    @classmethod
+    def _split_others(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip() and x.strip() != "none"]
+        return v
+
+    @field_validator("other_models")
+    @classmethod
+    def _known_others(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in OTHER_MODELS]
+        if unknown:
+            raise ValueError(
+                f"LLMKIT_OTHER_MODELS takes {', '.join(OTHER_MODELS)} or none; got {', '.join(v)}"
+            )
         return v
 
     @field_validator("sources")

@@ -5,6 +5,7 @@ no engine, no clock."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
@@ -241,7 +242,19 @@ def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
         "expires_at": shown,
         "size_vram": 0,
         "context_length": 8192,
+        "engine": "llama.cpp",
+        "served_as": "m",
+        "slots": 0,
+        "slots_in_use": 0,
+        "queue": 0,
     }
+
+
+def test_ps_tells_slots_in_use_and_the_queue():
+    info = dataclasses.replace(INFO, details={"parallel": 4})
+    busy = ModelView(("m",), info, CREATED, True, None, running=3, queued=2)
+    [got] = listings.to_ps([busy], now=AT).model_dump()["models"]
+    assert (got["slots"], got["slots_in_use"], got["queue"]) == (4, 3, 2)
 
 
 def test_show():

@@ -20,6 +20,14 @@ class ModelView:
     created: int  # unix seconds: when the weights were made (the file's time)
     loaded: bool
     expires_at: float | None  # unix seconds of the next unload; None: kept for good
+    running: int = 0  # generations running on it now
+    queued: int = 0  # requests waiting for a free sequence
+
+    @property
+    def slots(self) -> int:
+        """Sequences it runs at once (``--parallel``); 0 where the engine does not say."""
+        n = self.info.details.get("parallel", 0)
+        return n if isinstance(n, int) else 0
 
     @property
     def context_length(self) -> int:
@@ -27,12 +35,15 @@ class ModelView:
 
 
 def view(model: ServedModel) -> ModelView:
+    running, queued = model.engine.load()
     return ModelView(
         names=tuple(model.names),
         info=model.info,
         created=model.created,
         loaded=model.loaded,
         expires_at=model.expires_at,
+        running=running,
+        queued=queued,
     )
 
 

@@ -106,3 +106,9 @@ from llmkit.cli.sessions import sessions  # noqa: E402
 
 for _command in (chat, run, sessions):
     cli.add_command(_command)
+
+from llmkit.cli.doctor import doctor  # noqa: E402
+from llmkit.cli.running import ps, stop  # noqa: E402
+
+for _command in (ps, stop, doctor):
+    cli.add_command(_command)

@@ -156,7 +156,8 @@ def _row(entry: CatalogEntry, facts: ModelFacts | None) -> dict[str, Any]:
 @cache_dir_option
 def list_models(as_json: bool, cache_dir: Path | None) -> None:
     """List the models on this machine (the bundled one first)."""
-    catalog = Catalog(_settings(cache_dir).models_dir)
+    settings = _settings(cache_dir)
+    catalog = Catalog(settings.models_dir, elsewhere=settings)
     rows = [_row(e, _facts(e)) for e in catalog.entries()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -192,12 +193,13 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
     settings = _settings(cache_dir)
     try:
         label, path, facts = _local_facts(name, settings)
+        entry = locate(name, settings).entry
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
+    preset = entry.preset if entry else None  # another tool's (Ollama's manifest layers)
     if as_json:
-        click.echo(
-            json.dumps({"name": label, "path": str(path), "facts": facts.to_json()}, indent=2)
-        )
+        out = {"name": label, "path": str(path), "facts": facts.to_json()}
+        click.echo(json.dumps({**out, "preset": asdict(preset) if preset else None}, indent=2))
         return
     n = facts.n_params
     rows = [
@@ -217,6 +219,11 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
         ("chat template", "yes" if facts.chat_template else "no"),
         ("licence", facts.license or "unknown"),
     ]
+    if preset is not None:
+        rows += [
+            ("system", preset.system.strip() if preset.system else None),
+            ("parameters", json.dumps(preset.parameters) if preset.parameters else None),
+        ]
     for key, value in rows:
         click.echo(f"{key:<15}{'?' if value is None else value}")
 
@@ -227,11 +234,12 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
 @cache_dir_option
 def rm(name: str, yes: bool, cache_dir: Path | None) -> None:
     """Remove a pulled model (or one GGUF of several: NAME:TAG)."""
-    catalog = Catalog(_settings(cache_dir).models_dir)
+    settings = _settings(cache_dir)
+    catalog = Catalog(settings.models_dir, elsewhere=settings)
     try:
         entry = catalog.find(name)
-        if entry.source == "bundled":
-            catalog.remove(entry)  # refuses, with the reason
+        if entry.source == "bundled" or entry.directory is None:
+            catalog.remove(entry)  # refuses (bundled, another tool's), with the reason
         size = format_bytes(entry.size_on_disk())
         if not yes and not click.confirm(f"Remove {entry.name} ({size})?", default=False):
             raise click.ClickException("nothing removed.")

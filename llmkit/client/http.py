@@ -86,6 +86,15 @@ class Client(Queries):
     def model_info(self, model: str) -> EngineInfo:
         return self._run(self.q_model_info(model))
 
+    def running(self) -> list[dict[str, Any]]:
+        return self._run(self.q_running())
+
+    def unload(self, model: str) -> None:
+        self._run(self.q_unload(model))
+
+    def version(self) -> str:
+        return self._run(self.q_version())
+
     def count_tokens(self, model: str, messages: list[Message]) -> int | None:
         """The prompt's length with the server's own tokenizer and template, where
         the server has ``/tokenize`` (llmkit, vLLM); None elsewhere."""

@@ -217,6 +217,20 @@ class Queries:
         out = yield from self.q_tokenizer("/detokenize", {"model": model, "tokens": ids})
         return None if out is None else str(out["prompt"])
 
+    # Ollama's model management routes (llmkit serves them too): ps, stop, version.
+
+    def q_running(self) -> Query[list[dict[str, Any]]]:
+        """The models loaded now, as ``/api/ps`` lists them."""
+        return list((yield ("GET", "/api/ps", None)).get("models", []))
+
+    def q_unload(self, model: str) -> Query[Any]:
+        """Unload ``model`` now, the way ``ollama stop`` asks: an empty generate
+        with ``keep_alive`` 0."""
+        return (yield ("POST", "/api/generate", {"model": model, "keep_alive": 0}))
+
+    def q_version(self) -> Query[str]:
+        return str((yield ("GET", "/api/version", None)).get("version", "?"))
+
     def q_request(
         self, model: str, req: GenerateRequest, send: Collection[str] | None = None
     ) -> Query[tuple[Dialect, Path, Body]]:

@@ -118,6 +118,9 @@ class ServedModel:
             await self.inner.close()
             if not force:
                 log.info("unloaded %s (idle; keep_alive %s)", self.name, _seconds(self._hold))
+            # A request's keep_alive (`llmkit stop`'s 0) has done its job: the next load,
+            # from a request that names none (OpenAI's), keeps the model's own.
+            self._hold = self.keep_alive
             return True
 
     def hold(self, keep_alive: float | None) -> None:

@@ -8,7 +8,9 @@ pull shows up as such and the next ``pull`` resumes into the same directory.
 
 A directory holding several GGUF files (one per quantisation) gives one entry
 per file, named ``owner/name:tag``, the tag being the quantisation in the file
-name (``q4_k_m``). The bundled model is always the first entry.
+name (``q4_k_m``). The bundled model is always the first entry; the GGUFs other
+tools keep (Ollama, the Hugging Face cache, LM Studio: ``foreign``) come last,
+when the catalog is given the settings that say where they are.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
-from llmkit.models.gguf_header import SHARD_RE, gguf_shards
+from llmkit.models.gguf_header import SHARD_RE, gguf_shards, is_gguf
+from llmkit.models.preset import Preset
 
 MANIFEST = ".llmkit.json"
 # One part of a repo id, as the hubs allow them: never a path ("..", "/", "\\").
@@ -43,10 +47,11 @@ class CatalogEntry:
     aliases: tuple[str, ...] = ()
     complete: bool = True
     pulled_at: str | None = None
+    preset: Preset | None = None  # how the tool it comes from runs it (Ollama's layers)
 
     @property
     def format(self) -> str:
-        return "gguf" if self.path.suffix.lower() == ".gguf" else "safetensors"
+        return "gguf" if is_gguf(self.path) else "safetensors"
 
     def size_on_disk(self) -> int:
         if self.path.is_file():
@@ -57,6 +62,7 @@ class CatalogEntry:
 @dataclass(frozen=True)
 class Catalog:
     models_dir: Path
+    elsewhere: ModelsSettings | None = None  # also list other tools' GGUFs, found per these
 
     def entries(self) -> list[CatalogEntry]:
         bundled = CatalogEntry(name=BUNDLED_NAME, path=Path(bundled_model_path()), source="bundled")
@@ -67,7 +73,12 @@ class Catalog:
                 *self.models_dir.glob(f"*/*/{MANIFEST}"),
             ]:
                 found.extend(_read_entries(manifest))
-        return [bundled, *sorted(found, key=lambda e: e.name.lower())]
+        others = []
+        if self.elsewhere is not None:
+            from llmkit.models.foreign import foreign_entries  # it imports this module
+
+            others = foreign_entries(self.elsewhere)
+        return [bundled, *sorted(found, key=lambda e: e.name.lower()), *others]
 
     def find(self, spec: str) -> CatalogEntry:
         """The entry ``spec`` names: its name or repo id (any case), a short name it was
@@ -75,6 +86,8 @@ class Catalog:
         entries = self.entries()
         want = spec.lower()
         hits = [e for e in entries if want in _keys(e)]
+        if not hits and ":" not in want:  # Ollama's habit: "llama3.2" is "llama3.2:latest"
+            hits = [e for e in entries if f"{want}:latest" in _keys(e)]
         if not hits:
             short = [e for e in entries if want in {k.split("/", 1)[-1] for k in _keys(e)}]
             hits = short if len(short) == 1 else []
@@ -134,6 +147,11 @@ class Catalog:
         """Delete an entry's files: one GGUF of several, or the whole directory."""
         if entry.source == "bundled":
             raise ModelSpecError(f"{entry.name} ships with llmkit and cannot be removed.")
+        if entry.directory is None:
+            raise ModelSpecError(
+                f"{entry.name} belongs to {entry.source} ({entry.path}); llmkit only reads it. "
+                "Remove it with that tool."
+            )
         assert entry.directory is not None
         siblings = [e for e in _read_entries(entry.directory / MANIFEST) if e.path != entry.path]
         if entry.format == "gguf" and siblings:

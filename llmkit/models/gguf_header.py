@@ -24,6 +24,18 @@ from llmkit.errors import ModelSpecError
 SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
+def is_gguf(path: Path) -> bool:
+    """A .gguf file, or a file that starts as one does: Ollama keeps its GGUFs as
+    ``blobs/sha256-<hex>``, with no suffix."""
+    if path.suffix.lower() == ".gguf":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 def gguf_shards(path: Path) -> list[Path]:
     """All files of a (possibly split) GGUF, given its first."""
     m = SHARD_RE.search(path.name)

@@ -15,7 +15,13 @@ from typing import Any
 
 from llmkit.core.types import EngineInfo
 from llmkit.errors import ModelSpecError
-from llmkit.models.gguf_header import GGUFHeader, gguf_shards, read_gguf_header, tensor_totals
+from llmkit.models.gguf_header import (
+    GGUFHeader,
+    gguf_shards,
+    is_gguf,
+    read_gguf_header,
+    tensor_totals,
+)
 from llmkit.models.sizing import count_params, human_count
 
 _SAFETENSORS_BYTES = {
@@ -70,7 +76,7 @@ def read_facts(path: Path) -> ModelFacts:
     path = Path(path)
     if path.is_dir():
         return read_hf_dir(path)
-    if path.suffix.lower() == ".gguf":
+    if is_gguf(path):
         return read_gguf(path)
     raise ModelSpecError(f"{path} is neither a .gguf file nor a model directory.")
 

@@ -13,7 +13,7 @@ from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
-from llmkit.models.gguf_header import SHARD_RE
+from llmkit.models.gguf_header import SHARD_RE, is_gguf
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
     if path.exists():
         name = path.resolve().name
         return ResolvedModel(path, path.stem if path.is_file() else name)
-    catalog = Catalog(settings.models_dir)
+    catalog = Catalog(settings.models_dir, elsewhere=settings)
     try:
         entry = catalog.find(spec)
     except ModelSpecError:
@@ -45,7 +45,8 @@ def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
             f"The pull of {entry.name} did not finish; `llmkit pull {entry.name.split(':')[0]}` "
             "resumes it."
         )
-    return ResolvedModel(entry.path, entry.name, entry)
+    # Served as Ollama users call it: "llama3.2" (the Ollama routes add ":latest").
+    return ResolvedModel(entry.path, entry.name.removesuffix(":latest"), entry)
 
 
 def _by_tag(spec: str, catalog: Catalog, settings: ModelsSettings) -> CatalogEntry | None:
@@ -80,7 +81,7 @@ def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
     directory without one is refused with what to do instead."""
     found = locate(spec, settings)
     if found.path.is_file():
-        if found.path.suffix.lower() != ".gguf":
+        if not is_gguf(found.path):
             raise ModelSpecError(f"{found.path} is not a .gguf file; llama.cpp loads GGUF only.")
         return found
     ggufs = sorted(

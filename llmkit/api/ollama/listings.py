@@ -73,6 +73,11 @@ def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
                 details=details(m.info),
                 expires_at=expires(m),
                 context_length=m.context_length,
+                engine=m.info.engine,
+                served_as=m.names[0],
+                slots=m.slots,
+                slots_in_use=m.running,
+                queue=m.queued,
             )
             for m in models
             if m.loaded

@@ -245,6 +245,12 @@ class RunningModel(BaseModel):
     expires_at: str
     size_vram: int = 0  # not measured
     context_length: int
+    # llmkit's own, beside Ollama's: what runs it and how busy it is.
+    engine: str = ""
+    served_as: str = ""  # the model's first name (the others are its aliases)
+    slots: int = 0  # sequences it runs at once; 0: the engine does not say
+    slots_in_use: int = 0
+    queue: int = 0  # requests waiting for a free slot
 
 
 class PsResponse(BaseModel):

@@ -9,12 +9,12 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from llmkit.engines.base import LocalEngineOptions
+from llmkit.engines.base import Engine, LocalEngineOptions
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.models.fit import fit_before_serving
 from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.metadata import describe_files, file_mtime
-from llmkit.models.resolve import resolve_model
+from llmkit.models.resolve import ResolvedModel, resolve_model
 
 
 class LlamaCppOptions(LocalEngineOptions):
@@ -27,7 +27,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
     return fit_before_serving(
         model.path,
         model.name,
-        max_model_len=o.max_model_len,
+        max_model_len=o.max_model_len or _preset_context(model),
         # Not given: as many as memory allows (up to the default), chosen with the context.
         parallel=o.parallel if "parallel" in o.model_fields_set else None,
         memory_gib=ctx.models.memory_gib,
@@ -38,6 +38,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     from llmkit.engines.llamacpp.embed import capabilities
     from llmkit.engines.llamacpp.engine import LlamaCppEngine
     from llmkit.engines.llamacpp.model import LoadOptions
+    from llmkit.engines.preset import PresetEngine
 
     model = resolve_model(ctx.model, ctx.models)
     engine = LlamaCppEngine(
@@ -50,12 +51,21 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
         ),
         max_queue=o.max_queue,
     )
+    preset = model.entry.preset if model.entry else None
+    # Another tool's model (Ollama's): its system prompt and stop strings apply.
+    served: Engine = engine if preset is None else PresetEngine(engine, preset)
     describe = describe_files("llama.cpp", model.path, estimate.context)
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
         header = read_gguf_header(model.path).fields
         describe = replace(describe, capabilities=capabilities(header))
-    return [Built(model.name, engine, describe, created=file_mtime(model.path))]
+    return [Built(model.name, served, describe, created=file_mtime(model.path))]
+
+
+def _preset_context(model: ResolvedModel) -> int | None:
+    """The context another tool's preset serves the model with (Ollama's num_ctx)."""
+    preset = model.entry.preset if model.entry else None
+    return preset.num_ctx if preset else None
 
 
 SPEC = EngineSpec(
