@@ -66,7 +66,7 @@ def test_listings_show_every_upstream_model(proxy, server):
         "smol": 8192,
     }
     tags = ollama.Client(host=proxy.url).list().models
-    assert "via-ollama" in [m.model for m in tags]
+    assert "via-ollama:latest" in [m.model for m in tags]
     show = ollama.Client(host=proxy.url).show("via-ollama")  # the upstream's own description
     assert show.details.family == "llama" and show.details.quantization_level == "Q4_1"
     log = proxy.log()
