@@ -116,7 +116,9 @@ def test_copy_makes_an_alias_that_answers_and_delete_removes_it(srv, client):
     assert e.value.status_code == 404
 
 
-def test_create_from_a_blob_with_a_system_prompt_and_parameters(srv, client, bundled_path, tmp_path):
+def test_create_from_a_blob_with_a_system_prompt_and_parameters(
+    srv, client, bundled_path, tmp_path
+):
     gguf = tmp_path / "upload.gguf"
     shutil.copy(bundled_path, gguf)
     digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
@@ -235,5 +237,33 @@ def test_no_model_management_answers_403_and_serves_only_its_models(tmp_path, bu
         with pytest.raises(ollama.ResponseError) as e:
             c.chat("org/extra", messages=[{"role": "user", "content": "Hi"}])
         assert e.value.status_code == 404
+    finally:
+        s.stop()
+
+
+def test_a_catalog_model_loads_on_demand_within_max_loaded_models(tmp_path, bundled_path):
+    models = tmp_path / "models"
+    (models / "org/extra").mkdir(parents=True)
+    shutil.copy(bundled_path, models / "org/extra/extra.gguf")
+    (models / "org/extra/.llmkit.json").write_text('{"repo": "org/extra", "complete": true}')
+    s = start_server(
+        tmp_path,
+        "--served-model-name",
+        "smol",
+        "--max-loaded-models",
+        "1",
+        env={"LLMKIT_MODELS": str(models)},
+    )
+    try:
+        c = ollama.Client(host=s.url)
+        assert names(c) == ["smol:latest", "org/extra:latest"]  # on disk: listed, not loaded
+        ps = [m.model for m in c.ps().models]
+        assert ps == ["smol:latest"]
+        hi = [{"role": "user", "content": "Hi"}]
+        assert c.chat("org/extra", messages=hi, options=SHORT).done
+        assert [m.model for m in c.ps().models] == ["org/extra:latest"]
+        assert "unloading smol to make room for org/extra" in s.log()
+        assert c.chat("smol", messages=hi, options=SHORT).done  # and back
+        assert [m.model for m in c.ps().models] == ["smol:latest"]
     finally:
         s.stop()
