@@ -31,10 +31,11 @@ def run(home: Path, *args: str, stdin: str | None = None, **env: str):
     mine = ("LLMKIT_URL", "LLMKIT_API_KEY", "LLMKIT_MODELS")  # none from the calling shell
     full = {k: v for k, v in os.environ.items() if k not in mine}
     full.update(LLMKIT_HOME=str(home), **env)
+    # No piped text: stdin is empty and closed, not whatever the test runner holds.
+    given = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
     return subprocess.run(
-        [*LLMKIT, "run", *args], input=stdin, env=full, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+        [*LLMKIT, "run", *args], env=full, capture_output=True, text=True, timeout=300, **given
+    )
 
 
 def test_run_against_a_running_server_pulls_and_loads_the_model_there(tmp_path, hub):
@@ -56,11 +57,11 @@ def test_run_against_a_running_server_pulls_and_loads_the_model_there(tmp_path, 
         assert f"{REPO}:latest" in [m["name"] for m in ps]
         assert (server.home / "models" / REPO / "smol-q4_1.gguf").is_file()  # the server's
 
-        # Piped text: one answer, for a model the server already has (no pull).
-        piped = run(server.home, "smol", "--max-tokens", "4", stdin="Hello there.\n", **dead)
+        # PROMPT and piped text: one answer, from a model the server has (no pull).
+        piped = run(server.home, "smol", "Reply:", "--max-tokens", "4", stdin="Hi.\n", **dead)
         assert piped.returncode == 0, piped.stderr
         assert piped.stdout.strip() and "pulling" not in piped.stderr
-        assert '"content": "Hello there."' in server.log()
+        assert '"content": "Reply:\\n\\nHi."' in server.log()  # PROMPT, then stdin
     finally:
         server.stop()
 

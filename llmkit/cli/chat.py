@@ -123,15 +123,17 @@ def run(
     llmkit run                                  # the bundled SmolLM2-135M
     llmkit run qwen2-0.5b-instruct-gguf         # pulled first if need be
     llmkit run SmolLM2-135M-Instruct "Name three colours."   # one answer, plainly
-    echo "Summarise: ..." | llmkit run SmolLM2-135M-Instruct # the same, from stdin
+    cat notes.txt | llmkit run SmolLM2-135M-Instruct "Summarise:"  # PROMPT, then stdin
     llmkit run --session notes --memory summary
     """
     from llmkit.cli.running import run_model
 
     env = Environment.read()
     text = " ".join(prompt) or None
-    if text is None and not click.get_text_stream("stdin").isatty():
-        text = click.get_text_stream("stdin").read().strip() or None
+    stdin = click.get_text_stream("stdin")
+    if not stdin.isatty():  # piped: the prompt, or what follows it (as ollama run does)
+        piped = stdin.read().strip()
+        text = "\n\n".join(t for t in (text, piped) if t) or None
     opts = ChatOptions(
         None,
         model_arg or model or model_path,
