@@ -297,8 +297,10 @@ class ModelRegistry:
         return [n for m in self.models for n in m.names]
 
     def find(self, name: str) -> ServedModel | None:
-        """The model serving ``name``; Ollama's ``name:latest`` is ``name`` too."""
-        for want in dict.fromkeys((name, name.removesuffix(":latest"))):
+        """The model serving ``name``; Ollama's ``name:latest`` is ``name`` too, either way."""
+        untagged = ":" not in name.rsplit("/", 1)[-1]
+        tagged = f"{name}:latest" if untagged else name
+        for want in dict.fromkeys((name, name.removesuffix(":latest"), tagged)):
             for m in self.models:
                 if want in m.names:
                     return m

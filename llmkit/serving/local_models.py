@@ -95,7 +95,10 @@ class LocalModels:
         """(name, description, file time) of each servable catalog model not served yet."""
         out = []
         for e in self.catalog.entries():
-            if e.complete and e.format == "gguf" and self.serving(e.path) is None:
+            # Not one a served name already answers for (that name means the served one).
+            if self.registry.find(e.name) is not None or self.serving(e.path) is not None:
+                continue
+            if e.complete and e.format == "gguf":
                 out.append((e.name, describe_files("llama.cpp", e.path, None), file_mtime(e.path)))
         return out
 
