@@ -72,7 +72,8 @@ def test_names_as_pulls(name, req):
 
 def test_pull_events_as_ollamas_progress_lines():
     lines = PullLines()
-    files = (RemoteFile("m.gguf", 1000), RemoteFile("README.md", 10))
+    sha = "ab" * 32
+    files = (RemoteFile("m.gguf", 1000, sha), RemoteFile("README.md", 10))
     got = [
         p.model_dump(exclude_none=True)
         for e in (
@@ -87,7 +88,8 @@ def test_pull_events_as_ollamas_progress_lines():
         )
         for p in lines.of(e)
     ] + [p.model_dump(exclude_none=True) for p in lines.closing()]
-    pulling = {"status": "pulling m.gguf", "digest": "m.gguf", "total": 1000}
+    # A file with the hub's digest is named by it, as Ollama names a layer; else by path.
+    pulling = {"status": "pulling abababababab", "digest": f"sha256:{sha}", "total": 1000}
     assert got == [
         {"status": "pulling manifest"},
         {**pulling, "completed": 0},
@@ -141,3 +143,16 @@ def test_names_that_are_not_model_names_are_refused(tmp_path, bundled_path):
     for bad in ("../x", "a/b/c", "-x", "x:-v", ".."):
         with pytest.raises(InvalidRequestError):
             derived.create(Catalog(tmp_path), bad, Path(bundled_path), None)
+
+
+def test_a_pulled_file_whose_digest_differs_is_removed(tmp_path):
+    from llmkit.errors import UpstreamError
+    from llmkit.models.verify import sha256_of, verify
+
+    (tmp_path / "m.gguf").write_bytes(b"weights")
+    (tmp_path / "README.md").write_text("no digest: not checked")
+    good = RemoteFile("m.gguf", 7, sha256_of(tmp_path / "m.gguf"))
+    assert verify(tmp_path, [good, RemoteFile("README.md", 22)]) == 1
+    with pytest.raises(UpstreamError) as e:
+        verify(tmp_path, [RemoteFile("m.gguf", 7, "0" * 64)])
+    assert "m.gguf arrived corrupted" in e.value.message and not (tmp_path / "m.gguf").exists()

@@ -67,13 +67,15 @@ def test_version_is_ollamas_api_level_and_every_response_names_llmkit(srv):
 
 
 def test_pull_streams_ollamas_progress_then_the_model_is_listed_and_answers(srv, client, hub):
-    size = len(hub.repos["org/smol-GGUF"]["smol-q4_1.gguf"])
+    data = hub.repos["org/smol-GGUF"]["smol-q4_1.gguf"]
+    size, sha = len(data), hashlib.sha256(data).hexdigest()
     lines = list(client.pull("org/smol-GGUF", stream=True))
     statuses = [p.status for p in lines]
     assert statuses[0] == "pulling manifest"
-    assert statuses[-2:] == ["writing manifest", "success"]
-    files = [p for p in lines if p.status == "pulling smol-q4_1.gguf"]
-    assert files and all(p.digest == "smol-q4_1.gguf" and p.total == size for p in files)
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    # The weights are a layer named by their sha256 (the hub's LFS digest), as in Ollama.
+    files = [p for p in lines if p.status == f"pulling {sha[:12]}"]
+    assert files and all(p.digest == f"sha256:{sha}" and p.total == size for p in files)
     assert files[-1].completed == size
     assert [p.completed for p in files] == sorted(p.completed for p in files)
     assert "org/smol-GGUF:latest" in names(client) and "smol:latest" in names(client)
@@ -106,6 +108,10 @@ def test_copy_makes_an_alias_that_answers_and_delete_removes_it(srv, client):
     assert "mine:latest" in names(client)
     answer = client.chat("mine:latest", messages=[{"role": "user", "content": "Hi"}], options=SHORT)
     assert answer.done and "mine:latest" in loaded(srv)
+    openai_reply = srv.client(KEY).chat.completions.create(
+        model="mine", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+    )
+    assert openai_reply.model == "mine" and openai_reply.choices[0].message.content is not None
     assert client.delete("mine").status == "success"
     assert "mine:latest" not in names(client)
     with pytest.raises(ollama.ResponseError) as e:

@@ -41,6 +41,7 @@ from llmkit.models.catalog import CatalogEntry
 from llmkit.models.derived import Modelfile
 from llmkit.models.download import PullEvent, pull
 from llmkit.models.hf_names import to_pull_request
+from llmkit.models.verify import verify
 from llmkit.serving.local_models import LocalModels
 
 router = APIRouter(prefix="/api", route_class=JsonBodyRoute)
@@ -98,6 +99,9 @@ async def _pulling(local: LocalModels, name: str) -> AsyncIterator[Progress]:
         for line in lines.of(event):
             yield line
     entries = job.result()  # the pull's own error, if it failed
+    if any(f.sha256 for f in lines.files) and entries and entries[0].directory is not None:
+        yield Progress(status="verifying sha256 digest")
+        await asyncio.to_thread(verify, entries[0].directory, lines.files)
     for entry in entries:  # a model pulled again is built afresh on its next request
         await local.forget(entry)
     for line in lines.closing():

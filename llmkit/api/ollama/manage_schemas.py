@@ -2,8 +2,10 @@
 and the pure translation of llmkit's pull events into Ollama's progress objects.
 
 Ollama's layers are the blobs of its registry, named by digest; llmkit's are a
-repository's files, and the hubs give no digest for every file, so ``digest``
-names the file (``"pulling model-q4_k_m.gguf"``), which is what a client shows.
+repository's files. A file the hub keeps in LFS (the weights) comes with its
+sha256, and is named by it as Ollama names a layer (``"pulling 8934d96d3f08"``,
+``digest: "sha256:8934..."``) and verified once downloaded; a small file without
+one (``README.md``) is named by its path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmkit.models.download import PullEvent
+from llmkit.models.hubs import RemoteFile
 
 
 class ManageRequest(BaseModel):
@@ -72,15 +75,23 @@ class PullLines:
     def __init__(self) -> None:
         self._manifest = False
         self._sent: dict[str, int] = {}
+        self.files: tuple[RemoteFile, ...] = ()  # the plan of the source that delivered
+
+    def _named(self, path: str) -> tuple[str, str]:
+        """(status, digest) of the layer that is the file ``path``."""
+        sha = next((f.sha256 for f in self.files if f.path == path and f.sha256), None)
+        return (f"pulling {sha[:12]}", f"sha256:{sha}") if sha else (f"pulling {path}", path)
 
     def of(self, event: PullEvent) -> list[Progress]:
         if event.status == "trying" and not self._manifest:
             self._manifest = True
             return [Progress(status="pulling manifest")]
         if event.status == "files":
+            self.files = event.files
             return [
-                Progress(status=f"pulling {f.path}", digest=f.path, total=f.size, completed=0)
+                Progress(status=status, digest=digest, total=f.size, completed=0)
                 for f in event.files
+                for status, digest in [self._named(f.path)]
             ]
         if event.status == "downloading" and event.file is not None:
             step = max(1, (event.total or 0) // 100)
@@ -88,10 +99,11 @@ class PullLines:
             if event.completed - last < step and event.completed != event.total:
                 return []
             self._sent[event.file] = event.completed
+            status, digest = self._named(event.file)
             return [
                 Progress(
-                    status=f"pulling {event.file}",
-                    digest=event.file,
+                    status=status,
+                    digest=digest,
                     total=event.total,
                     completed=event.completed,
                 )
