@@ -240,6 +240,7 @@ def test_no_model_management_answers_403_and_serves_only_its_models(tmp_path, bu
         r = httpx.request("DELETE", s.url + "/api/delete", json={"model": "org/extra"})
         assert r.status_code == 403 and isinstance(r.json()["error"], str)
         assert names(c) == ["SmolLM2-135M-Instruct:latest"]  # not the catalog's org/extra
+        assert "serving the local catalog" not in s.log()
         with pytest.raises(ollama.ResponseError) as e:
             c.chat("org/extra", messages=[{"role": "user", "content": "Hi"}])
         assert e.value.status_code == 404
@@ -263,6 +264,7 @@ def test_a_catalog_model_loads_on_demand_within_max_loaded_models(tmp_path, bund
     try:
         c = ollama.Client(host=s.url)
         assert names(c) == ["smol:latest", "org/extra:latest"]  # on disk: listed, not loaded
+        assert f"serving the local catalog on demand ({models}): 1 more model(s)" in s.log()
         ps = [m.model for m in c.ps().models]
         assert ps == ["smol:latest"]
         hi = [{"role": "user", "content": "Hi"}]
