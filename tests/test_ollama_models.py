@@ -112,7 +112,10 @@ def test_copy_makes_an_alias_that_answers_and_delete_removes_it(srv, client):
         model="mine", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
     )
     assert openai_reply.model == "mine" and openai_reply.choices[0].message.content is not None
-    assert client.delete("mine").status == "success"
+    # As Ollama's docs send it: curl -X DELETE -d '{...}' (a form's content type).
+    form = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    r = httpx.request("DELETE", srv.url + "/api/delete", content='{"model": "mine"}', headers=form)
+    assert r.status_code == 200
     assert "mine:latest" not in names(client)
     with pytest.raises(ollama.ResponseError) as e:
         client.delete("mine")

@@ -45,7 +45,7 @@ class JsonBodyRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def as_json(request: Request) -> Response:
-            if request.method == "POST":
+            if request.method in ("POST", "DELETE"):  # DELETE /api/delete has a body too
                 headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
                 request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
             return await handler(request)
