@@ -126,7 +126,7 @@ def run(
     cat notes.txt | llmkit run SmolLM2-135M-Instruct "Summarise:"  # PROMPT, then stdin
     llmkit run --session notes --memory summary
     """
-    from llmkit.cli.running import run_model
+    from llmkit.cli.run_model import run_model
 
     env = Environment.read()
     text = " ".join(prompt) or None
