@@ -184,6 +184,9 @@ def test_create_refuses_what_it_cannot_make(client):
         client.create("x", from_="smol", quantize="q4_K_M")
     assert e.value.status_code == 400 and "quantize" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:
+        client.create("x", from_="smol", parameters={"temperature": -1})
+    assert e.value.status_code == 400 and "parameters.temperature" in e.value.error
+    with pytest.raises(ollama.ResponseError) as e:
         client.create("smol", from_="smol")
     assert e.value.status_code == 400 and "configuration serves" in e.value.error
 

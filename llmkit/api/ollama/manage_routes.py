@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
 from llmkit.api.generation import ending_in_error
 from llmkit.api.ollama.errors import error_line
@@ -28,6 +29,7 @@ from llmkit.api.ollama.manage_schemas import (
     PullLines,
 )
 from llmkit.api.ollama.routes import JsonBodyRoute
+from llmkit.api.ollama.schemas import Options
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import (
     ForbiddenError,
@@ -147,6 +149,7 @@ async def create_model(request: Request, body: CreateBody) -> Response:
     name = body.wanted
     if not name:
         raise InvalidRequestError("model is required", param="model")
+    _check_parameters(body.parameters or {})
     gguf, made, filename = _base(request, local, body)
     mine = Modelfile(
         system=body.system if body.system is not None else (made.system if made else None),
@@ -161,6 +164,17 @@ async def create_model(request: Request, body: CreateBody) -> Response:
             yield Progress(status=status)
 
     return _lines(steps()) if body.stream is not False else await _last(steps())
+
+
+def _check_parameters(given: dict) -> None:
+    """Refuse now what would fail every request to the model later."""
+    try:
+        Options.model_validate(given)
+    except ValidationError as e:
+        where = ".".join(str(x) for x in e.errors()[0]["loc"])
+        raise InvalidRequestError(
+            f"parameters.{where}: {e.errors()[0]['msg']}", param="parameters"
+        ) from None
 
 
 def _messages(given: list[dict]) -> tuple:
