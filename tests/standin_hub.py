@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 SHA = "a" * 40  # the one commit every repository is at
+LFS = (".gguf", ".safetensors", ".bin")  # kept in LFS, so the tree gives their sha256
 
 
 @dataclass
@@ -138,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self._hf_missing(repo, revision):
             return
         self._json(200, [
-            {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+            {"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest(),
+             **({"lfs": {"oid": hashlib.sha256(b).hexdigest(), "size": len(b), "pointerSize": 134}}
+                if p.endswith(LFS) else {})}
             for p, b in self.hub.repos[repo].items()
         ])  # fmt: skip
 

@@ -186,12 +186,13 @@ def test_ollama_client_format_json(ollama_client):
 
 def test_ollama_client_list_show_ps(ollama_client):
     names = [m.model for m in ollama_client.list().models]
-    assert names == [MODEL, "smol"]
+    assert names == [f"{MODEL}:latest", "smol:latest"]  # Ollama tags an untagged name
     show = ollama_client.show(MODEL)
     assert show.details.family == "llama" and show.details.quantization_level == "Q4_1"
     assert show.modelinfo["llama.context_length"] == 8192 and show.template
     running = ollama_client.ps().models
-    assert {m.model for m in running} == {MODEL, "smol"} and running[0].size > 0
+    assert {m.model for m in running} == {f"{MODEL}:latest", "smol:latest"}
+    assert running[0].size > 0
 
 
 def test_ollama_client_errors(ollama_client):

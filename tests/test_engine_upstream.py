@@ -62,11 +62,12 @@ def test_listings_show_every_upstream_model(proxy, server):
         "via-ollama": 8192,
         "via-detected": 8192,
         "dead": 0,  # not reachable: its context is unknown
-        "SmolLM2-135M-Instruct": 8192,
-        "smol": 8192,
+        # Every model of an Ollama-dialect upstream, under the names its /api/tags gives.
+        "SmolLM2-135M-Instruct:latest": 8192,
+        "smol:latest": 8192,
     }
     tags = ollama.Client(host=proxy.url).list().models
-    assert "via-ollama" in [m.model for m in tags]
+    assert "via-ollama:latest" in [m.model for m in tags]
     show = ollama.Client(host=proxy.url).show("via-ollama")  # the upstream's own description
     assert show.details.family == "llama" and show.details.quantization_level == "Q4_1"
     log = proxy.log()

@@ -37,14 +37,14 @@ def test_root_and_version(server):
 
 def test_tags_ps_show_describe_the_served_model(server):
     tags = httpx.get(server.url + "/api/tags").json()["models"]
-    assert [m["name"] for m in tags] == [MODEL, "smol"]
+    assert [m["name"] for m in tags] == [f"{MODEL}:latest", "smol:latest"]  # Ollama's tags
     d = tags[0]["details"]
     assert d["format"] == "gguf" and d["family"] == "llama"
     assert d["parameter_size"] == "135M" and d["quantization_level"] == "Q4_1"
     assert tags[0]["size"] > 50_000_000 and len(tags[0]["digest"]) == 64
 
     ps = httpx.get(server.url + "/api/ps").json()["models"]
-    assert {m["name"] for m in ps} == {MODEL, "smol"}
+    assert {m["name"] for m in ps} == {f"{MODEL}:latest", "smol:latest"}
     assert ps[0]["context_length"] == 8192 and ps[0]["expires_at"]
 
     show = post(server, "/api/show", {"model": "smol"}).json()

@@ -204,12 +204,12 @@ def model(loaded: bool = True, expires_at: float | None = None) -> ModelView:
 
 def test_tags_list_every_name():
     entries = listings.to_tags([model(loaded=False)]).model_dump()["models"]
-    assert [e["name"] for e in entries] == ["m", "alias"]
+    assert [e["name"] for e in entries] == ["m:latest", "alias:latest"]  # Ollama's tag
     digest = entries[0]["digest"]
     assert len(digest) == 64 and digest == listings.digest(model())
     assert entries[0] == {
-        "name": "m",
-        "model": "m",
+        "name": "m:latest",
+        "model": "m:latest",
         "modified_at": "2024-05-06T00:00:00.000000Z",
         "size": 1000,
         "digest": digest,
@@ -232,10 +232,10 @@ def test_unknown_family_is_null_families():
 )
 def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
     got = listings.to_ps([model(expires_at=expires_at), model(loaded=False)], now=AT).model_dump()
-    assert [m["name"] for m in got["models"]] == ["m", "alias"]
+    assert [m["name"] for m in got["models"]] == ["m:latest", "alias:latest"]
     assert got["models"][0] == {
-        "name": "m",
-        "model": "m",
+        "name": "m:latest",
+        "model": "m:latest",
         "size": 1000,
         "digest": listings.digest(model()),
         "details": DETAILS,
@@ -265,6 +265,7 @@ def test_show():
         ),
         "parameters": "num_ctx 8192",
         "template": "{{ x }}",
+        "system": None,
         "details": DETAILS,
         "model_info": {
             "llama.block_count": 30,

@@ -25,6 +25,7 @@ from llmkit.api.guard import Guard, policy_for
 from llmkit.api.metrics import Metrics, RequestCounter
 from llmkit.api.metrics import router as metrics_router
 from llmkit.api.ollama import embed_routes as ollama_embed_routes
+from llmkit.api.ollama import manage_routes as ollama_manage_routes
 from llmkit.api.ollama import routes as ollama_routes
 from llmkit.api.ollama.errors import error_response as ollama_error
 from llmkit.api.openai import embed_routes as openai_embed_routes
@@ -69,6 +70,7 @@ def create_app(
     app.include_router(openai_embed_routes.router)
     app.include_router(ollama_embed_routes.router)
     app.include_router(anthropic_routes.router)
+    app.include_router(ollama_manage_routes.router)
 
     # In front of every route: Host, Origin, key, rate and body size.
     app.add_middleware(Guard, policy=policy_for(settings), render=render)  # type: ignore[arg-type]

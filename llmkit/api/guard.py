@@ -46,6 +46,8 @@ Render = Callable[[Request, LlmkitError], Response]
 CORS_METHODS = "GET, POST, DELETE, HEAD, OPTIONS"
 # What probes need without a key: liveness, and Ollama's "is it running?".
 OPEN_PATHS = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/"), ("HEAD", "/")})
+# Bodies the size of a model: Ollama's blob uploads (their digest is checked as they arrive).
+UNLIMITED_BODIES = ("/api/blobs/",)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class Guard:
         if preflight is not None:
             await preflight(scope, receive, send)
             return
-        if "content-length" not in request.headers:
+        big = request.url.path.startswith(UNLIMITED_BODIES)
+        if "content-length" not in request.headers and not big:
             try:  # a chunked body: read it here, counting, so an oversized one gets a 413
                 receive = await self._buffered(receive)
             except PayloadTooLargeError as e:
@@ -125,7 +128,8 @@ class Guard:
             who = self._check_key(request)
             self._check_rate(who)
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.policy.max_body_bytes:
+        big = request.url.path.startswith(UNLIMITED_BODIES)
+        if length and length.isdigit() and int(length) > self.policy.max_body_bytes and not big:
             raise self._too_large()
         return None
 

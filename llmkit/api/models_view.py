@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmkit.core.types import EngineInfo
-from llmkit.engines.registry import ServedModel
+from llmkit.engines.registry import ModelRegistry, ServedModel
+from llmkit.serving.local_models import LocalModels
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,13 @@ def view(model: ServedModel) -> ModelView:
 
 def views(models: list[ServedModel]) -> list[ModelView]:
     return [view(m) for m in models]
+
+
+def catalog_views(registry: ModelRegistry) -> list[ModelView]:
+    """The served models, then the local catalog's models not served yet (served on
+    demand when a request names them), as Ollama lists everything on its disk."""
+    out = views(registry.models)
+    if isinstance(registry.fallback, LocalModels):
+        for name, info, created in registry.fallback.listed():
+            out.append(ModelView((name,), info, created, loaded=False, expires_at=None))
+    return out

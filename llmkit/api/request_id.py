@@ -3,7 +3,9 @@ while the request runs, so a user's report and the server log meet.
 
 A client's own ``X-Request-Id`` is kept (a proxy's, a tracing system's) when it
 is short and printable; otherwise the server makes one. The id lives in a
-context variable, which ``RequestIdFilter`` puts on log records.
+context variable, which ``RequestIdFilter`` puts on log records. Every response
+also says which llmkit answered (``X-Llmkit-Version``): ``/api/version`` answers
+the Ollama API level, which Ollama's clients gate features on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import logging
 import re
 import uuid
 from typing import Any
+
+from llmkit import __version__
+
+_VERSION = (b"x-llmkit-version", __version__.encode())
 
 current: contextvars.ContextVar[str] = contextvars.ContextVar("llmkit_request_id", default="-")
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -32,7 +38,11 @@ class RequestId:
 
         async def sending(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode()),
+                    _VERSION,
+                ]
             await send(message)
 
         try:

@@ -88,13 +88,21 @@ def chat(
 
 
 @click.command()
+@click.argument("model_arg", metavar="[MODEL]", required=False)
+@click.argument("prompt", nargs=-1)
 @click.option(
-    "--serve-model",
-    "model_path",
-    help="A model to load (catalog name, repo id, .gguf; default: the bundled one).",
+    "--url",
+    help="The llmkit serve to run the model on (default: the local one, when one is "
+    "running; else the model is served in this process). [env: LLMKIT_URL]",
 )
+@click.option("--api-key", help="Bearer key for the server. [env: LLMKIT_API_KEY]")
+@click.option("--serve-model", "model_path", hidden=True)  # before MODEL was an argument
 @chat_options
 def run(
+    model_arg: str | None,
+    prompt: tuple[str, ...],
+    url: str | None,
+    api_key: str | None,
     model_path: str | None,
     model: str | None,
     system: str | None,
@@ -105,29 +113,44 @@ def run(
     temperature: float | None,
     plain: bool,
 ) -> None:
-    """Load a model in this process and chat with it (no separate server).
+    """Run MODEL: chat with it, or answer PROMPT (or what stdin pipes in) and exit.
+
+    With a running `llmkit serve` (the local one, or --url), the model runs
+    there: pulled there first when it has not got it, then loaded on first use.
+    Without one, it is pulled here when needed and served in this process.
 
     \b
-    llmkit run                      # the bundled SmolLM2-135M
+    llmkit run                                  # the bundled SmolLM2-135M
+    llmkit run qwen2-0.5b-instruct-gguf         # pulled first if need be
+    llmkit run SmolLM2-135M-Instruct "Name three colours."   # one answer, plainly
+    cat notes.txt | llmkit run SmolLM2-135M-Instruct "Summarise:"  # PROMPT, then stdin
     llmkit run --session notes --memory summary
     """
-    from llmkit.cli.progress import load_progress
-    from llmkit.engines.spec import load_specs
-    from llmkit.serving.server import serving_in_thread
-    from llmkit.serving.settings import ServeSettings
+    from llmkit.cli.run_model import run_model
 
     env = Environment.read()
-    settings = ServeSettings(
-        model=[model_path] if model_path else [],
-        port=0,
-        log_level="warning",
-        options={"parallel": 1},
+    text = " ".join(prompt) or None
+    stdin = click.get_text_stream("stdin")
+    if not stdin.isatty():  # piped: the prompt, or what follows it (as ollama run does)
+        piped = stdin.read().strip()
+        text = "\n\n".join(t for t in (text, piped) if t) or None
+    opts = ChatOptions(
+        None,
+        model_arg or model or model_path,
+        api_key or env.api_key,
+        "openai",
+        system,
+        memory,
+        max_tokens,
+        temperature,
+        not plain,
     )
     try:
-        with serving_in_thread(settings, load_specs(), env, on_progress=load_progress()) as url:
-            opts = ChatOptions(
-                url, model, None, "openai", system, memory, max_tokens, temperature, not plain
-            )
-            Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()
+        stored = (lambda o: _open_chat(o, session, resume, env)) if session or resume else None
+        run_model(opts, text, url or env.url, env, lambda o: _talk(o, session, resume, env), stored)
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
+
+
+def _talk(opts: ChatOptions, session: str | None, resume: bool, env: Environment) -> None:
+    Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()

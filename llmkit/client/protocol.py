@@ -89,8 +89,10 @@ def openai_context_length(listing: dict[str, Any], model: str) -> int | None:
 
 
 def ollama_context_length(show: dict[str, Any], ps: dict[str, Any], model: str) -> int | None:
+    # Ollama lists an untagged name as "name:latest".
+    wanted = {model, model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"}
     for m in ps.get("models", []):
-        if model in (m.get("name"), m.get("model")) and m.get("context_length"):
+        if wanted & {m.get("name"), m.get("model")} and m.get("context_length"):
             return int(m["context_length"])
     for key, value in (show.get("model_info") or {}).items():
         if key.endswith(".context_length") and isinstance(value, int):

@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
-from llmkit.errors import ModelNotFoundError
+from llmkit.errors import ModelNotFoundError, ServerBusyError
+from llmkit.models.derived import Modelfile
 
 log = logging.getLogger("llmkit.registry")
 
@@ -38,14 +39,23 @@ class ServedModel:
         keep_alive: float | None = None,
         preload: bool = True,
         describe: EngineInfo | None = None,
+        modelfile: Modelfile | None = None,
+        on_demand: bool = False,
     ) -> None:
-        """``describe``: what listings show of the model before it first loads."""
+        """``describe``: what listings show of the model before it first loads;
+        ``modelfile``: what a model made with Ollama's create adds to each request;
+        ``on_demand``: served because a request named it, not by the configuration."""
         self.names = names  # the first is the canonical name, the rest aliases
         self.inner = engine
         self.engine: Engine = ManagedEngine(self, engine)
         self.created = created
         self.keep_alive = keep_alive  # seconds idle before unloading; None: never
         self.preload = preload
+        self.modelfile = modelfile
+        self.on_demand = on_demand
+        self.last_used = 0.0  # monotonic time the last request on it ended
+        # Set by the registry: frees room (unloads idle models) before this one loads.
+        self.before_load: Callable[[ServedModel], Awaitable[None]] | None = None
         self.loaded = False
         self.loading = False
         self.load_error: str | None = None  # why the last load failed, until one succeeds
@@ -87,6 +97,8 @@ class ServedModel:
         async with self._lock:
             if self.loaded:
                 return
+            if self.before_load is not None:
+                await self.before_load(self)
             log.info("loading %s", self.name)
             started = time.perf_counter_ns()
             self.loading = True
@@ -151,6 +163,7 @@ class ServedModel:
             yield
         finally:
             self.active -= 1
+            self.last_used = time.monotonic()
             if self.active == 0:
                 self._schedule()
 
@@ -198,7 +211,12 @@ class ManagedEngine(Engine):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    def _made(self, req: GenerateRequest) -> GenerateRequest:
+        mf = self.served.modelfile
+        return req if mf is None else mf.apply(req)
+
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        req = self._made(req)
         async with self.served.using():
             async for chunk in self.inner.generate(req):
                 yield chunk
@@ -212,6 +230,7 @@ class ManagedEngine(Engine):
             return await self.inner.detokenize(ids)
 
     async def encode(self, req: GenerateRequest) -> list[int] | None:
+        req = self._made(req)
         async with self.served.using():
             return await self.inner.encode(req)
 
@@ -247,8 +266,21 @@ class ManagedEngine(Engine):
 
 
 class ModelRegistry:
-    def __init__(self, models: list[ServedModel] | None = None) -> None:
+    """The served models by name. ``fallback`` serves a name no model has yet (a
+    model in the local catalog, on demand); ``max_loaded`` caps the models loaded
+    at once: loading one more first unloads the one idle longest, as Ollama's
+    ``OLLAMA_MAX_LOADED_MODELS`` does."""
+
+    def __init__(
+        self,
+        models: list[ServedModel] | None = None,
+        *,
+        fallback: Callable[[str], ServedModel | None] | None = None,
+        max_loaded: int | None = None,
+    ) -> None:
         self.models: list[ServedModel] = []
+        self.fallback = fallback
+        self.max_loaded = max_loaded
         for m in models or []:
             self.add(m)
 
@@ -257,16 +289,51 @@ class ModelRegistry:
         clash = taken.intersection(model.names)
         if clash:
             raise ValueError(f"served model name(s) already in use: {', '.join(sorted(clash))}")
+        model.before_load = self._make_room
         self.models.append(model)
+
+    def remove(self, model: ServedModel) -> None:
+        """Stop serving ``model`` (its engine must be unloaded already)."""
+        self.models = [m for m in self.models if m is not model]
 
     def names(self) -> list[str]:
         return [n for m in self.models for n in m.names]
 
+    def find(self, name: str) -> ServedModel | None:
+        """The model serving ``name``; Ollama's ``name:latest`` is ``name`` too, either way."""
+        untagged = ":" not in name.rsplit("/", 1)[-1]
+        tagged = f"{name}:latest" if untagged else name
+        for want in dict.fromkeys((name, name.removesuffix(":latest"), tagged)):
+            for m in self.models:
+                if want in m.names:
+                    return m
+        return None
+
     def get(self, name: str) -> ServedModel:
-        for m in self.models:
-            if name in m.names:
-                return m
-        raise ModelNotFoundError(name, self.names())
+        found = self.find(name)
+        if found is None and self.fallback is not None and name:
+            found = self.fallback(name)
+        if found is None:
+            raise ModelNotFoundError(name, self.names())
+        return found
+
+    async def _make_room(self, model: ServedModel) -> None:
+        if not self.max_loaded:
+            return
+        while True:
+            loaded = [m for m in self.models if m.loaded and m is not model]
+            if len(loaded) < self.max_loaded:
+                return
+            idle = [m for m in loaded if m.active == 0]
+            if not idle:
+                raise ServerBusyError(
+                    f"{len(loaded)} models are loaded and busy (--max-loaded-models "
+                    f"{self.max_loaded}); {model.name} loads when one of them is idle.",
+                    retry_after=5,
+                )
+            victim = min(idle, key=lambda m: m.last_used)
+            log.info("unloading %s to make room for %s", victim.name, model.name)
+            await victim.unload()
 
     async def start(self) -> None:
         """Load the models served with ``load: startup``, one after another (two

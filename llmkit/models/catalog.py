@@ -48,6 +48,8 @@ class CatalogEntry:
     complete: bool = True
     pulled_at: str | None = None
     preset: Preset | None = None  # how the tool it comes from runs it (Ollama's layers)
+    # A model made here (Ollama's create/copy): what its Modelfile adds, as stored.
+    modelfile: dict | None = None
 
     @property
     def format(self) -> str:
@@ -63,6 +65,24 @@ class CatalogEntry:
 class Catalog:
     models_dir: Path
     elsewhere: ModelsSettings | None = None  # also list other tools' GGUFs, found per these
+
+    def lookup(self, name: str) -> CatalogEntry | None:
+        """The entry an Ollama-style name means (``name`` or ``name:latest``), or None."""
+        for spec in dict.fromkeys((name, name.removesuffix(":latest"))):
+            try:
+                return self.find(spec)
+            except ModelSpecError:
+                continue
+        # "owner/repo:q8_0" when only that quantisation was pulled (its entry is untagged).
+        base, _, tag = name.rpartition(":")
+        if base and "/" not in tag:
+            try:
+                entry = self.find(base)
+            except ModelSpecError:
+                return None
+            if entry.path.is_file() and gguf_tag(entry.path) == tag.lower():
+                return entry
+        return None
 
     def entries(self) -> list[CatalogEntry]:
         bundled = CatalogEntry(name=BUNDLED_NAME, path=Path(bundled_model_path()), source="bundled")
@@ -209,6 +229,7 @@ def _read_entries(manifest: Path) -> list[CatalogEntry]:
         aliases=tuple(data.get("aliases", ())),
         complete=bool(data.get("complete")),
         pulled_at=data.get("pulled_at"),
+        modelfile=data.get("modelfile"),
     )
     ggufs = sorted(
         p

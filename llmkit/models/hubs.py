@@ -31,6 +31,7 @@ BytesFunc = Callable[[str, int, int | None], None]
 class RemoteFile:
     path: str
     size: int | None
+    sha256: str | None = None  # the content's digest, where the hub says it (LFS files)
 
 
 class SourceError(Exception):
@@ -84,7 +85,11 @@ class HuggingFace:
         with self._errors(repo):
             info = api.model_info(repo, revision=revision or self.default_revision)
             tree = api.list_repo_tree(repo, revision=info.sha, recursive=True)
-            files = [RemoteFile(f.path, f.size) for f in tree if isinstance(f, RepoFile)]
+            files = [
+                RemoteFile(f.path, f.size, f.lfs.sha256 if f.lfs else None)
+                for f in tree
+                if isinstance(f, RepoFile)
+            ]
         return info.sha or revision or self.default_revision, files
 
     def download(
@@ -196,7 +201,11 @@ class ModelScope:
         revision = revision or self.default_revision
         with _Translate(repo, self.endpoint, _ms_kind), _quiet_modelscope():
             infos = HubApi(endpoint=self.endpoint).list_repo_files(repo, "model", revision=revision)
-        return revision, [RemoteFile(f.path, f.size) for f in infos if not f.is_dir]
+        return revision, [
+            RemoteFile(f.path, f.size, getattr(f, "sha256", None) or None)
+            for f in infos
+            if not f.is_dir
+        ]
 
     def download(
         self, repo: str, revision: str, files: list[RemoteFile], dest: Path, on_bytes: BytesFunc

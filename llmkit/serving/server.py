@@ -29,6 +29,7 @@ from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import EngineError, LlmkitError
 from llmkit.serving.build import build_registry
+from llmkit.serving.local_models import LocalModels
 from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit")
@@ -117,6 +118,13 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
         lines.append(
             f"serving {m.name}{also} on {info.engine}: {info.model}; context "
             f"{info.context_length} tokens" + (f", {extra}" if extra else "")
+        )
+    local = registry.fallback
+    if isinstance(local, LocalModels):
+        n = len(local.listed())
+        lines.append(
+            f"serving the local catalog on demand ({local.models.models_dir}): {n} more "
+            f"model(s) now; pull, copy, create and delete over the Ollama API"
         )
     keys = settings.api_keys()
     auth = f"{len(keys)} API key(s) required" if keys else "no API key"

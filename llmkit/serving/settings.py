@@ -105,6 +105,18 @@ class ServeSettings(ModelFields):
         description="Requests a minute each API key (each client address without keys) may "
         "send; more get 429 with Retry-After.",
     )
+    no_model_management: bool = Field(
+        default=False,
+        description="Turn off pulling, deleting, copying and creating models through the Ollama "
+        "API (they answer 403), and serve only the configured models: none from the local "
+        "catalog on demand.",
+    )
+    max_loaded_models: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most models loaded at once; loading another first unloads the one "
+        "idle longest (default: no limit but memory, which the fit check guards).",
+    )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     log_requests: bool = Field(
         default=False,

@@ -13,6 +13,12 @@ from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.convert import rfc3339
 from llmkit.core.types import EngineInfo
+from llmkit.models.derived import Modelfile, modelfile_text
+
+
+def tagged(name: str) -> str:
+    """Ollama's listing name: an untagged name is ``name:latest``."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 def digest(m: ModelView) -> str:
@@ -40,8 +46,8 @@ def to_tags(models: list[ModelView]) -> s.TagsResponse:
     return s.TagsResponse(
         models=[
             s.ListedModel(
-                name=name,
-                model=name,
+                name=tagged(name),
+                model=tagged(name),
                 modified_at=_modified(m),
                 size=m.info.size_bytes,
                 digest=digest(m),
@@ -66,8 +72,8 @@ def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
     return s.PsResponse(
         models=[
             s.RunningModel(
-                name=name,
-                model=name,
+                name=tagged(name),
+                model=tagged(name),
                 size=m.info.size_bytes,
                 digest=digest(m),
                 details=details(m.info),
@@ -86,18 +92,23 @@ def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
     )
 
 
-def to_show(m: ModelView) -> s.ShowResponse:
+def to_show(m: ModelView, made: Modelfile | None = None) -> s.ShowResponse:
     info = m.info
     model_info: dict[str, Any] = {
         k: _number(v) for k, v in info.metadata.items() if k != "tokenizer.chat_template"
     }
     model_info["general.parameter_count"] = info.parameter_count
     params = f"num_ctx {info.context_length}"
+    if made is not None:
+        params = "\n".join([params, *(f"{k} {v}" for k, v in made.parameters.items())])
+    text = modelfile_text(info.model, made)
+    ctx = f"num_ctx {info.context_length}"
     return s.ShowResponse(
         license=info.license,
-        modelfile=f"# served by llmkit ({info.engine})\nFROM {info.model}\nPARAMETER {params}\n",
+        modelfile=f"# served by llmkit ({info.engine})\n{text}PARAMETER {ctx}\n",
         parameters=params,
-        template=info.chat_template,
+        template=(made.template if made and made.template else info.chat_template),
+        system=made.system if made else None,
         details=details(info),
         model_info=model_info,
         capabilities=list(info.capabilities),

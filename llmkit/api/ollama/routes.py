@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from llmkit import __version__
 from llmkit.api.generation import (
     ClientGone,
     ending_in_error,
@@ -26,7 +25,7 @@ from llmkit.api.generation import (
     watcher,
     within_limits,
 )
-from llmkit.api.models_view import view, views
+from llmkit.api.models_view import catalog_views, view, views
 from llmkit.api.ollama import convert, listings
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.embed_schemas import EmbedFields
@@ -34,7 +33,7 @@ from llmkit.api.ollama.errors import error_line
 from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import GenerateRequest
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.errors import InvalidRequestError, LlmkitError
+from llmkit.errors import InvalidRequestError
 
 
 class JsonBodyRoute(APIRoute):
@@ -46,7 +45,7 @@ class JsonBodyRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def as_json(request: Request) -> Response:
-            if request.method == "POST":
+            if request.method in ("POST", "DELETE"):  # DELETE /api/delete has a body too
                 headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
                 request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
             return await handler(request)
@@ -68,9 +67,14 @@ async def is_running() -> str:
     return "Ollama is running"  # what Ollama answers; some clients check for it
 
 
+#: The Ollama release whose API these routes answer: clients gate features (tools,
+#: thinking) on it. llmkit's own version is in every response's X-Llmkit-Version.
+OLLAMA_API_VERSION = "0.12.0"
+
+
 @router.get("/version")
 async def version() -> dict[str, str]:
-    return {"version": __version__}
+    return {"version": OLLAMA_API_VERSION}
 
 
 def _registry(request: Request) -> ModelRegistry:
@@ -80,19 +84,13 @@ def _registry(request: Request) -> ModelRegistry:
 def _model(request: Request, name: str) -> ServedModel:
     if not name:
         raise InvalidRequestError("model is required", param="model")
-    reg = _registry(request)
-    try:
-        return reg.get(name)
-    except LlmkitError:
-        # Ollama clients name models "name:tag"; an untagged name is ":latest".
-        if name.endswith(":latest"):
-            return reg.get(name.removesuffix(":latest"))
-        raise
+    # Ollama clients name models "name:tag"; the registry reads "name:latest" as "name".
+    return _registry(request).get(name)
 
 
 @router.get("/tags")
 async def tags(request: Request) -> s.TagsResponse:
-    return listings.to_tags(views(_registry(request).models))
+    return listings.to_tags(catalog_views(_registry(request)))
 
 
 @router.get("/ps")
@@ -102,13 +100,15 @@ async def ps(request: Request) -> s.PsResponse:
 
 @router.post("/show")
 async def show(request: Request, body: ShowBody) -> s.ShowResponse:
-    return listings.to_show(view(_model(request, body.wanted)))
+    model = _model(request, body.wanted)
+    return listings.to_show(view(model), model.modelfile)
 
 
 @router.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
+    _with_modelfile(model, body)
     if not body.messages:
         return await _load(model, body, chat=True)
     [req] = within_limits(request, [convert.from_chat_request(body)])
@@ -125,6 +125,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     start, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
+    _with_modelfile(model, body)
     req = convert.from_generate_request(body)
     model.hold(_keep_alive(model, body))
     req, prompt_ids = convert.with_context(req, body.context, await model.engine.encode(req))
@@ -133,6 +134,21 @@ async def generate(request: Request, body: GenerateBody) -> Response:
         return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
     answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
     return await _whole(request, answer)
+
+
+def _with_modelfile(model: ServedModel, body: s.GenerationFields) -> None:
+    """A made model's parameters are the request's defaults (its own options win);
+    its template wraps a generate prompt unless the request brings one or is raw.
+    Its system prompt and messages are added to the chat by the engine's face."""
+    mf = model.modelfile
+    if mf is None:
+        return
+    if mf.parameters:
+        given = body.options.model_dump(exclude_unset=True) if body.options else {}
+        body.options = s.Options.model_validate({**mf.parameters, **given})
+    if isinstance(body, s.GenerateRequest) and mf.template and not body.template and not body.raw:
+        body.template = mf.template
+        body.system = body.system if body.system is not None else mf.system
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:

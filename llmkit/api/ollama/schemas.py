@@ -262,6 +262,7 @@ class ShowResponse(BaseModel):
     modelfile: str
     parameters: str
     template: str
+    system: str | None = None  # a made model's system prompt (Ollama's ``SYSTEM``)
     details: ModelDetails
     model_info: dict[str, Any]
     capabilities: list[str]

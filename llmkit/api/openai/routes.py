@@ -21,7 +21,7 @@ from llmkit.api.generation import (
     watcher,
     within_limits,
 )
-from llmkit.api.models_view import view, views
+from llmkit.api.models_view import catalog_views, view
 from llmkit.api.openai import convert
 from llmkit.api.openai import schemas as s
 from llmkit.api.openai.errors import error_body
@@ -41,7 +41,7 @@ def _head(prefix: str, model: str) -> convert.Head:
 
 @router.get("/models")
 async def list_models(request: Request) -> s.ModelList:
-    return convert.to_model_list(views(_registry(request).models))
+    return convert.to_model_list(catalog_views(_registry(request)))
 
 
 @router.get("/models/{model_id:path}")
