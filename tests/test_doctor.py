@@ -18,9 +18,12 @@ import llmkit
 from llmkit.cli.checks import judge_build
 from llmkit.cli.main import cli
 from llmkit.engines.llamacpp.build_info import BuildInfo, features
+from llmkit.memory.migrations import MIGRATIONS
 from llmkit.memory.store import Store
 from tests.conftest import free_port
 from tests.standin_hub import StandinHub
+
+SHIPPED = [fn.__name__ for fn in MIGRATIONS]
 
 CLOSED = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
@@ -68,11 +71,12 @@ def test_a_healthy_machine(machine, server, hub):
     assert got["models dir"].startswith(f"✓ {home / 'models'} (not created yet; will be on")
     assert re.fullmatch(
         rf"✓ sqlite:///{re.escape(str(home))}/llmkit.db: 1 conversations, [\d.]+ KiB, "
-        r"schema 1 \(m001_initial\)",
+        rf"schema {len(SHIPPED)} \({re.escape(', '.join(SHIPPED))}\)",
         got["store"],
     )
     assert got["server"] == (
-        f"✓ {server.url}: version {llmkit.__version__}, models SmolLM2-135M-Instruct, smol"
+        f"✓ {server.url}: version llmkit {llmkit.__version__} (Ollama API 0.12.0), "
+        "models SmolLM2-135M-Instruct:latest, smol:latest"
     )
     assert got["hub hf"] == f"✓ {hub.url} answers"
     # One hub down is a warning: pull falls back to the other.
@@ -112,8 +116,9 @@ def test_a_store_from_a_newer_llmkit_and_an_unreachable_server(machine):
     with sa.create_engine(f"sqlite:///{machine / 'home' / 'llmkit.db'}").begin() as conn:
         conn.execute(sa.text("INSERT INTO _llmkit_migrations VALUES ('m999_future', '2030-01-01')"))
     code, got = doctor("--url", CLOSED)
+    applied = ", ".join([*SHIPPED, "m999_future"])
     assert (
-        "schema 2 (m001_initial, m999_future); written by a newer llmkit (m999_future)"
+        f"schema {len(SHIPPED) + 1} ({applied}); written by a newer llmkit (m999_future)"
         in (got["store"])
     )
     assert got["store"].startswith("✗ ") and got["store"].endswith(

@@ -60,7 +60,7 @@ def loaded(srv: Server) -> list[str]:
 
 def test_version_is_ollamas_api_level_and_every_response_names_llmkit(srv):
     r = httpx.get(srv.url + "/api/version", headers=AUTH)
-    assert r.json() == {"version": "0.12.0"}
+    assert r.json() == {"version": "0.12.0", "llmkit": __version__}
     assert r.headers["x-llmkit-version"] == __version__
     for refused in (httpx.get(srv.url + "/api/tags"), httpx.get(srv.url + "/v1/nothing")):
         assert refused.status_code == 401 and refused.headers["x-llmkit-version"] == __version__

@@ -75,9 +75,9 @@ def test_ps_shows_both_models(home, two):
     # Ollama's own client reads the same listing (llmkit's extra fields ignored).
     listed = ollama.Client(host=two.url).ps().models
     assert [(m.name, m.context_length) for m in listed] == [
-        ("alpha", 1024),
-        ("a", 1024),
-        ("beta", 512),
+        ("alpha:latest", 1024),
+        ("a:latest", 1024),
+        ("beta:latest", 512),
     ]
 
     code, out = llmkit("ps")
@@ -126,7 +126,10 @@ def test_stop_unloads_one_model_and_the_other_stays(home, two):
     assert code == 0 and out.strip() == "stopped beta:latest"
     assert set(ps_json()) == {"alpha"}
     # The Ollama listing agrees, and alpha still answers.
-    assert [m["name"] for m in httpx.get(two.url + "/api/ps").json()["models"]] == ["alpha", "a"]
+    assert [m["name"] for m in httpx.get(two.url + "/api/ps").json()["models"]] == [
+        "alpha:latest",
+        "a:latest",
+    ]
     r = two.client().chat.completions.create(
         model="a", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
     )

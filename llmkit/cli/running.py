@@ -43,8 +43,10 @@ def rows(models: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for m in models:
         key = m.get("served_as") or m["name"]  # llmkit's; an Ollama lists no aliases
+        # Ollama lists an untagged name as NAME:latest; llmkit shows it as it was served.
+        name = m["name"].removesuffix(":latest")
         if key in out:
-            out[key]["aliases"].append(m["name"])
+            out[key]["aliases"].append(name)
             continue
         expires = m.get("expires_at")
         left: float | None = None
@@ -53,7 +55,7 @@ def rows(models: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
             left = (when - now).total_seconds()
             left = None if left > _FOREVER_S else max(0.0, left)
         out[key] = {
-            "name": m["name"],
+            "name": name,
             "aliases": [],
             "engine": m.get("engine") or "?",
             "size": m.get("size", 0),
@@ -144,7 +146,7 @@ def stop(model: str, url: str | None, api_key: str | None) -> None:
                 if want not in {n.removesuffix(":latest") for n in served}:
                     raise click.ClickException(
                         f"{client.url} serves no model named '{model}'; it serves "
-                        f"{', '.join(served) or 'none'}."
+                        f"{', '.join(n.removesuffix(':latest') for n in served) or 'none'}."
                     )
                 click.echo(f"{model} is not loaded; nothing to stop.")
                 return

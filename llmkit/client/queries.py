@@ -229,7 +229,11 @@ class Queries:
         return (yield ("POST", "/api/generate", {"model": model, "keep_alive": 0}))
 
     def q_version(self) -> Query[str]:
-        return str((yield ("GET", "/api/version", None)).get("version", "?"))
+        """An Ollama's version, or an llmkit's with the Ollama API level it serves."""
+        body = yield ("GET", "/api/version", None)
+        if "llmkit" in body:
+            return f"llmkit {body['llmkit']} (Ollama API {body.get('version', '?')})"
+        return str(body.get("version", "?"))
 
     def q_request(
         self, model: str, req: GenerateRequest, send: Collection[str] | None = None

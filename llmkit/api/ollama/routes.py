@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from llmkit import __version__
 from llmkit.api.generation import (
     ClientGone,
     ending_in_error,
@@ -74,7 +75,8 @@ OLLAMA_API_VERSION = "0.12.0"
 
 @router.get("/version")
 async def version() -> dict[str, str]:
-    return {"version": OLLAMA_API_VERSION}
+    # Ollama's clients read "version" only; llmkit's own tools read "llmkit" too.
+    return {"version": OLLAMA_API_VERSION, "llmkit": __version__}
 
 
 def _registry(request: Request) -> ModelRegistry:
