@@ -134,7 +134,7 @@ class Logprob:
     """A token's log-probability under the model at its position; for a token of
     the reply, ``top`` holds the likeliest tokens there, likeliest first."""
 
-    token_id: int
+    token_id: int  # -1 where the engine cannot tell (a remote server)
     piece: bytes  # the bytes the token adds to the text (part of a character, for some)
     logprob: float
     top: tuple[Logprob, ...] = ()
