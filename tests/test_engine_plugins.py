@@ -54,6 +54,7 @@ def test_a_registered_engine_is_served_with_its_own_flags(tmp_path, plugin_path)
         r = httpx.post(
             server.url + "/api/generate",
             json={"model": "parrot", "prompt": "hi", "logprobs": True, "stream": False},
+            timeout=30,
         )
         assert r.status_code == 400 and "logprobs are not supported" in r.json()["error"]
     finally:

@@ -183,6 +183,7 @@ def test_ollama_chat_and_generate_shapes(server):
             "options": options,
             "logprobs": True,
         },
+        timeout=120,  # a slow machine
     ).json()
     assert set(raw["logprobs"][0]) == {"token", "logprob", "bytes"}  # no empty top_logprobs
     plain = c.chat(model=MODEL, messages=MESSAGES, options={**options, "num_predict": 2})
@@ -219,6 +220,7 @@ def test_ollama_top_logprobs_over_20_is_a_400_in_ollamas_shape(server):
     r = httpx.post(
         server.url + "/api/chat",
         json={"model": MODEL, "messages": MESSAGES, "logprobs": True, "top_logprobs": 21},
+        timeout=30,
     )
     assert r.status_code == 400
     assert "top_logprobs must be between 0 and 20" in r.json()["error"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llmkit.core.types import Logprob
-from llmkit.engines.logprobs import FLOOR, HeldLogprobs, log_softmax, score, top_k
+from llmkit.engines.logprobs import FLOOR, HeldLogprobs, log_softmax, score, top_ids, top_k
 from llmkit.engines.textstream import TextStream
 from tests.test_decode_loop import EOS, FakeStep, collect, run, seq
 
@@ -26,7 +26,7 @@ def naive(logits: list[float]) -> list[float]:
 def test_log_softmax_matches_the_definition(logits):
     got = log_softmax(np.array(logits, dtype=np.float32))
     assert got == pytest.approx(naive(logits), abs=1e-6)
-    assert math.fsum(np.exp(got)) == pytest.approx(1.0, abs=1e-9)
+    assert math.fsum(np.exp(got)) == pytest.approx(1.0, abs=1e-6)  # exp runs in float32
 
 
 def test_log_softmax_does_not_overflow_on_huge_logits():
@@ -39,14 +39,25 @@ def test_minus_infinity_becomes_openais_floor_not_a_non_json_number():
     entry = score(logits, 1, 3, lambda t: bytes([97 + t]))
     assert entry.logprob == FLOOR
     assert [t.logprob for t in entry.top][-1] == FLOOR
-    all_inf = log_softmax(np.full(3, -np.inf, dtype=np.float32))
-    assert list(all_inf) == [FLOOR] * 3
+    nothing = score(np.full(3, -np.inf, dtype=np.float32), 0, 2, lambda t: b"")
+    assert [nothing.logprob, *(t.logprob for t in nothing.top)] == [FLOOR] * 3
 
 
 def test_top_k_is_likeliest_first_with_ties_to_the_lower_id():
     lp = log_softmax(np.array([1.0, 3.0, 2.0, 3.0, 0.0], dtype=np.float32))
     assert [t for t, _ in top_k(lp, 3)] == [1, 3, 2]
     assert top_k(lp, 0) == [] and len(top_k(lp, 50)) == 5  # more than the vocabulary: all
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_top_ids_agree_with_a_full_sort_near_the_top_or_not(k):
+    rng = np.random.default_rng(k)
+    peaked = rng.normal(size=5000).astype(np.float32)
+    peaked[[7, 99, 4000]] += 40.0  # three tokens far above the rest: the search widens
+    flat = np.round(rng.normal(size=5000), 1).astype(np.float32)  # many ties
+    for row in (peaked, flat):
+        want = sorted(range(row.size), key=lambda t: (-row[t], t))[:k]
+        assert top_ids(row, k) == want
 
 
 def test_score_gives_the_chosen_token_and_its_alternatives():
