@@ -263,7 +263,9 @@ class DecodeLoop(Generic[S]):
             cached_tokens=seq.cached,
         )
         ids = (token,) if token is not None else ()
-        chunk = Chunk(text, ids, reason, usage, logprobs=logprobs)
+        chunk = Chunk(
+            text=text, token_ids=ids, finish_reason=reason, usage=usage, logprobs=logprobs
+        )
         self._post(seq, chunk)
         self._end(seq)
 
