@@ -158,3 +158,38 @@ def test_streamed_calls_come_back_as_deltas_in_each_dialect():
     [call] = join_calls(d for c in out for d in c.tool_calls)
     assert call.name == "f" and json.loads(call.arguments_json) == {"a": 1}
     assert out[-1].finish_reason == "tool_calls"  # Ollama says "stop" after calls
+
+
+def test_logprobs_are_asked_in_each_dialects_words():
+    chat = GenerateRequest(messages=(Message("user", "hi"),), logprobs=3)
+    assert {k: to_openai("m", chat)[1].get(k) for k in ("logprobs", "top_logprobs")} == {
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    completion = GenerateRequest(prompt="hi", logprobs=2)
+    body = to_openai("m", completion)[1]
+    assert body["logprobs"] == 2 and "top_logprobs" not in body
+    for req in (chat, completion):
+        body = to_ollama("m", req)[1]
+        assert (body["logprobs"], body["top_logprobs"]) == (True, req.logprobs)
+    plain = GenerateRequest(prompt="hi")
+    assert "logprobs" not in to_openai("m", plain)[1] and "logprobs" not in to_ollama("m", plain)[1]
+
+
+def test_streamed_logprobs_come_back_with_their_text_in_each_dialect():
+    from llmkit.client.stream import ReplyReader
+
+    entry = {"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
+             "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}]}  # fmt: skip
+    chat = {"choices": [{"index": 0, "delta": {"content": "Hi"},
+                         "logprobs": {"content": [entry], "refusal": None}}]}  # fmt: skip
+    legacy = {"choices": [{"index": 0, "text": "Hi", "logprobs": {
+        "tokens": ["Hi"], "token_logprobs": [-0.5], "top_logprobs": [{"Hi": -0.5}],
+        "text_offset": [0]}}]}  # fmt: skip
+    ollama_line = {"response": "Hi", "done": False, "logprobs": [entry]}
+    for dialect, line in (("openai", chat), ("openai", legacy), ("ollama", ollama_line)):
+        raw = json.dumps(line) if dialect == "ollama" else "data: " + json.dumps(line)
+        [chunk] = ReplyReader(dialect).feed(raw)
+        [e] = chunk.logprobs
+        assert (chunk.text, e.piece, e.logprob) == ("Hi", b"Hi", -0.5), dialect
+        assert [(t.piece, t.logprob) for t in e.top] == [(b"Hi", -0.5)], dialect

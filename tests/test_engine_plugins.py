@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -43,6 +44,19 @@ def test_a_registered_engine_is_served_with_its_own_flags(tmp_path, plugin_path)
         )
         assert reply.choices[0].message.content == "ahoy ahoy"
         assert reply.usage is not None and reply.usage.completion_tokens == 2
+        # An engine that cannot score its tokens says so, in each dialect, rather than
+        # answering without them.
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(
+                model="parrot", messages=[{"role": "user", "content": "hi"}], logprobs=True
+            )
+        assert e.value.body["param"] == "logprobs" and "toy" in e.value.body["message"]
+        r = httpx.post(
+            server.url + "/api/generate",
+            json={"model": "parrot", "prompt": "hi", "logprobs": True, "stream": False},
+            timeout=30,
+        )
+        assert r.status_code == 400 and "logprobs are not supported" in r.json()["error"]
     finally:
         server.stop()
 

@@ -15,6 +15,7 @@ transformers' own logits) greedy picks differ and the texts go their own ways.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,17 @@ def test_stop_strings_and_seeds(hf):
         for seed in (1, 1, 2)
     ]
     assert sampled[0] == sampled[1] != sampled[2]
+
+
+def test_greedy_logprobs_name_the_likeliest_token_and_spell_the_reply(hf):
+    r = chat(hf, logprobs=True, top_logprobs=3).choices[0]
+    entries = r.logprobs.content
+    assert "".join(e.token for e in entries) == r.message.content and len(entries) == 16
+    for e in entries:
+        top = [t.logprob for t in e.top_logprobs]
+        assert e.logprob <= 0 and len(top) == 3 and top == sorted(top, reverse=True)
+        assert e.logprob >= top[0] - 1e-6 and e.top_logprobs[0].token == e.token
+        assert sum(math.exp(v) for v in top) <= 1 + 1e-6
 
 
 def test_ollama_client_chat_and_generate_with_context(hf):

@@ -125,6 +125,27 @@ def test_stop_and_seed_pass_through(proxy, server):
         assert "\n" not in got.choices[0].message.content
 
 
+def test_logprobs_pass_through_either_dialect(proxy, server):
+    """The upstream computes them; the proxy hands them on, in its caller's dialect."""
+    want = direct_chat(server, logprobs=True, top_logprobs=2).choices[0].logprobs.content
+    expected = [(e.token, e.logprob, [t.token for t in e.top_logprobs]) for e in want]
+    for model in ("via-openai", "via-ollama"):
+        got = proxy.client().chat.completions.create(
+            model=model, messages=MESSAGES, max_tokens=12, temperature=0,
+            logprobs=True, top_logprobs=2, stream=True,
+        )  # fmt: skip
+        entries = [e for c in got for ch in c.choices if ch.logprobs for e in ch.logprobs.content]
+        assert [(e.token, e.logprob, [t.token for t in e.top_logprobs]) for e in entries] == [
+            (t, pytest.approx(v, abs=1e-3), top) for t, v, top in expected
+        ], model
+    o = ollama.Client(host=proxy.url)
+    options = {"num_predict": 12, "temperature": 0}
+    reply = o.chat(model="via-openai", messages=MESSAGES, options=options, logprobs=True)
+    assert [e.token for e in reply.logprobs] == [t for t, _, _ in expected]
+    gen = o.generate(model="via-openai", prompt="Roses are", options=options, logprobs=True)
+    assert "".join(e.token for e in gen.logprobs) == gen.response  # the completions shape
+
+
 def test_upstream_errors_come_back_in_the_callers_dialect(proxy):
     # The OpenAI caller of an Ollama upstream: Ollama's {"error"} becomes OpenAI's shape.
     with pytest.raises(openai.BadRequestError) as e:

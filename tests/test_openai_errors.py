@@ -78,8 +78,9 @@ def test_no_max_tokens_gets_the_rest_of_the_context(client):
             "image_url",
         ),
         (
-            b'{"model": "smol", "messages": [{"role": "user", "content": "x"}], "logprobs": true}',
-            "logprobs",
+            b'{"model": "smol", "messages": [{"role": "user", "content": "x"}], '
+            b'"logprobs": true, "top_logprobs": 21}',
+            "top_logprobs",
         ),
     ],
 )

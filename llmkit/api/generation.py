@@ -19,7 +19,8 @@ from typing import TypeVar
 
 from starlette.requests import Request
 
-from llmkit.core.types import Chunk, GenerateRequest, ToolCallDelta
+from llmkit.api.logprobs import refuse_logprobs
+from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
@@ -50,6 +51,7 @@ async def open_streams(
         for r in reqs:
             requests_log.info("request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False))
     _refuse_tools(engine, reqs)
+    refuse_logprobs(engine, reqs)
     gens = [engine.generate(r) for r in reqs]
     if watch is not None:
         gens = [_watched(g, watch()) for g in gens]
@@ -141,19 +143,21 @@ async def collect(
     engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
 ) -> list[tuple[str, Chunk]]:
     """Run to the end; per choice, the whole text and the final chunk (which
-    carries every tool-call delta of the choice)."""
+    carries every tool-call delta and log-probability of the choice)."""
     texts: list[list[str]] = [[] for _ in reqs]
     calls: list[list[ToolCallDelta]] = [[] for _ in reqs]
+    scored: list[list[Logprob]] = [[] for _ in reqs]
     last: list[Chunk] = [Chunk() for _ in reqs]
     stream = await open_streams(engine, reqs, watch)
     async for i, chunk in stream:
         texts[i].append(chunk.text)
         calls[i].extend(chunk.tool_calls)
+        scored[i].extend(chunk.logprobs)
         if chunk.finish_reason is not None:
             last[i] = chunk
     return [
-        ("".join(t), dataclasses.replace(c, tool_calls=tuple(d)))
-        for t, d, c in zip(texts, calls, last, strict=True)
+        ("".join(t), dataclasses.replace(c, tool_calls=tuple(d), logprobs=tuple(lps)))
+        for t, d, lps, c in zip(texts, calls, scored, last, strict=True)
     ]
 
 

@@ -64,6 +64,11 @@ def to_openai(
     }
     body.update(chosen)
     body.update({k: v for k, v in optional.items() if v is not None})
+    if req.logprobs is not None:  # chat's spelling, or completions' count
+        chat = req.messages is not None
+        body.update(
+            {"logprobs": True, "top_logprobs": req.logprobs} if chat else {"logprobs": req.logprobs}
+        )
     if s.response_format == "json":
         body["response_format"] = (
             {"type": "json_schema", "json_schema": {"name": "reply", "schema": _schema(s)}}
@@ -100,6 +105,8 @@ def to_ollama(
     options = _chosen(sampling, send)
     options.update({k: v for k, v in optional.items() if v is not None})
     body: Body = {"model": model, "stream": True, "options": options}
+    if req.logprobs is not None:
+        body.update(logprobs=True, top_logprobs=req.logprobs)
     if s.response_format == "json":
         body["format"] = _schema(s) if s.json_schema else "json"
     if req.messages is not None:

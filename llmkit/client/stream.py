@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from llmkit.client.protocol import Dialect, error_from
-from llmkit.core.types import Chunk, ToolCallDelta, Usage
+from llmkit.core.types import Chunk, Logprob, ToolCallDelta, Usage
 from llmkit.errors import UpstreamError
 
 
@@ -68,7 +68,7 @@ class ReplyReader:
         self._finish = c.get("finish_reason") or self._finish
         delta = c.get("delta") or {}
         # chat chunks carry a delta; completion chunks (/v1/completions) a text
-        out = self._text(delta.get("content") or c.get("text") or "")
+        out = self._text(delta.get("content") or c.get("text") or "", _openai_logprobs(c))
         calls = tuple(
             ToolCallDelta(
                 index=int(t.get("index", 0)),
@@ -85,7 +85,8 @@ class ReplyReader:
 
     def _ollama(self, obj: dict[str, Any]) -> list[Chunk]:
         message = obj.get("message") or {}
-        out = self._text(message.get("content") or obj.get("response") or "")
+        scored = tuple(_entry(e) for e in obj.get("logprobs") or ())
+        out = self._text(message.get("content") or obj.get("response") or "", scored)
         calls = []
         for t in message.get("tool_calls") or []:  # whole calls, arguments as objects
             fn = t.get("function") or {}
@@ -106,11 +107,11 @@ class ReplyReader:
             out.append(self._last())
         return out
 
-    def _text(self, text: str) -> list[Chunk]:
-        if not text:
+    def _text(self, text: str, scored: tuple[Logprob, ...] = ()) -> list[Chunk]:
+        if not text and not scored:
             return []
-        self._pieces += 1
-        return [Chunk(text=text)]
+        self._pieces += bool(text)
+        return [Chunk(text=text, logprobs=scored)]
 
     def _last(self) -> Chunk:
         self.done = True
@@ -122,3 +123,38 @@ class ReplyReader:
             # a server that counts nothing: about a token a piece
             usage=self._usage or Usage(prompt_tokens=0, completion_tokens=self._pieces),
         )
+
+
+# -- log-probabilities: the server's token ids are not on the wire (-1) ------------
+
+
+def _entry(e: dict[str, Any]) -> Logprob:
+    """One entry as OpenAI's chat and Ollama write it: token, logprob, bytes, top_logprobs."""
+    raw = e.get("bytes")
+    piece = bytes(raw) if raw else str(e.get("token") or "").encode("utf-8")
+    top = tuple(_entry(t) for t in e.get("top_logprobs") or ())
+    return Logprob(-1, piece, float(e.get("logprob") or 0.0), top)
+
+
+def _openai_logprobs(choice: dict[str, Any]) -> tuple[Logprob, ...]:
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict):
+        return ()
+    if "content" in lp:  # chat
+        return tuple(_entry(e) for e in lp.get("content") or ())
+    # completions: parallel lists, alternatives as {token: logprob}
+    tops = lp.get("top_logprobs") or []
+    return tuple(
+        Logprob(
+            -1,
+            token.encode("utf-8"),
+            float(value if value is not None else 0.0),
+            tuple(
+                Logprob(-1, t.encode("utf-8"), float(v))
+                for t, v in (tops[i] if i < len(tops) and tops[i] else {}).items()
+            ),
+        )
+        for i, (token, value) in enumerate(
+            zip(lp.get("tokens") or [], lp.get("token_logprobs") or [], strict=False)
+        )
+    )

@@ -101,6 +101,9 @@ class GenerateRequest:
     tool_choice: ToolChoice = "auto"
     tool_name: str | None = None  # with "required": the one function to call
     parallel_tool_calls: bool = True  # False: at most one call per reply
+    # Log-probabilities: None, none; k (0..20), each reply token's and the k likeliest
+    # at its position (``Chunk.logprobs``).
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -127,6 +130,17 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Logprob:
+    """A token's log-probability under the model at its position; for a token of
+    the reply, ``top`` holds the likeliest tokens there, likeliest first."""
+
+    token_id: int  # -1 where the engine cannot tell (a remote server)
+    piece: bytes  # the bytes the token adds to the text (part of a character, for some)
+    logprob: float
+    top: tuple[Logprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class Chunk:
     """A piece of a generation as it is produced.
 
@@ -142,6 +156,9 @@ class Chunk:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     # On a last chunk that ends at a stop string: which one (Anthropic's replies say it).
     stop_sequence: str | None = None
+    # With ``GenerateRequest.logprobs``: the tokens whose text this chunk (or an
+    # earlier one) carries, in order; held back with their text, dropped with a stop string.
+    logprobs: tuple[Logprob, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def normalise_dtype(v: str) -> str:
 class Engine(ABC):
     #: Whether requests may offer tools (the API answers 400 for those it can't).
     supports_tools: bool = False
+    #: Whether requests may ask for log-probabilities (``GenerateRequest.logprobs``).
+    supports_logprobs: bool = False
 
     @abstractmethod
     def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:

@@ -6,7 +6,8 @@ over the active sequences (llama.cpp: one ``llama_batch`` over all of them;
 transformers: one forward pass each, taking turns), how a token becomes bytes of
 text and which tokens end a generation. Everything else lives here, so the two
 engines cannot drift apart: admission, cancel, ``max_tokens``, stop strings,
-end-of-generation, usage, what a failing step does, and shutdown.
+end-of-generation, usage, log-probabilities held with their text, what a
+failing step does, and shutdown.
 
 Results go back to asyncio once per step: everything a step produced for every
 sequence travels in one ``call_soon_threadsafe`` per event loop, so eight
@@ -25,7 +26,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from llmkit.core.types import Chunk, FinishReason, Usage
+from llmkit.core.types import Chunk, FinishReason, Logprob, Usage
+from llmkit.engines.logprobs import HeldLogprobs
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import LlmkitError, ModelFailedError, ServerBusyError
 
@@ -52,6 +54,11 @@ class Sequence(Generic[S]):
     n_generated: int = 0
     cached: int = 0  # prompt tokens the engine found already in its KV cache
     cancelled: bool = False
+    # ``GenerateRequest.logprobs``; when set, ``step`` puts the entry of each token
+    # it returns in ``scored`` (on the decode thread, as the loop reads it).
+    logprobs: int | None = None
+    scored: Logprob | None = None
+    held: HeldLogprobs = field(default_factory=HeldLogprobs)
 
 
 class Backend(ABC, Generic[S]):
@@ -68,7 +75,8 @@ class Backend(ABC, Generic[S]):
         """Run the model once over ``active``: feed each one's unread prompt (or part
         of it) or its ``pending`` token. Return the token sampled for each sequence
         that has one now, or the exception that ended that sequence alone; raise
-        when the whole step failed."""
+        when the whole step failed. A sequence with ``logprobs`` set also gets
+        the token's entry in ``scored`` (``logprobs.score``)."""
 
     @abstractmethod
     def piece(self, seq: Sequence[S], token: int) -> bytes:
@@ -218,17 +226,23 @@ class DecodeLoop(Generic[S]):
 
     def _accept(self, seq: Sequence[S], token: int) -> None:
         seq.n_generated += 1
+        scored, seq.scored = seq.scored, None
         if not seq.ignore_eos and self.backend.is_eog(token):
+            # The end-of-generation token is no part of the text: not reported.
             self._finish(seq, "stop", flush=True, token=token)
             return
-        delta = seq.text.push(self.backend.piece(seq, token))
+        piece = self.backend.piece(seq, token)
+        if scored is not None:
+            seq.held.add(scored, piece)
+        delta = seq.text.push(piece)
         if seq.text.stopped:
             self._finish(seq, "stop", text=delta, token=token)
         elif seq.n_generated >= seq.max_tokens:
             self._finish(seq, "length", text=delta, flush=True, token=token)
         else:
             seq.pending = token
-            self._post(seq, Chunk(text=delta, token_ids=(token,)))
+            logprobs = seq.held.release(seq.text.sent)
+            self._post(seq, Chunk(text=delta, token_ids=(token,), logprobs=logprobs))
 
     def _finish(
         self,
@@ -241,22 +255,23 @@ class DecodeLoop(Generic[S]):
     ) -> None:
         if flush:
             text += seq.text.flush()
+        # Flushed: every token's text is out. Stopped: those a stop string swallowed stay.
+        logprobs = seq.held.release(None if flush else seq.text.sent)
         usage = Usage(
             prompt_tokens=len(seq.prompt),
             completion_tokens=seq.n_generated,
             cached_tokens=seq.cached,
         )
         ids = (token,) if token is not None else ()
-        self._post(
-            seq,
-            Chunk(
-                text=text,
-                token_ids=ids,
-                finish_reason=reason,
-                usage=usage,
-                stop_sequence=seq.text.matched,
-            ),
+        chunk = Chunk(
+            text=text,
+            token_ids=ids,
+            finish_reason=reason,
+            usage=usage,
+            stop_sequence=seq.text.matched,
+            logprobs=logprobs,
         )
+        self._post(seq, chunk)
         self._end(seq)
 
     def _end(self, seq: Sequence[S], error: LlmkitError | None = None) -> None:

@@ -51,6 +51,7 @@ class LocalEngine(Engine, Generic[M]):
     #: The engine's name in messages and in the decode thread's name.
     label: str = "local"
     supports_tools = True
+    supports_logprobs = True
 
     def __init__(self, *, max_queue: int) -> None:
         self.max_queue = max_queue
@@ -184,6 +185,7 @@ class LocalEngine(Engine, Generic[M]):
             max_tokens=max_tokens,
             text=TextStream(req.stop),
             ignore_eos=req.ignore_eos,
+            logprobs=req.logprobs,
         )
         chunks = loop.stream(seq)
         if req.offers_tools:

@@ -246,6 +246,10 @@ class ManagedEngine(Engine):
     def supports_tools(self) -> bool:  # type: ignore[override]
         return self.inner.supports_tools
 
+    @property
+    def supports_logprobs(self) -> bool:  # type: ignore[override]
+        return self.inner.supports_logprobs
+
     async def start(self) -> None:
         await self.served.ensure_loaded()
 

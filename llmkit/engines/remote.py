@@ -31,6 +31,7 @@ from llmkit.client.protocol import Dialect, parse_url
 from llmkit.client.queries import Wording
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Usage
 from llmkit.engines.base import Engine
+from llmkit.engines.logprobs import HeldLogprobs
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import InvalidRequestError, ModelSpecError, UnreachableError, UpstreamError
 
@@ -57,8 +58,10 @@ UpstreamTimeout = Annotated[
 
 
 class RemoteEngine(Engine):
-    # Tools go to the server in its dialect, and its calls come back as deltas.
+    # Tools go to the server in its dialect, and its calls come back as deltas;
+    # so do log-probabilities (a server that has none sends none back).
     supports_tools = True
+    supports_logprobs = True
 
     def __init__(
         self,
@@ -158,15 +161,19 @@ class RemoteEngine(Engine):
         # The upstream cuts at stop strings itself; TextStream also holds back a stop
         # string's start, so the caller sees the same text from every engine.
         text = TextStream(req.stop)
+        held = HeldLogprobs()  # entries wait with the text TextStream holds
         last, pieces = Chunk(), 0
         self._running += 1
         try:
             async with aclosing(self.client.stream(self.model, req)) as chunks:
                 async for chunk in chunks:
                     pieces += bool(chunk.text)
+                    for e in chunk.logprobs:
+                        held.add(e, e.piece)
                     out = text.push(chunk.text.encode("utf-8")) if chunk.text else ""
-                    if out:
-                        yield Chunk(text=out)
+                    scored = held.release(text.sent)
+                    if out or scored:
+                        yield Chunk(text=out, logprobs=scored)
                     if chunk.tool_calls:
                         yield Chunk(tool_calls=chunk.tool_calls)
                     if text.stopped:
@@ -179,8 +186,10 @@ class RemoteEngine(Engine):
                         last = chunk
                     if last.finish_reason:
                         break
+            rest = text.flush()
             yield Chunk(
-                text=text.flush(),
+                text=rest,
+                logprobs=held.release(text.sent if text.stopped else None),
                 finish_reason=last.finish_reason,
                 usage=last.usage or Usage(prompt_tokens=0, completion_tokens=pieces),
                 stop_sequence=last.stop_sequence,

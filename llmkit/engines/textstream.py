@@ -19,6 +19,7 @@ class TextStream:
         self._held = ""  # decoded text that may be the start of a stop string
         self.stopped = False
         self.matched: str | None = None  # the stop string that ended it (Anthropic names it)
+        self.sent = 0  # bytes of the text handed out so far (which tokens it covers)
 
     def push(self, piece: bytes) -> str:
         """Add one token's bytes; return the text that is now safe to emit.
@@ -26,6 +27,9 @@ class TextStream:
         After a stop string is found, ``stopped`` is set and everything from the
         stop string on is dropped.
         """
+        return self._count(self._push(piece))
+
+    def _push(self, piece: bytes) -> str:
         if self.stopped:
             return ""
         text = self._held + self._decoder.decode(piece)
@@ -52,6 +56,10 @@ class TextStream:
             return ""
         text, self._held = self._held, ""
         self._decoder.reset()
+        return self._count(text)
+
+    def _count(self, text: str) -> str:
+        self.sent += len(text.encode("utf-8"))
         return text
 
     def _partial_stop_suffix(self, text: str) -> int:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from llmkit.api.logprobs import check_range, token_text
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
 from llmkit.api.tools import check_choice, tool_from_dict
@@ -26,6 +27,7 @@ from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
     GenerateRequest,
+    Logprob,
     Message,
     SamplingParams,
     ToolCall,
@@ -37,6 +39,7 @@ from llmkit.errors import InvalidRequestError
 DEFAULTS = SamplingParams(
     temperature=0.8, top_k=40, top_p=0.9, repeat_penalty=1.1, repeat_last_n=64
 )
+MAX_TOP_LOGPROBS = 20  # Ollama's limit
 
 
 def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
@@ -93,6 +96,13 @@ def _refuse_unsupported(req: s.GenerationFields, images: bool) -> None:
         raise InvalidRequestError(f'"{req.model}" does not support thinking.', param="think")
 
 
+def _logprobs(req: s.GenerationFields) -> int | None:
+    """``top_logprobs`` alone asks for them too: alternatives without the token
+    they are alternatives to would make no sense."""
+    top = check_range(req.top_logprobs or 0, MAX_TOP_LOGPROBS, "top_logprobs")
+    return top if req.logprobs or top else None
+
+
 def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
     opts = req.options
     return GenerateRequest(
@@ -100,6 +110,7 @@ def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
         max_tokens=_max_tokens(opts),
         stop=_stop(opts),
         context_limit=opts.num_ctx if opts else None,
+        logprobs=_logprobs(req),
         **what,
     )
 
@@ -242,6 +253,18 @@ def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
     }
 
 
+def _logprobs_out(entries: list[Logprob] | tuple[Logprob, ...]) -> list[s.Logprob] | None:
+    """Ollama's entries (left out, not empty, when there are none)."""
+
+    def one(e: Logprob) -> s.TokenLogprob:
+        return s.TokenLogprob(token=token_text(e.piece), logprob=e.logprob, bytes=list(e.piece))
+
+    return [
+        s.Logprob(**one(e).model_dump(), top_logprobs=[one(t) for t in e.top] or None)
+        for e in entries
+    ] or None
+
+
 def _said(text: str, calls: list[ToolCall]) -> s.ResponseMessage:
     return s.ResponseMessage(
         content=text,
@@ -258,12 +281,14 @@ def _said(text: str, calls: list[ToolCall]) -> s.ResponseMessage:
 
 # Chat and generate answers differ only in where the text goes (and generate's
 # ``context``), so each is a pair of builders over one loop: a piece of text
-# (time stamp, text, calls), and the end (metrics, the text, the reply's token
-# ids, calls). Generate has no calls: it never offers tools.
+# (time stamp, text, calls, log-probabilities), and the end (metrics, the text,
+# the reply's token ids, calls, log-probabilities). Generate has no calls: it
+# never offers tools.
 Line = TypeVar("Line", s.ChatResponse, s.GenerateResponse)
 Done = TypeVar("Done", s.ChatDoneResponse, s.GenerateDoneResponse)
-PieceFn = Callable[[str, str, list[ToolCall]], Line]
-DoneFn = Callable[[dict[str, Any], str, list[int], list[ToolCall]], Done]
+Scored = list[s.Logprob] | None
+PieceFn = Callable[[str, str, list[ToolCall], Scored], Line]
+DoneFn = Callable[[dict[str, Any], str, list[int], list[ToolCall], Scored], Done]
 
 
 async def _lines(
@@ -278,10 +303,11 @@ async def _lines(
         ids.extend(st.chunk.token_ids)
         # The engines hand on each call whole, in one chunk: a line of its own, as Ollama's.
         calls = join_calls(st.chunk.tool_calls)
-        if st.chunk.text or calls:
-            yield piece(rfc3339(st.at), st.chunk.text, calls)
+        if st.chunk.text or calls or st.chunk.logprobs:
+            scored = _logprobs_out(st.chunk.logprobs)
+            yield piece(rfc3339(st.at), st.chunk.text, calls, scored)
         if st.chunk.finish_reason:
-            yield done(_metrics(model, st, timing), "", ids, [])
+            yield done(_metrics(model, st, timing), "", ids, [], None)
 
 
 async def _whole(
@@ -290,27 +316,31 @@ async def _whole(
     texts: list[str] = []
     ids: list[int] = []
     deltas: list[ToolCallDelta] = []
+    scored: list[Logprob] = []
     last: Stamped | None = None
     async for st in stamped:
         texts.append(st.chunk.text)
         ids.extend(st.chunk.token_ids)
         deltas.extend(st.chunk.tool_calls)
+        scored.extend(st.chunk.logprobs)
         # A stream cut short has no final chunk: its numbers are unknown, not the
         # last piece's.
         last = st if st.chunk.finish_reason else Stamped(Chunk(), st.ns, st.at)
     if last is None:
         raise ValueError("a generation yields at least its final chunk")
-    return done(_metrics(model, last, timing), "".join(texts), ids, join_calls(deltas))
+    metrics = _metrics(model, last, timing)
+    return done(metrics, "".join(texts), ids, join_calls(deltas), _logprobs_out(scored))
 
 
 def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneResponse]]:
-    def piece(at: str, text: str, calls: list[ToolCall]) -> s.ChatResponse:
-        return s.ChatResponse(model=model, created_at=at, message=_said(text, calls))
+    def piece(at: str, text: str, calls: list[ToolCall], scored: Scored) -> s.ChatResponse:
+        message = _said(text, calls)
+        return s.ChatResponse(model=model, created_at=at, message=message, logprobs=scored)
 
     def done(
-        metrics: dict[str, Any], text: str, ids: list[int], calls: list[ToolCall]
+        metrics: dict[str, Any], text: str, ids: list[int], calls: list[ToolCall], scored: Scored
     ) -> s.ChatDoneResponse:
-        return s.ChatDoneResponse(**metrics, message=_said(text, calls))
+        return s.ChatDoneResponse(**metrics, message=_said(text, calls), logprobs=scored)
 
     return piece, done
 
@@ -318,16 +348,16 @@ def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneRespons
 def _generate(
     model: str, prompt_ids: list[int] | None
 ) -> tuple[PieceFn[s.GenerateResponse], DoneFn[s.GenerateDoneResponse]]:
-    def piece(at: str, text: str, _calls: list[ToolCall]) -> s.GenerateResponse:
-        return s.GenerateResponse(model=model, created_at=at, response=text)
+    def piece(at: str, text: str, _calls: list[ToolCall], scored: Scored) -> s.GenerateResponse:
+        return s.GenerateResponse(model=model, created_at=at, response=text, logprobs=scored)
 
     def done(
-        metrics: dict[str, Any], text: str, ids: list[int], _calls: list[ToolCall]
+        metrics: dict[str, Any], text: str, ids: list[int], _calls: list[ToolCall], scored: Scored
     ) -> s.GenerateDoneResponse:
         # Ollama hands back the conversation so far (prompt, then reply) as token
         # ids; the next request sends them as ``context`` to continue it.
         context = None if prompt_ids is None else prompt_ids + ids
-        return s.GenerateDoneResponse(**metrics, response=text, context=context)
+        return s.GenerateDoneResponse(**metrics, response=text, context=context, logprobs=scored)
 
     return piece, done
 

@@ -68,6 +68,8 @@ class GenerationFields(OllamaRequest):
     stream: bool | None = True
     keep_alive: float | str | None = None
     think: bool | str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None  # 0..20 alternatives at each position
 
 
 class ChatRequest(GenerationFields):
@@ -134,6 +136,20 @@ class Omitting(BaseModel):
         return out
 
 
+class TokenLogprob(Omitting):
+    omit_if_none = ("bytes",)
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class Logprob(TokenLogprob):
+    """A reply token's entry; its alternatives are left out when none were asked."""
+
+    omit_if_none = ("bytes", "top_logprobs")
+    top_logprobs: list[TokenLogprob] | None = None
+
+
 class ResponseMessage(Omitting):
     omit_if_none = ("tool_calls",)
     role: Literal["assistant"] = "assistant"
@@ -141,22 +157,26 @@ class ResponseMessage(Omitting):
     tool_calls: list[ToolCall] | None = None
 
 
-class ChatResponse(BaseModel):
+class ChatResponse(Omitting):
     """A line of a chat stream, before the last."""
 
+    omit_if_none = ("logprobs",)
     model: str
     created_at: str
     message: ResponseMessage
     done: Literal[False] = False
+    logprobs: list[Logprob] | None = None  # the tokens of this line's text, when asked
 
 
-class GenerateResponse(BaseModel):
+class GenerateResponse(Omitting):
     """A line of a generate stream, before the last."""
 
+    omit_if_none = ("logprobs",)
     model: str
     created_at: str
     response: str
     done: Literal[False] = False
+    logprobs: list[Logprob] | None = None
 
 
 class DoneFields(BaseModel):
@@ -191,21 +211,24 @@ class Metrics(DoneFields):
     eval_duration: int
 
 
-class ChatDoneResponse(Metrics):
+class ChatDoneResponse(Metrics, Omitting):
     """The last line of a chat stream (empty content), or the whole answer."""
 
+    omit_if_none = ("logprobs",)
     message: ResponseMessage
+    logprobs: list[Logprob] | None = None  # the whole answer's, when asked
 
 
 class GenerateDoneResponse(Metrics, Omitting):
     """The last line of a generate stream (empty response), or the whole answer."""
 
-    omit_if_none = ("context",)
+    omit_if_none = ("context", "logprobs")
 
     response: str
     # The conversation so far as token ids, for the next request's ``context``;
     # left out when the engine cannot tell (a remote server).
     context: list[int] | None = None
+    logprobs: list[Logprob] | None = None
 
 
 class ModelDetails(BaseModel):

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, replace
 
 from llmkit.api.models_view import ModelView
+from llmkit.api.openai import logprobs as lp
 from llmkit.api.openai import schemas as s
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
@@ -137,7 +138,6 @@ def is_legacy(req: s.ChatCompletionRequest) -> bool:
 
 
 def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> GenerateRequest:
-    _refuse_logprobs(req.logprobs)
     messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
     asked = from_tools(req)
     sampling = _sampling(req, index=index)
@@ -162,6 +162,7 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
         tool_choice=asked.choice,
         tool_name=asked.name,
         parallel_tool_calls=asked.parallel,
+        logprobs=lp.from_chat(req),
     )
 
 
@@ -180,7 +181,6 @@ def completion_prompts(req: s.CompletionRequest) -> list[str | tuple[int, ...]]:
 def from_completion_request(
     req: s.CompletionRequest, prompt: str | tuple[int, ...], *, index: int = 0
 ) -> GenerateRequest:
-    _refuse_logprobs(req.logprobs)
     if req.suffix:
         raise InvalidRequestError("suffix (fill-in-the-middle) is not supported.", param="suffix")
     if req.best_of is not None and req.best_of != (req.n or 1):
@@ -191,6 +191,7 @@ def from_completion_request(
         max_tokens=req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        logprobs=lp.from_completion(req),
     )
 
 
@@ -204,11 +205,6 @@ def completion_echo(req: s.CompletionRequest, prompts: list[str | tuple[int, ...
 def include_usage(req: s.SamplingFields) -> bool:
     """Whether a stream ends with a usage event (and its chunks carry ``usage: null``)."""
     return bool(req.stream_options and req.stream_options.include_usage)
-
-
-def _refuse_logprobs(logprobs: bool | int | None) -> None:
-    if logprobs:
-        raise InvalidRequestError("logprobs are not supported yet.", param="logprobs")
 
 
 # -- responses ------------------------------------------------------------------
@@ -241,7 +237,14 @@ def _function(c: ToolCall) -> s.FunctionCall:
     return s.FunctionCall(name=c.name, arguments=c.arguments_json)
 
 
-def _choice(i: int, text: str, last: Chunk, legacy: bool) -> s.ChatChoice:
+def _choice(i: int, text: str, last: Chunk, legacy: bool, logprobs: bool) -> s.ChatChoice:
+    choice = _said(i, text, last, legacy)
+    if logprobs:
+        choice.logprobs = lp.to_chat(last.logprobs)
+    return choice
+
+
+def _said(i: int, text: str, last: Chunk, legacy: bool) -> s.ChatChoice:
     reason: s.FinishReason = last.finish_reason or "stop"
     calls = join_calls(last.tool_calls)
     if not calls:
@@ -264,16 +267,19 @@ def _choice(i: int, text: str, last: Chunk, legacy: bool) -> s.ChatChoice:
 
 
 def to_chat_completion(
-    head: Head, results: list[tuple[str, Chunk]], *, legacy: bool = False
+    head: Head, results: list[tuple[str, Chunk]], *, legacy: bool = False, logprobs: bool = False
 ) -> s.ChatCompletion:
     """``results``: the full text and the final chunk of each choice, in index order
-    (the final chunk holding all the choice's tool-call deltas, as ``collect`` gives).
-    ``legacy``: calls go in ``function_call`` (``is_legacy``)."""
+    (the final chunk holding all the choice's tool-call deltas and log-probabilities,
+    as ``collect`` gives). ``legacy``: calls go in ``function_call`` (``is_legacy``);
+    ``logprobs``: they were asked for."""
     return s.ChatCompletion(
         id=head.id,
         created=head.created,
         model=head.model,
-        choices=[_choice(i, text, last, legacy) for i, (text, last) in enumerate(results)],
+        choices=[
+            _choice(i, text, last, legacy, logprobs) for i, (text, last) in enumerate(results)
+        ],
         usage=to_usage(_prompt_once([last.usage for _, last in results])),
     )
 
@@ -287,14 +293,21 @@ def _call_delta(d: ToolCallDelta, legacy: bool) -> s.ChoiceDelta:
     return s.ChoiceDelta(tool_calls=[chunk])
 
 
-def to_completion(head: Head, results: list[tuple[str, Chunk]], echo: list[str]) -> s.Completion:
+def to_completion(
+    head: Head, results: list[tuple[str, Chunk]], echo: list[str], *, logprobs: bool = False
+) -> s.Completion:
     """``echo``: per choice, what its text starts with (``completion_echo``)."""
     return s.Completion(
         id=head.id,
         created=head.created,
         model=head.model,
         choices=[
-            s.CompletionChoice(index=i, text=e + text, finish_reason=last.finish_reason or "stop")
+            s.CompletionChoice(
+                index=i,
+                text=e + text,
+                finish_reason=last.finish_reason or "stop",
+                logprobs=lp.CompletionOffsets().to_completion(last.logprobs) if logprobs else None,
+            )
             for i, (e, (text, last)) in enumerate(zip(echo, results, strict=True))
         ],
         usage=to_usage([last.usage for _, last in results if last.usage]),
@@ -308,16 +321,21 @@ async def to_chat_chunks(
     n: int,
     include_usage: bool,
     legacy: bool = False,
+    logprobs: bool = False,
 ) -> AsyncIterator[s.ChatCompletionChunk]:
     """The events of a chat stream: each choice opens with its role, then a delta
     per chunk with text or a finish reason, then (``include_usage``) the usage.
     A call is a delta with its index, id, type and name, then one with its
-    arguments; the finish reason then comes in an empty delta of its own."""
+    arguments; the finish reason then comes in an empty delta of its own.
+    ``logprobs``: each chunk's tokens go with its first event."""
 
     def event(
-        index: int, delta: s.ChoiceDelta, reason: s.FinishReason | None
+        index: int,
+        delta: s.ChoiceDelta,
+        reason: s.FinishReason | None,
+        scored: s.ChoiceLogprobs | None = None,
     ) -> s.ChatCompletionChunk:
-        choice = s.ChatChunkChoice(index=index, delta=delta, finish_reason=reason)
+        choice = s.ChatChunkChoice(index=index, delta=delta, finish_reason=reason, logprobs=scored)
         return s.ChatCompletionChunk(
             id=head.id, created=head.created, model=head.model, choices=[choice]
         )
@@ -329,15 +347,16 @@ async def to_chat_chunks(
         reason: s.FinishReason | None = chunk.finish_reason
         if legacy and reason == "tool_calls":
             reason = "function_call"
+        scored = lp.to_chat(chunk.logprobs) if logprobs and chunk.logprobs else None
         if chunk.tool_calls:
-            if chunk.text:
-                yield event(i, s.ChoiceDelta(content=chunk.text), None)
+            if chunk.text or scored:
+                yield event(i, s.ChoiceDelta(content=chunk.text or None), None, scored)
             for d in chunk.tool_calls:
                 yield event(i, _call_delta(d, legacy), None)
             if reason:
                 yield event(i, s.ChoiceDelta(), reason)
-        elif chunk.text or reason:
-            yield event(i, s.ChoiceDelta(content=chunk.text or None), reason)
+        elif chunk.text or reason or scored:
+            yield event(i, s.ChoiceDelta(content=chunk.text or None), reason, scored)
         if chunk.usage:
             usages.append(chunk.usage)
     if include_usage:
@@ -351,10 +370,16 @@ async def to_chat_chunks(
 
 
 async def to_completion_chunks(
-    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, echo: list[str], include_usage: bool
+    head: Head,
+    stream: AsyncIterable[tuple[int, Chunk]],
+    *,
+    echo: list[str],
+    include_usage: bool,
+    logprobs: bool = False,
 ) -> AsyncIterator[s.Completion]:
     """The events of a completion stream: a text piece per chunk, the echoed
-    prompt (``completion_echo``) before a choice's first one, then the usage."""
+    prompt (``completion_echo``) before a choice's first one, then the usage;
+    ``logprobs``: each piece with its tokens'."""
 
     def event(choices: list[s.CompletionChoice], usage: s.UsageInfo | None) -> s.Completion:
         return s.Completion(
@@ -362,13 +387,16 @@ async def to_completion_chunks(
         )
 
     before = list(echo)  # emptied once a choice has sent its first piece
+    offsets = [lp.CompletionOffsets() for _ in echo]
     usages: list[Usage] = []
     async for i, chunk in stream:
         text, before[i] = before[i] + chunk.text, ""
         if chunk.usage:
             usages.append(chunk.usage)
-        if text or chunk.finish_reason:
+        if text or chunk.finish_reason or (logprobs and chunk.logprobs):
             choice = s.CompletionChoice(index=i, text=text, finish_reason=chunk.finish_reason)
+            if logprobs:
+                choice.logprobs = offsets[i].to_completion(chunk.logprobs)
             yield event([choice], None)
     if include_usage:
         yield event([], to_usage(usages))

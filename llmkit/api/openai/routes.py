@@ -56,10 +56,13 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)], n)
     head = _head("chatcmpl", body.model)
     legacy = convert.is_legacy(body)
+    scored = reqs[0].logprobs is not None
     if body.stream:
         stream = await open_streams(model.engine, reqs, watcher(request, model.name))
         usage = convert.include_usage(body)
-        chunks = convert.to_chat_chunks(head, stream, n=n, include_usage=usage, legacy=legacy)
+        chunks = convert.to_chat_chunks(
+            head, stream, n=n, include_usage=usage, legacy=legacy, logprobs=scored
+        )
         return _sse(chunks, usage)
     try:
         results = await unless_disconnected(
@@ -67,7 +70,8 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
         )
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(convert.to_chat_completion(head, results, legacy=legacy).model_dump())
+    answer = convert.to_chat_completion(head, results, legacy=legacy, logprobs=scored)
+    return JSONResponse(answer.model_dump())
 
 
 @router.post("/completions", response_model=None)
@@ -79,19 +83,22 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
     within_limits(request, reqs, n)
     echo = convert.completion_echo(body, prompts)
     head = _head("cmpl", body.model)
+    scored = reqs[0].logprobs is not None
     if body.stream:
         stream = await open_streams(model.engine, reqs, watcher(request, model.name))
         usage = convert.include_usage(body)
-        return _sse(
-            convert.to_completion_chunks(head, stream, echo=echo, include_usage=usage), usage
+        events = convert.to_completion_chunks(
+            head, stream, echo=echo, include_usage=usage, logprobs=scored
         )
+        return _sse(events, usage)
     try:
         results = await unless_disconnected(
             request, collect(model.engine, reqs, watcher(request, model.name))
         )
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(convert.to_completion(head, results, echo).model_dump())
+    answer = convert.to_completion(head, results, echo, logprobs=scored)
+    return JSONResponse(answer.model_dump())
 
 
 def _sse(

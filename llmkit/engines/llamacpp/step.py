@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
+from llmkit.engines.logprobs import score
 
 
 @dataclass(eq=False)
@@ -102,7 +104,17 @@ class BatchStep(Backend[SeqState]):
         rc = llama_cpp.llama_decode(self.lm.ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        return [(seq, seq.state.sampler.sample(self.lm.ctx, idx)) for seq, idx in outputs]
+        return [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+
+    def _sample(self, seq: Seq, idx: int) -> int:
+        if seq.logprobs is None:
+            return seq.state.sampler.sample(self.lm.ctx, idx)
+        # The raw row, read before the sampler chain sees it (``logprobs``: why raw).
+        ptr = llama_cpp.llama_get_logits_ith(self.lm.ctx, idx)
+        logits = np.ctypeslib.as_array(ptr, shape=(self.lm.n_vocab,)).copy()
+        token = seq.state.sampler.sample(self.lm.ctx, idx)
+        seq.scored = score(logits, token, seq.logprobs, self.lm.piece)
+        return token
 
     def piece(self, seq: Seq, token: int) -> bytes:
         return self.lm.piece(token)

@@ -138,6 +138,12 @@ class LoadedHF:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def piece_after(self, context: list[int], token: int) -> bytes:
+        """The text ``token`` would add after ``context`` (a few tokens before it, so
+        a word-initial space shows), as bytes: an alternative's ``Logprob.piece``."""
+        before = self.decode(context)
+        return self.decode([*context, token])[len(before) :].encode("utf-8")
+
     def delta(self, ids: list[int], offsets: list[int]) -> str:
         """New text of ``ids`` since the last call (``offsets``: [prefix, read], kept by
         the caller). A few earlier tokens are decoded along so word-initial spaces

@@ -16,6 +16,7 @@ from typing import Any
 
 from llmkit.core.types import SamplingParams
 from llmkit.engines.decode_loop import Backend, Sequence
+from llmkit.engines.logprobs import score
 from llmkit.engines.transformers import sampler
 from llmkit.engines.transformers.model import LoadedHF
 
@@ -77,8 +78,13 @@ class TurnStep(Backend[SeqState]):
         if seq.pending is None and st.fed < len(seq.prompt):
             return None  # more prompt to read first
         logits = out.logits[0, -1].float()
+        # The raw row, before the sampler changes it in place (``logprobs``: why raw).
+        raw = None if seq.logprobs is None else logits.cpu().numpy().copy()
         token = sampler.sample(logits, st.sampling, st.generated, st.gen)
         st.generated.append(token)
+        if raw is not None:
+            context = st.window[-4:]
+            seq.scored = score(raw, token, seq.logprobs, lambda t: self.lm.piece_after(context, t))
         return token
 
     def piece(self, seq: Seq, token: int) -> bytes:

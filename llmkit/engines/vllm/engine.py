@@ -94,6 +94,7 @@ def free_port() -> int:
 
 class VllmEngine(Engine):
     supports_tools = True  # passed to vLLM, whose calls come back through RemoteEngine
+    supports_logprobs = True  # likewise: vLLM computes them
 
     def __init__(
         self,
