@@ -94,7 +94,10 @@ async def get_conversation(request: Request, name: str) -> s.ConversationDetail:
     entries = await asyncio.to_thread(store.entries, name)
     out = s.ConversationOut.of(conv).model_dump()
     return s.ConversationDetail(
-        **out, summary=conv.summary, messages=[s.MessageOut.of(e) for e in entries]
+        **out,
+        busy=_svc(request).is_busy(name),
+        summary=conv.summary,
+        messages=[s.MessageOut.of(e) for e in entries],
     )
 
 

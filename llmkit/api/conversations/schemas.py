@@ -58,6 +58,7 @@ class ConversationOut(BaseModel):
 
 
 class ConversationDetail(ConversationOut):
+    busy: bool = Field(default=False, description="A reply is being generated now.")
     summary: str | None = None
     messages: list[MessageOut] = []
 

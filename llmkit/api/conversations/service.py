@@ -40,8 +40,11 @@ class Conversations:
                 self._store = await asyncio.to_thread(Store, self.store_url)
         return self._store
 
+    def is_busy(self, name: str) -> bool:
+        return name in self._busy
+
     def check_idle(self, name: str) -> None:
-        if name in self._busy:
+        if self.is_busy(name):
             raise ConversationBusyError(name)
 
     @contextlib.contextmanager
