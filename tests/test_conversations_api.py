@@ -5,8 +5,11 @@ taking turns on one conversation in a real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -298,3 +301,20 @@ def test_two_servers_on_one_postgres_take_turns_in_one_conversation(tmp_path, pg
     finally:
         a.stop()
         b.stop()
+
+
+def test_the_readme_curl_example_runs(server):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### The conversations API", 1)[1]
+    code = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    out = subprocess.run(
+        ["bash", "-c", code.replace("http://localhost:8000", server.url)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    assert '"name":"curl-demo"' in out and '"error"' not in out
+    assert "event: user" in out and "event: delta" in out and "event: done" in out
+    assert '"tokens_per_second"' in out
+    assert "# curl-demo" in out and "Say hello." in out  # the export, in Markdown
