@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -318,3 +319,16 @@ def test_the_readme_curl_example_runs(server):
     assert "event: user" in out and "event: delta" in out and "event: done" in out
     assert '"tokens_per_second"' in out
     assert "# curl-demo" in out and "Say hello." in out  # the export, in Markdown
+
+
+def test_a_name_with_a_slash_and_spaces_is_addressable(http):
+    name = "work/ideas ü"
+    at = "/conversations/" + quote(name, safe="")  # how the page sends it
+    assert http.post("/conversations", json={"name": name, "max_tokens": 4}).status_code == 201
+    assert http.get(at).json()["name"] == name
+    got = reply(http, at + "/messages", {"content": "Hi."})
+    assert got[-1][0] == "done" and len(stored(http, quote(name, safe=""))) == 2
+    assert http.get(at + "/export", params={"format": "markdown"}).text.startswith(f"# {name}")
+    assert http.patch(at, json={"system": "S."}).json()["system"] == "S."
+    assert http.delete(at).status_code == 204
+    assert http.get(at).status_code == 404

@@ -30,6 +30,8 @@ from llmkit.errors import InvalidRequestError
 from llmkit.memory.chat import new_session_name
 from llmkit.memory.store import Store
 
+# ``{name:path}``: a name may hold a "/" (``llmkit chat --session work/ideas``), sent as
+# %2F. So a route with a suffix comes before the bare ``/{name}`` of its method.
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 
@@ -87,7 +89,22 @@ async def create_conversation(request: Request, body: s.NewConversation) -> s.Co
     return s.ConversationOut.of(await asyncio.to_thread(create))
 
 
-@router.get("/{name}")
+@router.get(
+    "/{name:path}/export",
+    response_model=None,
+    responses={200: {"content": {"application/json": {}, "text/markdown": {}}}},
+)
+async def export_conversation(
+    request: Request, name: str, format: str = Query("json", pattern="^(json|markdown)$")
+) -> Any:
+    store = await _store(request)
+    if format == "markdown":
+        text = await asyncio.to_thread(store.to_markdown, name)
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+    return await asyncio.to_thread(store.export, name)
+
+
+@router.get("/{name:path}")
 async def get_conversation(request: Request, name: str) -> s.ConversationDetail:
     store = await _store(request)
     conv = await asyncio.to_thread(store.get, name)
@@ -101,7 +118,7 @@ async def get_conversation(request: Request, name: str) -> s.ConversationDetail:
     )
 
 
-@router.patch("/{name}")
+@router.patch("/{name:path}")
 async def update_conversation(
     request: Request, name: str, body: s.ConversationPatch
 ) -> s.ConversationOut:
@@ -123,26 +140,11 @@ async def update_conversation(
     return s.ConversationOut.of(await asyncio.to_thread(apply))
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name:path}", status_code=204)
 async def delete_conversation(request: Request, name: str) -> Response:
     store = await _store(request)
     await asyncio.to_thread(store.delete, name)
     return Response(status_code=204)
-
-
-@router.get(
-    "/{name}/export",
-    response_model=None,
-    responses={200: {"content": {"application/json": {}, "text/markdown": {}}}},
-)
-async def export_conversation(
-    request: Request, name: str, format: str = Query("json", pattern="^(json|markdown)$")
-) -> Any:
-    store = await _store(request)
-    if format == "markdown":
-        text = await asyncio.to_thread(store.to_markdown, name)
-        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
-    return await asyncio.to_thread(store.export, name)
 
 
 @router.post("/import", status_code=201)
@@ -164,23 +166,23 @@ async def _reply(request: Request, name: str, planner: replies.Planner) -> Event
     return EventSourceResponse(events, sep="\n")
 
 
-@router.post("/{name}/messages", response_model=None, responses=s.SSE_DOC)
+@router.post("/{name:path}/messages", response_model=None, responses=s.SSE_DOC)
 async def send_message(request: Request, name: str, body: s.UserTurn) -> EventSourceResponse:
     return await _reply(request, name, replies.send(body.content))
 
 
-@router.post("/{name}/regenerate", response_model=None, responses=s.SSE_DOC)
+@router.post("/{name:path}/regenerate", response_model=None, responses=s.SSE_DOC)
 async def regenerate(request: Request, name: str) -> EventSourceResponse:
     return await _reply(request, name, replies.resend(None, None))
 
 
-@router.post("/{name}/messages/{entry_id}/resend", response_model=None, responses=s.SSE_DOC)
+@router.post("/{name:path}/messages/{entry_id}/resend", response_model=None, responses=s.SSE_DOC)
 async def edit_and_resend(
     request: Request, name: str, entry_id: int, body: s.UserTurn
 ) -> EventSourceResponse:
     return await _reply(request, name, replies.resend(entry_id, body.content))
 
 
-@router.post("/{name}/continue", response_model=None, responses=s.SSE_DOC)
+@router.post("/{name:path}/continue", response_model=None, responses=s.SSE_DOC)
 async def continue_reply(request: Request, name: str) -> EventSourceResponse:
     return await _reply(request, name, replies.go_on)
