@@ -24,7 +24,9 @@ HOSTILE = (
 
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("page"))
+    s = start_server(
+        tmp_path_factory.mktemp("page"), "--served-model-name", "SmolLM2-135M-Instruct", "smol"
+    )
     yield s
     s.stop()
 
@@ -144,6 +146,22 @@ def test_switch_rename_search_and_delete(page, page_server):
     expect(page.locator("#conversations li[data-name='apples']")).to_have_count(0)
     with api(page_server) as c:
         assert c.get("/conversations/apples").status_code == 404
+
+
+def test_the_model_picker_lists_the_served_models_and_sets_the_conversations(page, page_server):
+    imported(page_server, "picker", ("user", "Hi"), ("assistant", "Hello."))
+    load(page, page_server, "picker")
+    expect(page.locator("#model option")).to_have_text(["SmolLM2-135M-Instruct", "smol"])
+    page.select_option("#model", "smol")
+    with api(page_server) as c:
+        for _ in range(100):  # the page saves the choice as it is made
+            if c.get("/conversations/picker").json()["model"] == "smol":
+                break
+            page.wait_for_timeout(100)
+        assert c.get("/conversations/picker").json()["model"] == "smol"
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    expect(page.locator("#model")).to_have_value("smol")
 
 
 def test_stop_keeps_the_reply_as_interrupted_and_continue_goes_on(page, page_server):
