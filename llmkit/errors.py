@@ -15,6 +15,7 @@ shape, and the client turns HTTP errors back into them.
     │   │   ├── ModelNotFoundError   404: no served model has that name
     │   │   └── ConversationNotFoundError  404: no stored conversation has that name
     │   ├── ConversationExistsError  409: a stored conversation already has that name
+    │   ├── ConversationBusyError    409: a reply is already under way in that conversation
     │   ├── ModelSpecError           400: a model name/path/repo names nothing usable here
     │   ├── ConfigError              400: serve settings or a config file that cannot work
     │   └── InsufficientMemoryError  400: the model would not fit in memory
@@ -175,6 +176,20 @@ class ConversationExistsError(ClientError):
         super().__init__(
             f"A conversation named '{name}' already exists. Choose another name, or "
             f"remove it first with `llmkit sessions rm {name}`.",
+            param="name",
+        )
+        self.name = name
+
+
+class ConversationBusyError(ClientError):
+    status = 409
+    code = "conversation_busy"
+    fields = ("name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Conversation '{name}' is already generating a reply (in another tab or "
+            "client). Wait for it to end, or stop it, then send again.",
             param="name",
         )
         self.name = name

@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from tests.pg import pg_url, postgres  # noqa: F401 - PostgreSQL fixtures, for any test module
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -20,6 +20,8 @@ from llmkit import __version__
 from llmkit.api import health, tokens
 from llmkit.api.anthropic import routes as anthropic_routes
 from llmkit.api.anthropic.errors import error_response as anthropic_error
+from llmkit.api.conversations import routes as conversation_routes
+from llmkit.api.conversations.service import Conversations
 from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.guard import Guard, policy_for
 from llmkit.api.metrics import Metrics, RequestCounter
@@ -32,6 +34,7 @@ from llmkit.api.openai import embed_routes as openai_embed_routes
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
+from llmkit.api.web import routes as web_routes
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 from llmkit.serving.settings import ServeSettings
@@ -43,8 +46,11 @@ def create_app(
     settings: ServeSettings,
     registry: ModelRegistry,
     on_ready: Callable[[], None] | None = None,
+    store_url: str | None = None,
 ) -> FastAPI:
-    """``on_ready`` runs once every engine has loaded, before the first request."""
+    """``on_ready`` runs once every engine has loaded, before the first request;
+    ``store_url``: the conversation store of the conversations API and the chat page
+    (None: none; those routes then say so)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +60,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.conversations.close()
             await registry.close()
 
     app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
@@ -61,6 +68,9 @@ def create_app(
     app.state.registry = registry
     app.state.metrics = Metrics()
     app.state.metrics.watch(registry)
+    app.state.conversations = Conversations(store_url, registry, settings.base_url)
+    app.include_router(web_routes.router)  # before Ollama's GET /: browsers get the page
+    app.include_router(conversation_routes.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(tokens.router)

@@ -27,6 +27,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmkit.api.web.routes import asset_paths
 from llmkit.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -266,5 +267,7 @@ def policy_for(settings: ServeSettings) -> Policy:
         cors_origins=tuple(o.rstrip("/") for o in settings.cors_origin),
         max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
         rate_per_minute=settings.rate_limit,
-        open_paths=OPEN_PATHS | ({("GET", "/metrics")} if settings.metrics_public else set()),
+        open_paths=OPEN_PATHS
+        | asset_paths()  # the chat page's files: no data, and <script src> sends no key
+        | ({("GET", "/metrics")} if settings.metrics_public else set()),
     )

@@ -168,7 +168,14 @@ class Chat:
         if not text.strip():
             raise InvalidRequestError("The message is empty.")
         self.store.append(self.name, "user", text)
+        return self.plan()
+
+    def plan(self, before: int | None = None) -> list[Message]:
+        """The messages to send for the stored history as it stands, or up to the
+        entry with id ``before`` (the summary strategy folds old turns first)."""
         conv, entries = self.conversation, self.entries
+        if before is not None:
+            entries = [e for e in entries if e.id < before]
         strategy = st.parse_strategy(conv.memory)
         history = [e.message for e in entries]
         count = self._counter()

@@ -61,6 +61,9 @@ conversations = sa.Table(
     sa.Column("summary_upto", sa.Integer),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # m003_conversation_sampling: the chat page's per-conversation settings (None: the server's)
+    sa.Column("temperature", sa.Float),
+    sa.Column("max_tokens", sa.Integer),
 )
 
 messages = sa.Table(
@@ -200,9 +203,16 @@ def m002_langgraph_checkpoints(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m003_conversation_sampling(conn: Connection) -> None:
+    """The sampling a conversation asks for (the chat page sets it per conversation)."""
+    conn.execute(sa.text("ALTER TABLE conversations ADD COLUMN temperature FLOAT"))
+    conn.execute(sa.text("ALTER TABLE conversations ADD COLUMN max_tokens INTEGER"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
+    m003_conversation_sampling,
     # append new migrations here
 )
 

@@ -63,6 +63,8 @@ class Conversation:
     created_at: datetime
     updated_at: datetime  # last used
     turns: int  # user messages
+    temperature: float | None = None  # sampling asked for (None: the server's default)
+    max_tokens: int | None = None
 
     def summarized(self, entries: list[Entry]) -> int:
         """How many of ``entries`` (this conversation's, oldest first) the summary
@@ -266,9 +268,13 @@ class Store:
         url: str | None = _UNSET,
         system: str | None = _UNSET,
         memory: str = _UNSET,
+        temperature: float | None = _UNSET,
+        max_tokens: int | None = _UNSET,
     ) -> Conversation:
         """Change only the fields given (None clears one); doesn't count as use."""
-        given = dict(model=model, url=url, system=system)
+        given = dict(
+            model=model, url=url, system=system, temperature=temperature, max_tokens=max_tokens
+        )
         values = {k: v for k, v in given.items() if v is not _UNSET}
         if memory is not _UNSET:
             values["memory"] = str(parse_strategy(memory))
@@ -355,6 +361,26 @@ class Store:
                 .where(C.c.id == cid, C.c.summary_upto >= entry_id)
                 .values(summary=None, summary_upto=None)
             )
+
+    def rewrite(self, name: str, entry_id: int, content: str, *, interrupted: bool) -> Entry:
+        """Replace one message's text in place (a cut reply, continued); marks the
+        conversation used."""
+        now = _now()
+        status = "interrupted" if interrupted else "complete"
+        with self._write() as conn:
+            cid = self._id(conn, name)
+            row = conn.execute(
+                M.update()
+                .where(M.c.conversation_id == cid, M.c.id == entry_id)
+                .values(content=content, status=status)
+                .returning(M)
+            ).first()
+            if row is None:
+                raise InvalidRequestError(
+                    f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
+                )
+            conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
+        return _entry(row)
 
     def search(self, text: str) -> list[tuple[str, Entry]]:
         """Messages containing ``text`` (any case), oldest first, with their conversation."""

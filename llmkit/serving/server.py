@@ -28,6 +28,7 @@ from llmkit.engines.registry import ModelRegistry
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import EngineError, LlmkitError
+from llmkit.memory.store import default_store_url
 from llmkit.serving.build import build_registry
 from llmkit.serving.local_models import LocalModels
 from llmkit.serving.settings import ServeSettings
@@ -156,6 +157,11 @@ def _forget(env: Environment) -> None:
         pass
 
 
+def _store_url(env: Environment) -> str:
+    """The store ``llmkit chat`` and ``Chat`` use: the page shows the same conversations."""
+    return env.store_url or default_store_url(env.data_dir)
+
+
 def serve(
     settings: ServeSettings,
     specs: EngineSpecs,
@@ -170,7 +176,7 @@ def serve(
             log.info(line)
         _record(settings, registry, env)
 
-    app = create_app(settings, registry, on_ready=announce)
+    app = create_app(settings, registry, on_ready=announce, store_url=_store_url(env))
     if settings.log_requests:
         logging.getLogger("llmkit.requests").setLevel(logging.INFO)
 
@@ -211,7 +217,7 @@ def serving_in_thread(
             s.bind((settings.client_host, 0))
             settings = settings.model_copy(update={"port": s.getsockname()[1]})
     registry = build_registry(settings, specs, env, on_progress)
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, store_url=_store_url(env))
     AppStatus.disable_automatic_graceful_drain()
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, log_level="warning"

@@ -1,0 +1,127 @@
+"""Wire models of the conversations API (``/conversations``): pydantic on the wire,
+the store's ``Conversation`` and ``Entry`` values inside."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmkit.memory.store import Conversation, Entry
+
+
+class MessageOut(BaseModel):
+    id: int
+    role: str
+    content: str
+    interrupted: bool = Field(description="The reply was cut short (stopped, disconnected).")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: Entry) -> MessageOut:
+        return cls(
+            id=e.id,
+            role=e.role,
+            content=e.content,
+            interrupted=e.interrupted,
+            created_at=e.created_at,
+        )
+
+
+class ConversationOut(BaseModel):
+    name: str
+    model: str | None
+    url: str | None = Field(description="The server the conversation was last used with.")
+    system: str | None
+    memory: str = Field(description="buffer, window:N, tokens or summary[:N]")
+    temperature: float | None
+    max_tokens: int | None
+    turns: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, c: Conversation) -> ConversationOut:
+        return cls(
+            name=c.name,
+            model=c.model,
+            url=c.url,
+            system=c.system,
+            memory=c.memory,
+            temperature=c.temperature,
+            max_tokens=c.max_tokens,
+            turns=c.turns,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+
+class ConversationDetail(ConversationOut):
+    busy: bool = Field(default=False, description="A reply is being generated now.")
+    summary: str | None = None
+    messages: list[MessageOut] = []
+
+
+class ConversationList(BaseModel):
+    object: str = "list"
+    data: list[ConversationOut]
+
+
+class Settings(BaseModel):
+    """What a conversation asks of the model; a field left out is left as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    system: str | None = None
+    memory: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent (an explicit null clears one)."""
+        return {k: getattr(self, k) for k in self.model_fields_set if k != "name"}
+
+
+class NewConversation(Settings):
+    name: str | None = Field(default=None, description="Default: a new chat-<time> name.")
+
+
+class ConversationPatch(Settings):
+    name: str | None = Field(default=None, description="A new name (rename).")
+
+
+class UserTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1)
+
+
+class ReplyUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    tokens_per_second: float | None = Field(
+        description="Reply tokens over the time from the first to the last one."
+    )
+
+
+class ReplyDone(BaseModel):
+    """The stream's last event (``event: done``)."""
+
+    message: MessageOut | None
+    finish_reason: str | None
+    usage: ReplyUsage | None
+
+
+SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "Server-sent events: `user` (the stored user turn, a MessageOut), then "
+            '`delta` ({"text"}) per piece of the reply, then `done` (ReplyDone), or '
+            '`error` ({"error": {...}}) if the reply failed; a reply cut short is '
+            "stored marked interrupted."
+        ),
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    409: {"description": "A reply is already being generated in this conversation."},
+}
