@@ -29,8 +29,10 @@ from llmkit.api.openai import embed_routes as openai_embed_routes
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
+from llmkit.api.responses import routes as responses_routes
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.memory.responses import ResponseStore
 from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit.api")
@@ -52,16 +54,30 @@ def create_app(
             yield
         finally:
             await registry.close()
+            if app.state.response_store is not None:
+                app.state.response_store.close()
 
     app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = Metrics()
     app.state.metrics.watch(registry)
+    # Where /v1/responses keeps its responses; none without a store URL (then only
+    # ``store: false`` requests are served).
+    app.state.response_store = (
+        ResponseStore(
+            settings.store,
+            max_count=settings.responses_max_count,
+            max_age=settings.responses_max_age_s,
+        )
+        if settings.store
+        else None
+    )
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(tokens.router)
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)
     app.include_router(openai_embed_routes.router)

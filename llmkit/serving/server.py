@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+import sqlalchemy as sa
 import uvicorn
 from sse_starlette.sse import AppStatus
 
@@ -28,6 +29,7 @@ from llmkit.engines.registry import ModelRegistry
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import EngineError, LlmkitError
+from llmkit.memory.store import default_store_url
 from llmkit.serving.build import build_registry
 from llmkit.serving.settings import ServeSettings
 
@@ -124,7 +126,22 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
     lines.append(
         f"OpenAI API at {url}/v1, Ollama API at {url}/api ({auth}); health at {url}/health"
     )
+    if settings.store:
+        shown = sa.make_url(settings.store).render_as_string(hide_password=True)
+        age = f", none older than {settings.responses_max_age}" * bool(settings.responses_max_age)
+        lines.append(
+            f"stored responses (/v1/responses) kept in {shown}: at most "
+            f"{settings.responses_max_count}{age}"
+        )
     return lines
+
+
+def with_store(settings: ServeSettings, env: Environment) -> ServeSettings:
+    """``settings`` with the store every command shares when ``--store`` names none."""
+    if settings.store:
+        return settings
+    url = env.store_url or default_store_url(env.data_dir)
+    return settings.model_copy(update={"store": url})
 
 
 def _record(settings: ServeSettings, registry: ModelRegistry, env: Environment) -> None:
@@ -155,6 +172,7 @@ def serve(
     on_progress: Callable[[float], None] | None = None,
 ) -> None:
     settings.check_exposure()  # before anything loads: a refusal must come at once
+    settings = with_store(settings, env)
     registry = build_registry(settings, specs, env, on_progress)
 
     def announce() -> None:
@@ -202,6 +220,7 @@ def serving_in_thread(
         with socket.socket() as s:
             s.bind((settings.client_host, 0))
             settings = settings.model_copy(update={"port": s.getsockname()[1]})
+    settings = with_store(settings, env)
     registry = build_registry(settings, specs, env, on_progress)
     app = create_app(settings, registry)
     AppStatus.disable_automatic_graceful_drain()
