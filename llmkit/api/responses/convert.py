@@ -293,6 +293,8 @@ def to_response(
 ) -> dict[str, Any]:
     """The ``Response`` object; ``status``: in_progress, completed, incomplete or failed."""
     incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
+    # usage is absent, not null, until there is one (the schema has it non-nullable)
+    counted = {} if status == "in_progress" else {"usage": to_usage(usage)}
     return {
         "id": head.id,
         "object": "response",
@@ -305,7 +307,7 @@ def to_response(
         "output": output,
         "reasoning": {"effort": None, "summary": None},
         "truncation": "disabled",
-        "usage": to_usage(usage) if status != "in_progress" else None,
+        **counted,
         **turn.echo,
     }
 
