@@ -330,10 +330,12 @@ def test_retention_evicts_the_oldest_past_the_count_and_the_age(tmp_path):
         (conv,) = store.list()
         assert conv.turns == 3  # the evicted turns' transcript went too
         store.create("plain chat")  # a conversation of `llmkit chat` is none of its business
+    with ResponseStore(url, max_count=2) as store:  # a tighter bound applies on opening
+        assert [t.id for t in store.chain("resp_4")] == ["resp_3", "resp_4"]
     with ResponseStore(url, max_age=3600) as store:
-        with store._write() as conn:  # age two of them
+        with store._write() as conn:  # age one of them
             old = datetime.now(UTC) - timedelta(hours=2)
-            conn.execute(R.update().where(R.c.id.in_(["resp_2", "resp_3"])).values(created_at=old))
-        assert store.evict() == 2
+            conn.execute(R.update().where(R.c.id == "resp_3").values(created_at=old))
+        assert store.evict() == 1
         assert [t.id for t in store.chain("resp_4")] == ["resp_4"]
         assert sorted(c.name for c in store.list()) == ["plain chat", "turn-0-0"]

@@ -8,7 +8,7 @@ seeing only its own ancestors. The first turn of a chain creates a conversation
 later turns join their parent's conversation and append their text to its
 transcript, so ``llmkit sessions show`` reads it like any other chat.
 
-Retention is bounded: after each stored turn the oldest turns past
+Retention is bounded: on opening and after each stored turn the oldest turns past
 ``max_count``, and those older than ``max_age`` seconds, are evicted, with their
 transcript rows; a conversation left without turns goes with its last one.
 Everything here speaks core types and plain JSON values; the wire format of a
@@ -92,6 +92,7 @@ class ResponseStore(Store):
         super().__init__(url)
         self.max_count = max_count
         self.max_age = max_age
+        self.evict()  # a server restarted with tighter bounds applies them at once
 
     def save(
         self,
