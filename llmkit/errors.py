@@ -13,7 +13,8 @@ shape, and the client turns HTTP errors back into them.
     │   ├── RateLimitError           429: too many requests for this key; retry later
     │   ├── NotFoundError            404: no such thing (what a client gets back)
     │   │   ├── ModelNotFoundError   404: no served model has that name
-    │   │   └── ConversationNotFoundError  404: no stored conversation has that name
+    │   │   ├── ConversationNotFoundError  404: no stored conversation has that name
+    │   │   └── ResponseNotFoundError  404: no stored response (Responses API) has that id
     │   ├── ConversationExistsError  409: a stored conversation already has that name
     │   ├── ConversationBusyError    409: a reply is already under way in that conversation
     │   ├── ModelSpecError           400: a model name/path/repo names nothing usable here
@@ -165,6 +166,21 @@ class ConversationNotFoundError(NotFoundError):
             param="name",
         )
         self.name = name
+
+
+class ResponseNotFoundError(NotFoundError):
+    status = 404
+    code = "response_not_found"
+    fields = ("response_id",)
+
+    def __init__(self, response_id: str, *, param: str | None = None) -> None:
+        super().__init__(
+            f"No stored response has the id '{response_id}': it was never stored "
+            "(store: false), was deleted, or was evicted (--responses-max-count, "
+            "--responses-max-age).",
+            param=param,
+        )
+        self.response_id = response_id
 
 
 class ConversationExistsError(ClientError):

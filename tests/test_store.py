@@ -253,7 +253,7 @@ def test_import_minimal_document(store: Store) -> None:
 def test_migrations_recorded_once(db: Path, store: Store, monkeypatch) -> None:
     def applied() -> list[str]:
         with sqlite3.connect(db) as raw:
-            return [r[0] for r in raw.execute("SELECT name FROM _llmkit_migrations")]
+            return [r[0] for r in raw.execute("SELECT name FROM _llmkit_migrations")]  # any order
 
     shipped = [fn.__name__ for fn in migrations.MIGRATIONS]
     assert shipped[0] == "m001_initial" and applied() == shipped

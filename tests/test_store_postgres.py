@@ -64,3 +64,28 @@ def test_chat_keeps_its_conversation_in_postgres(server, pg_url):
     chat = Chat(server.url, session="pg", max_tokens=6, store=pg_url)
     chat.send("Hello.")
     assert [e.role for e in Store(pg_url).entries("pg")] == ["user", "assistant"]
+
+
+def test_responses_chain_branch_and_evict_in_postgres(pg_url):
+    from llmkit.core.types import Message
+    from llmkit.errors import ResponseNotFoundError
+    from llmkit.memory.responses import ResponseStore
+
+    def save(store, rid, previous):
+        messages = [Message("user", f"q {rid}"), Message("assistant", f"a {rid}")]
+        out = {"id": rid, "output": []}
+        return store.save(rid, previous_id=previous, model="m", input_items=[], response=out,
+                          messages=messages)  # fmt: skip
+
+    with ResponseStore(pg_url, max_count=3) as store:
+        name = save(store, "resp_1", None)
+        save(store, "resp_2", "resp_1")
+        save(store, "resp_3", "resp_1")  # a branch
+        assert [t.id for t in store.chain("resp_3")] == ["resp_1", "resp_3"]
+        assert store.get(name).turns == 3
+        save(store, "resp_4", "resp_2")  # past the count: resp_1 is evicted
+        with pytest.raises(ResponseNotFoundError):
+            store.response("resp_1")
+        assert [t.id for t in store.chain("resp_4")] == ["resp_2", "resp_4"]
+        kept = [e.content for e in store.entries(name)]
+        assert kept == [f"{x} resp_{n}" for n in (2, 3, 4) for x in ("q", "a")]

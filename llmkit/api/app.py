@@ -34,9 +34,11 @@ from llmkit.api.openai import embed_routes as openai_embed_routes
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
+from llmkit.api.responses import routes as responses_routes
 from llmkit.api.web import routes as web_routes
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.memory.responses import ResponseStore
 from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit.api")
@@ -46,11 +48,10 @@ def create_app(
     settings: ServeSettings,
     registry: ModelRegistry,
     on_ready: Callable[[], None] | None = None,
-    store_url: str | None = None,
 ) -> FastAPI:
-    """``on_ready`` runs once every engine has loaded, before the first request;
-    ``store_url``: the conversation store of the conversations API and the chat page
-    (None: none; those routes then say so)."""
+    """``on_ready`` runs once every engine has loaded, before the first request.
+    ``settings.store`` is the conversation store of the conversations API, the chat
+    page and stored responses (None: none; those routes then say so)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,19 +63,33 @@ def create_app(
         finally:
             app.state.conversations.close()
             await registry.close()
+            if app.state.response_store is not None:
+                app.state.response_store.close()
 
     app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = Metrics()
     app.state.metrics.watch(registry)
-    app.state.conversations = Conversations(store_url, registry, settings.base_url)
+    # Where /v1/responses keeps its responses; none without a store URL (then only
+    # ``store: false`` requests are served).
+    app.state.response_store = (
+        ResponseStore(
+            settings.store,
+            max_count=settings.responses_max_count,
+            max_age=settings.responses_max_age_s,
+        )
+        if settings.store
+        else None
+    )
+    app.state.conversations = Conversations(settings.store, registry, settings.base_url)
     app.include_router(web_routes.router)  # before Ollama's GET /: browsers get the page
     app.include_router(conversation_routes.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(tokens.router)
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)
     app.include_router(openai_embed_routes.router)

@@ -112,6 +112,27 @@ checkpoint_writes = sa.Table(
     sa.Column("task_path", sa.Text, nullable=False, server_default=""),
 )
 
+# A stored answer of OpenAI's Responses API (``memory/responses.py``): one turn of
+# its conversation, its parent turn (``previous_id``) and what the turn added.
+responses = sa.Table(
+    "responses",
+    schema,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "conversation_id",
+        sa.Integer,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("previous_id", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("input_json", sa.Text, nullable=False),
+    sa.Column("response_json", sa.Text, nullable=False),
+    sa.Column("messages_json", sa.Text, nullable=False),
+    sa.Column("first_message_id", sa.Integer),
+    sa.Column("last_message_id", sa.Integer),
+)
+
 applied = sa.Table(
     "_llmkit_migrations",
     sa.MetaData(),
@@ -209,10 +230,44 @@ def m003_conversation_sampling(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE conversations ADD COLUMN max_tokens INTEGER"))
 
 
+def m004_responses(conn: Connection) -> None:
+    """The Responses API's turns. Self-contained: it names only ``conversations``.
+
+    ``previous_id`` has no foreign key: a parent may be evicted or deleted while
+    its children stay (their history then starts where it is still known).
+    ``first/last_message_id``: the transcript rows (``messages``) the turn wrote,
+    removed with it."""
+    meta = sa.MetaData()
+    sa.Table("conversations", meta, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "responses",
+        meta,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column(
+            "conversation_id",
+            sa.Integer,
+            sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("previous_id", sa.String(64)),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("input_json", sa.Text, nullable=False),
+        sa.Column("response_json", sa.Text, nullable=False),
+        # the core messages the turn added to its history: its input, then its output
+        sa.Column("messages_json", sa.Text, nullable=False),
+        sa.Column("first_message_id", sa.Integer),
+        sa.Column("last_message_id", sa.Integer),
+        sa.Index("ix_responses_conversation", "conversation_id"),
+        sa.Index("ix_responses_created", "created_at"),
+    )
+    meta.tables["responses"].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
     m003_conversation_sampling,
+    m004_responses,
     # append new migrations here
 )
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+import sqlalchemy as sa
 import uvicorn
 from sse_starlette.sse import AppStatus
 
@@ -133,7 +134,22 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
     lines.append(
         f"OpenAI API at {url}/v1, Ollama API at {url}/api ({auth}); health at {url}/health"
     )
+    if settings.store:
+        shown = sa.make_url(settings.store).render_as_string(hide_password=True)
+        age = f", none older than {settings.responses_max_age}" * bool(settings.responses_max_age)
+        lines.append(
+            f"stored responses (/v1/responses) kept in {shown}: at most "
+            f"{settings.responses_max_count}{age}"
+        )
     return lines
+
+
+def with_store(settings: ServeSettings, env: Environment) -> ServeSettings:
+    """``settings`` with the store every command shares when ``--store`` names none."""
+    if settings.store:
+        return settings
+    url = env.store_url or default_store_url(env.data_dir)
+    return settings.model_copy(update={"store": url})
 
 
 def _record(settings: ServeSettings, registry: ModelRegistry, env: Environment) -> None:
@@ -157,11 +173,6 @@ def _forget(env: Environment) -> None:
         pass
 
 
-def _store_url(env: Environment) -> str:
-    """The store ``llmkit chat`` and ``Chat`` use: the page shows the same conversations."""
-    return env.store_url or default_store_url(env.data_dir)
-
-
 def serve(
     settings: ServeSettings,
     specs: EngineSpecs,
@@ -169,6 +180,7 @@ def serve(
     on_progress: Callable[[float], None] | None = None,
 ) -> None:
     settings.check_exposure()  # before anything loads: a refusal must come at once
+    settings = with_store(settings, env)
     registry = build_registry(settings, specs, env, on_progress)
 
     def announce() -> None:
@@ -176,7 +188,7 @@ def serve(
             log.info(line)
         _record(settings, registry, env)
 
-    app = create_app(settings, registry, on_ready=announce, store_url=_store_url(env))
+    app = create_app(settings, registry, on_ready=announce)
     if settings.log_requests:
         logging.getLogger("llmkit.requests").setLevel(logging.INFO)
 
@@ -216,8 +228,9 @@ def serving_in_thread(
         with socket.socket() as s:
             s.bind((settings.client_host, 0))
             settings = settings.model_copy(update={"port": s.getsockname()[1]})
+    settings = with_store(settings, env)
     registry = build_registry(settings, specs, env, on_progress)
-    app = create_app(settings, registry, store_url=_store_url(env))
+    app = create_app(settings, registry)
     AppStatus.disable_automatic_graceful_drain()
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, log_level="warning"

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from llmkit.core.durations import parse_keep_alive
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import DECLARED, Environment
 from llmkit.errors import ConfigError
@@ -122,6 +123,22 @@ class ServeSettings(ModelFields):
         default=False,
         description="Log every generation request: its messages or prompt and settings.",
     )
+    store: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the conversation store, where /v1/responses keeps "
+        "stored responses (default: SQLite, llmkit.db in the data directory).",
+    )
+    responses_max_count: int = Field(
+        default=10000,
+        ge=1,
+        description="The most responses (/v1/responses) the store keeps; past it the oldest "
+        "are evicted.",
+    )
+    responses_max_age: str | None = Field(
+        default=None,
+        description="How long a stored response (/v1/responses) is kept: seconds or a duration "
+        "(90m, 24h, 720h); older ones are evicted (default: no age limit).",
+    )
     # Not flags: the engines' settings as given (validated by each engine), and the
     # config file's models.
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"flag": False})
@@ -134,6 +151,17 @@ class ServeSettings(ModelFields):
     def _split(cls, v: object) -> object:
         # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list; one --model as a string.
         return split_list(v)
+
+    @field_validator("responses_max_age")
+    @classmethod
+    def _age(cls, v: str | None) -> str | None:
+        if v is not None and parse_keep_alive(v) is None:
+            raise ValueError("must be a duration (90m, 24h) or seconds, not negative")
+        return v
+
+    @property
+    def responses_max_age_s(self) -> float | None:
+        return None if self.responses_max_age is None else parse_keep_alive(self.responses_max_age)
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,165 @@
+"""The Responses API routes (``/v1/responses``): HTTP only.
+
+A request is read (``convert``), its history gathered from the store and fitted
+to the context (``history``), run on its model's engine, and answered as a
+``Response`` or as typed events (``stream``). A stored response is written
+once it has finished, in one transaction: a failed or abandoned one leaves
+nothing behind. The store's calls are blocking SQL, so they run off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
+
+from llmkit.api.generation import (
+    ClientGone,
+    collect,
+    ending_in_error,
+    open_streams,
+    unless_disconnected,
+    watcher,
+    within_limits,
+)
+from llmkit.api.openai.convert import Head
+from llmkit.api.responses import convert
+from llmkit.api.responses.history import fit
+from llmkit.api.responses.schemas import ResponseCreateRequest
+from llmkit.api.responses.stream import to_events
+from llmkit.core.types import GenerateRequest, Message
+from llmkit.errors import InvalidRequestError, LlmkitError
+from llmkit.memory.responses import MEMORY, ResponseStore
+from llmkit.memory.strategies import parse_strategy
+
+router = APIRouter(prefix="/v1")
+
+
+def make_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def _store(request: Request) -> ResponseStore:
+    store = request.app.state.response_store
+    if store is None:
+        raise InvalidRequestError(
+            "This server keeps no response store: send store: false, without previous_response_id.",
+            param="store",
+        )
+    return store
+
+
+async def _history(request: Request, previous: str | None) -> tuple[list[Message], str]:
+    """The messages of ``previous`` and its ancestors, and the memory strategy of
+    their conversation (a new chain's default for none)."""
+    if previous is None:
+        return [], MEMORY
+    store = _store(request)
+    chain = await asyncio.to_thread(store.chain, previous, param="previous_response_id")
+    conv = await asyncio.to_thread(store.get, chain[-1].conversation)
+    return [m for turn in chain for m in turn.messages], conv.memory
+
+
+@router.post("/responses", response_model=None)
+async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
+    model = request.app.state.registry.get(body.model)
+    turn = convert.from_request(body, make_id)
+    store = _store(request) if turn.echo["store"] else None
+    history, memory = await _history(request, body.previous_response_id)
+    offered = turn.tools if turn.tool_choice != "none" else ()
+    messages = await fit(
+        model.engine,
+        [*history, *turn.messages],
+        instructions=body.instructions,
+        strategy=parse_strategy(memory),
+        tools=offered,
+        max_output_tokens=body.max_output_tokens,
+    )
+    req = GenerateRequest(
+        messages=messages,
+        sampling=turn.sampling,
+        max_tokens=body.max_output_tokens,
+        tools=turn.tools,
+        tool_choice=turn.tool_choice,
+        tool_name=turn.tool_name,
+        parallel_tool_calls=turn.parallel,
+    )
+    within_limits(request, [req])
+    head = Head(make_id("resp"), int(time.time()), body.model)
+
+    async def keep(response: dict[str, Any], reply: Message) -> None:
+        if store is not None:
+            await asyncio.to_thread(
+                store.save,
+                head.id,
+                previous_id=body.previous_response_id,
+                model=body.model,
+                input_items=turn.items,
+                response=response,
+                messages=[*turn.messages, reply],
+            )
+
+    if body.stream:
+        stream = await open_streams(model.engine, [req], watcher(request, model.name))
+        return _sse(to_events(head, turn, stream, make_id, keep))
+    try:
+        results = await unless_disconnected(
+            request, collect(model.engine, [req], watcher(request, model.name))
+        )
+    except ClientGone:
+        return Response(status_code=499)
+    text, last = results[0]
+    output, reply = convert.to_output(text, last, make_id)
+    status = "incomplete" if last.finish_reason == "length" else "completed"
+    response = convert.to_response(
+        head, turn, status=status, output=output, usage=last.usage, completed_at=int(time.time())
+    )
+    await keep(response, reply)
+    return JSONResponse(response)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request) -> JSONResponse:
+    found = await asyncio.to_thread(_store(request).response, response_id)
+    return JSONResponse(found.response)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request) -> JSONResponse:
+    await asyncio.to_thread(_store(request).remove, response_id)
+    return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+@router.get("/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = Query(default=20, ge=1, le=100),
+    after: str | None = None,
+) -> JSONResponse:
+    """Everything the model was given for this response: each ancestor's input and
+    output items, then its own input (the instructions are no item)."""
+    chain = await asyncio.to_thread(_store(request).chain, response_id)
+    items = [it for turn in chain[:-1] for it in [*turn.input_items, *turn.response["output"]]]
+    items += chain[-1].input_items
+    return JSONResponse(convert.input_item_list(items, order=order, limit=limit, after=after))
+
+
+def _sse(events: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
+    def error(e: LlmkitError) -> dict[str, Any]:
+        # Only a bug gets here (``to_events`` ends its own failures); still a last event.
+        return {"type": "error", "sequence_number": 0, "code": e.code, "message": e.message}
+
+    async def framed() -> AsyncIterator[dict[str, str]]:
+        async for event in ending_in_error(events, error):
+            yield {"event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
+
+    return EventSourceResponse(framed(), sep="\n")

@@ -1,0 +1,48 @@
+"""Wire models of OpenAI's Responses API (``/v1/responses``): the request.
+
+The items of ``input``, the ``tools`` and ``text.format`` are kept as JSON values
+here and read by ``convert``, which names the exact field of a bad one in its
+400 (``input.2.content.0.type``), as OpenAI does. The objects answered (the
+``Response``, its items, the stream events) are plain JSON built by ``convert``
+and ``stream``, checked against OpenAI's published schema by the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmkit.api.openai.schemas import OpenAIRequest
+
+
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_schema", "json_object"] = "text"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format: TextFormat | None = None
+
+
+class ResponseCreateRequest(OpenAIRequest):
+    model: str
+    input: str | list[Any]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    stream: bool | None = False
+    store: bool | None = True
+    previous_response_id: str | None = None
+    user: str | None = None
