@@ -150,6 +150,24 @@ def test_a_pull_that_cannot_fit_is_refused_before_a_byte_of_it_moves(repos, env,
     assert (env / REPO / "big-q4_k_m.gguf").read_bytes() == repos[REPO]["big-q4_k_m.gguf"]
 
 
+def test_run_of_a_model_that_cannot_fit_is_refused_before_a_byte_of_it_moves(
+    repos, env, monkeypatch
+):
+    """``llmkit run`` (no server running) pulls what is not here as ``pull --fit``
+    does: a model too big for the budget is refused with only its headers read."""
+    monkeypatch.setenv("LLMKIT_MEMORY_GIB", "0.5")
+    monkeypatch.delenv("LLMKIT_URL", raising=False)
+    with StandinHub("hf", repos) as hub:
+        use(hub, monkeypatch)
+        refused = CliRunner().invoke(cli, ["run", REPO, "Hello"])
+        sent = dict(hub.sent)
+    assert refused.exit_code == 1, refused.output
+    assert f"{REPO} does not fit: the smallest, Q4_K_M, needs 750.90 MiB" in refused.output
+    assert "Nothing was downloaded." in refused.output and "Traceback" not in refused.output
+    assert sent == {name: FIRST_READ for name in FILES}
+    assert list(env.rglob("*.gguf*")) == []
+
+
 def test_a_header_longer_than_the_first_read_is_read_on(env, tmp_path):
     """A vocabulary of 2000 strings makes a header of about 50 KB: read in growing pieces,
     each starting where the last ended, and stopping when the header is whole."""

@@ -24,7 +24,6 @@ from llmkit.cli.main import cli
 from llmkit.errors import StoreError
 from llmkit.integrations.langgraph import LlmkitCheckpointer
 from llmkit.memory.store import Store
-from tests.test_store_postgres import pg_url, postgres  # noqa: F401 - fixtures
 
 MODEL = "SmolLM2-135M-Instruct"
 
@@ -128,7 +127,7 @@ def test_a_thread_resumed_in_a_new_process_sends_the_model_its_history(server, s
     ]
 
 
-def test_a_thread_resumed_in_a_new_process_on_postgresql(pg_url):  # noqa: F811
+def test_a_thread_resumed_in_a_new_process_on_postgresql(pg_url):
     assert turn(pg_url, "pg", "one") == [["human", "one"], ["ai", "1 so far, last: one"]]
     second = turn(pg_url, "pg", "two")
     assert second[2:] == [["human", "two"], ["ai", "3 so far, last: two"]]

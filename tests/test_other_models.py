@@ -62,7 +62,8 @@ def write_ollama(root: Path, gguf: str, params: dict) -> None:
 
 @pytest.fixture()
 def others(tmp_path: Path, bundled_path: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_ollama(tmp_path / "ollama", bundled_path, {"stop": ["Paris"], "num_ctx": 768})
+    params = {"stop": ["Paris"], "num_ctx": 768, "temperature": 0, "num_predict": 40}
+    write_ollama(tmp_path / "ollama", bundled_path, params)
     snap = tmp_path / "hf/hub/models--bartowski--SmolLM2-135M-GGUF/snapshots/abc123"
     snap.mkdir(parents=True)
     (snap / "SmolLM2-135M-Q4_1.gguf").symlink_to(bundled_path)
@@ -116,7 +117,10 @@ def test_list_shows_the_models_other_tools_keep(others, bundled_path):
     code, out = llmkit("show", "smol")
     assert code == 0 and "architecture   llama" in out
     assert f"system         {SYSTEM}" in out.splitlines()
-    assert 'parameters     {"stop": ["Paris"], "num_ctx": 768}' in out.splitlines()
+    assert (
+        'parameters     {"stop": ["Paris"], "num_ctx": 768, "temperature": 0, "num_predict": 40}'
+        in out.splitlines()
+    )
     code, out = llmkit("show", "smol:latest", "--json")
     assert json.loads(out)["preset"]["template"] == "{{ .Prompt }}"
 
@@ -180,4 +184,9 @@ def test_serve_an_ollama_model_with_its_manifest(ollama_served, server):
     )
     assert r.done_reason == "stop"
     assert r.message.content == full[: full.index("Paris")]
+    # No options at all: the manifest's temperature 0 and num_predict 40 are the
+    # defaults, so the answer is that same greedy one (sampled at the API's
+    # default temperature, it would wander).
+    again = ollama.Client(host=ollama_served.url).chat(model="smol", messages=QUESTION)
+    assert again.message.content == r.message.content
     assert "serving smol" in ollama_served.log()

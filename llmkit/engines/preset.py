@@ -3,9 +3,11 @@ system prompt goes first in a chat that brings none, and its stop strings are
 added to each request's own, as Ollama does with a Modelfile's ``SYSTEM`` and
 ``PARAMETER stop``. Everything else is the wrapped engine's.
 
-Sampling parameters (temperature, top_k...) are not applied: the wire layers
-fill every unset one with its default before the engine sees the request, so
-here a request that set temperature 0.8 and one that set nothing look alike.
+Sampling parameters (temperature, top_k...) are not applied here: the wire
+layers fill every unset one with its default before the engine sees the
+request, so a request that set temperature 0.8 and one that set nothing look
+alike. They become Ollama requests' defaults instead, before that filling, as a
+made model's parameters do (``serving/build.py``).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class LocalModels:
         )
         served = build_models(spec, self.specs, self.env)[0]
         served.names = [entry.name]
-        served.modelfile = Modelfile.from_manifest(entry.modelfile)
+        served.modelfile = Modelfile.from_manifest(entry.modelfile) or served.modelfile
         served.on_demand = True
         self.registry.add(served)
         log.info("serving %s from the local catalog (%s); loads now", entry.name, entry.path)
