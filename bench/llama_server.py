@@ -22,7 +22,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -120,11 +120,10 @@ def _source(version: str, work: Path, progress: Callable[[str], None]) -> Path:
         return src
     with tempfile.TemporaryDirectory() as tmp:
         progress(f"==> downloading the llama-cpp-python {version} sdist")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-             f"llama-cpp-python=={version}", "-d", tmp],
-            check=True,
-        )  # fmt: skip
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
+               ":all:", f"llama-cpp-python=={version}", "-d", tmp]  # fmt: skip
+        if subprocess.run(pip).returncode:
+            raise BuildError(f"pip could not download the llama-cpp-python {version} sdist")
         sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         progress("==> unpacking vendor/llama.cpp")
         with tarfile.open(sdist) as tar:
@@ -167,7 +166,7 @@ def build(progress: Callable[[str], None] = print, jobs: int = 2) -> Path:
 
 @contextlib.contextmanager
 def serve(
-    model: str | Path, port: int, args: list[str] = (), timeout: float = 300.0
+    model: str | Path, port: int, args: Sequence[str] = (), timeout: float = 300.0
 ) -> Iterator[str]:
     """Runs llama-server on 127.0.0.1:`port` until the block ends; yields its base URL."""
     binary = build()
