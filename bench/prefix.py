@@ -131,7 +131,9 @@ def summary(outs: list[dict], wall: float) -> dict:
 async def burst(url: str, chats: list[list[dict]], tokens: int, eos: int, window: int) -> dict:
     """All `chats` at once, at most `window` in flight."""
     gate = asyncio.Semaphore(window)
-    limits = httpx.Limits(max_connections=window + 2)
+    # A connection per request: reusing one the server is closing fails the request on the
+    # client's side (seen with llama-server's keep-alive), which would count against it.
+    limits = httpx.Limits(max_connections=window + 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=900, limits=limits) as client:
 
         async def one(messages: list[dict]) -> dict:
