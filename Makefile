@@ -1,5 +1,5 @@
 # The two commands of the quick start. Both set everything up first.
-.PHONY: serve test bench lint
+.PHONY: serve test bench bench-prefix lint
 
 serve:
 	bash scripts/bootstrap.sh
@@ -14,3 +14,8 @@ test:
 bench:
 	bash scripts/bootstrap.sh bench
 	.venv/bin/python bench/serving.py
+
+# llmkit vs llama.cpp's llama-server on shared prompts (builds llama-server once per CPU).
+bench-prefix:
+	bash scripts/bootstrap.sh bench
+	.venv/bin/python bench/prefix.py
