@@ -152,7 +152,7 @@ def test_vllm_model_gets_both_apis_and_tokenize(vserver):
     assert reply.message.content == chat.choices[0].message.content
     gen = o.generate(model="vmodel", prompt="Roses are", options={"num_predict": 4})
     assert gen.response and gen.context  # token ids through vLLM's /tokenize
-    assert "vmodel" in [m.model for m in o.ps().models]
+    assert "vmodel:latest" in [m.model for m in o.ps().models]  # as Ollama lists it
 
     tok = httpx.post(vserver.url + "/tokenize", json={"model": "vmodel", "prompt": "Hi there"})
     assert tok.status_code == 200 and tok.json()["count"] == 2
