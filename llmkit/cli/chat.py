@@ -3,6 +3,8 @@ in this process and talk to it)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from llmkit.cli.terminal import ChatOptions, Terminal, chat_options
@@ -130,8 +132,9 @@ def run(
 
     env = Environment.read()
     text = " ".join(prompt) or None
-    stdin = click.get_text_stream("stdin")
-    if not stdin.isatty():  # piped: the prompt, or what follows it (as ollama run does)
+    stdin = sys.stdin  # click's CliRunner swaps it too
+    # Piped: the prompt, or what follows it (as ollama run does).
+    if stdin is not None and not stdin.isatty():
         piped = stdin.read().strip()
         text = "\n\n".join(t for t in (text, piped) if t) or None
     opts = ChatOptions(
