@@ -15,7 +15,8 @@ import httpx
 import pexpect
 import pytest
 
-from llmkit.memory.store import Store, default_store_url
+from llmkit.memory.database import default_store_url
+from llmkit.memory.store import Store
 
 MODEL = "SmolLM2-135M-Instruct"
 

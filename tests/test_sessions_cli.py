@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
-from llmkit.memory.store import Store, default_store_url
+from llmkit.memory.database import default_store_url
+from llmkit.memory.store import Store
 
 
 @pytest.fixture()

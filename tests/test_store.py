@@ -22,9 +22,9 @@ from llmkit.errors import (
     InvalidRequestError,
     StoreError,
 )
-from llmkit.memory import migrations
-from llmkit.memory import store as store_module
-from llmkit.memory.store import Store, default_store_url
+from llmkit.memory import database, migrations
+from llmkit.memory.database import default_store_url
+from llmkit.memory.store import Store
 
 
 @pytest.fixture
@@ -343,7 +343,7 @@ def test_kill_9_mid_write_keeps_every_committed_turn(db: Path) -> None:
 def test_locked_database_is_a_store_error_and_changes_nothing(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.2)
     store = Store(default_store_url(db.parent))
     store.create("c")
     store.append("c", "user", "before")

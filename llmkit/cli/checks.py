@@ -105,10 +105,10 @@ def directories(env: Environment, models: ModelsSettings) -> list[Check]:
 def store(env: Environment, models: ModelsSettings) -> list[Check]:
     import sqlalchemy as sa
 
+    from llmkit.memory.database import store_url
     from llmkit.memory.inspect import inspect_store
-    from llmkit.memory.store import default_store_url
 
-    url = env.store_url or default_store_url(env.data_dir)
+    url = store_url(env)
     try:
         state = inspect_store(url)
     except (sa.exc.SQLAlchemyError, ImportError, OSError) as e:

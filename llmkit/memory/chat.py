@@ -26,7 +26,8 @@ from llmkit.core.types import Chunk, Message
 from llmkit.env import Environment
 from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory import strategies as st
-from llmkit.memory.store import Conversation, Entry, Store, default_store_url
+from llmkit.memory.database import store_url
+from llmkit.memory.store import Conversation, Entry, Store
 
 # When a server doesn't say its context length (a hosted OpenAI-style API):
 # assume this much, which every current chat model has.
@@ -40,7 +41,7 @@ def open_store(store: Store | str | None, env: Environment | None = None) -> Sto
     if isinstance(store, Store):
         return store
     env = env or Environment.read()
-    return Store(store or env.store_url or default_store_url(env.data_dir))
+    return Store(store or store_url(env))
 
 
 def new_session_name() -> str:

@@ -9,23 +9,20 @@ and rolled back whole when the database fails (the failure surfaces as
 ``StoreError``). On SQLite the journal is a write-ahead log (a process killed
 mid-write loses at most its uncommitted transaction) and writers take the write
 lock at ``BEGIN`` and wait for it, so two terminals on one conversation queue up
-instead of failing or interleaving half-writes. The export document and the
-Markdown transcript are built by ``transcript.py``.
+instead of failing or interleaving half-writes (``database.py`` opens the
+engine so). The export document and the Markdown transcript are built by
+``transcript.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, get_args
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from llmkit.core.types import Message, Role
@@ -36,19 +33,14 @@ from llmkit.errors import (
     StoreError,
 )
 from llmkit.memory import transcript
+from llmkit.memory.database import open_engine
 from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 from llmkit.memory.migrations import migrate
 from llmkit.memory.strategies import parse_strategy
 
-BUSY_TIMEOUT_S = 10
 _UNSET: Any = object()
 _ROLES = frozenset(get_args(Role))
-
-
-def default_store_url(home: Path) -> str:
-    """The SQLite file in llmkit's data directory (``llmkit.env``: ``LLMKIT_HOME``)."""
-    return f"sqlite:///{Path(home) / 'llmkit.db'}"
 
 
 @dataclass(frozen=True)
@@ -103,68 +95,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # The driver's own transaction handling would BEGIN lazily (DEFERRED), and a
-    # deferred reader that later writes fails at once with "database is locked"
-    # when another process wrote meanwhile; ``_begin`` below BEGINs itself instead.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    # WAL: readers don't block the writer, and a killed process can't tear a commit.
-    # synchronous stays FULL (the default): a committed turn also survives power loss.
-    _wal(cur)
-    cur.execute("PRAGMA foreign_keys = ON")
-    cur.close()
-    # SQLite's own lower() folds ASCII only; search should find "Ürün" from "ürün".
-    dbapi_conn.create_function(
-        "lower", 1, lambda s: s.lower() if isinstance(s, str) else s, deterministic=True
-    )
-
-
-def _wal(cur: Any) -> None:
-    """Switch a new database to WAL. Two processes creating the file at once race
-    for this switch, and SQLite answers the loser SQLITE_BUSY at once, without its
-    busy handler: wait for the winner here instead."""
-    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-        return
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            busy = getattr(e, "sqlite_errorcode", None) in (
-                sqlite3.SQLITE_BUSY,
-                sqlite3.SQLITE_LOCKED,
-            )
-            if not busy or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-def _begin(conn: Connection) -> None:
-    mode = "DEFERRED" if conn.get_execution_options().get("llmkit_read") else "IMMEDIATE"
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
 class Store:
     """Conversations by name. Thread-safe; safe across processes on one machine."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            parsed = sa.make_url(url)
-            self._engine = sa.create_engine(parsed)
-        except (ImportError, sa.exc.ArgumentError) as e:  # a typo, or no driver (psycopg)
-            shown = "...@" + url.rsplit("@", 1)[1] if "@" in url else url  # hide a password
-            hint = " (install its driver: psycopg for PostgreSQL)" * isinstance(e, ImportError)
-            raise InvalidRequestError(f"Can't use the store URL '{shown}': {e}{hint}") from e
-        sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        if sqlite:
-            event.listen(self._engine, "connect", _set_sqlite_pragmas)
-            event.listen(self._engine, "begin", _begin)
+        self._engine = open_engine(url)
         with self._write() as conn:
             migrate(conn)
 

@@ -29,7 +29,7 @@ from llmkit.engines.registry import ModelRegistry
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import EngineError, LlmkitError
-from llmkit.memory.store import default_store_url
+from llmkit.memory.database import store_url
 from llmkit.serving.build import build_registry
 from llmkit.serving.local_models import LocalModels
 from llmkit.serving.settings import ServeSettings
@@ -148,8 +148,7 @@ def with_store(settings: ServeSettings, env: Environment) -> ServeSettings:
     """``settings`` with the store every command shares when ``--store`` names none."""
     if settings.store:
         return settings
-    url = env.store_url or default_store_url(env.data_dir)
-    return settings.model_copy(update={"store": url})
+    return settings.model_copy(update={"store": store_url(env)})
 
 
 def _record(settings: ServeSettings, registry: ModelRegistry, env: Environment) -> None:
