@@ -221,11 +221,17 @@ def test_management_routes_need_the_key(srv):
     assert httpx.head(f"{srv.url}/api/blobs/sha256:{'0' * 64}").status_code == 401
 
 
-def test_no_model_management_answers_403_and_serves_only_its_models(tmp_path, bundled_path):
+def catalog_with_extra(tmp_path: Path, bundled_path: str) -> Path:
+    """A model directory holding one pulled model, ``org/extra`` (the bundled GGUF)."""
     models = tmp_path / "models"
     (models / "org/extra").mkdir(parents=True)
     shutil.copy(bundled_path, models / "org/extra/extra.gguf")
     (models / "org/extra/.llmkit.json").write_text('{"repo": "org/extra", "complete": true}')
+    return models
+
+
+def test_no_model_management_answers_403_and_serves_only_its_models(tmp_path, bundled_path):
+    models = catalog_with_extra(tmp_path, bundled_path)
     s = start_server(
         tmp_path,
         "--no-model-management",
@@ -255,10 +261,7 @@ def test_no_model_management_answers_403_and_serves_only_its_models(tmp_path, bu
 
 
 def test_a_catalog_model_loads_on_demand_within_max_loaded_models(tmp_path, bundled_path):
-    models = tmp_path / "models"
-    (models / "org/extra").mkdir(parents=True)
-    shutil.copy(bundled_path, models / "org/extra/extra.gguf")
-    (models / "org/extra/.llmkit.json").write_text('{"repo": "org/extra", "complete": true}')
+    models = catalog_with_extra(tmp_path, bundled_path)
     s = start_server(
         tmp_path,
         "--served-model-name",

@@ -35,6 +35,18 @@ def _tensors(vocab: int, hidden: int, layers: int, kv: int, ff: int) -> dict[str
     return shapes
 
 
+def _add_shape(w: gguf.GGUFWriter, s: dict, ftype: gguf.LlamaFileType) -> None:
+    """The llama header fields a shape (``SHAPE``, ``DECLARED``) gives."""
+    w.add_block_count(s["n_layers"])
+    w.add_context_length(s["ctx"])
+    w.add_embedding_length(s["hidden"])
+    w.add_feed_forward_length(s["ff"])
+    w.add_head_count(s["heads"])
+    w.add_head_count_kv(s["kv_heads"])
+    w.add_vocab_size(s["vocab"])
+    w.add_file_type(ftype)
+
+
 def tiny_params(vocab: int = SHAPE["vocab"]) -> int:
     """Parameters of the tiny model (tied embeddings): counted tensor by tensor."""
     s = SHAPE
@@ -53,14 +65,7 @@ def tiny_gguf(quant: str = "F16", name: str = "tiny") -> bytes:
         w = gguf.GGUFWriter(str(path), "llama")
         w.add_name(name)
         w.add_license("mit")
-        w.add_block_count(s["n_layers"])
-        w.add_context_length(s["ctx"])
-        w.add_embedding_length(s["hidden"])
-        w.add_feed_forward_length(s["ff"])
-        w.add_head_count(s["heads"])
-        w.add_head_count_kv(s["kv_heads"])
-        w.add_vocab_size(s["vocab"])
-        w.add_file_type(ftype)
+        _add_shape(w, s, ftype)
         w.add_token_list([f"tok{i}" for i in range(s["vocab"])])
         w.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}")
         for tname, shape in _tensors(
@@ -169,14 +174,7 @@ def declared_gguf(quant: str, *, tokens: int = 256, body: int = 300_000) -> byte
         path = Path(tmp) / "m.gguf"
         w = gguf.GGUFWriter(str(path), "llama")
         w.add_name("declared")
-        w.add_block_count(s["n_layers"])
-        w.add_context_length(s["ctx"])
-        w.add_embedding_length(s["hidden"])
-        w.add_feed_forward_length(s["ff"])
-        w.add_head_count(s["heads"])
-        w.add_head_count_kv(s["kv_heads"])
-        w.add_vocab_size(s["vocab"])
-        w.add_file_type(ftype)
+        _add_shape(w, s, ftype)
         w.add_token_list([f"token-{i:08d}" for i in range(tokens)])
         for tname, shape in _declared_tensors().items():
             if len(shape) == 1:
