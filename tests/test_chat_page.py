@@ -240,6 +240,12 @@ def test_a_conversation_from_chat_continues_in_the_page_and_back(page, page_serv
     load(page, page_server)
     page.click("#conversations li[data-name='from-python'] .open")
     expect(page.locator(".msg.user .body")).to_have_text("My name is Ada.")
+    # Chat's max_tokens is its own, not the conversation's: cap the page's reply too,
+    # or an unbounded reply can outlast the wait on a slow machine
+    page.click("#settings summary")
+    page.fill("#max-tokens", "12")
+    page.click("text=Save settings")
+    expect(page.locator("#status")).to_have_text("Settings saved.")
     page.fill("#input", "What is my name?")
     page.keyboard.press("Enter")
     expect(page.locator(".msg.assistant .usage")).to_be_visible(timeout=LONG)
