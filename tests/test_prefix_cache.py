@@ -173,7 +173,7 @@ def test_a_full_pool_makes_the_newest_wait_and_loses_nothing(tmp_path):
             # The same text, but for float rounding: a sequence that waited may find its
             # cells scattered through the pool, and attention sums them in cell order,
             # so a near-tie late in a 200-token reply can go the other way.
-            assert len(os.path.commonprefix([got, want])) >= 40, (got, want)
+            assert len(os.path.commonprefix([got, want])) >= 40, (got, want)  # noqa: RUF071
         c = cells(server)
         assert c["used"] == 0 and c["used"] + c["cached"] + c["free"] == 1024
     finally:
