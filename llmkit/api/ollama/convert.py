@@ -246,8 +246,7 @@ def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
         "done_reason": "length" if last.chunk.finish_reason == "length" else "stop",
         "total_duration": end - timing.start,
         "load_duration": timing.load,
-        # What was read: prompt tokens found in the KV cache are not evaluated again.
-        "prompt_eval_count": usage.prompt_tokens - usage.cached_tokens if usage else 0,
+        "prompt_eval_count": usage.prompt_tokens if usage else 0,
         "prompt_eval_duration": max(0, first - timing.start - timing.load),
         "eval_count": usage.completion_tokens if usage else 0,
         "eval_duration": end - first,

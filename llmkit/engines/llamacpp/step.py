@@ -22,6 +22,7 @@ tokens it generated), so the text it has sent stands.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -32,6 +33,8 @@ from llmkit.engines.llamacpp.kv_pool import KvPool, common_prefix
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.logprobs import score
+
+log = logging.getLogger("llmkit.engine.llamacpp")
 
 #: A shared uncached prefix shorter than this is read by each sequence itself
 #: rather than waited for: joining costs a step or more of waiting.
@@ -178,6 +181,12 @@ class BatchStep(Backend[SeqState]):
         """Give ``seq``'s cells back; it re-enters with everything it had read and
         generated, the token it was to read next last, so its text goes on."""
         st = seq.state
+        log.warning(
+            "The KV cache pool (%d tokens) is full: a sequence of %d tokens gives its cells "
+            "back and resumes later; a larger --kv-cache-size avoids this.",
+            self.pool.cells,
+            len(st.ctx),
+        )
         pending = [seq.pending] if seq.pending is not None else []
         st.feed = st.ctx + st.feed[st.n_done :] + pending
         seq.pending = None
