@@ -52,9 +52,12 @@ class KvPool:
         self.cells = cells
         self.memory = memory
         self.n_lanes = lanes
+        self._empty()
+
+    def _empty(self) -> None:
         self.root = Node(0, None, set())
         self.used = 0  # cells holding a token, running or cached
-        self._free = list(range(lanes - 1, -1, -1))
+        self._free = list(range(self.n_lanes - 1, -1, -1))
         self._tail: dict[int, Node] = {}  # lane -> the last node on its path
         self._idle: collections.OrderedDict[int, None] = collections.OrderedDict()  # LRU first
 
@@ -154,7 +157,7 @@ class KvPool:
     def reset(self) -> None:
         """Forget everything: after a failed step, the cells may hold half of one."""
         self.memory.clear()
-        self.__init__(self.cells, self.n_lanes, self.memory)  # type: ignore[misc]
+        self._empty()
 
     def split_counts(self, running: set[int]) -> dict[str, int]:
         """Cells ``used`` by running lanes, ``cached`` for idle ones only, ``free``."""
