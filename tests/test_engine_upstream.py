@@ -1,5 +1,5 @@
-"""The upstream engine: a second real server on loopback (an llmkit server of
-its own, which speaks both dialects) as the backend, reached in each dialect
+"""The upstream engine: a second real server on loopback (the shared llmkit
+server, which speaks both dialects) as the backend, reached in each dialect
 (``openai://``, ``ollama://``, and detected from ``http://``), through the real
 ``openai`` and ``ollama`` clients; upstream errors in the caller's dialect; a
 dead address answering 502 quickly. The pure parts (bodies, URLs) are tested in
@@ -8,7 +8,6 @@ dead address answering 502 quickly. The pure parts (bodies, URLs) are tested in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import ollama
@@ -23,20 +22,6 @@ DEAD = free_port()  # nothing listens here
 # defaults (top_k 40, top_p 0.9, repeat_penalty 1.1) apply and rightly change the reply.
 OLLAMA_AS_DIRECT = {"num_predict": 12, "temperature": 0, "top_k": 0, "top_p": 1.0,
                     "repeat_penalty": 1.0}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """An upstream of this module's own, not the shared one: these tests compare a
-    reply through the proxy with the same request sent direct, token for token (at
-    temperature 0.9 too), and a pool that many other tests have fragmented can
-    change a reply by float rounding (README, "The KV pool")."""
-    s = start_server(
-        tmp_path_factory.mktemp("upstream-backend"),
-        *("--served-model-name", "SmolLM2-135M-Instruct", "smol", "--parallel", "4"),
-    )
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")

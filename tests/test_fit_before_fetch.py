@@ -77,9 +77,9 @@ def test_mem_sizes_each_quantisation_from_its_header(repos, env, monkeypatch, fl
     assert result.output.splitlines() == [
         f"{REPO}: llama, trained for 4096 tokens",
         "  QUANT   FILE             SIZE      NEEDS       FITS",
-        f"  Q4_K_M  big-q4_k_m.gguf  {size['big-q4_k_m.gguf']}  690.90 MiB  yes",
-        f"  Q8_0    big-q8_0.gguf    {size['big-q8_0.gguf']}  1.16 GiB    yes",
-        f"  F16     big-f16.gguf     {size['big-f16.gguf']}  2.07 GiB    no",
+        f"  Q4_K_M  big-q4_k_m.gguf  {size['big-q4_k_m.gguf']}  750.90 MiB  yes",
+        f"  Q8_0    big-q8_0.gguf    {size['big-q8_0.gguf']}  1.22 GiB    yes",
+        f"  F16     big-f16.gguf     {size['big-f16.gguf']}  2.12 GiB    no",
         "budget 1.50 GiB (LLMKIT_MEMORY_GIB), at 4096 tokens; headers read: "
         + format_bytes(3 * FIRST_READ),
         f"largest that fits: Q8_0 (`llmkit pull {REPO} --fit` takes it)",
@@ -131,8 +131,8 @@ def test_a_pull_that_cannot_fit_is_refused_before_a_byte_of_it_moves(repos, env,
         forced = invoke("pull", REPO, "--include", "*q4_k_m*", "--force")
     assert refused.exit_code == 1
     assert refused.output.splitlines()[-1] == (
-        f"Error: {REPO} does not fit: the smallest, Q4_K_M, needs 690.90 MiB (weights "
-        "557.41 MiB + KV cache 68.00 MiB for 4096 tokens + overhead 65.48 MiB), but only "
+        f"Error: {REPO} does not fit: the smallest, Q4_K_M, needs 750.90 MiB (weights "
+        "557.41 MiB + KV cache 128.00 MiB for 4096 tokens + overhead 65.48 MiB), but only "
         "512.00 MiB is there (LLMKIT_MEMORY_GIB). Nothing was downloaded. Try a smaller "
         "model or quantisation (`llmkit mem REPO` lists them), a shorter --max-model-len, "
         "or --force to pull it anyway."
@@ -142,7 +142,7 @@ def test_a_pull_that_cannot_fit_is_refused_before_a_byte_of_it_moves(repos, env,
     assert on_disk_when_refused == []
     assert one.exit_code == 1
     assert one.output.splitlines()[-1].startswith(
-        f"Error: {REPO} (F16) does not fit: F16 needs 2.07 GiB (weights 1.93 GiB + "
+        f"Error: {REPO} (F16) does not fit: F16 needs 2.12 GiB (weights 1.93 GiB + "
     )
     assert not (env / REPO / "big-f16.gguf").exists()
     # --force: no header read at all, the file as asked.
@@ -162,7 +162,7 @@ def test_run_of_a_model_that_cannot_fit_is_refused_before_a_byte_of_it_moves(
         refused = CliRunner().invoke(cli, ["run", REPO, "Hello"])
         sent = dict(hub.sent)
     assert refused.exit_code == 1, refused.output
-    assert f"{REPO} does not fit: the smallest, Q4_K_M, needs 690.90 MiB" in refused.output
+    assert f"{REPO} does not fit: the smallest, Q4_K_M, needs 750.90 MiB" in refused.output
     assert "Nothing was downloaded." in refused.output and "Traceback" not in refused.output
     assert sent == {name: FIRST_READ for name in FILES}
     assert list(env.rglob("*.gguf*")) == []

@@ -5,7 +5,6 @@ newest wait instead of failing, and usage says what was reused and what was read
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -141,7 +140,7 @@ def test_a_full_pool_makes_the_newest_wait_and_loses_nothing(tmp_path):
     )
     try:
         prompts = [system_prompt(8) for _ in range(4)]
-        kw = {"max_tokens": 200, "logit_bias": {"2": -100}}
+        kw = {"max_tokens": 200, "logit_bias": {"2": -100}, "logprobs": True}
 
         def run(i: int) -> dict:
             return ask(server, prompts[i], QUESTIONS[i], **kw)
@@ -153,11 +152,11 @@ def test_a_full_pool_makes_the_newest_wait_and_loses_nothing(tmp_path):
         assert all(r["usage"]["completion_tokens"] == 200 for r in busy)
         alone = [run(i) for i in range(4)]
         for r, a in zip(busy, alone, strict=True):
-            got, want = r["choices"][0]["message"]["content"], a["choices"][0]["message"]["content"]
-            # The same text, but for float rounding: a sequence that waited may find its
-            # cells scattered through the pool, and attention sums them in cell order,
-            # so a near-tie late in a 200-token reply can go the other way.
-            assert len(os.path.commonprefix([got, want])) >= 40, (got, want)  # noqa: RUF071
+            # A sequence that waited finds its cells scattered through the pool, between
+            # other sequences' and out of order: the attention kernel's numbers do not
+            # depend on where cells sit, so its reply is the lone one to the last bit.
+            assert r["choices"][0]["message"] == a["choices"][0]["message"]
+            assert r["choices"][0]["logprobs"] == a["choices"][0]["logprobs"]
         c = cells(server)
         assert c["used"] == 0 and c["used"] + c["cached"] + c["free"] == 1024
     finally:

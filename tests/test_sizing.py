@@ -189,11 +189,10 @@ def test_the_bundled_gguf_is_sized_from_its_real_quantisation(bundled_path):
     est = estimate_for(facts, Plan(context=8192, sequences=4))
     assert est.weight_format == "Q4_1"
     assert est.weights_bytes == 96_576_768  # the tensors as stored (Q4_1, Q8_0 embeddings, F32)
-    # 8-bit K and V (Q8_0: 34 bytes per 32 values), 3 KV heads of 64
-    assert est.kv_bytes_per_token == 2 * 30 * 3 * 64 * 34 // 32
-    assert est.kv_bytes == 12_240 * 8192 * 4
+    assert est.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2  # f16 K and V, 3 KV heads of 64
+    assert est.kv_bytes == 23_040 * 8192 * 4
     pool = estimate_for(facts, Plan(context=8192, sequences=4, kv_tokens=10_000))
-    assert pool.kv_bytes == 12_240 * 10_000  # a shared pool counts its own size
+    assert pool.kv_bytes == 23_040 * 10_000  # a shared pool counts its own size
     # Tokenizer tables 49152 x 700 + compute 512 x (3 x 576 + 2 x 1536) x 4 + 4 x 49152 x 4 logits
     assert est.overhead_bytes == 34_406_400 + 9_830_400 + 786_432
 
@@ -229,19 +228,19 @@ def test_header_walk_agrees_with_gguf_reader(bundled_path):
 MEM_BUNDLED = """\
 SmolLM2-135M-Instruct: llama, 135M parameters (counted from the weights)
   weights  134,515,008 parameters x 0.718 bytes (Q4_1 as stored: 5.74 bits each)  =   92.10 MiB
-  KV cache 2 (K, V) x 30 layers x 3 KV heads x 64 dims x 1.0625 bytes             =   11.95 KiB per token
-           x 8192 tokens x 4 sequences                                            =  382.50 MiB
+  KV cache 2 (K, V) x 30 layers x 3 KV heads x 64 dims x 2 bytes                  =   22.50 KiB per token
+           x 8192 tokens x 4 sequences                                            =  720.00 MiB
   overhead llama.cpp tokenizer tables, compute buffer, logits                     =   42.94 MiB
-  total                                                                           =  517.54 MiB
-does not fit: 517.54 MiB > 307.20 MiB (--gpu-memory 0.3)
-to fit, try: --max-model-len 3584 (302.38 MiB); or --batch 1 (230.10 MiB)
+  total                                                                           =  855.04 MiB
+does not fit: 855.04 MiB > 512.00 MiB (--gpu-memory 0.5)
+to fit, try: --max-model-len 4096 (495.04 MiB); or --batch 2 (494.67 MiB)
 """  # noqa: E501
 
 
 def test_mem_shows_its_arithmetic_and_what_to_change():
     result = CliRunner().invoke(
         cli,
-        ["mem", "SmolLM2-135M-Instruct", "--batch", "4", "--gpu-memory", "0.3"],
+        ["mem", "SmolLM2-135M-Instruct", "--batch", "4", "--gpu-memory", "0.5"],
         catch_exceptions=False,
     )
     assert result.exit_code == 0
@@ -255,8 +254,8 @@ def test_mem_json():
     out = json.loads(result.output)
     assert out["model"] == "SmolLM2-135M-Instruct"
     assert out["facts"]["quantization"] == "Q4_1"
-    assert out["estimate"]["kv_bytes"] == 12_240 * 2048
-    assert out["estimate"]["per_device_bytes"] == 96_576_768 + 12_240 * 2048 + 44_433_408
+    assert out["estimate"]["kv_bytes"] == 23_040 * 2048
+    assert out["estimate"]["per_device_bytes"] == 96_576_768 + 23_040 * 2048 + 44_433_408
     assert out["budget"]["source"] == "RAM available on this machine"
     assert out["fits"] is True
 
@@ -285,7 +284,7 @@ def test_mem_errors_are_one_line(tmp_path):
 def test_serve_refuses_a_model_that_does_not_fit(tmp_path):
     """Before loading anything: the numbers and what to change, no traceback."""
     env = {"LLMKIT_HOME": str(tmp_path), "LLMKIT_MODELS": str(tmp_path / "m"),
-           "LLMKIT_MEMORY_GIB": "0.3"}  # fmt: skip
+           "LLMKIT_MEMORY_GIB": "0.5"}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-m", "llmkit", "serve", "--max-model-len", "8192", "--parallel", "4"],
         capture_output=True,
@@ -295,10 +294,10 @@ def test_serve_refuses_a_model_that_does_not_fit(tmp_path):
     )
     assert out.returncode == 1
     assert out.stderr == (
-        "Error: SmolLM2-135M-Instruct needs 517.54 MiB (weights 92.10 MiB + KV cache 382.50 MiB "
-        "for 8192 tokens x 4 sequences + overhead 42.94 MiB) but only 307.20 MiB is there "
-        "(LLMKIT_MEMORY_GIB). Try: --max-model-len 3584 (302.38 MiB); or --parallel 1 "
-        "(230.10 MiB).\n"
+        "Error: SmolLM2-135M-Instruct needs 855.04 MiB (weights 92.10 MiB + KV cache 720.00 MiB "
+        "for 8192 tokens x 4 sequences + overhead 42.94 MiB) but only 512.00 MiB is there "
+        "(LLMKIT_MEMORY_GIB). Try: --max-model-len 4096 (495.04 MiB); or --parallel 2 "
+        "(494.67 MiB).\n"
     )
 
 

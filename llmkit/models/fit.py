@@ -38,9 +38,9 @@ log = logging.getLogger("llmkit")
 #: The flags each command uses for the knobs a suggestion turns.
 MEM_FLAGS = {"context": "--max-model-len", "sequences": "--batch"}
 SERVE_FLAGS = {"context": "--max-model-len", "sequences": "--parallel"}
-#: Bytes per K or V value in llama.cpp's KV cells: Q8_0, 34 bytes per 32 values
-#: (``engines.llamacpp.model.KV_TYPE``).
-LLAMACPP_KV_BYTES = 34 / 32
+#: Bytes per K or V value in llama.cpp's KV cells: f16 (``engines.llamacpp.model``;
+#: a build without llmkit's attention kernel takes 8-bit cells, under this estimate).
+LLAMACPP_KV_BYTES = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Verdict:
 
 def estimate_for(facts: ModelFacts, plan: Plan) -> MemoryEstimate:
     """The estimate for ``facts`` run as ``plan``: a GGUF on llama.cpp (its own
-    quantisation, its KV pool in 8-bit cells), anything else on a vLLM-style GPU server."""
+    quantisation, its KV pool in f16 cells), anything else on a vLLM-style GPU server."""
     missing = [
         name
         for name in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size", "vocab_size")

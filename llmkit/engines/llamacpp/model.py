@@ -23,6 +23,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals, _logger
 
+from llmkit.engines.llamacpp.build_info import packed_attention
 from llmkit.engines.llamacpp.grammar import trigger_hazards
 from llmkit.errors import EngineError
 
@@ -32,8 +33,10 @@ log = logging.getLogger("llmkit.engine.llamacpp")
 N_BATCH = 512
 #: Sequence ids llama.cpp allows (LLAMA_MAX_SEQ).
 LANES_MAX = 256
-#: The KV cache's cell type (``ggml_type``): Q8_0.
-KV_TYPE = 8
+#: The KV cells' type (``ggml_type``): F16 under llmkit's attention kernel; a build
+#: without it (``build_info.packed_attention``) takes Q8_0, whose attention path
+#: llama.cpp's stock kernels run the same for every batch shape.
+KV_F16, KV_Q8_0 = 1, 8
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,20 @@ class LoadedModel:
         cparams.n_ctx = self.kv_cells
         cparams.n_seq_max = self.lanes
         cparams.kv_unified = True
-        # 8-bit cells: half the memory of 16-bit ones, and llama.cpp's CPU attention then
-        # takes one path for every batch shape, accumulating in float32 in cell order,
-        # so a sequence's result does not depend on where its cells sit in the pool.
-        cparams.type_k = cparams.type_v = KV_TYPE
-        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED  # needed by 8-bit V
+        # The patched kernel reads only a sequence's own cells and sums them so that
+        # where they sit in the pool, and what is batched alongside, change nothing.
+        # Stock llama.cpp walks every cell of the pool and, on f16 cells, takes a
+        # different path for a lone row than for a batch: there 8-bit cells keep one.
+        self.kv_type = KV_F16 if packed_attention() else KV_Q8_0
+        if self.kv_type != KV_F16:
+            log.warning(
+                "llama.cpp was built without llmkit's attention kernel: the KV pool uses "
+                "8-bit cells, and attention costs what the whole pool holds; "
+                "scripts/bootstrap.sh builds it with the kernel (llmkit doctor checks)"
+            )
+        cparams.type_k = cparams.type_v = self.kv_type
+        # the kernel is flash attention's (and 8-bit V needs it)
+        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = self.n_threads
