@@ -13,7 +13,9 @@ its defaults otherwise, the host prompt cache included). Every reply streams exa
 - 64 conversations of 10 turns, 16 at a time, interleaved turn by turn: TTFT at turn 1
   and the last turn, and the share of prompt tokens served from cache where the server
   says (llama-server's ``timings.cache_n``, the usage's ``cached_tokens``);
-- memory: more and more concurrent ~2,000-token conversations, up to the first failure.
+- memory (``kv_memory.py``): 32 ~2,000-token conversations sharing a system prompt,
+  all at once, in the same KV memory: how many each server decodes at once without
+  a failure.
 
 Plus the in-process ``llama_cpp.Llama`` single-stream ceiling. Markdown to stdout,
 JSON to bench/results/prefix.json. ``llama_server.py`` builds the peer (once per CPU).
@@ -30,14 +32,15 @@ import time
 import uuid
 
 import httpx
+import kv_memory
 import llama_server
 import serving
 
 MODEL = "SmolLM2-135M-Instruct"
 FULL = dict(levels=[1, 4, 8, 16], shared=16, prefix=1000, convs=64, turns=10, window=16,
-            memory=[16, 32, 48, 64], conv=2000)  # fmt: skip
+            mem_c=16384, mem_n=32, mem_prefix=1000, conv=2000)  # fmt: skip
 QUICK = dict(levels=[1, 4], shared=4, prefix=200, convs=6, turns=3, window=3,
-             memory=[2, 4], conv=300)  # fmt: skip
+             mem_c=4096, mem_n=6, mem_prefix=200, conv=600)  # fmt: skip
 
 
 def filler(vocab, n_tokens: int, seed: str) -> str:
@@ -88,7 +91,8 @@ async def chat(
                 for ch in data.get("choices", []):
                     if content := ch.get("delta", {}).get("content"):
                         if not parts:
-                            out["ttft"] = time.perf_counter() - start
+                            out["first_at"] = time.perf_counter()
+                            out["ttft"] = out["first_at"] - start
                         parts.append(content)
                     finished = finished or ch.get("finish_reason") is not None
                 if t := data.get("timings"):  # llama-server: reused + processed tokens
@@ -101,7 +105,8 @@ async def chat(
     except (httpx.HTTPError, json.JSONDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
-    out.update(ok=finished and bool(parts), text="".join(parts), tokens=len(parts))
+    out.update(ok=finished and bool(parts), text="".join(parts), tokens=len(parts),
+               end_at=time.perf_counter())  # fmt: skip
     if not out["ok"]:
         out["error"] = "stream ended without a finish_reason or a token"
     return out
@@ -186,16 +191,7 @@ def run_server(url: str, cfg: dict, vocab, tokens: int, eos: int) -> dict:
     asyncio.run(burst(url, shared(warm, 1), tokens, eos, 1))  # the prompt seen once
     res["shared_warm"] = asyncio.run(burst(url, shared(warm, n), tokens, eos, n))
     res["conversations"] = asyncio.run(conversations(url, cfg, tokens, eos))
-    res["memory"] = []
-    history = cfg["conv"] - tokens  # prompt + reply = the conversation's length
-    for n in cfg["memory"]:
-        chats = [[{"role": "user", "content": filler(vocab, history - 30, f"c{n}-{i}")}]
-                 for i in range(n)]  # fmt: skip
-        r = asyncio.run(burst(url, chats, tokens, eos, n))
-        res["memory"].append({"concurrent": n} | r)
-        if r["failed"]:
-            break
-    for r in (res["shared_cold"], res["shared_warm"], *res["memory"]):
+    for r in (res["shared_cold"], res["shared_warm"]):
         r.pop("outs")
     print("  done", file=sys.stderr)
     return res
@@ -235,15 +231,9 @@ def markdown(r: dict) -> str:
     ta, tb = a["conversations"]["turns"], b["conversations"]["turns"]
     lines.append(fmt_row(f"{c['convs']} conversations, turn 1", ta[0], tb[0]))
     lines.append(fmt_row(f"{c['convs']} conversations, turn {c['turns']}", ta[-1], tb[-1]))
-    for x, y in zip(a["memory"], b["memory"], strict=False):
-        lines.append(fmt_row(f"{x['concurrent']} × {c['conv']}-token conversations", x, y))
 
     def hits(turns: list[dict]) -> str:
         return ", ".join(pct(t["cache_hit"]) for t in turns)
-
-    def most(mem: list[dict]) -> str:
-        ok = [m["concurrent"] for m in mem if not m["failed"]]
-        return str(max(ok)) if ok else "none"
 
     lines += [
         "",
@@ -254,8 +244,8 @@ def markdown(r: dict) -> str:
         f"Shared prompt, cache hit cold / warm: llmkit {pct(a['shared_cold']['cache_hit'])} / "
         f"{pct(a['shared_warm']['cache_hit'])}; llama-server "
         f"{pct(b['shared_cold']['cache_hit'])} / {pct(b['shared_warm']['cache_hit'])}.",
-        f"Most concurrent {c['conv']}-token conversations served without a failure "
-        f"(of {c['memory']}): llmkit {most(a['memory'])}, llama-server {most(b['memory'])}.",
+        "",
+        *kv_memory.markdown(r["memory"]),
     ]
     return "\n".join(lines)
 
@@ -299,6 +289,7 @@ def main() -> None:
                  str(ctx * args.parallel), "--alias", MODEL]  # fmt: skip
     with llama_server.serve(path, serving.free_port(), peer_args) as url:
         peer = run_server(url, cfg, vocab, tokens, eos)
+    memory = kv_memory.measure(burst, filler, vocab, cfg, path, threads, tokens, eos)
 
     report = {
         "date": time.strftime("%Y-%m-%d"),
@@ -311,6 +302,7 @@ def main() -> None:
         "in_process_tok_s": ceiling,
         "llmkit": ours,
         "llama_server": peer,
+        "memory": memory,
     }
     serving.save(report, "prefix.json")
     print(markdown(report))

@@ -6,6 +6,9 @@
 # llama.cpp's AMX kernels (they crash on Sapphire Rapids: llama.cpp #20824) and
 # otherwise native, and keep the wheel in ~/.cache/llmkit/wheels keyed by the
 # CPU's flags, the version and the build flags: a wheel fits only its CPU.
+# Its vendored llama.cpp gets one patch first (scripts/llama-cpp/, see README
+# "The KV pool"): attention over only the cells a sequence can see, with results
+# that do not depend on where those cells sit in the shared KV pool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,16 +25,23 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
-key=$(printf '%s\n' "$cpu" "$version" "$cmake_args" "$(.venv/bin/python -V)" | sha256sum | cut -c1-16)
+root=$PWD
+patch_file=scripts/llama-cpp/packed-attention.patch
+key=$(printf '%s\n' "$cpu" "$version" "$cmake_args" "$(.venv/bin/python -V)" "$(sha256sum < "$patch_file")" | sha256sum | cut -c1-16)
 marker=.venv/.llama-cpp-build
 if [ "$(cat "$marker" 2>/dev/null)" != "$key" ]; then
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/llmkit/wheels/$key"
   if ! ls "$cache"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then
-    echo "==> building llama-cpp-python $version for this CPU, without AMX (about 5 minutes, once)"
+    echo "==> building llama-cpp-python $version for this CPU, without AMX, with llmkit's attention patch (about 5 minutes, once)"
     mkdir -p "$cache"
     start=$(date +%s)
+    src=$(mktemp -d)
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$src" "llama-cpp-python==$version"
+    tar -xzf "$src"/llama_cpp_python-"$version".tar.gz -C "$src"
+    (cd "$src/llama_cpp_python-$version/vendor/llama.cpp" && git apply -p1 "$root/$patch_file")
     CMAKE_ARGS="$cmake_args" .venv/bin/python -m pip wheel --no-deps --no-cache-dir \
-      --no-binary llama-cpp-python -w "$cache" "llama-cpp-python==$version"
+      -w "$cache" "$src/llama_cpp_python-$version"
+    rm -rf "$src"
     echo "==> built in $(( $(date +%s) - start ))s"
   fi
   .venv/bin/python -m pip install -q --force-reinstall --no-deps "$cache"/llama_cpp_python-"$version"-*.whl

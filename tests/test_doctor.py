@@ -65,7 +65,8 @@ def test_a_healthy_machine(machine, server, hub):
     code, got = doctor("--url", server.url)
     home = machine / "home"
     assert got["llama.cpp"].startswith(f"✓ llama-cpp-python {llama_cpp.__version__}; ")
-    assert got["llama.cpp"].endswith("; AMX kernels off")
+    # the project's own build (scripts/bootstrap.sh) has the attention patch
+    assert got["llama.cpp"].endswith("; AMX kernels off; llmkit's attention kernel")
     assert re.fullmatch(r"✓ [\d.]+ GiB total, [\d.]+ GiB available", got["memory"])
     assert re.fullmatch(rf"✓ {re.escape(str(home))} \(writable; [\d.]+ \w+ free\)", got["data dir"])
     assert got["models dir"].startswith(f"✓ {home / 'models'} (not created yet; will be on")
@@ -153,5 +154,10 @@ def test_features_read_from_llama_cpp_system_info(system_info, on, amx):
     else:
         assert (check.status, check.advice) == ("ok", "")
         assert check.detail == "llama-cpp-python 0.3.36; CPU features: SSE3, AVX2, OPENMP; " + (
-            "AMX kernels off"
+            "AMX kernels off; llmkit's attention kernel"
         )
+    # A plain pip build, without the attention patch: a warning that says what it costs.
+    plain = judge_build(BuildInfo("0.3.36", system_info, packed_attention=False))
+    if not amx:
+        assert plain.status == "warn" and plain.detail.endswith("without llmkit's attention kernel")
+        assert "8-bit cells" in plain.advice and "scripts/bootstrap.sh" in plain.advice

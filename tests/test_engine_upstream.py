@@ -18,6 +18,10 @@ from tests.conftest import Server, free_port, start_server
 
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
 DEAD = free_port()  # nothing listens here
+# An Ollama request samples as ``direct_chat`` does: without these, Ollama's own
+# defaults (top_k 40, top_p 0.9, repeat_penalty 1.1) apply and rightly change the reply.
+OLLAMA_AS_DIRECT = {"num_predict": 12, "temperature": 0, "top_k": 0, "top_p": 1.0,
+                    "repeat_penalty": 1.0}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,7 @@ def test_an_ollama_server_gets_the_openai_api(proxy, server):
 def test_an_openai_server_gets_the_ollama_api(proxy, server):
     want = direct_chat(server).choices[0].message.content
     o = ollama.Client(host=proxy.url)
-    options = {"num_predict": 12, "temperature": 0}
+    options = OLLAMA_AS_DIRECT
     reply = o.chat(model="via-openai", messages=MESSAGES, options=options)
     assert reply.message.content == want and reply.eval_count == 12
     parts = list(o.chat(model="via-detected", messages=MESSAGES, options=options, stream=True))
@@ -139,7 +143,7 @@ def test_logprobs_pass_through_either_dialect(proxy, server):
             (t, pytest.approx(v, abs=1e-3), top) for t, v, top in expected
         ], model
     o = ollama.Client(host=proxy.url)
-    options = {"num_predict": 12, "temperature": 0}
+    options = OLLAMA_AS_DIRECT
     reply = o.chat(model="via-openai", messages=MESSAGES, options=options, logprobs=True)
     assert [e.token for e in reply.logprobs] == [t for t, _, _ in expected]
     gen = o.generate(model="via-openai", prompt="Roses are", options=options, logprobs=True)

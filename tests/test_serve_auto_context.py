@@ -12,7 +12,7 @@ import pytest
 
 from llmkit.errors import ConfigError
 from llmkit.models.bundled import bundled_model_path
-from llmkit.models.fit import Budget, choose_serving
+from llmkit.models.fit import Budget, choose_serving, fit_before_serving
 from llmkit.models.metadata import read_facts
 from llmkit.models.sizing import MIB
 from tests.conftest import start_server
@@ -48,7 +48,8 @@ def test_the_choice(facts, budget_mib, max_model_len, parallel, context, sequenc
     budget = Budget(budget_mib * MIB, "test")
     choice = choose_serving(facts, budget, max_model_len=max_model_len, parallel=parallel)
     assert (choice.context, choice.sequences) == (context, sequences)
-    assert choice.line.startswith(f"context {context} tokens x {sequences} sequence")
+    assert choice.line.startswith(f"context {context} tokens, {sequences} sequence")
+    assert f"sharing a KV pool of {context * sequences} tokens" in choice.line
     assert choice.line.endswith(f" of {budget_mib / 1024:.2f} GiB (test)") or choice.line.endswith(
         f" of {budget_mib:.2f} MiB (test)"
     )
@@ -57,10 +58,29 @@ def test_the_choice(facts, budget_mib, max_model_len, parallel, context, sequenc
 def test_the_line_says_why():
     line = choose_serving(SMOL, Budget(1024 * MIB, "RAM"), max_model_len=None, parallel=None).line
     assert line == (
-        "context 7168 tokens x 4 sequences (the most that fits of the 8192 it was trained "
-        "for; planned in 75% of the budget, 768.00 MiB): weights 92.10 MiB + KV cache "
-        "630.00 MiB + overhead 42.94 MiB = 765.04 MiB of 1.00 GiB (RAM)"
+        "context 7168 tokens, 4 sequences (the most that fits of the 8192 it was trained "
+        "for; planned in 75% of the budget, 768.00 MiB), sharing a KV pool of 28672 tokens: "
+        "weights 92.10 MiB + KV cache 630.00 MiB + overhead 42.94 MiB = 765.04 MiB of "
+        "1.00 GiB (RAM)"
     )
+
+
+def test_a_kv_pool_is_sized_as_given():
+    """--kv-cache-size: the sequences share that many tokens of KV cache, whatever
+    context x sequences would be; a pool too small for one context is refused."""
+    choice = choose_serving(
+        SMOL, Budget(600 * MIB, "RAM"), max_model_len=2048, parallel=16, kv_cache_size=8192
+    )
+    assert (choice.context, choice.sequences, choice.kv_tokens) == (2048, 16, 8192)
+    assert "16 sequences (--max-model-len as given), sharing a KV pool of 8192 tokens" in (
+        choice.line
+    )
+    assert "KV cache 180.00 MiB" in choice.line  # 8192 x 22.5 KiB, not 16 x 2048 of it
+    with pytest.raises(ConfigError, match="--kv-cache-size 1024 cannot hold one sequence"):
+        fit_before_serving(
+            bundled_model_path(), "smol", max_model_len=2048, parallel=4, memory_gib=None,
+            kv_cache_size=1024,
+        )  # fmt: skip
 
 
 def test_longer_than_trained_is_refused():
@@ -75,10 +95,10 @@ def test_serve_logs_its_choice_and_refuses_what_does_not_fit_the_context(tmp_pat
     try:
         log = server.log()
         assert (
-            "SmolLM2-135M-Instruct: context 7168 tokens x 4 sequences (the most that fits of "
-            "the 8192 it was trained for; planned in 75% of the budget, 768.00 MiB): weights "
-            "92.10 MiB + KV cache 630.00 MiB + overhead 42.94 MiB = 765.04 MiB of 1.00 GiB "
-            "(LLMKIT_MEMORY_GIB)"
+            "SmolLM2-135M-Instruct: context 7168 tokens, 4 sequences (the most that fits of "
+            "the 8192 it was trained for; planned in 75% of the budget, 768.00 MiB), sharing "
+            "a KV pool of 28672 tokens: weights 92.10 MiB + KV cache 630.00 MiB + overhead "
+            "42.94 MiB = 765.04 MiB of 1.00 GiB (LLMKIT_MEMORY_GIB)"
         ) in log
         assert "context 7168 tokens" in log.split("serving SmolLM2-135M-Instruct", 1)[1]
         r = httpx.post(

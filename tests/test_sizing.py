@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
-from llmkit.models.fit import Budget, Plan, estimate_for, judge
+from llmkit.models.fit import LLAMACPP_KV_BYTES, Budget, Plan, estimate_for, judge
 from llmkit.models.metadata import facts_from_config, read_gguf
 from llmkit.models.sizing import (
     GIB,
@@ -191,6 +191,8 @@ def test_the_bundled_gguf_is_sized_from_its_real_quantisation(bundled_path):
     assert est.weights_bytes == 96_576_768  # the tensors as stored (Q4_1, Q8_0 embeddings, F32)
     assert est.kv_bytes_per_token == 2 * 30 * 3 * 64 * 2  # f16 K and V, 3 KV heads of 64
     assert est.kv_bytes == 23_040 * 8192 * 4
+    pool = estimate_for(facts, Plan(context=8192, sequences=4, kv_tokens=10_000))
+    assert pool.kv_bytes == 23_040 * 10_000  # a shared pool counts its own size
     # Tokenizer tables 49152 x 700 + compute 512 x (3 x 576 + 2 x 1536) x 4 + 4 x 49152 x 4 logits
     assert est.overhead_bytes == 34_406_400 + 9_830_400 + 786_432
 
@@ -217,7 +219,9 @@ def test_header_walk_agrees_with_gguf_reader(bundled_path):
     # The engine's own helpers, on the same header, give the same KV size.
     meta = {k: str(field(k)) for k in reader.fields if k.startswith("llama.")}
     meta["general.architecture"] = "llama"
-    assert gguf_kv_bytes_per_token(meta) == estimate_for(facts, Plan()).kv_bytes_per_token
+    assert gguf_kv_bytes_per_token(meta, LLAMACPP_KV_BYTES) == (
+        estimate_for(facts, Plan()).kv_bytes_per_token
+    )
     assert default_context(8192, kv_per_token=23040, sequences=4, ram_bytes=16 * GIB) == 8192
 
 

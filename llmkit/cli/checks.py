@@ -62,7 +62,16 @@ def judge_build(info: BuildInfo) -> Check:
             f"--force-reinstall --no-binary llama-cpp-python llama-cpp-python=={info.version} "
             "(scripts/bootstrap.sh does this)",
         )
-    return Check("ok", "llama.cpp", f"{shown}; AMX kernels off")
+    if not info.packed_attention:
+        return Check(
+            "warn",
+            "llama.cpp",
+            f"{shown}; AMX kernels off; without llmkit's attention kernel",
+            "its KV pool falls back to 8-bit cells (slower prompts, and attention that "
+            "costs what the whole pool holds): scripts/bootstrap.sh builds llama.cpp "
+            "with the kernel",
+        )
+    return Check("ok", "llama.cpp", f"{shown}; AMX kernels off; llmkit's attention kernel")
 
 
 def memory(env: Environment, models: ModelsSettings) -> list[Check]:

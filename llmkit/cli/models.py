@@ -328,6 +328,12 @@ def _mem_facts(spec: str, settings: ModelsSettings) -> tuple[str, ModelFacts]:
     help="Sequences held at once (vLLM's max_num_seqs, llmkit serve --parallel).",
 )
 @click.option(
+    "--kv-cache-size",
+    type=click.IntRange(min=1),
+    help="Tokens of KV cache the sequences share (llmkit serve --kv-cache-size; a "
+    "GGUF on llama.cpp). [default: max-model-len x batch]",
+)
+@click.option(
     "--tp",
     type=click.IntRange(min=1),
     default=1,
@@ -342,6 +348,7 @@ def mem(
     dtype: str | None,
     max_model_len: int | None,
     batch: int,
+    kv_cache_size: int | None,
     tp: int,
     gpu_memory: float | None,
     as_json: bool,
@@ -356,6 +363,7 @@ def mem(
     \b
     llmkit mem Qwen/Qwen2-7B-Instruct --dtype float16 --max-model-len 32768
     llmkit mem meta-llama/Meta-Llama-3-70B-Instruct --tp 4 --gpu-memory 80
+    llmkit mem qwen2.5:7b --batch 16 --kv-cache-size 32768
     """
     settings = _settings(cache_dir)
     try:
@@ -366,7 +374,9 @@ def mem(
             return
         name, facts = _mem_facts(model, settings)
         budget = _budget(gpu_memory, settings, gguf=facts.format == "gguf")
-        plan = Plan(dtype=dtype, context=max_model_len, sequences=batch, tp=tp)
+        plan = Plan(
+            dtype=dtype, context=max_model_len, sequences=batch, tp=tp, kv_tokens=kv_cache_size
+        )
         verdict = judge(facts, plan, budget, MEM_FLAGS)
     except LlmkitError as e:
         raise click.ClickException(e.message) from None

@@ -118,7 +118,8 @@ def mem_lines(name: str, facts: ModelFacts, v: Verdict) -> list[str]:
          f"{per_dev}", e.weights_per_device),
         ("KV cache", f"2 (K, V) x {e.n_layers} layers x {heads} x {e.head_dim} dims x "
          f"{e.kv_bytes_per_value:g} bytes", e.kv_bytes_per_token_per_device),
-        ("", f"x {e.context} tokens x {seqs}", e.kv_per_device),
+        ("", f"x {e.context} tokens x {seqs}" if e.kv_tokens == e.context * e.sequences
+         else f"x a pool of {e.kv_tokens} tokens that {seqs} share", e.kv_per_device),
         ("overhead", e.overhead_covers, e.overhead_bytes),
         ("total", "per device" if e.tp > 1 else "", e.per_device_bytes),
     ]  # fmt: skip

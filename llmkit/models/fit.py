@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from llmkit.errors import InsufficientMemoryError, ModelSpecError
+from llmkit.errors import ConfigError, InsufficientMemoryError, ModelSpecError
 from llmkit.models.metadata import ModelFacts, read_facts
 from llmkit.models.sizing import (
     DTYPE_BYTES,
@@ -38,6 +38,9 @@ log = logging.getLogger("llmkit")
 #: The flags each command uses for the knobs a suggestion turns.
 MEM_FLAGS = {"context": "--max-model-len", "sequences": "--batch"}
 SERVE_FLAGS = {"context": "--max-model-len", "sequences": "--parallel"}
+#: Bytes per K or V value in llama.cpp's KV cells: f16 (``engines.llamacpp.model``;
+#: a build without llmkit's attention kernel takes 8-bit cells, under this estimate).
+LLAMACPP_KV_BYTES = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Plan:
     context: int | None = None
     sequences: int = 1
     tp: int = 1
+    kv_tokens: int | None = None  # a KV pool the sequences share; None: context x sequences
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Verdict:
 
 def estimate_for(facts: ModelFacts, plan: Plan) -> MemoryEstimate:
     """The estimate for ``facts`` run as ``plan``: a GGUF on llama.cpp (its own
-    quantisation, f16 KV cache), anything else on a vLLM-style GPU server."""
+    quantisation, its KV pool in f16 cells), anything else on a vLLM-style GPU server."""
     missing = [
         name
         for name in ("n_params", "n_layers", "n_kv_heads", "head_dim", "hidden_size", "vocab_size")
@@ -86,6 +90,7 @@ def estimate_for(facts: ModelFacts, plan: Plan) -> MemoryEstimate:
         context=context,
         sequences=plan.sequences,
         tp=plan.tp,
+        kv_tokens=plan.kv_tokens,
     )
     if facts.format == "gguf":
         overhead = llamacpp_overhead(
@@ -103,7 +108,7 @@ def estimate_for(facts: ModelFacts, plan: Plan) -> MemoryEstimate:
             **common,
             **weights,
             weight_format=dtype or facts.weight_format,
-            kv_bytes_per_value=2.0,
+            kv_bytes_per_value=LLAMACPP_KV_BYTES,
             overhead_bytes=overhead,
             overhead_covers="llama.cpp tokenizer tables, compute buffer, logits",
         )
@@ -220,10 +225,15 @@ def check_fit(facts: ModelFacts, plan: Plan, budget: Budget, what: str) -> Memor
     if v.fits:
         return v.estimate
     e = v.estimate
+    tokens = (
+        f"{e.context} tokens x {e.sequences} sequences"
+        if e.kv_tokens == e.context * e.sequences
+        else f"a pool of {e.kv_tokens} tokens"
+    )
     raise InsufficientMemoryError(
         f"{what} needs {format_bytes(e.per_device_bytes)} (weights "
         f"{format_bytes(e.weights_per_device)} + KV cache {format_bytes(e.kv_per_device)} for "
-        f"{e.context} tokens x {e.sequences} sequences + overhead "
+        f"{tokens} + overhead "
         f"{format_bytes(e.overhead_bytes)}) but only {format_bytes(budget.bytes)} is there "
         f"({budget.source}). Try: {'; or '.join(v.suggestions)}.",
         estimate=e,
@@ -287,10 +297,16 @@ class ServingChoice:
     context: int  # per sequence
     sequences: int
     line: str  # why, with the numbers: the server logs it
+    kv_tokens: int  # the KV pool
 
 
 def choose_serving(
-    facts: ModelFacts, budget: Budget, *, max_model_len: int | None, parallel: int | None
+    facts: ModelFacts,
+    budget: Budget,
+    *,
+    max_model_len: int | None,
+    parallel: int | None,
+    kv_cache_size: int | None = None,
 ) -> ServingChoice:
     """The context and sequences a GGUF is served with on llama.cpp. What the user
     set stands (a ``max_model_len`` past the trained context is refused). Else the
@@ -298,7 +314,9 @@ def choose_serving(
     ``AUTO_SHARE`` of ``budget``, for ``DEFAULT_PARALLEL`` sequences, or 2, or 1
     (unless ``parallel`` is given) when that context would be shorter than
     ``AUTO_MIN_CONTEXT``. Never a context silently shorter than asked: a prompt
-    longer than the chosen one is refused with the numbers, not truncated."""
+    longer than the chosen one is refused with the numbers, not truncated.
+    ``kv_cache_size``: the sequences share a KV pool of that many tokens instead of
+    ``context`` x ``sequences`` (the default pool)."""
     trained = facts.context_length or 2048
     if max_model_len is not None:
         ctx = serving_context(trained, max_model_len, kv_per_token=None, sequences=1, ram_bytes=0)
@@ -319,14 +337,16 @@ def choose_serving(
         else:  # the fit check judges the floor against the whole budget
             ctx, why = floor, f"no less than {floor} of the {trained} it was trained for"
         why += f"; planned in {AUTO_SHARE:.0%} of the budget, {format_bytes(usable)}"
-    e = estimate_for(facts, Plan(context=ctx, sequences=p))
+    e = estimate_for(facts, Plan(context=ctx, sequences=p, kv_tokens=kv_cache_size))
+    pool = kv_cache_size or ctx * p
     line = (
-        f"context {ctx} tokens x {p} sequence{'s' if p > 1 else ''} ({why}): weights "
+        f"context {ctx} tokens, {p} sequence{'s' if p > 1 else ''} ({why}), sharing a KV "
+        f"pool of {pool} tokens: weights "
         f"{format_bytes(e.weights_per_device)} + KV cache {format_bytes(e.kv_per_device)} + "
         f"overhead {format_bytes(e.overhead_bytes)} = {format_bytes(e.per_device_bytes)} of "
         f"{format_bytes(budget.bytes)} ({budget.source})"
     )
-    return ServingChoice(ctx, p, line)
+    return ServingChoice(ctx, p, line, pool)
 
 
 def fit_before_serving(
@@ -336,17 +356,26 @@ def fit_before_serving(
     max_model_len: int | None,
     parallel: int | None,
     memory_gib: float | None,
+    kv_cache_size: int | None = None,
 ) -> MemoryEstimate:
-    """``check_fit`` for a GGUF about to be served on llama.cpp, at the context and
-    sequences ``choose_serving`` picks (``parallel`` None: not given), against RAM
+    """``check_fit`` for a GGUF about to be served on llama.cpp, at the context,
+    sequences and KV pool ``choose_serving`` picks (``parallel`` None: not given), against RAM
     (or ``LLMKIT_MEMORY_GIB``); the choice is logged. The estimate's ``context`` and
     ``sequences`` are what the engine must load with."""
     facts = read_facts(path)
     budget = machine_budget(gpu=False, memory_gib=memory_gib)
-    choice = choose_serving(facts, budget, max_model_len=max_model_len, parallel=parallel)
-    estimate = check_fit(
-        facts, Plan(context=choice.context, sequences=choice.sequences), budget, what=name
+    choice = choose_serving(
+        facts, budget, max_model_len=max_model_len, parallel=parallel, kv_cache_size=kv_cache_size
     )
+    if choice.kv_tokens < choice.context:
+        raise ConfigError(
+            f"--kv-cache-size {choice.kv_tokens} cannot hold one sequence of the "
+            f"{choice.context}-token context; give at least {choice.context}, or a "
+            "shorter --max-model-len."
+        )
+    # The pool as given stands in the suggestions; the default one follows their context.
+    plan = Plan(context=choice.context, sequences=choice.sequences, kv_tokens=kv_cache_size)
+    estimate = check_fit(facts, plan, budget, what=name)
     log.info("%s: %s", name, choice.line)
     return estimate
 

@@ -214,6 +214,7 @@ class MemoryEstimate:
     kv_bytes_per_token: int  # all layers, all KV heads, one sequence
     context: int
     sequences: int
+    kv_tokens: int  # the KV cache, in tokens: context x sequences, or a shared pool
     kv_bytes: int
     overhead_bytes: int  # per device
     overhead_covers: str
@@ -254,11 +255,15 @@ def estimate_memory(
     kv_bytes_per_value: float = 2.0,
     sequences: int = 1,
     tp: int = 1,
+    kv_tokens: int | None = None,
 ) -> MemoryEstimate:
     """Weights + KV cache + overhead. Give ``bytes_per_param`` (a dtype) or the
     real ``weights_bytes`` (a GGUF's tensors). With tensor parallelism the weights
     split ``tp`` ways and so do the KV heads, but never below one head per device:
-    with fewer KV heads than devices each device keeps a copy of one (as vLLM does)."""
+    with fewer KV heads than devices each device keeps a copy of one (as vLLM does).
+    ``kv_tokens``: a KV pool of that many tokens that the sequences share (llama.cpp
+    here); else each sequence holds its whole ``context``."""
+    kv_tokens = kv_tokens or context * sequences
     if weights_bytes is None:
         if bytes_per_param is None:
             raise ValueError("give bytes_per_param or weights_bytes")
@@ -282,13 +287,14 @@ def estimate_memory(
         kv_bytes_per_token=per_token,
         context=context,
         sequences=sequences,
-        kv_bytes=per_token * context * sequences,
+        kv_tokens=kv_tokens,
+        kv_bytes=per_token * kv_tokens,
         overhead_bytes=overhead_bytes,
         overhead_covers=overhead_covers,
         tp=tp,
         weights_per_device=math.ceil(weights_bytes / tp),
         kv_heads_per_device=heads_per_device,
-        kv_per_device=int(per_token_device * context * sequences),
+        kv_per_device=int(per_token_device * kv_tokens),
     )
 
 

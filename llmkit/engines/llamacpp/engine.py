@@ -59,6 +59,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             context_length=lm.n_ctx,
             details={
                 "parallel": lm.parallel,
+                "kv_cache_size": lm.kv_cells,
                 "threads": lm.n_threads,
                 "trained_context": lm.n_ctx_train,
                 "architecture": lm.metadata.get("general.architecture", "?"),

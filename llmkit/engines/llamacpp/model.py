@@ -1,11 +1,13 @@
 """Load a GGUF into llama.cpp and answer questions about it: tokens, pieces,
 metadata, the chat template it ships.
 
-The context is sized for ``parallel`` sequences of ``n_ctx`` tokens each, with a
-split (non-unified) KV cache, so every sequence is guaranteed its whole context
-however busy the others are. ``n_ctx`` is decided before loading, by the fit
-check that also sized the memory (``models.sizing.serving_context``), so the
-engine loads with exactly the context the check counted.
+The KV cache is one pool of ``kv_cells`` cells (llama.cpp's unified cache, where
+a cell can belong to several sequences; ``kv_pool`` manages it), by default
+``parallel`` x ``n_ctx`` of them: sequences take cells as they grow, share the
+cells of a common prefix, and ``n_ctx`` bounds each one. Both are decided before
+loading, by the fit check that also sized the memory
+(``models.sizing.serving_context``), so the engine loads with exactly what the
+check counted.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _internals, _logger
 
+from llmkit.engines.llamacpp.build_info import packed_attention
 from llmkit.engines.llamacpp.grammar import trigger_hazards
 from llmkit.errors import EngineError
 
@@ -28,6 +31,12 @@ log = logging.getLogger("llmkit.engine.llamacpp")
 
 #: Default n_batch: how many prompt tokens one decode step takes at most.
 N_BATCH = 512
+#: Sequence ids llama.cpp allows (LLAMA_MAX_SEQ).
+LANES_MAX = 256
+#: The KV cells' type (``ggml_type``): F16 under llmkit's attention kernel; a build
+#: without it (``build_info.packed_attention``) takes Q8_0, whose attention path
+#: llama.cpp's stock kernels run the same for every batch shape.
+KV_F16, KV_Q8_0 = 1, 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class LoadOptions:
     n_ctx: int  # per sequence: what the fit check chose (``models.sizing.serving_context``)
     n_threads: int | None = None
     parallel: int = 1
+    kv_cells: int | None = None  # the KV pool; None: parallel x n_ctx
     on_progress: Callable[[float], None] | None = None
 
 
@@ -60,10 +70,33 @@ class LoadedModel:
         self.n_ctx = n_ctx = opts.n_ctx
         self.n_threads = opts.n_threads or default_threads()
 
+        self.kv_cells = opts.kv_cells or n_ctx * self.parallel
+        if self.kv_cells < n_ctx:
+            self.model.close()
+            raise EngineError(
+                f"A KV cache of {self.kv_cells} tokens cannot hold one sequence of the "
+                f"{n_ctx}-token context; give --kv-cache-size at least {n_ctx}."
+            )
+        # Sequence ids beyond the running ones keep finished sequences' cells as cache.
+        self.lanes = min(LANES_MAX, max(4 * self.parallel, 64))
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = n_ctx * self.parallel
-        cparams.n_seq_max = self.parallel
-        cparams.kv_unified = False
+        cparams.n_ctx = self.kv_cells
+        cparams.n_seq_max = self.lanes
+        cparams.kv_unified = True
+        # The patched kernel reads only a sequence's own cells and sums them so that
+        # where they sit in the pool, and what is batched alongside, change nothing.
+        # Stock llama.cpp walks every cell of the pool and, on f16 cells, takes a
+        # different path for a lone row than for a batch: there 8-bit cells keep one.
+        self.kv_type = KV_F16 if packed_attention() else KV_Q8_0
+        if self.kv_type != KV_F16:
+            log.warning(
+                "llama.cpp was built without llmkit's attention kernel: the KV pool uses "
+                "8-bit cells, and attention costs what the whole pool holds; "
+                "scripts/bootstrap.sh builds it with the kernel (llmkit doctor checks)"
+            )
+        cparams.type_k = cparams.type_v = self.kv_type
+        # the kernel is flash attention's (and 8-bit V needs it)
+        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = self.n_threads
@@ -73,8 +106,8 @@ class LoadedModel:
         if not self.ctx:
             self.model.close()
             raise EngineError(
-                f"llama.cpp could not create a context of {n_ctx} tokens x {self.parallel} "
-                "sequences; lower --max-model-len or --parallel."
+                f"llama.cpp could not create a KV cache of {self.kv_cells} tokens; lower "
+                "--kv-cache-size, --max-model-len or --parallel."
             )
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
@@ -123,6 +156,17 @@ class LoadedModel:
         return self.model.token_get_text(token)
 
     # -- facts ------------------------------------------------------------------
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Can sequences share cells? Not where a cell is more than a token's K and V:
+        a recurrent state, or a sliding window that drops a sequence's old cells."""
+        m = self.model.model
+        return not (
+            llama_cpp.llama_model_is_recurrent(m)
+            or llama_cpp.llama_model_is_hybrid(m)
+            or llama_cpp.llama_model_n_swa(m) > 0
+        )
 
     @property
     def n_ctx_train(self) -> int:

@@ -9,6 +9,8 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
 from llmkit.engines.base import Engine, LocalEngineOptions
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.models.fit import fit_before_serving
@@ -18,7 +20,16 @@ from llmkit.models.resolve import ResolvedModel, resolve_model
 
 
 class LlamaCppOptions(LocalEngineOptions):
-    """llama.cpp takes only what every in-process engine takes."""
+    """What every in-process engine takes, and the size of the shared KV pool."""
+
+    kv_cache_size: int | None = Field(
+        default=None,
+        ge=16,
+        description=(
+            "Tokens of KV cache all sequences share, taken as they grow "
+            "(default: max-model-len x parallel)."
+        ),
+    )
 
 
 def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
@@ -31,6 +42,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
         # Not given: as many as memory allows (up to the default), chosen with the context.
         parallel=o.parallel if "parallel" in o.model_fields_set else None,
         memory_gib=ctx.models.memory_gib,
+        kv_cache_size=o.kv_cache_size,
     )
 
 
@@ -47,6 +59,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
             n_ctx=estimate.context,  # the context the fit check chose, no other
             n_threads=o.threads,
             parallel=estimate.sequences,  # what the fit check chose, as n_ctx
+            kv_cells=estimate.kv_tokens,
             on_progress=ctx.on_progress,
         ),
         max_queue=o.max_queue,

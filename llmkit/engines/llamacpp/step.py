@@ -1,110 +1,197 @@
 """One decode step of the llama.cpp engine over every active sequence, for the
-shared ``DecodeLoop``: continuous batching with prefix reuse.
+shared ``DecodeLoop``: continuous batching over one shared KV pool (``kv_pool``).
 
-Each step gathers the next token of every generating sequence plus a slice of
-any prompt still being read, decodes them in one ``llama_batch``, and samples
-each sequence with its own sampler chain. A slot keeps the tokens its KV cache
-holds after its sequence leaves, so a request that starts with the same tokens
-(the next turn of a chat) takes that slot and reuses the prefix instead of
-reading it again.
+Each step gathers the next token of every generating sequence plus slices of
+contexts still being read, decodes them in one ``llama_batch`` and samples each
+sequence with its own sampler chain. A sequence enters the pool when it first
+reads: it sees the longest prefix of its prompt already cached, from any
+sequence, running or finished, and reads only the rest. When another sequence is
+reading the same uncached prefix right now, it waits until that is in the pool
+and joins it, so sixteen requests with one system prompt read it once.
+
+Memory is taken as sequences grow, not reserved per slot: a cell is taken when a
+token is written. A sequence enters the pool only when the cells it may still
+take (the rest of its prompt and of its ``max_tokens``), and those the sequences
+already in it may still take, are free or held by idle caches (evicted least
+recently used first); until then it waits, its place in line kept. Should the
+running ones outgrow the pool all the same, the newest is preempted: its cells
+go back and it re-enters later with everything it had (its prompt and the
+tokens it generated), so the text it has sent stands.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from dataclasses import dataclass, field
 
 import llama_cpp
 import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
+from llmkit.engines.llamacpp.kv_pool import KvPool, common_prefix
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.logprobs import score
+
+log = logging.getLogger("llmkit.engine.llamacpp")
+
+#: A shared uncached prefix shorter than this is read by each sequence itself
+#: rather than waited for: joining costs a step or more of waiting.
+JOIN_MIN = 32
 
 
 @dataclass(eq=False)
 class SeqState:
     sampler: Sampler
-    slot: int = -1
-    n_done: int = 0  # prompt tokens already in the KV cache
+    lane: int = -1  # its sequence id in the pool; -1: not in the pool (yet, or again)
+    feed: list[int] = field(default_factory=list)  # to read: the prompt, or all it had
+    n_done: int = 0  # of ``feed``, in the batch being built or in the pool
+    ready: int = 0  # of ``feed``, in the pool: decoded
+    ctx: list[int] = field(default_factory=list)  # what the lane's cells hold, in order
+    order: int = 0  # admission order: the newest waits, or yields, first
+    leader: Seq | None = None  # the sequence reading the prefix this one waits for
+    join_at: int = 0
+    looked: bool = False  # for a leader, once
+    entered: bool = False  # the pool has seen it: ``cached`` counts its first entry only
 
 
 Seq = Sequence[SeqState]
-
-
-@dataclass
-class _Slot:
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds, in order
-    seq: Seq | None = None
 
 
 class BatchStep(Backend[SeqState]):
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
         self.parallel = lm.parallel
-        self._slots = [_Slot() for _ in range(lm.parallel)]
+        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.memory))
+        self.share = lm.shares_prefixes
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self._order = itertools.count()
+        self._counts = {"used": 0, "cached": 0, "free": lm.kv_cells}
+        self._running: set[int] = set()  # lanes of sequences in the pool, as of the last step
 
     def kv_cache(self) -> dict[str, int]:
-        # Each slot's cells: its sequence's while one runs, kept for reuse after.
-        used = sum(len(s.tokens) for s in self._slots if s.seq is not None)
-        cached = sum(len(s.tokens) for s in self._slots if s.seq is None)
-        total = self.lm.n_ctx * self.parallel
-        return {"used": used, "cached": cached, "free": total - used - cached}
+        return dict(self._counts)
 
     def admit(self, seq: Seq) -> None:
-        free = [i for i, s in enumerate(self._slots) if s.seq is None]
-        # The free slot whose cache shares the longest prefix with this prompt.
-        best, keep = free[0], -1
-        for i in free:
-            n = _common_prefix(self._slots[i].tokens, seq.prompt)
-            if n > keep:
-                best, keep = i, n
-        keep = min(keep, len(seq.prompt) - 1)  # the last prompt token must be decoded
-        slot = self._slots[best]
-        if not llama_cpp.llama_memory_seq_rm(self.lm.memory, best, keep, -1):
-            llama_cpp.llama_memory_seq_rm(self.lm.memory, best, -1, -1)
-            keep = 0
-        del slot.tokens[keep:]
-        seq.state.slot, seq.state.n_done, seq.cached = best, keep, keep
-        slot.seq = seq
+        seq.state.feed = seq.prompt
+        seq.state.order = next(self._order)
 
     def step(self, active: list[Seq]) -> list[tuple[Seq, int | Exception]]:
-        batch = self._batch
+        pool, batch = self.pool, self._batch
         n = 0
         outputs: list[tuple[Seq, int]] = []
+        written: dict[int, list[int]] = {}
+        failed: list[tuple[Seq, int | Exception]] = []
 
-        def add(slot_id: int, token: int, pos: int, logits: bool) -> None:
+        def add(seq: Seq, token: int, output: bool) -> None:
             nonlocal n
-            batch_put(batch, n, token, pos, slot_id, logits)
+            st = seq.state
+            if output:
+                outputs.append((seq, n))
+            batch_put(batch, n, token, len(st.ctx), st.lane, output)
+            st.ctx.append(token)
+            written.setdefault(st.lane, []).append(token)
             n += 1
 
-        for seq in active:  # one token each for sequences already generating
-            if seq.pending is not None:
-                slot = self._slots[seq.state.slot]
-                outputs.append((seq, n))
-                add(seq.state.slot, seq.pending, len(slot.tokens), True)
-                slot.tokens.append(seq.pending)
-                seq.pending = None
-        for seq in active:  # then prompt reading, in whatever room is left
+        order = sorted(active, key=lambda s: s.state.order)
+        gen = [s for s in order if s.state.lane >= 0 and s.pending is not None]
+        running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
+        if pool.free < len(gen):
+            pool.reclaim(len(gen), keep=running)
+        for victim in reversed(order):  # the pool is full: the newest make room
+            if pool.free >= len(gen):
+                break
+            if victim.state.lane >= 0 and victim is not order[0]:
+                self._preempt(victim)
+                if victim in gen:
+                    gen.remove(victim)
+        if pool.free < len(gen):  # the oldest alone outgrew the pool
+            failed = [(s, RuntimeError("the KV cache pool is full")) for s in gen]
+            gen = []
+        for seq in gen:  # one token each for sequences already generating
+            token, seq.pending = seq.pending, None
+            add(seq, token, True)
+
+        # Then reading, oldest first, in whatever room the batch and the pool have.
+        running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
+        reserved = sum(_owed(s) for s in order if s.state.lane >= 0)
+        blocked = False
+        for seq in order:
             st = seq.state
-            if st.n_done >= len(seq.prompt) or n >= N_BATCH:
-                continue
-            slot = self._slots[st.slot]
-            take = min(len(seq.prompt) - st.n_done, N_BATCH - n)
-            for k in range(take):
-                tok = seq.prompt[st.n_done + k]
-                last = st.n_done + k == len(seq.prompt) - 1
-                if last:
-                    outputs.append((seq, n))
-                add(st.slot, tok, len(slot.tokens), last)
-                slot.tokens.append(tok)
+            if n >= N_BATCH:
+                break
+            if st.lane < 0:
+                if blocked or self._waits(seq, order):
+                    continue
+                # The last token is read: its logits are wanted.
+                limit = len(st.feed) - 1 if self.share else 0
+                need = _owed(seq) - pool.match(st.feed[:limit]) + reserved
+                if pool.free - n < need and pool.reclaim(need + n, keep=running) - n < need:
+                    blocked = True  # first come, first served: none after it enters either
+                    continue
+                st.lane, shared = pool.open(st.feed, limit)
+                st.ctx, st.n_done, st.ready = st.feed[:shared], shared, shared
+                if not st.entered:
+                    st.entered, seq.cached = True, shared
+                running = running | {st.lane}
+                reserved += _owed(seq)
+            take = min(len(st.feed) - st.n_done, N_BATCH - n, pool.free - n)
+            for k in range(st.n_done, st.n_done + take):
+                add(seq, st.feed[k], k == len(st.feed) - 1)
             st.n_done += take
-        batch.n_tokens = n
-        rc = llama_cpp.llama_decode(self.lm.ctx, batch)
-        if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc}")
-        return [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+
+        if n:
+            batch.n_tokens = n
+            rc = llama_cpp.llama_decode(self.lm.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+            for lane, tokens in written.items():
+                pool.append(lane, tokens)
+            for seq in order:
+                seq.state.ready = seq.state.n_done
+        self._running = {s.state.lane for s in order if s.state.lane >= 0}
+        self._counts = pool.split_counts(self._running)
+        return failed + [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+
+    def _waits(self, seq: Seq, order: list[Seq]) -> bool:
+        """Should ``seq`` wait for another sequence that is reading its prefix now?"""
+        st = seq.state
+        if not st.looked and self.share:
+            st.looked = True
+            cached = self.pool.match(st.feed)
+            for other in order:
+                o = other.state
+                if other is seq or o.lane < 0 or o.ready >= len(o.feed):
+                    continue
+                c = common_prefix(o.feed, st.feed)
+                if c >= cached + JOIN_MIN and c > o.ready:
+                    st.leader, st.join_at = other, c
+                    break
+        leader = st.leader
+        if leader is None:
+            return False
+        lst = leader.state
+        if lst.lane >= 0 and lst.ready < st.join_at and any(o is leader for o in order):
+            return True
+        st.leader = None
+        return False
+
+    def _preempt(self, seq: Seq) -> None:
+        """Give ``seq``'s cells back; it re-enters with everything it had read and
+        generated, the token it was to read next last, so its text goes on."""
+        st = seq.state
+        log.warning(
+            "The KV cache pool (%d tokens) is full: a sequence of %d tokens gives its cells "
+            "back and resumes later; a larger --kv-cache-size avoids this.",
+            self.pool.cells,
+            len(st.ctx),
+        )
+        pending = [seq.pending] if seq.pending is not None else []
+        st.feed = st.ctx + st.feed[st.n_done :] + pending
+        seq.pending = None
+        self.pool.evict(st.lane)
+        st.lane, st.n_done, st.ready, st.ctx, st.looked, st.leader = -1, 0, 0, [], False, None
 
     def _sample(self, seq: Seq, idx: int) -> int:
         if seq.logprobs is None:
@@ -124,22 +211,37 @@ class BatchStep(Backend[SeqState]):
 
     def release(self, seq: Seq) -> None:
         seq.state.sampler.close()
-        if seq.state.slot >= 0 and self._slots[seq.state.slot].seq is seq:
-            self._slots[seq.state.slot].seq = None
+        if seq.state.lane >= 0:
+            self.pool.close(seq.state.lane)
+            self._running.discard(seq.state.lane)
+            self._counts = self.pool.split_counts(self._running)
+            seq.state.lane = -1
 
     def recover(self) -> None:
-        for i, slot in enumerate(self._slots):
-            # The cache may hold half a step: forget it rather than trust it.
-            llama_cpp.llama_memory_seq_rm(self.lm.memory, i, -1, -1)
-            slot.tokens.clear()
+        # The cache may hold half a step: forget it rather than trust it.
+        self.pool.reset()
 
     def close(self) -> None:
         llama_cpp.llama_batch_free(self._batch)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+def _owed(seq: Seq) -> int:
+    """Cells ``seq`` may still take: what it has yet to read, and to generate."""
+    st = seq.state
+    return len(st.feed) - st.n_done + max(0, seq.max_tokens - seq.n_generated)
+
+
+class _Memory:
+    """``kv_pool.Memory`` over a llama.cpp context's memory."""
+
+    def __init__(self, memory: llama_cpp.llama_memory_t) -> None:
+        self.m = memory
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        llama_cpp.llama_memory_seq_cp(self.m, src, dst, p0, p1)
+
+    def seq_rm(self, lane: int, p0: int, p1: int) -> bool:
+        return bool(llama_cpp.llama_memory_seq_rm(self.m, lane, p0, p1))
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self.m, True)

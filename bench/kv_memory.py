@@ -1,0 +1,103 @@
+"""The memory row of ``prefix.py``: how many ~2,000-token conversations each server
+decodes at once, without a failure, in the same KV-cache memory.
+
+The memory is llama-server's ``-c C`` (16-bit K and V: 2 bytes a value). Its
+slots split that context evenly, so a conversation fits only in a slot of at
+least its length: at most ``C // CONV_CTX`` slots (``--parallel``) serve it;
+more slots are too short and fail it. llmkit gets the same bytes as 8-bit cells
+in one pool (``--kv-cache-size``), ``--max-model-len CONV_CTX`` and more
+sequences than can fit, so memory alone decides how many run. The
+conversations share a system prompt, as an application's do, then differ.
+
+"Decoded at once" is the most requests between their first and last token at
+any moment, seen from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+
+import llama_server
+import serving
+
+#: Context per conversation: a ~2,000-token conversation and a little room.
+CONV_CTX = 2048
+#: Bytes per K or V value: llama-server's f16 cells, llmkit's Q8_0 ones.
+PEER_BYTES, LLMKIT_BYTES = 2.0, 34 / 32
+
+
+def peak(outs: list[dict]) -> int:
+    """The most requests decoding at once: between their first and last token."""
+    events = sorted(
+        [(o["first_at"], 1) for o in outs if o["ok"]] + [(o["end_at"], -1) for o in outs if o["ok"]]
+    )
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def conversations(prefix_text, filler, vocab, cfg: dict, tokens: int) -> list[list[dict]]:
+    system = f"{prefix_text}\n" + filler(vocab, cfg["mem_prefix"], "memory-policy")
+    own = cfg["conv"] - cfg["mem_prefix"] - tokens - 40  # the template's tokens aside
+    return [
+        [{"role": "system", "content": system},
+         {"role": "user", "content": filler(vocab, own, f"conv-{i}")}]
+        for i in range(cfg["mem_n"])
+    ]  # fmt: skip
+
+
+def row(burst, url: str, chats: list[list[dict]], tokens: int, eos: int) -> dict:
+    r = asyncio.run(burst(url, chats, tokens, eos, len(chats)))
+    outs = r.pop("outs")
+    return r | {"decoded_at_once": peak(outs)}
+
+
+def measure(burst, filler, vocab, cfg: dict, path: str, threads: int, tokens: int, eos: int):
+    """Both servers at llama-server's ``-c cfg['mem_c']``: its best --parallel and one
+    with twice the slots; llmkit with the same bytes as a pool."""
+    c = cfg["mem_c"]
+    chats = conversations(f"[session {uuid.uuid4().hex}]", filler, vocab, cfg, tokens)
+    out: dict = {"c": c, "conversations": len(chats), "conv_tokens": cfg["conv"]}
+    for slots in (c // CONV_CTX, 2 * (c // CONV_CTX)):
+        print(f"memory: llama-server -c {c} --parallel {slots}", file=sys.stderr)
+        args = ["-t", str(threads), "--parallel", str(slots), "-c", str(c), "--alias", "m"]
+        with llama_server.serve(path, serving.free_port(), args) as url:
+            out[f"llama_server_parallel_{slots}"] = row(burst, url, chats, tokens, eos)
+    cells = int(c * PEER_BYTES / LLMKIT_BYTES)
+    port = serving.free_port()
+    print(f"memory: llmkit --kv-cache-size {cells}", file=sys.stderr)
+    proc = serving.start(
+        [sys.executable, "-m", "llmkit", "serve", "--port", str(port), "--threads", str(threads),
+         "--parallel", str(len(chats)), "--max-model-len", str(CONV_CTX),
+         "--kv-cache-size", str(cells)],
+        f"http://127.0.0.1:{port}", "/health",
+    )  # fmt: skip
+    try:
+        out["llmkit"] = row(burst, f"http://127.0.0.1:{port}", chats, tokens, eos)
+    finally:
+        serving.stop(proc)
+    out["llmkit"]["kv_cache_size"] = cells
+    return out
+
+
+def markdown(m: dict) -> list[str]:
+    peers = {k: v for k, v in m.items() if k.startswith("llama_server")}
+    best = max((v["decoded_at_once"] for v in peers.values() if not v["failed"]), default=0)
+    ours = m["llmkit"]
+    lines = [
+        f"Memory: {m['conversations']} conversations of ~{m['conv_tokens']} tokens sharing a "
+        f"system prompt, all at once, in llama-server's `-c {m['c']}` of 16-bit KV memory "
+        f"(llmkit: the same bytes as {ours['kv_cache_size']} 8-bit cells).",
+        "",
+        "| server | decoded at once | failed | tok/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for k, v in [*peers.items(), ("llmkit", ours)]:
+        lines.append(f"| {k} | {v['decoded_at_once']} | {v['failed']} | {v['tok_s']:.1f} |")
+    ratio = ours["decoded_at_once"] / best if best and not ours["failed"] else float("nan")
+    lines += ["", f"llmkit / llama-server's best without a failure: {ratio:.2f}"]
+    return lines

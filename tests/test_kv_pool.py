@@ -1,0 +1,119 @@
+"""The KV pool's prefix tree against a model of llama.cpp's unified KV cache
+(cells with a position and a set of sequence ids): what the tree says each lane
+sees, and how many cells are used, must be what the cells hold."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from llmkit.engines.llamacpp.kv_pool import KvPool, common_prefix
+
+
+class Cells:
+    """llama.cpp's unified cache, as its memory calls change it."""
+
+    def __init__(self) -> None:
+        self.cells: list[tuple[int, int, set[int]]] = []  # (token, position, lanes)
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        for _, pos, lanes in self.cells:
+            if src in lanes and p0 <= pos < p1:
+                lanes.add(dst)
+
+    def seq_rm(self, lane: int, p0: int, p1: int) -> bool:
+        p1 = p1 if p1 >= 0 else 1 << 30
+        for _, pos, lanes in self.cells:
+            if max(p0, 0) <= pos < p1:
+                lanes.discard(lane)
+        self.cells = [c for c in self.cells if c[2]]
+        return True
+
+    def clear(self) -> None:
+        self.cells = []
+
+    def decode(self, lane: int, tokens: list[int]) -> None:
+        start = len(self.seen_by(lane))
+        self.cells += [(t, start + i, {lane}) for i, t in enumerate(tokens)]
+
+    def seen_by(self, lane: int) -> list[int]:
+        return [t for t, _, lanes in sorted(self.cells, key=lambda c: c[1]) if lane in lanes]
+
+
+def test_a_prefix_is_shared_not_copied():
+    cells = Cells()
+    pool = KvPool(100, 8, cells)
+    a, shared = pool.open([1, 2, 3, 4, 5], limit=4)
+    assert shared == 0
+    cells.decode(a, [1, 2, 3, 4, 5])
+    pool.append(a, [1, 2, 3, 4, 5])
+    b, shared = pool.open([1, 2, 3, 9], limit=3)
+    assert shared == 3 and cells.seen_by(b) == [1, 2, 3]
+    cells.decode(b, [9])
+    pool.append(b, [9])
+    assert pool.used == len(cells.cells) == 6  # 1 2 3 once, 4 5 for a, 9 for b
+    pool.close(a)
+    assert pool.split_counts({b}) == {"used": 4, "cached": 2, "free": 94}
+
+
+def test_eviction_frees_what_no_other_lane_sees_least_recently_used_first():
+    cells = Cells()
+    pool = KvPool(12, 8, cells)
+    lanes = []
+    for first in (1, 2, 3):
+        lane, _ = pool.open([first] * 4, limit=3)
+        cells.decode(lane, [first] * 4)
+        pool.append(lane, [first] * 4)
+        pool.close(lane)
+        lanes.append(lane)
+    assert pool.free == 0
+    assert pool.reclaim(4) == 4
+    assert cells.seen_by(lanes[0]) == [] and cells.seen_by(lanes[1]) == [2] * 4
+    assert pool.match([1, 1, 1]) == 0 and pool.match([3, 3, 3]) == 3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_tree_is_what_the_cells_hold(seed):
+    """Random opens, growth, closes and evictions over prompts that share prefixes."""
+    rng = random.Random(seed)
+    cells = Cells()
+    pool = KvPool(400, 6, cells)
+    running: dict[int, list[int]] = {}  # lane -> what it should see
+    for _ in range(200):
+        op = rng.random()
+        if op < 0.3 and len(running) < 4:
+            prompt = [rng.choice([7, 8]) for _ in range(rng.randint(1, 6))] * rng.randint(1, 3)
+            lane, shared = pool.open(prompt, limit=len(prompt) - 1)
+            assert cells.seen_by(lane) == prompt[:shared]
+            assert shared == min(pool.match(prompt), len(prompt) - 1)
+            cells.decode(lane, prompt[shared:])
+            pool.append(lane, prompt[shared:])
+            running[lane] = prompt
+        elif op < 0.7 and running:
+            lane = rng.choice(list(running))
+            grow = [rng.randint(0, 3) for _ in range(rng.randint(1, 4))]
+            if pool.free < len(grow):
+                pool.reclaim(len(grow), keep=frozenset(running))
+            if pool.free >= len(grow):
+                cells.decode(lane, grow)
+                pool.append(lane, grow)
+                running[lane] += grow
+        elif op < 0.9 and running:
+            lane = rng.choice(list(running))
+            pool.close(lane)
+            del running[lane]
+        else:
+            pool.reclaim(pool.cells, keep=frozenset(running))
+        assert pool.used == len(cells.cells)
+        for lane, want in running.items():
+            assert cells.seen_by(lane) == want
+        counts = pool.split_counts(set(running))
+        assert counts["used"] + counts["cached"] + counts["free"] == pool.cells
+
+
+def test_common_prefix():
+    assert common_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert common_prefix([1, 2, 3], [0, 1, 2, 3, 9], offset=1) == 3
+    assert common_prefix([5], [1, 2]) == 0
+    assert common_prefix(list(range(1000)), [*range(999), 0]) == 999
