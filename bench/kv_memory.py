@@ -4,8 +4,8 @@ decodes at once, without a failure, in the same KV-cache memory.
 The memory is llama-server's ``-c C`` (16-bit K and V: 2 bytes a value). Its
 slots split that context evenly, so a conversation fits only in a slot of at
 least its length: at most ``C // CONV_CTX`` slots (``--parallel``) serve it;
-more slots are too short and fail it. llmkit gets the same bytes as 8-bit cells
-in one pool (``--kv-cache-size``), ``--max-model-len CONV_CTX`` and more
+more slots are too short and fail it. llmkit gets the same cells, the same bytes,
+as one pool (``--kv-cache-size C``), ``--max-model-len CONV_CTX`` and more
 sequences than can fit, so memory alone decides how many run. The
 conversations share a system prompt, as an application's do, then differ.
 
@@ -24,8 +24,6 @@ import serving
 
 #: Context per conversation: a ~2,000-token conversation and a little room.
 CONV_CTX = 2048
-#: Bytes per K or V value: llama-server's f16 cells, llmkit's Q8_0 ones.
-PEER_BYTES, LLMKIT_BYTES = 2.0, 34 / 32
 
 
 def peak(outs: list[dict]) -> int:
@@ -67,7 +65,7 @@ def measure(burst, filler, vocab, cfg: dict, path: str, threads: int, tokens: in
         args = ["-t", str(threads), "--parallel", str(slots), "-c", str(c), "--alias", "m"]
         with llama_server.serve(path, serving.free_port(), args) as url:
             out[f"llama_server_parallel_{slots}"] = row(burst, url, chats, tokens, eos)
-    cells = int(c * PEER_BYTES / LLMKIT_BYTES)
+    cells = c  # f16 cells on both (llmkit's attention kernel in)
     port = serving.free_port()
     print(f"memory: llmkit --kv-cache-size {cells}", file=sys.stderr)
     proc = serving.start(
@@ -91,7 +89,7 @@ def markdown(m: dict) -> list[str]:
     lines = [
         f"Memory: {m['conversations']} conversations of ~{m['conv_tokens']} tokens sharing a "
         f"system prompt, all at once, in llama-server's `-c {m['c']}` of 16-bit KV memory "
-        f"(llmkit: the same bytes as {ours['kv_cache_size']} 8-bit cells).",
+        f"(llmkit: one pool of the same {ours['kv_cache_size']} cells).",
         "",
         "| server | decoded at once | failed | tok/s |",
         "|---|---:|---:|---:|",
