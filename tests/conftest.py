@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +116,16 @@ def long_chat(max_tokens: int = 6000, **extra: object) -> dict:
         "ignore_eos": True,
         **extra,
     }
+
+
+def together(fn: Callable, args: list) -> list:
+    """``fn`` on each of ``args`` in threads released at the same moment, so the
+    server sees the requests arrive together; the results in ``args``' order."""
+    barrier = threading.Barrier(len(args))
+
+    def run(a):
+        barrier.wait()
+        return fn(a)
+
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(run, args))

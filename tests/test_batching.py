@@ -5,14 +5,12 @@ conversation's next turn reuses the cached prefix."""
 from __future__ import annotations
 
 import itertools
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.conftest import long_chat, start_server
+from tests.conftest import long_chat, start_server, together
 
 MODEL = "SmolLM2-135M-Instruct"
 TOPICS = ["a cat", "the sea", "a robot", "winter", "bread", "a river", "chess", "owls"]
@@ -32,21 +30,10 @@ def _chat(client, content: str, **kw) -> str:
     return r.choices[0].message.content
 
 
-def _together(fn, args: list) -> list:
-    barrier = threading.Barrier(len(args))
-
-    def run(a):
-        barrier.wait()
-        return fn(a)
-
-    with ThreadPoolExecutor(len(args)) as pool:
-        return list(pool.map(run, args))
-
-
 def test_greedy_batched_with_seven_others_equals_alone(batch_server):
     client = batch_server.client()
     alone = [_chat(client, f"Describe {t}.", temperature=0) for t in TOPICS]
-    batched = _together(lambda t: _chat(client, f"Describe {t}.", temperature=0), TOPICS)
+    batched = together(lambda t: _chat(client, f"Describe {t}.", temperature=0), TOPICS)
     assert batched == alone
 
 
@@ -61,7 +48,7 @@ def test_each_sequence_keeps_its_own_seed_and_stop(batch_server):
         return _chat(client, **case)
 
     alone = [ask(c) for c in cases]
-    assert _together(ask, cases) == alone
+    assert together(ask, cases) == alone
     for c, text in zip(cases, alone, strict=True):
         for s in c["stop"] or []:
             assert s not in text

@@ -5,15 +5,13 @@ newest wait instead of failing, and usage says what was reused and what was read
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.conftest import start_server
+from tests.conftest import start_server, together
 
 MODEL = "SmolLM2-135M-Instruct"
 QUESTIONS = ["a cat", "the sea", "a robot", "winter", "bread", "a river", "chess", "owls"]
@@ -47,17 +45,6 @@ def ask(server, system: str, question: str, max_tokens: int = 12, **kw) -> dict:
     )
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def together(fn, args: list) -> list:
-    barrier = threading.Barrier(len(args))
-
-    def run(a):
-        barrier.wait()
-        return fn(a)
-
-    with ThreadPoolExecutor(len(args)) as pool:
-        return list(pool.map(run, args))
 
 
 def cached(reply: dict) -> int:
