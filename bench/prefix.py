@@ -172,6 +172,9 @@ async def conversations(url: str, cfg: dict, tokens: int, eos: int) -> dict:
         for h, o in zip(histories, r.pop("outs"), strict=True):
             h.append({"role": "assistant", "content": o["text"] or "..."})
         turns.append(r)
+        hit = "-" if r["cache_hit"] is None else f"{100 * r['cache_hit']:.0f}%"
+        print(f"  conversations, turn {t + 1}: {r['wall_s']:.0f} s, TTFT p50 "
+              f"{r['ttft_p50_ms']:.0f} ms, cache hits {hit}", file=sys.stderr)  # fmt: skip
     return {"turns": turns}
 
 

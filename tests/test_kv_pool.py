@@ -4,11 +4,14 @@ sees, and how many cells are used, must be what the cells hold."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
-from llmkit.engines.llamacpp.kv_pool import KvPool, common_prefix
+from llmkit.engines.llamacpp.host_cache import HostCache
+from llmkit.engines.llamacpp.kv_pool import KvPool
+from llmkit.engines.llamacpp.token_prefix import common_prefix
 
 
 class Cells:
@@ -32,6 +35,18 @@ class Cells:
 
     def clear(self) -> None:
         self.cells = []
+
+    def save(self, lane: int) -> bytearray:
+        mine = sorted((pos, t) for t, pos, lanes in self.cells if lane in lanes)
+        return bytearray(json.dumps(mine).encode())
+
+    def load(self, lane: int, blob: bytearray) -> bool:
+        self.seq_rm(lane, -1, -1)
+        self.cells += [(t, pos, {lane}) for pos, t in json.loads(blob)]
+        self.loads += 1
+        return True
+
+    loads = 0
 
     def decode(self, lane: int, tokens: list[int]) -> None:
         start = len(self.seen_by(lane))
@@ -73,17 +88,61 @@ def test_eviction_frees_what_no_other_lane_sees_least_recently_used_first():
     assert pool.match([1, 1, 1]) == 0 and pool.match([3, 3, 3]) == 3
 
 
+def test_an_evicted_sequence_comes_back_from_host_memory_sharing_what_the_pool_holds():
+    cells = Cells()
+    pool = KvPool(200, 8, cells, HostCache(1 << 20))
+    system = [9] * 40
+    a, _ = pool.open(system + [1] * 50, limit=89)
+    cells.decode(a, system + [1] * 50)
+    pool.append(a, system + [1] * 50)
+    b, shared = pool.open(system + [2] * 50, limit=89)  # a is still running
+    assert shared == 40
+    cells.decode(b, [2] * 50)
+    pool.append(b, [2] * 50)
+    pool.close(a)
+    assert pool.reclaim(100, keep=frozenset({b})) == 110  # a's 50 cells go to host memory
+    assert pool.host is not None and len(pool.host) == 1 and pool.host.tokens == 90
+    # a's next turn: its history comes back, the system prompt shared with b's cells
+    c, shared = pool.open(system + [1] * 50 + [3] * 5, limit=94)
+    assert shared == 90 and cells.loads == 1 and pool.restored == 50
+    assert cells.seen_by(c) == system + [1] * 50
+    assert pool.used == len(cells.cells) == 40 + 50 + 50  # the system prompt once
+    assert len(pool.host) == 0  # back in the pool whole: saved again when evicted again
+
+
+def test_a_restore_stops_where_the_prompt_parts_from_the_saved_sequence():
+    cells = Cells()
+    pool = KvPool(100, 8, cells, HostCache(1 << 20))
+    a, _ = pool.open(list(range(60)), limit=59)
+    cells.decode(a, list(range(60)))
+    pool.append(a, list(range(60)))
+    pool.close(a)
+    pool.reclaim(100)
+    b, shared = pool.open([*range(45), 7, 7], limit=46)
+    assert shared == 45 and cells.seen_by(b) == list(range(45))
+    assert pool.used == len(cells.cells) == 45
+    assert len(pool.host) == 1  # the rest of it may still serve another prompt
+    # a short gain is read, not restored
+    pool.close(b)
+    pool.reclaim(100)
+    assert pool.open([0, 1, 2, 3], limit=3)[1] == 0
+
+
 @pytest.mark.parametrize("seed", range(20))
-def test_the_tree_is_what_the_cells_hold(seed):
-    """Random opens, growth, closes and evictions over prompts that share prefixes."""
+@pytest.mark.parametrize("host", [False, True])
+def test_the_tree_is_what_the_cells_hold(seed, host):
+    """Random opens, growth, closes and evictions over prompts that share prefixes,
+    with and without a host cache that evicted sequences come back from."""
     rng = random.Random(seed)
     cells = Cells()
-    pool = KvPool(400, 6, cells)
+    pool = KvPool(400, 6, cells, HostCache(4000) if host else None)
     running: dict[int, list[int]] = {}  # lane -> what it should see
     for _ in range(200):
         op = rng.random()
         if op < 0.3 and len(running) < 4:
             prompt = [rng.choice([7, 8]) for _ in range(rng.randint(1, 6))] * rng.randint(1, 3)
+            if host:  # long enough to be saved, and to come back
+                prompt = prompt * 12
             lane, shared = pool.open(prompt, limit=len(prompt) - 1)
             assert cells.seen_by(lane) == prompt[:shared]
             assert shared == min(pool.match(prompt), len(prompt) - 1)

@@ -148,3 +148,26 @@ def test_a_full_pool_makes_the_newest_wait_and_loses_nothing(tmp_path):
         assert c["used"] == 0 and c["used"] + c["cached"] + c["free"] == 1024
     finally:
         server.stop()
+
+
+def test_a_prompt_evicted_from_the_pool_comes_back_from_host_memory(tmp_path):
+    """A pool too small for three prompts evicts the oldest to host memory; asked
+    again, it is restored, not read, and answers to the last bit as computed."""
+    server = start_server(
+        tmp_path, *("--parallel", "2", "--max-model-len", "1024", "--kv-cache-size", "1024")
+    )
+    try:
+        kw = {"max_tokens": 24, "logprobs": True, "top_logprobs": 3}
+        first = system_prompt()
+        computed = ask(server, first, "the moon", **kw)
+        assert cached(computed) < 8
+        for _ in range(2):  # two more prompts of ~400 tokens push it out of the pool
+            ask(server, system_prompt(), "bread")
+        c = cells(server)
+        assert c["host"] >= computed["usage"]["prompt_tokens"]
+        assert c["cached"] + c["free"] == 1024
+        again = ask(server, first, "the moon", **kw)
+        assert cached(again) == again["usage"]["prompt_tokens"] - 1  # all but the last
+        assert again["choices"][0]["logprobs"] == computed["choices"][0]["logprobs"]
+    finally:
+        server.stop()

@@ -60,6 +60,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             details={
                 "parallel": lm.parallel,
                 "kv_cache_size": lm.kv_cells,
+                "kv_host_cache_mib": lm.host_cache_bytes >> 20,
                 "threads": lm.n_threads,
                 "trained_context": lm.n_ctx_train,
                 "architecture": lm.metadata.get("general.architecture", "?"),

@@ -23,6 +23,9 @@ from __future__ import annotations
 import collections
 from typing import Protocol
 
+from llmkit.engines.llamacpp.host_cache import MIN_TOKENS, HostCache
+from llmkit.engines.llamacpp.token_prefix import common_prefix
+
 
 class Memory(Protocol):
     """What the pool needs of llama.cpp's memory (``llama_memory_seq_*``)."""
@@ -30,6 +33,8 @@ class Memory(Protocol):
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None: ...
     def seq_rm(self, lane: int, p0: int, p1: int) -> bool: ...
     def clear(self) -> None: ...
+    def save(self, lane: int) -> bytearray: ...
+    def load(self, lane: int, blob: bytearray) -> bool: ...
 
 
 class Node:
@@ -48,10 +53,14 @@ class Node:
 
 
 class KvPool:
-    def __init__(self, cells: int, lanes: int, memory: Memory) -> None:
+    def __init__(
+        self, cells: int, lanes: int, memory: Memory, host: HostCache | None = None
+    ) -> None:
         self.cells = cells
         self.memory = memory
         self.n_lanes = lanes
+        self.host = host  # where evicted sequences go, if anywhere
+        self.restored = 0  # tokens brought back from ``host``, all told
         self._empty()
 
     def _empty(self) -> None:
@@ -98,7 +107,9 @@ class KvPool:
         if not self._free:
             self.evict(next(iter(self._idle)))  # ``lanes`` > running: one is idle
         lane = self._free.pop()
-        node, k, n = self._walk(tokens[:limit])
+        want = tokens[:limit]
+        node, k, n = self._walk(want)
+        back = self._restore(lane, want, n)
         if n and k < len(node.tokens):
             node = self._split(node, k)
         if n:
@@ -109,7 +120,30 @@ class KvPool:
                 p.lanes.add(lane)
                 p = p.parent
         self._tail[lane] = node
+        if back > n:
+            self.append(lane, want[n:back])
+            self.restored += back - n
+            return lane, back
         return lane, n
+
+    def _restore(self, lane: int, want: list[int], n: int) -> int:
+        """Load into ``lane`` the host-saved sequence that shares the most of ``want``
+        beyond the ``n`` tokens the pool holds, less those ``n`` (they are shared
+        instead): up to where the lane's cells now reach, or 0."""
+        hit = self.host.find(want, n) if self.host is not None else None
+        # The whole saved sequence lands before the part the pool holds is dropped.
+        if hit is None or self.free < len(hit[0].tokens):
+            return 0
+        entry, upto = hit
+        if not self.memory.load(lane, entry.blob):
+            self.memory.seq_rm(lane, -1, -1)
+            return 0
+        self.memory.seq_rm(lane, upto, -1)  # past where the prompt parts from it
+        if n:
+            self.memory.seq_rm(lane, 0, n)
+        if upto == len(entry.tokens):
+            self.host.take(entry)  # type: ignore[union-attr]
+        return upto
 
     def append(self, lane: int, tokens: list[int]) -> None:
         """``tokens`` were decoded into ``lane``'s next cells."""
@@ -128,7 +162,10 @@ class KvPool:
             self._idle[lane] = None
 
     def evict(self, lane: int) -> int:
-        """Take ``lane`` and the cells only it sees out of the pool: how many cells."""
+        """Take ``lane`` and the cells only it sees out of the pool: how many cells.
+        With a host cache, the sequence is saved there first."""
+        if self.host is not None:
+            self._save(lane)
         self.memory.seq_rm(lane, -1, -1)
         freed = 0
         node: Node | None = self._tail.pop(lane)
@@ -144,6 +181,21 @@ class KvPool:
         self._idle.pop(lane, None)
         self._free.append(lane)
         return freed
+
+    def _save(self, lane: int) -> None:
+        """Keep ``lane``'s sequence in the host cache when evicting it loses cells
+        worth keeping (those no other lane sees)."""
+        path: list[Node] = []
+        node: Node | None = self._tail[lane]
+        while node is not None and node is not self.root:
+            path.append(node)
+            node = node.parent
+        lost = sum(len(p.tokens) for p in path if p.lanes == {lane})
+        if lost < MIN_TOKENS:
+            return
+        blob = self.memory.save(lane)
+        if blob:
+            self.host.put([t for p in reversed(path) for t in p.tokens], blob)  # type: ignore[union-attr]
 
     def reclaim(self, need: int, keep: frozenset[int] = frozenset()) -> int:
         """Evict idle lanes, least recently used first, until ``need`` cells are
@@ -184,20 +236,3 @@ class KvPool:
             if last is node:
                 self._tail[lane] = tail
         return node
-
-
-def common_prefix(a: list[int], b: list[int], offset: int = 0) -> int:
-    """How many leading tokens of ``a`` equal ``b[offset:]``'s."""
-    n = min(len(a), len(b) - offset)
-    if n <= 0 or a[0] != b[offset]:
-        return 0
-    if a[:n] == b[offset : offset + n]:  # the usual case, at C speed
-        return n
-    lo, hi = 0, n  # a[:lo] matches, a[:hi] does not: bisect with slice compares
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[offset : offset + mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo

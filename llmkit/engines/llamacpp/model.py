@@ -46,6 +46,7 @@ class LoadOptions:
     n_threads: int | None = None
     parallel: int = 1
     kv_cells: int | None = None  # the KV pool; None: parallel x n_ctx
+    host_cache_mib: int = 8192  # host memory for sequences evicted from the pool; 0: none
     on_progress: Callable[[float], None] | None = None
 
 
@@ -77,6 +78,7 @@ class LoadedModel:
                 f"A KV cache of {self.kv_cells} tokens cannot hold one sequence of the "
                 f"{n_ctx}-token context; give --kv-cache-size at least {n_ctx}."
             )
+        self.host_cache_bytes = max(0, opts.host_cache_mib) << 20
         # Sequence ids beyond the running ones keep finished sequences' cells as cache.
         self.lanes = min(LANES_MAX, max(4 * self.parallel, 64))
         cparams = llama_cpp.llama_context_default_params()

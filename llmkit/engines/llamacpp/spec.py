@@ -20,7 +20,8 @@ from llmkit.models.resolve import ResolvedModel, resolve_model
 
 
 class LlamaCppOptions(LocalEngineOptions):
-    """What every in-process engine takes, and the size of the shared KV pool."""
+    """What every in-process engine takes, the size of the shared KV pool and of
+    its host-memory second tier."""
 
     kv_cache_size: int | None = Field(
         default=None,
@@ -28,6 +29,14 @@ class LlamaCppOptions(LocalEngineOptions):
         description=(
             "Tokens of KV cache all sequences share, taken as they grow "
             "(default: max-model-len x parallel)."
+        ),
+    )
+    kv_host_cache: int = Field(
+        default=8192,
+        ge=0,
+        description=(
+            "MiB of host memory that keep sequences evicted from the KV pool, restored "
+            "when a prompt starts with one again (0: off)."
         ),
     )
 
@@ -60,6 +69,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
             n_threads=o.threads,
             parallel=estimate.sequences,  # what the fit check chose, as n_ctx
             kv_cells=estimate.kv_tokens,
+            host_cache_mib=o.kv_host_cache,
             on_progress=ctx.on_progress,
         ),
         max_queue=o.max_queue,

@@ -21,6 +21,7 @@ tokens it generated), so the text it has sent stands.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -29,9 +30,11 @@ import llama_cpp
 import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
-from llmkit.engines.llamacpp.kv_pool import KvPool, common_prefix
+from llmkit.engines.llamacpp.host_cache import HostCache
+from llmkit.engines.llamacpp.kv_pool import KvPool
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
+from llmkit.engines.llamacpp.token_prefix import common_prefix
 from llmkit.engines.logprobs import score
 
 log = logging.getLogger("llmkit.engine.llamacpp")
@@ -63,7 +66,8 @@ class BatchStep(Backend[SeqState]):
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
         self.parallel = lm.parallel
-        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.memory))
+        host = HostCache(lm.host_cache_bytes) if lm.host_cache_bytes else None
+        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.ctx, lm.memory), host)
         self.share = lm.shares_prefixes
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._order = itertools.count()
@@ -151,8 +155,14 @@ class BatchStep(Backend[SeqState]):
             for seq in order:
                 seq.state.ready = seq.state.n_done
         self._running = {s.state.lane for s in order if s.state.lane >= 0}
-        self._counts = pool.split_counts(self._running)
+        self._counts = self._split_counts()
         return failed + [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+
+    def _split_counts(self) -> dict[str, int]:
+        counts = self.pool.split_counts(self._running)
+        if self.pool.host is not None:
+            counts["host"] = self.pool.host.tokens  # saved cells, restored on a hit
+        return counts
 
     def _waits(self, seq: Seq, order: list[Seq]) -> bool:
         """Should ``seq`` wait for another sequence that is reading its prefix now?"""
@@ -214,7 +224,7 @@ class BatchStep(Backend[SeqState]):
         if seq.state.lane >= 0:
             self.pool.close(seq.state.lane)
             self._running.discard(seq.state.lane)
-            self._counts = self.pool.split_counts(self._running)
+            self._counts = self._split_counts()
             seq.state.lane = -1
 
     def recover(self) -> None:
@@ -234,7 +244,8 @@ def _owed(seq: Seq) -> int:
 class _Memory:
     """``kv_pool.Memory`` over a llama.cpp context's memory."""
 
-    def __init__(self, memory: llama_cpp.llama_memory_t) -> None:
+    def __init__(self, ctx: llama_cpp.llama_context_p, memory: llama_cpp.llama_memory_t) -> None:
+        self.ctx = ctx
         self.m = memory
 
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
@@ -245,3 +256,16 @@ class _Memory:
 
     def clear(self) -> None:
         llama_cpp.llama_memory_clear(self.m, True)
+
+    def save(self, lane: int) -> bytearray:
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, lane)
+        blob = bytearray(size)
+        view = (ctypes.c_uint8 * size).from_buffer(blob)
+        n = llama_cpp.llama_state_seq_get_data(self.ctx, view, size, lane)
+        del view  # the buffer can change size again
+        del blob[n:]
+        return blob
+
+    def load(self, lane: int, blob: bytearray) -> bool:
+        view = (ctypes.c_uint8 * len(blob)).from_buffer(blob)
+        return llama_cpp.llama_state_seq_set_data(self.ctx, view, len(blob), lane) > 0
