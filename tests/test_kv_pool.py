@@ -128,6 +128,22 @@ def test_a_restore_stops_where_the_prompt_parts_from_the_saved_sequence():
     assert pool.open([0, 1, 2, 3], limit=3)[1] == 0
 
 
+def test_without_room_for_the_whole_saved_sequence_the_prompt_is_read():
+    cells = Cells()
+    pool = KvPool(100, 8, cells, HostCache(1 << 20))
+    a, _ = pool.open(list(range(80)), limit=79)
+    cells.decode(a, list(range(80)))
+    pool.append(a, list(range(80)))
+    pool.close(a)
+    pool.reclaim(100)  # saved: 80 tokens
+    b, _ = pool.open([7] * 40, limit=39)
+    cells.decode(b, [7] * 40)
+    pool.append(b, [7] * 40)  # 60 cells free, 80 needed for a moment
+    c, shared = pool.open(list(range(80)), limit=79)
+    assert shared == 0 and cells.loads == 0 and cells.seen_by(c) == []
+    assert pool.used == len(cells.cells) == 40 and len(pool.host) == 1
+
+
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize("host", [False, True])
 def test_the_tree_is_what_the_cells_hold(seed, host):

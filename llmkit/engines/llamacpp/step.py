@@ -66,13 +66,14 @@ class BatchStep(Backend[SeqState]):
     def __init__(self, lm: LoadedModel) -> None:
         self.lm = lm
         self.parallel = lm.parallel
-        host = HostCache(lm.host_cache_bytes) if lm.host_cache_bytes else None
-        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.ctx, lm.memory), host)
         self.share = lm.shares_prefixes
+        # What is saved is only ever restored as a shared prefix.
+        host = HostCache(lm.host_cache_bytes) if lm.host_cache_bytes and self.share else None
+        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.ctx, lm.memory), host)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._order = itertools.count()
-        self._counts = {"used": 0, "cached": 0, "free": lm.kv_cells}
         self._running: set[int] = set()  # lanes of sequences in the pool, as of the last step
+        self._counts = self._split_counts()
 
     def kv_cache(self) -> dict[str, int]:
         return dict(self._counts)
