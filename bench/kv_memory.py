@@ -24,6 +24,8 @@ import serving
 
 #: Context per conversation: a ~2,000-token conversation and a little room.
 CONV_CTX = 2048
+#: The chat template's tokens around a system and a user message and the reply's start.
+TEMPLATE = 20
 
 
 def peak(outs: list[dict]) -> int:
@@ -39,13 +41,19 @@ def peak(outs: list[dict]) -> int:
 
 
 def conversations(prefix_text, filler, vocab, cfg: dict, tokens: int) -> list[list[dict]]:
+    """``mem_n`` conversations of at most ``conv`` tokens with the reply: the system
+    prompt (the salt, then ~``mem_prefix`` tokens) shared, then each one's own text."""
     system = f"{prefix_text}\n" + filler(vocab, cfg["mem_prefix"], "memory-policy")
-    own = cfg["conv"] - cfg["mem_prefix"] - tokens - 40  # the template's tokens aside
+    own = cfg["conv"] - tokens - TEMPLATE - len(vocab.tokenize(system.encode(), add_bos=False))
+
+    def user(i: int) -> str:  # cut to its budget: the filler overshoots by up to a rule
+        ids = vocab.tokenize(filler(vocab, own, f"conv-{i}").encode(), add_bos=False)
+        return vocab.detokenize(ids[: own - 2]).decode("utf-8", errors="ignore")
+
     return [
-        [{"role": "system", "content": system},
-         {"role": "user", "content": filler(vocab, own, f"conv-{i}")}]
+        [{"role": "system", "content": system}, {"role": "user", "content": user(i)}]
         for i in range(cfg["mem_n"])
-    ]  # fmt: skip
+    ]
 
 
 def row(burst, url: str, chats: list[list[dict]], tokens: int, eos: int) -> dict:
@@ -99,3 +107,32 @@ def markdown(m: dict) -> list[str]:
     ratio = ours["decoded_at_once"] / best if best and not ours["failed"] else float("nan")
     lines += ["", f"llmkit / llama-server's best without a failure: {ratio:.2f}"]
     return lines
+
+
+def main() -> None:
+    """The memory row alone: ``python bench/kv_memory.py [--quick]``."""
+    import argparse
+    import time
+
+    import llama_cpp
+    import prefix
+
+    from llmkit.engines.llamacpp.model import default_threads
+    from llmkit.models.bundled import bundled_model_path
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    cfg = prefix.QUICK if args.quick else prefix.FULL
+    tokens = 16 if args.quick else 128
+    path = bundled_model_path()
+    vocab = llama_cpp.Llama(path, vocab_only=True, verbose=False)
+    llama_server.build(lambda line: print(line, file=sys.stderr))
+    m = measure(prefix.burst, prefix.filler, vocab, cfg, path, default_threads(), tokens,
+                vocab.token_eos())  # fmt: skip
+    serving.save({"date": time.strftime("%Y-%m-%d"), "memory": m}, "kv_memory.json")
+    print("\n".join(markdown(m)))
+
+
+if __name__ == "__main__":
+    main()

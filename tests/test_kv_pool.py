@@ -192,3 +192,13 @@ def test_common_prefix():
     assert common_prefix([1, 2, 3], [0, 1, 2, 3, 9], offset=1) == 3
     assert common_prefix([5], [1, 2]) == 0
     assert common_prefix(list(range(1000)), [*range(999), 0]) == 999
+
+
+def test_the_host_tier_takes_at_most_a_quarter_of_available_ram_unless_told():
+    from llmkit.engines.llamacpp.spec import LlamaCppOptions, _host_cache_mib
+    from llmkit.models.fit import available_ram
+
+    default = _host_cache_mib(LlamaCppOptions())
+    assert 0 < default <= min(8192, (available_ram() >> 20) // 4 + 256)  # RAM moves a little
+    assert _host_cache_mib(LlamaCppOptions(kv_host_cache=20000)) == 20000
+    assert _host_cache_mib(LlamaCppOptions(kv_host_cache=0)) == 0

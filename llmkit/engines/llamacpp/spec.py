@@ -13,7 +13,7 @@ from pydantic import Field
 
 from llmkit.engines.base import Engine, LocalEngineOptions
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
-from llmkit.models.fit import fit_before_serving
+from llmkit.models.fit import available_ram, fit_before_serving
 from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.models.resolve import ResolvedModel, resolve_model
@@ -36,7 +36,8 @@ class LlamaCppOptions(LocalEngineOptions):
         ge=0,
         description=(
             "MiB of host memory that keep sequences evicted from the KV pool, restored "
-            "when a prompt starts with one again (0: off)."
+            "when a prompt starts with one again (default: 8192, at most a quarter of "
+            "the RAM available; 0: off)."
         ),
     )
 
@@ -69,7 +70,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
             n_threads=o.threads,
             parallel=estimate.sequences,  # what the fit check chose, as n_ctx
             kv_cells=estimate.kv_tokens,
-            host_cache_mib=o.kv_host_cache,
+            host_cache_mib=_host_cache_mib(o),
             on_progress=ctx.on_progress,
         ),
         max_queue=o.max_queue,
@@ -83,6 +84,14 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
         header = read_gguf_header(model.path).fields
         describe = replace(describe, capabilities=capabilities(header))
     return [Built(model.name, served, describe, created=file_mtime(model.path))]
+
+
+def _host_cache_mib(o: LlamaCppOptions) -> int:
+    """``--kv-host-cache`` as given; by default at most a quarter of the RAM available
+    now, so saved sequences never crowd out the machine's other programs."""
+    if "kv_host_cache" in o.model_fields_set:
+        return o.kv_host_cache
+    return min(o.kv_host_cache, available_ram() // 4 >> 20)
 
 
 def _preset_context(model: ResolvedModel) -> int | None:
