@@ -110,14 +110,20 @@ def test_an_evicted_sequence_comes_back_from_host_memory_sharing_what_the_pool_h
     assert len(pool.host) == 0  # back in the pool whole: saved again when evicted again
 
 
-def test_a_restore_stops_where_the_prompt_parts_from_the_saved_sequence():
+def saved(tokens: list[int]) -> tuple[Cells, KvPool]:
+    """A pool of 100 cells whose only cache, ``tokens``, went to host memory."""
     cells = Cells()
     pool = KvPool(100, 8, cells, HostCache(1 << 20))
-    a, _ = pool.open(list(range(60)), limit=59)
-    cells.decode(a, list(range(60)))
-    pool.append(a, list(range(60)))
+    a, _ = pool.open(tokens, limit=len(tokens) - 1)
+    cells.decode(a, tokens)
+    pool.append(a, tokens)
     pool.close(a)
     pool.reclaim(100)
+    return cells, pool
+
+
+def test_a_restore_stops_where_the_prompt_parts_from_the_saved_sequence():
+    cells, pool = saved(list(range(60)))
     b, shared = pool.open([*range(45), 7, 7], limit=46)
     assert shared == 45 and cells.seen_by(b) == list(range(45))
     assert pool.used == len(cells.cells) == 45
@@ -129,13 +135,7 @@ def test_a_restore_stops_where_the_prompt_parts_from_the_saved_sequence():
 
 
 def test_without_room_for_the_whole_saved_sequence_the_prompt_is_read():
-    cells = Cells()
-    pool = KvPool(100, 8, cells, HostCache(1 << 20))
-    a, _ = pool.open(list(range(80)), limit=79)
-    cells.decode(a, list(range(80)))
-    pool.append(a, list(range(80)))
-    pool.close(a)
-    pool.reclaim(100)  # saved: 80 tokens
+    cells, pool = saved(list(range(80)))
     b, _ = pool.open([7] * 40, limit=39)
     cells.decode(b, [7] * 40)
     pool.append(b, [7] * 40)  # 60 cells free, 80 needed for a moment
