@@ -171,3 +171,29 @@ def test_a_prompt_evicted_from_the_pool_comes_back_from_host_memory(tmp_path):
         assert again["choices"][0]["logprobs"] == computed["choices"][0]["logprobs"]
     finally:
         server.stop()
+
+
+def test_ollama_counts_the_whole_prompt_and_what_the_cache_gave(pool_server):
+    system = system_prompt()
+
+    def chat() -> dict:
+        r = httpx.post(
+            pool_server.url + "/api/chat",
+            json={
+                "model": MODEL,
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": "Describe owls."},
+                ],
+                "stream": False,
+                "options": {"num_predict": 8, "temperature": 0},
+            },
+            timeout=300,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first, again = chat(), chat()
+    assert first["prompt_eval_count"] == again["prompt_eval_count"] > 300  # the whole prompt
+    assert first.get("prompt_eval_cached_count", 0) < 8  # left out when none
+    assert again["prompt_eval_cached_count"] == again["prompt_eval_count"] - 1  # all but the last

@@ -246,7 +246,9 @@ def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
         "done_reason": "length" if last.chunk.finish_reason == "length" else "stop",
         "total_duration": end - timing.start,
         "load_duration": timing.load,
-        "prompt_eval_count": usage.prompt_tokens if usage else 0,
+        "prompt_eval_count": usage.prompt_tokens if usage else 0,  # the whole prompt, as Ollama
+        # of which read from the KV cache: Ollama's prompt_eval_cached_count, left out at 0
+        "prompt_eval_cached_count": (usage.cached_tokens or None) if usage else None,
         "prompt_eval_duration": max(0, first - timing.start - timing.load),
         "eval_count": usage.completion_tokens if usage else 0,
         "eval_duration": end - first,

@@ -206,6 +206,7 @@ class Metrics(DoneFields):
     total_duration: int
     load_duration: int
     prompt_eval_count: int
+    prompt_eval_cached_count: int | None = None  # left out when nothing came from the cache
     prompt_eval_duration: int
     eval_count: int
     eval_duration: int
@@ -214,7 +215,7 @@ class Metrics(DoneFields):
 class ChatDoneResponse(Metrics, Omitting):
     """The last line of a chat stream (empty content), or the whole answer."""
 
-    omit_if_none = ("logprobs",)
+    omit_if_none = ("logprobs", "prompt_eval_cached_count")
     message: ResponseMessage
     logprobs: list[Logprob] | None = None  # the whole answer's, when asked
 
@@ -222,7 +223,7 @@ class ChatDoneResponse(Metrics, Omitting):
 class GenerateDoneResponse(Metrics, Omitting):
     """The last line of a generate stream (empty response), or the whole answer."""
 
-    omit_if_none = ("context", "logprobs")
+    omit_if_none = ("context", "logprobs", "prompt_eval_cached_count")
 
     response: str
     # The conversation so far as token ids, for the next request's ``context``;
