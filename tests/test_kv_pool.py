@@ -149,6 +149,14 @@ def test_without_room_for_the_whole_saved_sequence_the_prompt_is_read():
 def test_the_tree_is_what_the_cells_hold(seed, host):
     """Random opens, growth, closes and evictions over prompts that share prefixes,
     with and without a host cache that evicted sequences come back from."""
+    random_run(seed, host)
+
+
+def test_the_random_runs_bring_sequences_back_from_host_memory():
+    assert sum(random_run(seed, True).loads for seed in range(20)) >= 20
+
+
+def random_run(seed: int, host: bool) -> Cells:
     rng = random.Random(seed)
     cells = Cells()
     pool = KvPool(400, 6, cells, HostCache(4000) if host else None)
@@ -185,6 +193,7 @@ def test_the_tree_is_what_the_cells_hold(seed, host):
             assert cells.seen_by(lane) == want
         counts = pool.split_counts(set(running))
         assert counts["used"] + counts["cached"] + counts["free"] == pool.cells
+    return cells
 
 
 def test_common_prefix():

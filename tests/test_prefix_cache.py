@@ -28,15 +28,19 @@ def system_prompt(n_rules: int = 12) -> str:
     return f"[{salt}] You are a careful assistant. {rules}"
 
 
+def messages(system: str, question: str) -> list[dict]:
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Describe {question}."},
+    ]
+
+
 def ask(server, system: str, question: str, max_tokens: int = 12, **kw) -> dict:
     r = httpx.post(
         server.v1 + "/chat/completions",
         json={
             "model": MODEL,
-            "messages": [
-                {"role": "system", "content": system},
-                {"role": "user", "content": f"Describe {question}."},
-            ],
+            "messages": messages(system, question),
             "max_tokens": max_tokens,
             "temperature": 0,
             **kw,
@@ -181,10 +185,7 @@ def test_ollama_counts_the_whole_prompt_and_what_the_cache_gave(pool_server):
             pool_server.url + "/api/chat",
             json={
                 "model": MODEL,
-                "messages": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": "Describe owls."},
-                ],
+                "messages": messages(system, "owls"),
                 "stream": False,
                 "options": {"num_predict": 8, "temperature": 0},
             },

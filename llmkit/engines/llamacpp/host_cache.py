@@ -38,13 +38,10 @@ class HostCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def fits(self, size: int) -> bool:
-        return 0 < size <= self.budget
-
     def put(self, tokens: list[int], blob: bytearray) -> None:
         """Keep ``blob``, the saved cells of ``tokens``; drop what it supersedes, then
         the least recently used until the budget holds."""
-        if not self.fits(len(blob)):
+        if not 0 < len(blob) <= self.budget:
             return
         for key, e in list(self._entries.items()):
             if common_prefix(e.tokens, tokens) == len(e.tokens):
@@ -72,10 +69,6 @@ class HostCache:
     def take(self, entry: Entry) -> None:
         """``entry`` is back in the pool whole: it is saved again when evicted again."""
         self._drop(id(entry))
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.bytes = self.tokens = 0
 
     def _drop(self, key: int) -> None:
         e = self._entries.pop(key)

@@ -130,7 +130,9 @@ class KvPool:
         """Load into ``lane`` the host-saved sequence that shares the most of ``want``
         beyond the ``n`` tokens the pool holds, less those ``n`` (they are shared
         instead): up to where the lane's cells now reach, or 0."""
-        hit = self.host.find(want, n) if self.host is not None else None
+        if self.host is None:
+            return 0
+        hit = self.host.find(want, n)
         # The whole saved sequence lands before the part the pool holds is dropped.
         if hit is None or self.free < len(hit[0].tokens):
             return 0
@@ -142,7 +144,7 @@ class KvPool:
         if n:
             self.memory.seq_rm(lane, 0, n)
         if upto == len(entry.tokens):
-            self.host.take(entry)  # type: ignore[union-attr]
+            self.host.take(entry)
         return upto
 
     def append(self, lane: int, tokens: list[int]) -> None:
@@ -164,8 +166,7 @@ class KvPool:
     def evict(self, lane: int) -> int:
         """Take ``lane`` and the cells only it sees out of the pool: how many cells.
         With a host cache, the sequence is saved there first."""
-        if self.host is not None:
-            self._save(lane)
+        self._save(lane)
         self.memory.seq_rm(lane, -1, -1)
         freed = 0
         node: Node | None = self._tail.pop(lane)
@@ -185,6 +186,8 @@ class KvPool:
     def _save(self, lane: int) -> None:
         """Keep ``lane``'s sequence in the host cache when evicting it loses cells
         worth keeping (those no other lane sees)."""
+        if self.host is None:
+            return
         path: list[Node] = []
         node: Node | None = self._tail[lane]
         while node is not None and node is not self.root:
@@ -195,7 +198,7 @@ class KvPool:
             return
         blob = self.memory.save(lane)
         if blob:
-            self.host.put([t for p in reversed(path) for t in p.tokens], blob)  # type: ignore[union-attr]
+            self.host.put([t for p in reversed(path) for t in p.tokens], blob)
 
     def reclaim(self, need: int, keep: frozenset[int] = frozenset()) -> int:
         """Evict idle lanes, least recently used first, until ``need`` cells are
