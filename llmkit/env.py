@@ -8,7 +8,7 @@ start-up (``Environment.read()``), and passes the snapshot down; library callers
 (``Chat()``, ``ModelsSettings()``) get a fresh snapshot when they give none.
 
 The serve settings add one ``LLMKIT_<FLAG>`` per ``llmkit serve`` flag, generated
-from the settings and the registered engines (``llmkit.serving.settings``);
+from the settings and the registered engines (``llmkit.config.settings``);
 ``VARIABLES`` here are the ones every command shares.
 """
 

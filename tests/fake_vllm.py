@@ -69,10 +69,10 @@ def main() -> None:
     time.sleep(float(os.environ.get("FAKE_VLLM_DELAY", "0")))
     threading.Thread(target=_crash_when_told, args=(directory,), daemon=True).start()
 
+    from llmkit.config.settings import ServeSettings
     from llmkit.engines.spec import load_specs
     from llmkit.env import Environment
     from llmkit.serving.server import serve
-    from llmkit.serving.settings import ServeSettings
 
     # Only the flags count (an LLMKIT_ENGINE=vllm here would start itself again), and
     # it records its address apart from the llmkit that started it.

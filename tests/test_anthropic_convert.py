@@ -17,6 +17,7 @@ from llmkit.api.anthropic import convert
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic.errors import error_body, error_type
 from llmkit.api.app import create_app
+from llmkit.config.settings import ServeSettings
 from llmkit.core.types import Chunk, Message, ToolCall, ToolCallDelta, Usage
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import (
@@ -27,7 +28,6 @@ from llmkit.errors import (
     ModelNotFoundError,
     ServerBusyError,
 )
-from llmkit.serving.settings import ServeSettings
 from tests.test_guard import app_with, call
 from tests.test_stream_errors import FailingEngine
 

@@ -17,11 +17,11 @@ from llmkit.api.ollama import embed_convert as ollama_convert
 from llmkit.api.ollama import embed_schemas as ollama_s
 from llmkit.api.openai import embed_convert as openai_convert
 from llmkit.api.openai import embed_schemas as openai_s
+from llmkit.config.settings import ServeSettings
 from llmkit.engines import embedding
 from llmkit.engines.llamacpp.embed import capabilities, pooling_for
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError
-from llmkit.serving.settings import ServeSettings
 from tests.toy_engine import ToyEngine, ToyOptions
 
 MODEL = "SmolLM2-135M-Instruct"

@@ -26,13 +26,13 @@ import httpx
 import ollama
 import pytest
 
+from llmkit.config.file import ModelEntry
 from llmkit.core.types import GenerateRequest, Message, SamplingParams
 from llmkit.engines.registry import ServedModel
 from llmkit.engines.spec import load_specs
 from llmkit.env import Environment
 from llmkit.errors import EngineError, ServerBusyError
 from llmkit.serving.build import build_models
-from llmkit.serving.config import ModelEntry
 from tests.conftest import Server, start_server
 
 MODEL = "smol-hf"

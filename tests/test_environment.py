@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llmkit.config.settings import load_serve_settings, serve_variables
 from llmkit.engines.spec import load_specs
 from llmkit.env import VARIABLES, Environment, ModelsSettings
 from llmkit.memory.store import Store
-from llmkit.serving.settings import load_serve_settings, serve_variables
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 LLMKIT = [sys.executable, "-m", "llmkit"]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from llmkit.api.app import create_app
+from llmkit.config.settings import ServeSettings
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import ConfigError
-from llmkit.serving.settings import ServeSettings
 from tests.toy_engine import ToyEngine, ToyOptions
 
 OPEN = {("GET", "/health"), ("GET", "/"), ("HEAD", "/")}

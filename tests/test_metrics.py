@@ -77,8 +77,8 @@ class _Broken(ToyEngine):
 
 def test_health_reports_each_model_as_unloaded_ready_or_failed():
     from llmkit.api.app import create_app
+    from llmkit.config.settings import ServeSettings
     from llmkit.engines.registry import ModelRegistry, ServedModel
-    from llmkit.serving.settings import ServeSettings
 
     registry = ModelRegistry(
         [

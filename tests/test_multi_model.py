@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmkit.cli.main import cli
+from llmkit.config.settings import load_serve_settings
 from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Usage
 from llmkit.engines.base import Engine
@@ -25,7 +26,6 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import load_specs
 from llmkit.env import Environment
 from llmkit.serving.build import model_entries
-from llmkit.serving.settings import load_serve_settings
 from tests.conftest import Server, start_server
 
 HI = [{"role": "user", "content": "Hi"}]

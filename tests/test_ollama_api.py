@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from llmkit.serving.settings import split_host
+from llmkit.config.settings import split_host
 from tests.conftest import free_port, start_server
 
 MODEL = "SmolLM2-135M-Instruct"

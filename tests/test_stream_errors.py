@@ -19,11 +19,11 @@ import openai
 import pytest
 
 from llmkit.api.app import create_app
+from llmkit.config.settings import ServeSettings
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import ServerBusyError
-from llmkit.serving.settings import ServeSettings
 
 GENERIC = "Internal server error; see the server log."
 HI = [{"role": "user", "content": "hi"}]

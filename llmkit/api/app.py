@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmkit import __version__
 from llmkit.api import health, tokens
 from llmkit.api.anthropic import routes as anthropic_routes
 from llmkit.api.anthropic.errors import error_response as anthropic_error
@@ -36,10 +35,11 @@ from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
 from llmkit.api.responses import routes as responses_routes
 from llmkit.api.web import routes as web_routes
+from llmkit.config.settings import ServeSettings
 from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 from llmkit.memory.responses import ResponseStore
-from llmkit.serving.settings import ServeSettings
+from llmkit.version import __version__
 
 log = logging.getLogger("llmkit.api")
 

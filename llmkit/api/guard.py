@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmkit.api.web.routes import asset_paths
+from llmkit.config.settings import ServeSettings, is_loopback
 from llmkit.errors import (
     AuthenticationError,
     ForbiddenError,
@@ -35,7 +36,6 @@ from llmkit.errors import (
     PayloadTooLargeError,
     RateLimitError,
 )
-from llmkit.serving.settings import ServeSettings, is_loopback
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -16,7 +16,7 @@ import re
 import uuid
 from typing import Any
 
-from llmkit import __version__
+from llmkit.version import __version__
 
 _VERSION = (b"x-llmkit-version", __version__.encode())
 

@@ -14,10 +14,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from llmkit import __version__
 from llmkit.cli.options import given, settings_options
 from llmkit.env import Environment
 from llmkit.errors import LlmkitError
+from llmkit.version import __version__
 
 SERVE_EXAMPLES = """Serve models behind the OpenAI API (/v1) and the Ollama API (/api).
 
@@ -51,8 +51,8 @@ def cli() -> None:
 
 
 def make_serve() -> click.Command:
+    from llmkit.config.settings import flag_fields
     from llmkit.engines.spec import load_specs
-    from llmkit.serving.settings import flag_fields
 
     specs = load_specs()
     engines = [n for s in specs for n in (s.name, *s.aliases)]
@@ -60,7 +60,7 @@ def make_serve() -> click.Command:
     @click.command(name="serve", help=SERVE_EXAMPLES)
     @settings_options(flag_fields(specs), choices={"engine": engines})
     def serve(**flags: object) -> None:
-        from llmkit.serving.settings import load_serve_settings
+        from llmkit.config.settings import load_serve_settings
 
         env = Environment.read()
         try:

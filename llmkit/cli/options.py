@@ -1,6 +1,6 @@
 """Click options generated from declarations (pydantic fields), so a flag, its help
 and its ``LLMKIT_*`` variable are declared once: the server's settings in
-``serving/settings.py``, each engine's in its ``EngineSpec``."""
+``config/settings.py``, each engine's in its ``EngineSpec``."""
 
 from __future__ import annotations
 

@@ -55,9 +55,9 @@ def _in_process(
     opts: ChatOptions, text: str | None, env: Environment, talk: Talk, stored: Stored = None
 ) -> None:
     from llmkit.cli.progress import load_progress
+    from llmkit.config.settings import ServeSettings
     from llmkit.engines.spec import load_specs
     from llmkit.serving.server import serving_in_thread
-    from llmkit.serving.settings import ServeSettings
 
     name = _local_name(opts.model, env) if opts.model else None
     settings = ServeSettings(

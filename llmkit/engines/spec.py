@@ -6,7 +6,7 @@ Each engine package (``engines/llamacpp``, ``engines/transformers``, ...) has a
 (the only place its settings are declared; their descriptions are the flags'
 help), how to check that a model fits before anything loads, and how to build
 the engine. ``llmkit serve``'s flags, ``LLMKIT_*`` variables and config-file keys
-are generated from the registered specs (``llmkit.serving``).
+are generated from the registered specs (``llmkit.config.settings``).
 
 Engines from other packages register through the ``llmkit.engines`` entry-point
 group, as simonw/llm's and pytest's plugins do::

@@ -1,4 +1,6 @@
-"""The wiring of ``llmkit serve``, which is no engine's job: the settings (flags >
-``LLMKIT_*`` > config file > defaults, generated from the registered engines),
-the config file and its model entries, building each entry's engine, and the
-server's start-up and shutdown."""
+"""The wiring of ``llmkit serve``, which is no engine's and no dialect's job: the
+only package that knows ``api/`` and ``engines/`` together. It builds each
+model entry's engine (``build``), manages the models a running server pulls,
+creates and removes (``local_models``), sets up the server's logging
+(``logs``), and starts and stops the server (``server``). What it is told to do
+(the settings, the config file) lives below, in ``llmkit.config``."""

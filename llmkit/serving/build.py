@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from llmkit.config.file import COMMON_FIELDS, ModelEntry
+from llmkit.config.settings import ServeSettings
 from llmkit.core.durations import parse_keep_alive
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import BuildContext, EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import ConfigError
 from llmkit.models.derived import Modelfile
-from llmkit.serving.config import COMMON_FIELDS, ModelEntry
-from llmkit.serving.settings import ServeSettings
 
 Progress = Callable[[float], None] | None
 

@@ -21,6 +21,8 @@ import logging
 import os
 from pathlib import Path
 
+from llmkit.config.file import ModelEntry
+from llmkit.config.settings import ServeSettings
 from llmkit.core.types import EngineInfo
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import EngineSpecs
@@ -28,8 +30,6 @@ from llmkit.env import Environment, ModelsSettings
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.derived import Blobs, Modelfile
 from llmkit.models.metadata import describe_files, file_mtime
-from llmkit.serving.config import ModelEntry
-from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit.registry")
 

@@ -25,6 +25,7 @@ import uvicorn
 from sse_starlette.sse import AppStatus
 
 from llmkit.api.app import create_app
+from llmkit.config.settings import ServeSettings
 from llmkit.engines.registry import ModelRegistry
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment
@@ -32,7 +33,6 @@ from llmkit.errors import EngineError, LlmkitError
 from llmkit.memory.database import store_url
 from llmkit.serving.build import build_registry
 from llmkit.serving.local_models import LocalModels
-from llmkit.serving.settings import ServeSettings
 
 log = logging.getLogger("llmkit")
 

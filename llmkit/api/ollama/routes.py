@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from llmkit import __version__
 from llmkit.api.generation import (
     ClientGone,
     ending_in_error,
@@ -35,6 +34,7 @@ from llmkit.core.durations import parse_keep_alive
 from llmkit.core.types import GenerateRequest
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import InvalidRequestError
+from llmkit.version import __version__
 
 
 class JsonBodyRoute(APIRoute):

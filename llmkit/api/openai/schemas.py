@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from llmkit import __version__
+from llmkit.version import __version__
 
 log = logging.getLogger("llmkit.api.openai")
 

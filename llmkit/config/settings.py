@@ -18,17 +18,17 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
-from llmkit.core.durations import parse_keep_alive
-from llmkit.engines.spec import EngineSpecs
-from llmkit.env import DECLARED, Environment
-from llmkit.errors import ConfigError
-from llmkit.serving.config import (
+from llmkit.config.file import (
     COMMON_FIELDS,
     ModelEntry,
     ModelFields,
     read_config_file,
     split_list,
 )
+from llmkit.core.durations import parse_keep_alive
+from llmkit.engines.spec import EngineSpecs
+from llmkit.env import DECLARED, Environment
+from llmkit.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
