@@ -23,6 +23,7 @@ from llmkit.api.conversations import routes as conversation_routes
 from llmkit.api.conversations.service import Conversations
 from llmkit.api.generation import INTERNAL_ERROR
 from llmkit.api.guard import Guard, policy_for
+from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.metrics import Metrics, RequestCounter
 from llmkit.api.metrics import router as metrics_router
 from llmkit.api.ollama import embed_routes as ollama_embed_routes
@@ -48,8 +49,11 @@ def create_app(
     settings: ServeSettings,
     registry: ModelRegistry,
     on_ready: Callable[[], None] | None = None,
+    local_models: LocalCatalog | None = None,
 ) -> FastAPI:
     """``on_ready`` runs once every engine has loaded, before the first request.
+    ``local_models`` is the local catalog served on demand and managed over the
+    Ollama API (None: model management is off).
     ``settings.store`` is the conversation store of the conversations API, the chat
     page and stored responses (None: none; those routes then say so)."""
 
@@ -69,6 +73,7 @@ def create_app(
     app = FastAPI(title="llmkit", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.local_models = local_models
     app.state.metrics = Metrics()
     app.state.metrics.watch(registry)
     # Where /v1/responses keeps its responses; none without a store URL (then only

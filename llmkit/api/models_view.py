@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmkit.api.local_catalog import LocalCatalog
 from llmkit.core.types import EngineInfo
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.serving.local_models import LocalModels
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ def views(models: list[ServedModel]) -> list[ModelView]:
     return [view(m) for m in models]
 
 
-def catalog_views(registry: ModelRegistry) -> list[ModelView]:
+def catalog_views(registry: ModelRegistry, local: LocalCatalog | None) -> list[ModelView]:
     """The served models, then the local catalog's models not served yet (served on
     demand when a request names them), as Ollama lists everything on its disk."""
     out = views(registry.models)
-    if isinstance(registry.fallback, LocalModels):
-        for name, info, created in registry.fallback.listed():
+    if local is not None:
+        for name, info, created in local.listed():
             out.append(ModelView((name,), info, created, loaded=False, expires_at=None))
     return out

@@ -3,9 +3,10 @@ while the request runs, so a user's report and the server log meet.
 
 A client's own ``X-Request-Id`` is kept (a proxy's, a tracing system's) when it
 is short and printable; otherwise the server makes one. The id lives in a
-context variable, which ``RequestIdFilter`` puts on log records. Every response
-also says which llmkit answered (``X-Llmkit-Version``): ``/api/version`` answers
-the Ollama API level, which Ollama's clients gate features on.
+context variable, which ``RequestIdFilter`` puts on log records (the server's
+logging set-up, ``serving/logs``, installs it). Every response also says which
+llmkit answered (``X-Llmkit-Version``): ``/api/version`` answers the Ollama API
+level, which Ollama's clients gate features on.
 """
 
 from __future__ import annotations
@@ -60,13 +61,3 @@ class RequestIdFilter(logging.Filter):
         record.request_id = rid
         record.rid = "" if rid == "-" else f"[{rid}] "
         return True
-
-
-LOG_FORMAT = "%(levelname)-7s %(rid)s%(name)s: %(message)s"
-
-
-def install(level: str) -> None:
-    """The server's logging: the level, and the request id on every line."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())

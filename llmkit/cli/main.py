@@ -8,7 +8,6 @@ engine plugins load then, never at import time.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -69,11 +68,9 @@ def make_serve() -> click.Command:
             raise click.UsageError(_settings_error(e)) from None
         except LlmkitError as e:  # the config file, the engine's name
             raise click.ClickException(e.message) from None
-        from llmkit.api.request_id import install
+        from llmkit.serving.logs import install
 
         install(settings.log_level)
-        # httpx logs every request at INFO: one line per call to an upstream or a vLLM.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
         from llmkit.cli.progress import load_progress
         from llmkit.serving.server import serve as run  # the engines load only when serving
 

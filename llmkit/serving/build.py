@@ -130,7 +130,4 @@ def build_registry(
                 registry.add(served)
             except ValueError as e:
                 raise ConfigError(f"{entry.where}{e}; give each model its own names.") from None
-    from llmkit.serving.local_models import attach  # it builds with this module
-
-    attach(settings, specs, env, registry)  # the local catalog, on demand
     return registry

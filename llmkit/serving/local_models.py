@@ -30,6 +30,7 @@ from llmkit.env import Environment, ModelsSettings
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.derived import Blobs, Modelfile
 from llmkit.models.metadata import describe_files, file_mtime
+from llmkit.serving.build import build_models
 
 log = logging.getLogger("llmkit.registry")
 
@@ -59,8 +60,6 @@ class LocalModels:
         if same is not None and entry.modelfile is None:
             same.names.append(entry.name)
             return same
-        from llmkit.serving.build import build_models  # build imports this module's callers
-
         spec = ModelEntry(
             model=entry.name,
             engine=ENGINE,
@@ -117,11 +116,14 @@ def _real(path: Path) -> str:
 
 def attach(
     settings: ServeSettings, specs: EngineSpecs, env: Environment, registry: ModelRegistry
-) -> None:
+) -> LocalModels | None:
     """Serve the catalog on demand, unless the server is told to serve only what it
-    was configured with, or its engine is not the one that loads catalog GGUFs."""
+    was configured with, or its engine is not the one that loads catalog GGUFs.
+    Returns what the API manages the catalog through (None: model management off)."""
     registry.max_loaded = settings.max_loaded_models
     engine = specs.implied_engine(settings.options) or settings.engine
     if settings.no_model_management or specs.canonical(engine) != ENGINE:
-        return
-    registry.fallback = LocalModels(settings, specs, env, registry)
+        return None
+    local = LocalModels(settings, specs, env, registry)
+    registry.fallback = local
+    return local

@@ -32,7 +32,7 @@ from llmkit.env import Environment
 from llmkit.errors import EngineError, LlmkitError
 from llmkit.memory.database import store_url
 from llmkit.serving.build import build_registry
-from llmkit.serving.local_models import LocalModels
+from llmkit.serving.local_models import LocalModels, attach
 
 log = logging.getLogger("llmkit")
 
@@ -108,7 +108,9 @@ class _Server(uvicorn.Server):
             log.info("%s: ending %d running generation(s)", why, n)
 
 
-def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]:
+def startup_lines(
+    settings: ServeSettings, registry: ModelRegistry, local: LocalModels | None
+) -> list[str]:
     lines = []
     for m in registry.models:
         info = m.info
@@ -121,8 +123,7 @@ def startup_lines(settings: ServeSettings, registry: ModelRegistry) -> list[str]
             f"serving {m.name}{also} on {info.engine}: {info.model}; context "
             f"{info.context_length} tokens" + (f", {extra}" if extra else "")
         )
-    local = registry.fallback
-    if isinstance(local, LocalModels):
+    if local is not None:
         n = len(local.listed())
         lines.append(
             f"serving the local catalog on demand ({local.models.models_dir}): {n} more "
@@ -172,6 +173,17 @@ def _forget(env: Environment) -> None:
         pass
 
 
+def _models(
+    settings: ServeSettings,
+    specs: EngineSpecs,
+    env: Environment,
+    on_progress: Callable[[float], None] | None,
+) -> tuple[ModelRegistry, LocalModels | None]:
+    """The configured models, and the local catalog served on demand beside them."""
+    registry = build_registry(settings, specs, env, on_progress)
+    return registry, attach(settings, specs, env, registry)
+
+
 def serve(
     settings: ServeSettings,
     specs: EngineSpecs,
@@ -180,14 +192,14 @@ def serve(
 ) -> None:
     settings.check_exposure()  # before anything loads: a refusal must come at once
     settings = with_store(settings, env)
-    registry = build_registry(settings, specs, env, on_progress)
+    registry, local = _models(settings, specs, env, on_progress)
 
     def announce() -> None:
-        for line in startup_lines(settings, registry):
+        for line in startup_lines(settings, registry, local):
             log.info(line)
         _record(settings, registry, env)
 
-    app = create_app(settings, registry, on_ready=announce)
+    app = create_app(settings, registry, on_ready=announce, local_models=local)
     if settings.log_requests:
         logging.getLogger("llmkit.requests").setLevel(logging.INFO)
 
@@ -228,8 +240,8 @@ def serving_in_thread(
             s.bind((settings.client_host, 0))
             settings = settings.model_copy(update={"port": s.getsockname()[1]})
     settings = with_store(settings, env)
-    registry = build_registry(settings, specs, env, on_progress)
-    app = create_app(settings, registry)
+    registry, local = _models(settings, specs, env, on_progress)
+    app = create_app(settings, registry, local_models=local)
     AppStatus.disable_automatic_graceful_drain()
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, log_level="warning"

@@ -2,7 +2,7 @@
 own pull, its progress as Ollama's lines), ``delete``, ``copy``, ``create`` (a GGUF
 plus the parts of a Modelfile llmkit applies) and ``blobs`` (uploads for
 ``create``). HTTP only: the catalog work is ``models/``' and the serving of what
-they make is ``serving/local_models``'.
+they make is the wiring's (``api/local_catalog`` says what the routes need of it).
 
 Behind the API key like every route; ``--no-model-management`` answers each of
 them 403, in Ollama's shape.
@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from llmkit.api.generation import ending_in_error
+from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.ollama.errors import error_line
 from llmkit.api.ollama.manage_schemas import (
     CopyBody,
@@ -30,7 +31,6 @@ from llmkit.api.ollama.manage_schemas import (
 )
 from llmkit.api.ollama.routes import JsonBodyRoute
 from llmkit.api.ollama.schemas import Options
-from llmkit.engines.registry import ModelRegistry
 from llmkit.errors import (
     ForbiddenError,
     InvalidRequestError,
@@ -44,15 +44,14 @@ from llmkit.models.derived import Modelfile
 from llmkit.models.download import PullEvent, pull
 from llmkit.models.hf_names import to_pull_request
 from llmkit.models.verify import verify
-from llmkit.serving.local_models import LocalModels
 
 router = APIRouter(prefix="/api", route_class=JsonBodyRoute)
 
 
-def _local(request: Request) -> LocalModels:
-    registry: ModelRegistry = request.app.state.registry
-    if isinstance(registry.fallback, LocalModels):
-        return registry.fallback
+def _local(request: Request) -> LocalCatalog:
+    local: LocalCatalog | None = request.app.state.local_models
+    if local is not None:
+        return local
     raise ForbiddenError(
         "Model management is turned off on this server (--no-model-management, or an "
         "engine that does not serve the local catalog): it serves only the models it "
@@ -86,7 +85,7 @@ async def pull_model(request: Request, body: PullBody) -> Response:
     return _lines(progress) if body.stream is not False else await _last(progress)
 
 
-async def _pulling(local: LocalModels, name: str) -> AsyncIterator[Progress]:
+async def _pulling(local: LocalCatalog, name: str) -> AsyncIterator[Progress]:
     """llmkit's pull in a worker thread; its events become Ollama's lines as they come."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[PullEvent | None] = asyncio.Queue()
@@ -187,7 +186,7 @@ def _messages(given: list[dict]) -> tuple:
 
 
 def _base(
-    request: Request, local: LocalModels, body: CreateBody
+    request: Request, local: LocalCatalog, body: CreateBody
 ) -> tuple[Path, Modelfile | None, str | None]:
     """The GGUF a new model is made from: an uploaded blob (``files``), a GGUF on the
     server's disk or a model (``from``); with the Modelfile it already has."""
@@ -219,7 +218,7 @@ def _base(
     return gguf, made, None
 
 
-def _weights(request: Request, local: LocalModels, name: str) -> tuple[Path, Modelfile | None]:
+def _weights(request: Request, local: LocalCatalog, name: str) -> tuple[Path, Modelfile | None]:
     """The GGUF file a model name serves, and its Modelfile: a catalog model, or a
     configured one served from a GGUF."""
     entry = local.catalog.lookup(name)
@@ -232,7 +231,7 @@ def _weights(request: Request, local: LocalModels, name: str) -> tuple[Path, Mod
 
 
 async def _make(
-    local: LocalModels, name: str, gguf: Path, mf: Modelfile | None, filename: str | None = None
+    local: LocalCatalog, name: str, gguf: Path, mf: Modelfile | None, filename: str | None = None
 ) -> CatalogEntry:
     taken = local.registry.find(name)
     if taken is not None and not taken.on_demand:

@@ -92,7 +92,7 @@ def _model(request: Request, name: str) -> ServedModel:
 
 @router.get("/tags")
 async def tags(request: Request) -> s.TagsResponse:
-    return listings.to_tags(catalog_views(_registry(request)))
+    return listings.to_tags(catalog_views(_registry(request), request.app.state.local_models))
 
 
 @router.get("/ps")

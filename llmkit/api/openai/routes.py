@@ -41,7 +41,7 @@ def _head(prefix: str, model: str) -> convert.Head:
 
 @router.get("/models")
 async def list_models(request: Request) -> s.ModelList:
-    return convert.to_model_list(catalog_views(_registry(request)))
+    return convert.to_model_list(catalog_views(_registry(request), request.app.state.local_models))
 
 
 @router.get("/models/{model_id:path}")
