@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from llmkit.cli.views import PullView, human_params, mem_lines
 from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
-from llmkit.models.catalog import Catalog, CatalogEntry
+from llmkit.models.catalog import CatalogEntry
 from llmkit.models.download import SHORT_NAMES, PullRequest, fetch_config, size_remote, tag_target
 from llmkit.models.download import pull as pull_model
 from llmkit.models.fit import MEM_FLAGS, Budget, Plan, judge, machine_budget
+from llmkit.models.foreign import machine_catalog
 from llmkit.models.metadata import ModelFacts, read_facts
 from llmkit.models.quiet import quiet_libraries
 from llmkit.models.remote_fit import FitPolicy, FitReport
@@ -157,7 +158,7 @@ def _row(entry: CatalogEntry, facts: ModelFacts | None) -> dict[str, Any]:
 def list_models(as_json: bool, cache_dir: Path | None) -> None:
     """List the models on this machine (the bundled one first)."""
     settings = _settings(cache_dir)
-    catalog = Catalog(settings.models_dir, elsewhere=settings)
+    catalog = machine_catalog(settings)
     rows = [_row(e, _facts(e)) for e in catalog.entries()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -235,7 +236,7 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
 def rm(name: str, yes: bool, cache_dir: Path | None) -> None:
     """Remove a pulled model (or one GGUF of several: NAME:TAG)."""
     settings = _settings(cache_dir)
-    catalog = Catalog(settings.models_dir, elsewhere=settings)
+    catalog = machine_catalog(settings)
     try:
         entry = catalog.find(name)
         if entry.source == "bundled" or entry.directory is None:

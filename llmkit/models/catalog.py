@@ -9,8 +9,9 @@ pull shows up as such and the next ``pull`` resumes into the same directory.
 A directory holding several GGUF files (one per quantisation) gives one entry
 per file, named ``owner/name:tag``, the tag being the quantisation in the file
 name (``q4_k_m``). The bundled model is always the first entry; the GGUFs other
-tools keep (Ollama, the Hugging Face cache, LM Studio: ``foreign``) come last,
-when the catalog is given the settings that say where they are.
+tools keep (Ollama, the Hugging Face cache, LM Studio) come last, when the
+catalog is given a way to find them (``foreign.machine_catalog`` gives it theirs;
+this module does not import ``foreign``, which builds on it).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.gguf_header import SHARD_RE, gguf_shards, is_gguf
@@ -64,7 +65,8 @@ class CatalogEntry:
 @dataclass(frozen=True)
 class Catalog:
     models_dir: Path
-    elsewhere: ModelsSettings | None = None  # also list other tools' GGUFs, found per these
+    # Other tools' GGUFs, listed after this machine's own (``foreign.machine_catalog``).
+    elsewhere: Callable[[], list[CatalogEntry]] | None = None
 
     def lookup(self, name: str) -> CatalogEntry | None:
         """The entry an Ollama-style name means (``name`` or ``name:latest``), or None."""
@@ -93,11 +95,7 @@ class Catalog:
                 *self.models_dir.glob(f"*/*/{MANIFEST}"),
             ]:
                 found.extend(_read_entries(manifest))
-        others = []
-        if self.elsewhere is not None:
-            from llmkit.models.foreign import foreign_entries  # it imports this module
-
-            others = foreign_entries(self.elsewhere)
+        others = self.elsewhere() if self.elsewhere is not None else []
         return [bundled, *sorted(found, key=lambda e: e.name.lower()), *others]
 
     def find(self, spec: str) -> CatalogEntry:

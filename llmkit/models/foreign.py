@@ -1,7 +1,8 @@
 """GGUF files other tools already keep on this machine, listed and served in
 place (never copied): Ollama's models folder (``ollama_store``), the Hugging
 Face cache and LM Studio's models folder. ``ModelsSettings.other_models`` says
-which to look in (``LLMKIT_OTHER_MODELS``).
+which to look in (``LLMKIT_OTHER_MODELS``); ``machine_catalog`` is the catalog
+with them in it.
 
     Hugging Face: <HF_HOME>/hub/models--<owner>--<name>/snapshots/<rev>/...gguf
                   named owner/name (owner/name:<quant> when it holds several)
@@ -10,14 +11,20 @@ which to look in (``LLMKIT_OTHER_MODELS``).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from llmkit.env import ModelsSettings
-from llmkit.models.catalog import CatalogEntry, gguf_tag
+from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
 from llmkit.models.gguf_header import SHARD_RE
 from llmkit.models.ollama_store import ollama_entries
 
 LMSTUDIO_FOLDERS = ("~/.lmstudio/models", "~/.cache/lm-studio/models")
+
+
+def machine_catalog(settings: ModelsSettings) -> Catalog:
+    """The catalog of ``settings.models_dir``, then the GGUFs other tools keep."""
+    return Catalog(settings.models_dir, elsewhere=partial(foreign_entries, settings))
 
 
 def foreign_entries(settings: ModelsSettings) -> list[CatalogEntry]:

@@ -13,6 +13,7 @@ from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
+from llmkit.models.foreign import machine_catalog
 from llmkit.models.gguf_header import SHARD_RE, is_gguf
 
 
@@ -31,7 +32,7 @@ def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
     if path.exists():
         name = path.resolve().name
         return ResolvedModel(path, path.stem if path.is_file() else name)
-    catalog = Catalog(settings.models_dir, elsewhere=settings)
+    catalog = machine_catalog(settings)
     try:
         entry = catalog.find(spec)
     except ModelSpecError:
