@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
 from llmkit.engines.decode_loop import Backend
 from llmkit.engines.local import LocalEngine
 from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
-from llmkit.engines.transformers.spec import TransformersOptions
 from llmkit.errors import EngineError
+
+if TYPE_CHECKING:  # the spec builds this engine: at run time, only it imports the other
+    from llmkit.engines.transformers.spec import TransformersOptions
 
 
 class TransformersEngine(LocalEngine[LoadedHF]):

@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -32,8 +33,10 @@ from llmkit.core.types import Chunk, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.engines.remote import RemoteEngine
 from llmkit.engines.vllm.child import Child
-from llmkit.engines.vllm.spec import VllmOptions
 from llmkit.errors import ConfigError, EngineError, ServerBusyError
+
+if TYPE_CHECKING:  # the spec builds this engine: at run time, only it imports the other
+    from llmkit.engines.vllm.spec import VllmOptions
 
 log = logging.getLogger("llmkit.engine.vllm")
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
