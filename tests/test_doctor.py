@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 import llmkit
-from llmkit.cli.checks import judge_build
 from llmkit.cli.main import cli
 from llmkit.engines.llamacpp.build_info import BuildInfo, features
+from llmkit.engines.llamacpp.doctor import judge_build
 from llmkit.memory.migrations import MIGRATIONS
 from llmkit.memory.store import Store
 from tests.conftest import free_port

@@ -132,6 +132,20 @@ def later():
     assert layer("llmkit") == (1, "llmkit") and layer("llmkit.nowhere") is None
 
 
+def test_engine_packages_are_reached_through_their_specs_and_api_through_serving():
+    # Above engines/, an engine is its spec (``EngineSpec``: options, build, doctor);
+    # the command line starts the HTTP layer through the wiring, never directly.
+    inside = tuple(f"llmkit.engines.{p}" for p in ENGINE_PACKAGES)
+    problems = []
+    for name, tree in modules().items():
+        for imp in imports(tree, top_level_only=False):
+            if imp.startswith(inside) and not name.startswith("llmkit.engines"):
+                problems.append(f"{name} imports {imp}")
+            if name.startswith("llmkit.cli") and imp.startswith("llmkit.api"):
+                problems.append(f"{name} imports {imp}")
+    assert not problems, "\n".join(problems)
+
+
 def test_engines_import_only_what_lies_below_them():
     allowed = ("llmkit.core", "llmkit.errors", "llmkit.env", "llmkit.models", "llmkit.engines")
     problems = []

@@ -8,70 +8,23 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import httpx
 
-from llmkit.engines.llamacpp.build_info import BuildInfo, build_info
+from llmkit.engines.spec import Check, Status, load_specs
 from llmkit.env import Environment, ModelsSettings
 from llmkit.models.fit import available_ram
 from llmkit.models.sizing import GIB, format_bytes
 
-Status = Literal["ok", "warn", "fail", "info"]
 MARKS: dict[Status, str] = {"ok": "✓", "warn": "!", "fail": "✗", "info": "·"}
 HUB_TIMEOUT_S = 3.0
 LOW_DISK = 2 * GIB  # below this, a pull of a small model may not fit
 
 
-@dataclass(frozen=True)
-class Check:
-    status: Status
-    name: str
-    detail: str
-    advice: str = ""  # what to do, when the status is warn or fail
-
-
-def llama_cpp_build(env: Environment, models: ModelsSettings) -> list[Check]:
-    try:
-        info = build_info()
-    except ImportError as e:
-        return [
-            Check(
-                "fail",
-                "llama.cpp",
-                f"llama-cpp-python is not installed ({e})",
-                "install llmkit's dependencies: scripts/bootstrap.sh builds it for this CPU",
-            )
-        ]
-    return [judge_build(info)]
-
-
-def judge_build(info: BuildInfo) -> Check:
-    """The installed build's line: its features, and AMX kernels off or not."""
-    shown = f"llama-cpp-python {info.version}; CPU features: {', '.join(info.features) or '?'}"
-    if info.amx:
-        return Check(
-            "fail",
-            "llama.cpp",
-            f"{shown}; AMX kernels ON ({', '.join(info.amx)})",
-            "llama.cpp's AMX kernels crash (llama.cpp #20824): rebuild it without them, "
-            "CMAKE_ARGS=\"-DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16' "
-            "-DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'\" pip install "
-            f"--force-reinstall --no-binary llama-cpp-python llama-cpp-python=={info.version} "
-            "(scripts/bootstrap.sh does this)",
-        )
-    if not info.packed_attention:
-        return Check(
-            "warn",
-            "llama.cpp",
-            f"{shown}; AMX kernels off; without llmkit's attention kernel",
-            "its KV pool falls back to 8-bit cells (slower prompts, and attention that "
-            "costs what the whole pool holds): scripts/bootstrap.sh builds llama.cpp "
-            "with the kernel",
-        )
-    return Check("ok", "llama.cpp", f"{shown}; AMX kernels off; llmkit's attention kernel")
+def engine_builds(env: Environment, models: ModelsSettings) -> list[Check]:
+    """Each registered engine's own lines (llama.cpp: its build), asked of its spec."""
+    return [c for spec in load_specs() if spec.doctor is not None for c in spec.doctor()]
 
 
 def memory(env: Environment, models: ModelsSettings) -> list[Check]:
@@ -214,7 +167,7 @@ def hubs(env: Environment, models: ModelsSettings) -> list[Check]:
 
 
 CHECKS: tuple[Callable[[Environment, ModelsSettings], list[Check]], ...] = (
-    llama_cpp_build,
+    engine_builds,
     memory,
     directories,
     store,

@@ -4,9 +4,12 @@ declared engines are found.
 Each engine package (``engines/llamacpp``, ``engines/transformers``, ...) has a
 ``spec.py`` with one ``EngineSpec``: its name and aliases, its ``Options`` model
 (the only place its settings are declared; their descriptions are the flags'
-help), how to check that a model fits before anything loads, and how to build
-the engine. ``llmkit serve``'s flags, ``LLMKIT_*`` variables and config-file keys
-are generated from the registered specs (``llmkit.config.settings``).
+help), how to check that a model fits before anything loads, how to build the
+engine, and, if it has anything to report, its lines in ``llmkit doctor`` (its
+build, its libraries: ``Check``), so the command line asks the spec and never
+reaches into an engine package. ``llmkit serve``'s flags, ``LLMKIT_*`` variables
+and config-file keys are generated from the registered specs
+(``llmkit.config.settings``).
 
 Engines from other packages register through the ``llmkit.engines`` entry-point
 group, as simonw/llm's and pytest's plugins do::
@@ -25,7 +28,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -38,6 +41,7 @@ from llmkit.errors import ConfigError
 log = logging.getLogger("llmkit.engines")
 
 ENTRY_POINT_GROUP = "llmkit.engines"
+Status = Literal["ok", "warn", "fail", "info"]
 BUILTIN = (
     "llmkit.engines.llamacpp.spec:SPEC",
     "llmkit.engines.transformers.spec:SPEC",
@@ -70,6 +74,17 @@ class Built:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One line of ``llmkit doctor``: what was found and, when something is wrong,
+    what to do about it."""
+
+    status: Status
+    name: str
+    detail: str
+    advice: str = ""  # what to do, when the status is warn or fail
+
+
+@dataclass(frozen=True)
 class EngineSpec:
     name: str
     summary: str  # one line for --engine's help
@@ -82,6 +97,9 @@ class EngineSpec:
     aliases: tuple[str, ...] = ()
     # An option whose presence alone selects this engine (``--upstream URL``).
     implied_by: str | None = None
+    # () -> this engine's lines in ``llmkit doctor`` (how its library was built);
+    # quick, loads no model, and reports a missing library as a failed check.
+    doctor: Callable[[], list[Check]] | None = None
 
     def validate(self, values: dict[str, Any], *, where: str = "") -> Any:
         """The engine's options from ``values``, or a ConfigError naming what is wrong

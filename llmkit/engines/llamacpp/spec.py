@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from llmkit.engines.base import Engine, LocalEngineOptions
+from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.models.fit import available_ram, fit_before_serving
 from llmkit.models.gguf_header import read_gguf_header
@@ -107,4 +108,5 @@ SPEC = EngineSpec(
     fit=_fit,
     build=_build,
     aliases=("llama.cpp", "llama-cpp"),
+    doctor=build_checks,
 )
