@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv with llmkit; `bootstrap.sh test` adds the test tools, and
-# `bootstrap.sh test,transformers` torch (the CPU wheel) and transformers too.
+# `bootstrap.sh test,transformers` torch (the CPU wheel) and transformers too,
+# `bootstrap.sh docs` MkDocs and its Material theme (`make docs`).
 #
 # llama-cpp-python ships only as source. We build it once per CPU without
 # llama.cpp's AMX kernels (they crash on Sapphire Rapids: llama.cpp #20824) and
