@@ -65,7 +65,7 @@ def _run_python(server, code: str, tmp_path: Path) -> str:
         [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,  # a loaded CI machine: langchain's import alone takes seconds
         check=True,
         env={**os.environ, "LLMKIT_HOME": str(tmp_path)},  # conversations go to a temp store
     ).stdout
