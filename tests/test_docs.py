@@ -144,3 +144,13 @@ def test_the_architecture_diagram_draws_the_order_the_import_check_enforces():
     from tests.test_layers import LAYERS  # the import check's order, top first
 
     assert diagram_layers() == [_names(layer) for layer in LAYERS]
+
+
+def test_the_quick_start_commands_are_the_makefile_s_and_ci_runs_them():
+    readme = (ROOT / "README.md").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    for target in ("serve", "test"):
+        assert f"\n    make {target}\n" in readme and f"\n{target}:\n" in makefile
+    assert "\ndocs:\n" in makefile and "mkdocs build --strict" in makefile
+    assert "make test" in ci and "make docs" in ci  # CI: the README's command, then the site
