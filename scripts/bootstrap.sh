@@ -8,8 +8,9 @@
 # otherwise native, and keep the wheel in ~/.cache/llmkit/wheels keyed by the
 # CPU's flags, the version and the build flags: a wheel fits only its CPU.
 # Its vendored llama.cpp gets one patch first (scripts/llama-cpp/, see
-# docs/engines/llamacpp.md, "The KV pool"): attention over only the cells a sequence can see, with results
-# that do not depend on where those cells sit in the shared KV pool.
+# docs/engines/llamacpp.md, "The KV pool"): attention over only the cells a
+# sequence can see, with results that do not depend on where those cells sit in
+# the shared KV pool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
