@@ -1,5 +1,5 @@
 # The two commands of the quick start. Both set everything up first.
-.PHONY: serve test bench bench-prefix lint
+.PHONY: serve test docs bench bench-prefix lint
 
 serve:
 	bash scripts/bootstrap.sh
@@ -10,6 +10,11 @@ test:
 	bash scripts/bootstrap.sh test,transformers
 	.venv/bin/ruff check llmkit tests bench
 	.venv/bin/python -m pytest
+
+# The docs site, into site/; --strict: a broken link or anchor fails the build.
+docs:
+	bash scripts/bootstrap.sh docs
+	.venv/bin/mkdocs build --strict
 
 bench:
 	bash scripts/bootstrap.sh bench

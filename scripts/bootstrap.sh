@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Set up .venv with llmkit; `bootstrap.sh test` adds the test tools, and
-# `bootstrap.sh test,transformers` torch (the CPU wheel) and transformers too.
+# `bootstrap.sh test,transformers` torch (the CPU wheel) and transformers too,
+# `bootstrap.sh docs` MkDocs and its Material theme (`make docs`).
 #
 # llama-cpp-python ships only as source. We build it once per CPU without
 # llama.cpp's AMX kernels (they crash on Sapphire Rapids: llama.cpp #20824) and
 # otherwise native, and keep the wheel in ~/.cache/llmkit/wheels keyed by the
 # CPU's flags, the version and the build flags: a wheel fits only its CPU.
-# Its vendored llama.cpp gets one patch first (scripts/llama-cpp/, see README
-# "The KV pool"): attention over only the cells a sequence can see, with results
-# that do not depend on where those cells sit in the shared KV pool.
+# Its vendored llama.cpp gets one patch first (scripts/llama-cpp/, see
+# docs/engines/llamacpp.md, "The KV pool"): attention over only the cells a
+# sequence can see, with results that do not depend on where those cells sit in
+# the shared KV pool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

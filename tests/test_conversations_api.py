@@ -304,10 +304,9 @@ def test_two_servers_on_one_postgres_take_turns_in_one_conversation(tmp_path, pg
         b.stop()
 
 
-def test_the_readme_curl_example_runs(server):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("### The conversations API", 1)[1]
-    code = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+def test_the_docs_curl_example_runs(server):
+    docs = Path(__file__).resolve().parent.parent / "docs/reference/endpoints/conversations.md"
+    code = re.search(r"```bash\n(.*?)```", docs.read_text(), flags=re.S).group(1)
     out = subprocess.run(
         ["bash", "-c", code.replace("http://localhost:8000", server.url)],
         capture_output=True,

@@ -175,9 +175,9 @@ def test_config_mistakes_are_refused_with_what_to_fix(tmp_path, config, args, me
     assert "Traceback" not in r.output
 
 
-def test_the_readme_config_example_reads_as_documented(tmp_path):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    [example] = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+def test_the_docs_config_example_reads_as_documented(tmp_path):
+    page = Path(__file__).resolve().parent.parent / "docs/reference/config-file.md"
+    [example] = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)
     (tmp_path / "models.yaml").write_text(example)
     specs = load_specs()
     flags = {"config": tmp_path / "models.yaml", "port": 9000}

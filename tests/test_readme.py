@@ -1,4 +1,7 @@
-"""The README's examples, run as written against a real server."""
+"""The examples of the README and of the docs site (``docs/**/*.md``), run as
+written against a real server: every ```bash and ```python block that talks to
+``127.0.0.1:8000``. Shell examples not meant to run are indented blocks or other
+languages."""
 
 from __future__ import annotations
 
@@ -10,16 +13,36 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-BLOCKS = re.findall(r"```(bash|python)\n(.*?)```", README, flags=re.S)
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
-def _examples(lang: str) -> list[str]:
-    return [code for kind, code in BLOCKS if kind == lang and "127.0.0.1:8000" in code]
+def _blocks(page: Path) -> list[tuple[str, str]]:
+    return re.findall(r"```(bash|python)\n(.*?)```", page.read_text(), flags=re.S)
 
 
-def test_readme_has_the_examples():
-    assert len(_examples("bash")) >= 2 and len(_examples("python")) >= 6
+def _examples(lang: str) -> list:
+    """One test per distinct example (the README repeats a few of the docs'), named
+    after the page it is first found on."""
+    seen: dict[str, str] = {}
+    for page in PAGES:
+        for kind, code in _blocks(page):
+            if kind == lang and "127.0.0.1:8000" in code and code not in seen:
+                seen[code] = f"{page.relative_to(ROOT)}:{len(seen)}"
+    return [pytest.param(code, id=name) for code, name in seen.items()]
+
+
+def _runs(page: str) -> int:
+    return sum("127.0.0.1:8000" in code for _kind, code in _blocks(ROOT / page))
+
+
+def test_the_readme_and_each_client_guide_have_examples_that_run():
+    readme = _blocks(ROOT / "README.md")
+    assert sum(k == "bash" and "127.0.0.1:8000" in c for k, c in readme) >= 2
+    assert sum(k == "python" and "127.0.0.1:8000" in c for k, c in readme) >= 5
+    guides = ["openai", "ollama", "anthropic", "langchain", "pydantic-ai", "tools", "chat"]
+    for page in [f"docs/guides/{g}.md" for g in guides] + ["docs/zh/index.md"]:
+        assert _runs(page) >= 1, f"{page} has no example the tests run"
 
 
 @pytest.mark.parametrize("code", _examples("bash"))
@@ -42,7 +65,7 @@ def _run_python(server, code: str, tmp_path: Path) -> str:
         [sys.executable, "-c", code.replace("http://127.0.0.1:8000", server.url)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,  # a loaded CI machine: langchain's import alone takes seconds
         check=True,
         env={**os.environ, "LLMKIT_HOME": str(tmp_path)},  # conversations go to a temp store
     ).stdout
@@ -53,11 +76,12 @@ def test_readme_python(server, code, tmp_path):
     assert _run_python(server, code, tmp_path).strip()
 
 
-TOOLS = README.split("## Tools", 1)[1].split("\n## ", 1)[0]
-TOOL_EXAMPLES = re.findall(r"```python\n(.*?)```", TOOLS, flags=re.S)
+TOOL_EXAMPLES = re.findall(
+    r"```python\n(.*?)```", (ROOT / "docs/guides/tools.md").read_text(), flags=re.S
+)
 
 
-def test_the_tools_section_has_both_dialects():
+def test_the_tools_guide_has_both_dialects():
     assert len(TOOL_EXAMPLES) == 2 and "ollama" in TOOL_EXAMPLES[1]
 
 

@@ -1,6 +1,6 @@
-"""The README's Embeddings examples, run as written against the real server, and
-held to what each says it prints (its ``# prints:`` line: vector counts and
-lengths), not only to running."""
+"""The Embeddings guide's examples (docs/guides/embeddings.md), run as written
+against the real server, and held to what each says it prints (its ``# prints:``
+line: vector counts and lengths), not only to running."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-SECTION = README.split("\n## Embeddings\n", 1)[1].split("\n## ", 1)[0]
-BLOCKS = re.findall(r"```python\n(.*?)```", SECTION, flags=re.S)
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "embeddings.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
 
 
 def test_the_section_has_an_example_per_client():
