@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 # Where the serve settings live: the one import to change if they move.
-from llmkit.serving.settings import flag_fields
+from llmkit.config.settings import flag_fields
 
 MARKER = re.compile(r"^<!-- llmkit:([a-z-]+)(?: ([a-z-]+))? -->$", flags=re.M)
 WIDTH = 100

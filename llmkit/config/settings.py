@@ -51,7 +51,7 @@ class ServeSettings(ModelFields):
     config: Path | None = Field(
         default=None,
         description="A YAML file of serve settings and a 'models' list, one entry per served "
-        "model (see the README); flags and LLMKIT_* win over its top-level settings.",
+        "model (see docs/reference/config-file.md); flags and LLMKIT_* win over its top-level settings.",
     )
     host: str = Field(
         default="127.0.0.1",
