@@ -17,8 +17,10 @@ import numpy as np
 SHAPE = dict(n_layers=2, hidden=64, heads=4, kv_heads=2, ff=128, vocab=256, ctx=512)
 
 
-def _tensors(vocab: int, hidden: int, layers: int, kv: int, ff: int) -> dict[str, tuple]:
-    head_dim = hidden // SHAPE["heads"]
+def _tensors(
+    vocab: int, hidden: int, layers: int, kv: int, ff: int, heads: int = SHAPE["heads"]
+) -> dict[str, tuple]:
+    head_dim = hidden // heads
     shapes = {"token_embd.weight": (vocab, hidden), "output_norm.weight": (hidden,)}
     for i in range(layers):
         shapes |= {
@@ -81,6 +83,40 @@ def tiny_gguf(quant: str = "F16", name: str = "tiny") -> bytes:
         w.write_tensors_to_file()
         w.close()
         return path.read_bytes()
+
+
+def attention_gguf(path: Path, *, heads: int, kv_heads: int, head_dim: int) -> Path:
+    """A tiny llama GGUF that llama.cpp loads and runs (a sentencepiece vocabulary of
+    plain tokens), for the attention kernel's tests: ``heads`` query heads sharing
+    ``kv_heads`` K/V heads of ``head_dim`` each. Weights are scaled by 1/sqrt(fan-in)
+    (but the embeddings) and norms are ones, so scores stay near unit size and
+    attention spreads over many cells instead of picking one (a saturated softmax
+    would hide errors)."""
+    s = dict(SHAPE, hidden=heads * head_dim, heads=heads, kv_heads=kv_heads, ctx=4096)
+    f16 = gguf.GGMLQuantizationType.F16
+    rng = np.random.default_rng(heads * 1000 + kv_heads * 100 + head_dim)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name(f"attn-{heads}x{kv_heads}x{head_dim}")
+    _add_shape(w, s, gguf.LlamaFileType.MOSTLY_F16)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"tok{i}" for i in range(s["vocab"])])
+    w.add_token_scores([0.0] * s["vocab"])
+    w.add_token_types([gguf.TokenType.NORMAL] * s["vocab"])
+    tensors = _tensors(s["vocab"], s["hidden"], s["n_layers"], kv_heads, s["ff"], heads)
+    for tname, shape in tensors.items():
+        if len(shape) == 1:
+            w.add_tensor(tname, np.ones(shape, dtype=np.float32))
+        else:
+            data = rng.standard_normal(shape).astype(np.float32)
+            if tname != "token_embd.weight":  # the output too (tied): logits spread out
+                data /= np.sqrt(shape[-1])
+            w.add_tensor(tname, data.astype(np.float16), raw_dtype=f16)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
 
 
 def hf_config(vocab: int = SHAPE["vocab"]) -> dict:

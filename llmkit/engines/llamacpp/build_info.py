@@ -9,14 +9,20 @@ system info says so (``AMX_INT8 = 1``).
 It also patches llama.cpp's CPU attention (scripts/llama-cpp/): the kernel reads
 only the cells a sequence can see in the shared KV pool, and gives the same
 numbers wherever they sit. A build without it (plain ``pip install``) still
-serves, on 8-bit KV cells, which keep batched replies equal to lone ones.
+serves, on 8-bit KV cells, which keep batched replies equal to lone ones. The
+patch keeps ggml's stock kernels reachable: ``stock_attention`` switches to them
+for a while, in this process, so tests and ``bench/kernel.py`` hold the kernel
+against them in the same build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,15 +66,58 @@ def build_info() -> BuildInfo:
 def packed_attention() -> bool:
     """Whether the installed llama.cpp has llmkit's attention kernel (the patch
     exports ``ggml_cpu_llmkit_packed_attention``)."""
+    return _ggml_cpu() is not None
+
+
+@functools.cache
+def _ggml_cpu() -> ctypes.CDLL | None:
+    """The ggml CPU library llama.cpp runs, when it carries the patch. The wheel
+    holds copies, not links (libggml-cpu.so, .so.0, ...): opening another copy
+    would map a second library whose switch no kernel reads, so the copy already
+    loaded (through libggml's dependency) comes first."""
     try:
         import llama_cpp
     except ImportError:
+        return None
+    paths = sorted((Path(llama_cpp.__file__).parent / "lib").glob("*ggml-cpu*"))
+    loaded = getattr(os, "RTLD_NOLOAD", None)  # open only what is in the process already
+    for mode in ([loaded] if loaded is not None else []) + [ctypes.DEFAULT_MODE]:
+        for path in paths:
+            try:
+                cdll = ctypes.CDLL(str(path), mode=mode)
+            except OSError:
+                continue
+            if hasattr(cdll, "ggml_cpu_llmkit_packed_attention"):
+                return cdll
+    return None
+
+
+def packed_attention_on() -> bool:
+    """Whether flash attention runs on llmkit's kernel now (False: ggml's stock
+    kernels, as in a build without the patch, or switched by ``stock_attention``)."""
+    cdll = _ggml_cpu()
+    if cdll is None:
         return False
-    lib = Path(llama_cpp.__file__).parent / "lib"
-    for path in sorted(lib.glob("*ggml-cpu*")):
-        try:
-            if hasattr(ctypes.CDLL(str(path)), "ggml_cpu_llmkit_packed_attention"):
-                return True
-        except OSError:
-            continue
-    return False
+    # a build of the patch from before the switch: always on
+    return not hasattr(cdll, "ggml_cpu_llmkit_packed_attention_on") or bool(
+        cdll.ggml_cpu_llmkit_packed_attention_on()
+    )
+
+
+@contextlib.contextmanager
+def stock_attention() -> Iterator[None]:
+    """Run flash attention on ggml's stock CPU kernels inside the block, in this
+    process: the reference the kernel is held to. Enter it only between decodes
+    (every thread of an op reads the switch for itself)."""
+    cdll = _ggml_cpu()
+    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_set_packed_attention"):
+        raise RuntimeError(
+            "this llama.cpp build has no switchable llmkit attention kernel; "
+            "rebuild it with scripts/bootstrap.sh"
+        )
+    was = cdll.ggml_cpu_llmkit_packed_attention_on()
+    cdll.ggml_cpu_llmkit_set_packed_attention(0)
+    try:
+        yield
+    finally:
+        cdll.ggml_cpu_llmkit_set_packed_attention(was)
