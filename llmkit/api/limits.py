@@ -8,14 +8,16 @@ a single core request is built, so an absurd value (``n`` of a billion, a
 and the ``llmkit serve`` flag that sets it.
 
 Pydantic models cannot see the server's settings, so the configurable limits
-live here and the schemas keep only fixed caps (``logit_bias`` entries). A JSON schema is measured without recursion (``measure``):
-its nesting depth, how many objects (subschemas) it holds, and how many
-alternatives it offers at one place (``enum`` and ``const`` values, ``anyOf``
-and ``oneOf`` branches, ``|`` in a ``pattern``). The last is what makes
-constrained decoding slow: llama.cpp checks every live alternative against the
-whole vocabulary at each token, so 50,000 of them cost seconds a token for every
-sequence in the batch. OpenAI bounds its structured outputs the same way
-(properties, nesting, enum values).
+live here and the schemas keep only fixed caps (``logit_bias`` entries).
+
+A JSON schema is measured without recursion (``measure``): its nesting depth,
+how many objects and arrays (subschemas) it holds, and how many alternatives it
+offers at one place (``enum`` and ``const`` values, ``anyOf`` and ``oneOf``
+branches, ``|`` in a ``pattern``). The last is what makes constrained decoding
+slow: llama.cpp checks every live alternative against the whole vocabulary at
+each token, so 50,000 of them cost seconds a token for every sequence in the
+batch. OpenAI bounds its structured outputs the same way (properties, nesting,
+enum values).
 """
 
 from __future__ import annotations
@@ -79,9 +81,14 @@ def check(request: Request, sizes: Sizes) -> None:
 
 def check_sizes(limits: LimitSettings, sizes: Sizes) -> None:
     """``check`` without the request: the limits given."""
-    _at_most(sizes.n, limits.max_n, sizes.n_param, "choices", "--max-n")
-    _at_most(sizes.messages, limits.max_messages, sizes.messages_param, "messages",
-             "--max-messages")  # fmt: skip
+    if sizes.n > limits.max_n:
+        raise InvalidRequestError(
+            f"{sizes.n_param} is {sizes.n}; this server generates at most {limits.max_n} "
+            "choices a request (--max-n).",
+            param=sizes.n_param,
+        )
+    m = sizes.messages_param
+    _at_most(sizes.messages, limits.max_messages, m, "messages", "--max-messages")
     _at_most(len(sizes.stop), limits.max_stop, sizes.stop_param, "stop strings", "--max-stop")
     for s in sizes.stop:
         if isinstance(s, str) and len(s) > limits.max_stop_length:
@@ -99,8 +106,7 @@ def check_sizes(limits: LimitSettings, sizes: Sizes) -> None:
 def _at_most(count: int, limit: int, param: str, what: str, flag: str) -> None:
     if count > limit:
         raise InvalidRequestError(
-            f"{param} asks for {count} {what}; this server takes at most {limit} a request "
-            f"({flag}).",
+            f"{param} holds {count} {what}; this server takes at most {limit} a request ({flag}).",
             param=param,
         )
 
@@ -156,24 +162,25 @@ def check_schemas(limits: LimitSettings, schemas: Sequence[Any], param: str) -> 
     if not schemas:
         return
     size = measure(schemas, stop_at=limits.max_schema_size)
-    what = "The tools' parameter schemas" if param.startswith("tools") else "The JSON schema"
+    one = len(schemas) == 1
+    what = f"The JSON schema of {param}" if one else f"The JSON schemas of {param}, together,"
     if size.objects > limits.max_schema_size:
         raise InvalidRequestError(
-            f"{what} hold more than {limits.max_schema_size} JSON objects and arrays "
-            f"(subschemas, lists); this server takes at most {limits.max_schema_size} "
-            "(--max-schema-size).",
+            f"{what} {'holds' if one else 'hold'} more than {limits.max_schema_size} JSON "
+            f"objects and arrays (subschemas, lists); this server takes at most "
+            f"{limits.max_schema_size} (--max-schema-size).",
             param=param,
         )
     if size.depth > limits.max_schema_depth:
         raise InvalidRequestError(
-            f"{what} nest {size.depth} levels deep; this server takes at most "
-            f"{limits.max_schema_depth} (--max-schema-depth).",
+            f"{what} {'nests' if one else 'nest'} {size.depth} levels deep; this server takes "
+            f"at most {limits.max_schema_depth} (--max-schema-depth).",
             param=param,
         )
     if size.alternatives > limits.max_schema_enum:
         raise InvalidRequestError(
-            f"{what} offer {size.alternatives} alternatives (enum and const values, anyOf "
-            f"and oneOf branches); this server takes at most {limits.max_schema_enum} "
-            "(--max-schema-enum).",
+            f"{what} {'offers' if one else 'offer'} {size.alternatives} alternatives (enum and "
+            f"const values, anyOf and oneOf branches, '|' in patterns); this server takes at "
+            f"most {limits.max_schema_enum} (--max-schema-enum).",
             param=param,
         )
