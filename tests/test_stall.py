@@ -257,6 +257,10 @@ CASES = {
         20_000,
         "--max-messages",
     ),
+    # vLLM's /tokenize
+    "tokenize messages": Case(
+        "/tokenize", lambda k: {"model": MODEL, "messages": HI * k}, 4097, 20_000, "--max-messages"
+    ),
     # Ollama
     "ollama chat messages": Case(
         "/api/chat", lambda k: ollama_chat(messages=HI * k), 4097, 20_000, "--max-messages"
