@@ -6,7 +6,9 @@ here, in the shape of the dialect the request path belongs to.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import reprlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -151,9 +153,29 @@ def validation_to_error(request: Request, errors: Any) -> InvalidRequestError:
     for e in errors:
         loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
         param = param or loc or None
-        got = f" (got {e['input']!r})" if "input" in e and e.get("type") != "missing" else ""
+        got = f" (got {_short(e['input'])})" if "input" in e and e.get("type") != "missing" else ""
         parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}{got}")
     return InvalidRequestError("Invalid request: " + "; ".join(parts[:5]), param=param)
+
+
+class _Short(reprlib.Repr):
+    """A value as an error shows it: cut short (an oversized one is often why it
+    is wrong), without writing out, or sorting, the whole of it first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxdict, self.maxlist, self.maxstring = 3, 4, 6, 80
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if level <= 0:
+            return "{...}"
+        items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in
+                 itertools.islice(x.items(), self.maxdict)]  # fmt: skip
+        return "{" + ", ".join(items) + (", ...}" if len(x) > self.maxdict else "}")
+
+
+def _short(value: Any) -> str:
+    return _Short().repr(value)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

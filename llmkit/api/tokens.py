@@ -14,6 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from llmkit.api import limits
 from llmkit.core.types import GenerateRequest, Message
 from llmkit.errors import InvalidRequestError
 
@@ -39,6 +40,9 @@ class TokenizeRequest(BaseModel):
             raise ValueError("give either prompt or messages")
         return self
 
+    def sizes(self) -> limits.Sizes:
+        return limits.Sizes(messages=len(self.messages or ()))
+
 
 class TokenizeResponse(BaseModel):
     count: int
@@ -61,6 +65,7 @@ _ROLES = {"developer": "system"}
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
+    limits.check(request, body.sizes())
     engine = request.app.state.registry.get(body.model).engine
     if body.messages is not None:
         roles = {"system", "user", "assistant", "tool"}

@@ -51,7 +51,8 @@ class ServeSettings(ModelFields):
     config: Path | None = Field(
         default=None,
         description="A YAML file of serve settings and a 'models' list, one entry per served "
-        "model (see docs/reference/config-file.md); flags and LLMKIT_* win over its top-level settings.",
+        "model (docs/reference/config-file.md); flags and LLMKIT_* win over its top-level "
+        "settings.",
     )
     host: str = Field(
         default="127.0.0.1",
@@ -89,7 +90,50 @@ class ServeSettings(ModelFields):
         default=16, ge=1, description="The most choices (n) one request may ask for; more get 400."
     )
     max_messages: int = Field(
-        default=4096, ge=1, description="The most messages one request may carry; more gets 400."
+        default=4096,
+        ge=1,
+        description="The most messages (or Responses input items) one request may carry; more "
+        "gets 400.",
+    )
+    max_stop: int = Field(
+        default=32,
+        ge=0,
+        description="The most stop strings (stop, stop_sequences, options.stop) one request "
+        "may give; more get 400 (each is checked at every token).",
+    )
+    max_stop_length: int = Field(
+        default=256, ge=1, description="The longest stop string, in characters; longer gets 400."
+    )
+    max_tools: int = Field(
+        default=128,
+        ge=0,
+        description="The most tools (or functions) one request may offer; more get 400.",
+    )
+    max_inputs: int = Field(
+        default=2048,
+        ge=1,
+        description="The most inputs one embeddings request (or prompts one /v1/completions "
+        "request) may carry; more get 400.",
+    )
+    max_schema_size: int = Field(
+        default=10000,
+        ge=1,
+        description="The most JSON objects and arrays (subschemas, property maps, lists) in a "
+        "request's JSON schema (response_format, format, a tool's parameters, all tools "
+        "together); more gets 400.",
+    )
+    max_schema_depth: int = Field(
+        default=64,
+        ge=1,
+        description="The deepest nesting of objects and arrays in a request's JSON schema; "
+        "deeper gets 400.",
+    )
+    max_schema_enum: int = Field(
+        default=1000,
+        ge=1,
+        description="The most alternatives a request's JSON schema offers (enum and const "
+        "values, anyOf and oneOf branches, '|' in patterns), which constrained decoding checks "
+        "at every token; more get 400.",
     )
     shutdown_timeout: float = Field(
         default=10,

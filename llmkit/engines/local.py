@@ -1,6 +1,7 @@
 """The asyncio face shared by the engines that run the model in this process
-(llama.cpp, transformers): prompts to tokens off the event loop, the context
-budget checked before the first chunk, and the request handed to the shared
+(llama.cpp, transformers): a request prepared off the event loop and within a
+time budget (prompt to tokens, the context budget, the sequence's sampler and
+grammar: ``budget``), checked before the first chunk, and handed to the shared
 ``DecodeLoop``.
 
 A subclass says how to load its model (into a ``Backend`` for the loop), how a
@@ -31,6 +32,7 @@ from llmkit.core.types import (
 )
 from llmkit.engines import embedding
 from llmkit.engines.base import Engine
+from llmkit.engines.budget import within_budget
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
 from llmkit.engines.textstream import TextStream
 from llmkit.engines.tool_syntax import ToolCallParser, with_tool_calls
@@ -87,7 +89,11 @@ class LocalEngine(Engine, Generic[M]):
 
     @abstractmethod
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
-        """The engine's own per-sequence state (a sampler); may refuse the request."""
+        """The engine's own per-sequence state (a sampler); may refuse the request.
+        Runs in a worker thread (a grammar takes a while to build)."""
+
+    def drop_state(self, state: Any) -> None:
+        """Free a state made for a request that was given up before it ran."""
 
     # -- what a subclass that embeds supplies -----------------------------------------
 
@@ -159,7 +165,7 @@ class LocalEngine(Engine, Generic[M]):
 
     async def encode(self, req: GenerateRequest) -> list[int]:
         # Rendering a long chat and tokenizing it takes a while: never on the event loop.
-        return await asyncio.to_thread(self.prompt_tokens, req)
+        return await within_budget(lambda: self.prompt_tokens(req))
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
         if req.messages is not None:
@@ -175,13 +181,12 @@ class LocalEngine(Engine, Generic[M]):
         loop = self._loop  # taken now: a close while the prompt renders ends this one cleanly
         if loop is None:
             raise EngineError(f"The {self.label} engine is not started.")
-        prompt = await self.encode(req)
-        if not prompt:
-            raise InvalidRequestError("The prompt is empty.", param="prompt")
-        max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
+        prompt, max_tokens, state = await within_budget(
+            lambda: self._prepare(req), discard=lambda made: self.drop_state(made[2])
+        )
         seq = Sequence(
             prompt=prompt,
-            state=self.new_state(req, prompt),
+            state=state,
             max_tokens=max_tokens,
             text=TextStream(req.stop),
             ignore_eos=req.ignore_eos,
@@ -195,6 +200,15 @@ class LocalEngine(Engine, Generic[M]):
             chunks = with_tool_calls(chunks, ToolCallParser(max_calls=one), usage)
         async for chunk in chunks:
             yield chunk
+
+    def _prepare(self, req: GenerateRequest) -> tuple[list[int], int, Any]:
+        """The prompt's tokens, the reply's token budget and the sequence's state
+        (blocking: runs in a worker thread)."""
+        prompt = self.prompt_tokens(req)
+        if not prompt:
+            raise InvalidRequestError("The prompt is empty.", param="prompt")
+        max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
+        return prompt, max_tokens, self.new_state(req, prompt)
 
     # -- embeddings -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
+from llmkit.api import limits
 from llmkit.api.anthropic import convert
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic.errors import error_body
@@ -38,6 +39,7 @@ def _registry(request: Request) -> ModelRegistry:
 
 @router.post("/messages", response_model=None)
 async def messages(body: s.MessagesRequest, request: Request) -> Response:
+    limits.check(request, body.sizes())
     model = _registry(request).get(body.model)
     (req,) = within_limits(request, [convert.from_messages_request(body)])
     head = convert.Head(f"msg_{uuid.uuid4().hex}", body.model)
@@ -61,6 +63,7 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
 
 @router.post("/messages/count_tokens")
 async def count_tokens(body: s.CountTokensRequest, request: Request) -> s.TokenCount:
+    limits.check(request, body.sizes())
     engine = _registry(request).get(body.model).engine
     (req,) = within_limits(request, [convert.from_count_request(body)])
     ids = await engine.encode(req)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmkit.api.limits import Sizes
+
 log = logging.getLogger("llmkit.api.anthropic")
 
 
@@ -84,6 +86,17 @@ class PromptFields(AnthropicRequest):
     system: str | list[Block] | None = None
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
+
+    def sizes(self) -> Sizes:
+        """What ``api.limits`` bounds, counted before anything is built."""
+        tools = self.tools or []
+        return Sizes(
+            messages=len(self.messages),
+            stop=getattr(self, "stop_sequences", None) or (),
+            stop_param="stop_sequences",
+            tools=len(tools),
+            schemas=(("tools", [t.input_schema for t in tools]),),
+        )
 
 
 class MessagesRequest(PromptFields):

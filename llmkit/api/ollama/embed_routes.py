@@ -11,6 +11,7 @@ import time
 
 from fastapi import APIRouter, Request
 
+from llmkit.api import limits
 from llmkit.api.ollama import embed_convert as convert
 from llmkit.api.ollama import embed_schemas as s
 
@@ -22,6 +23,7 @@ router = APIRouter(prefix="/api", route_class=JsonBodyRoute)
 
 @router.post("/embed")
 async def embed(request: Request, body: s.EmbedRequest) -> s.EmbedResponse:
+    limits.check(request, body.sizes())
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
     inputs = convert.embed_inputs(body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from llmkit.api.limits import Sizes
 from llmkit.api.ollama.schemas import OllamaRequest, Options
 
 
@@ -21,6 +22,9 @@ class EmbedRequest(EmbedFields):
     input: str | list[str] | None = None
     truncate: bool = True  # cut an input longer than the context instead of refusing it
     dimensions: int | None = Field(default=None, ge=1)
+
+    def sizes(self) -> Sizes:
+        return Sizes(inputs=len(self.input) if isinstance(self.input, list) else 1)
 
 
 class EmbeddingsRequest(EmbedFields):

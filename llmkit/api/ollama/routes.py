@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from llmkit.api import limits
 from llmkit.api.generation import (
     ClientGone,
     ending_in_error,
@@ -108,6 +109,7 @@ async def show(request: Request, body: ShowBody) -> s.ShowResponse:
 
 @router.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
+    limits.check(request, body.sizes())
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
     _with_modelfile(model, body)
@@ -123,6 +125,7 @@ async def chat(request: Request, body: ChatBody) -> Response:
 
 @router.post("/generate", response_model=None)
 async def generate(request: Request, body: GenerateBody) -> Response:
+    limits.check(request, body.sizes())
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:

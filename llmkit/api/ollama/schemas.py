@@ -8,9 +8,12 @@ RFC 3339 times); their fields are declared in the order they go on the wire.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+
+from llmkit.api.limits import Sizes, stops
 
 log = logging.getLogger("llmkit.api.ollama")
 
@@ -40,7 +43,8 @@ class Options(BaseModel):
     stop: list[str] | str | None = None
     seed: int | None = None
     repeat_penalty: float | None = Field(default=None, ge=0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
+    # Past the context it means nothing; llama.cpp keeps a buffer of that many tokens.
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=1 << 20)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
 
@@ -71,6 +75,14 @@ class GenerationFields(OllamaRequest):
     logprobs: bool | None = None
     top_logprobs: int | None = None  # 0..20 alternatives at each position
 
+    def sizes(self) -> Sizes:
+        """What ``api.limits`` bounds, counted before anything is built."""
+        return Sizes(
+            stop=stops(self.options.stop if self.options else None),
+            stop_param="options.stop",
+            schemas=(("format", [self.format if isinstance(self.format, dict) else None]),),
+        )
+
 
 class ChatRequest(GenerationFields):
     messages: list[ChatMessage] = Field(default_factory=list)
@@ -83,6 +95,18 @@ class ChatRequest(GenerationFields):
     # Likewise OpenAI's ``parallel_tool_calls`` (false: at most one call), here or
     # in ``options``.
     parallel_tool_calls: bool | None = None
+
+    def sizes(self) -> Sizes:
+        tools = self.tools or []
+        fns = [t.get("function") for t in tools]
+        params = [f.get("parameters") if isinstance(f, dict) else None for f in fns]
+        common = super().sizes()
+        return replace(
+            common,
+            messages=len(self.messages),
+            tools=len(tools),
+            schemas=(*common.schemas, ("tools", params)),
+        )
 
 
 class GenerateRequest(GenerationFields):

@@ -24,10 +24,6 @@ def from_embedding_request(req: s.EmbeddingRequest) -> EmbedRequest:
         inputs = [x if isinstance(x, str) else tuple(x) for x in raw]  # type: ignore[union-attr]
     if not inputs:
         raise InvalidRequestError("input must not be an empty list.", param="input")
-    if len(inputs) > s.MAX_INPUTS:
-        raise InvalidRequestError(
-            f"input has {len(inputs)} items; at most {s.MAX_INPUTS} per request.", param="input"
-        )
     return EmbedRequest(inputs=tuple(inputs), dimensions=req.dimensions, normalize=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from llmkit.api import limits
 from llmkit.api.openai import embed_convert as convert
 from llmkit.api.openai import embed_schemas as s
 from llmkit.engines.registry import ModelRegistry
@@ -14,6 +15,7 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/embeddings", response_model=None)
 async def embeddings(body: s.EmbeddingRequest, request: Request) -> JSONResponse:
+    limits.check(request, body.sizes())
     registry: ModelRegistry = request.app.state.registry
     model = registry.get(body.model)
     result = await model.engine.embed(convert.from_embedding_request(body))

@@ -10,10 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from llmkit.api.limits import Sizes
 from llmkit.api.openai.schemas import OpenAIRequest
-
-# OpenAI's limit on inputs per request.
-MAX_INPUTS = 2048
 
 
 class EmbeddingRequest(OpenAIRequest):
@@ -23,6 +21,12 @@ class EmbeddingRequest(OpenAIRequest):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+
+    def sizes(self) -> Sizes:
+        """The inputs ``api.limits`` bounds (--max-inputs, OpenAI's own 2,048 by default)."""
+        x = self.input
+        one = isinstance(x, str) or all(isinstance(v, int) for v in x)
+        return Sizes(inputs=1 if one else len(x))
 
 
 class Embedding(BaseModel):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
+from llmkit.api import limits
 from llmkit.api.generation import (
     ClientGone,
     collect,
@@ -51,6 +52,7 @@ async def get_model(model_id: str, request: Request) -> s.ModelCard:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> Response:
+    limits.check(request, body.sizes())
     model = _registry(request).get(body.model)
     n = body.n or 1
     reqs = within_limits(request, [convert.from_chat_request(body, index=i) for i in range(n)], n)
@@ -76,6 +78,7 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
 
 @router.post("/completions", response_model=None)
 async def completions(body: s.CompletionRequest, request: Request) -> Response:
+    limits.check(request, body.sizes())
     model = _registry(request).get(body.model)
     n = body.n or 1
     prompts = convert.completion_prompts(body)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from llmkit.api.limits import MAX_LOGIT_BIAS, Sizes, stops
 from llmkit.version import __version__
 
 log = logging.getLogger("llmkit.api.openai")
@@ -132,7 +133,7 @@ class SamplingFields(OpenAIRequest):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=MAX_LOGIT_BIAS)
     user: str | None = None
     # Not OpenAI's, but every vLLM and llama.cpp user passes them through extra_body.
     top_k: int | None = None
@@ -154,6 +155,23 @@ class ChatCompletionRequest(SamplingFields):
     functions: list[FunctionDefinition] | None = None
     function_call: Literal["none", "auto"] | FunctionName | None = None
 
+    def sizes(self) -> Sizes:
+        """What ``api.limits`` bounds, counted before anything is built."""
+        functions = [t.function for t in self.tools or ()] + list(self.functions or ())
+        fmt = self.response_format
+        schema = (fmt.json_schema or {}).get("schema") if fmt is not None else None
+        return Sizes(
+            n=self.n or 1,
+            messages=len(self.messages),
+            stop=stops(self.stop),
+            tools=len(functions),
+            tools_param="tools" if self.tools else "functions",
+            schemas=(
+                ("tools" if self.tools else "functions", [f.parameters for f in functions]),
+                ("response_format", [schema]),
+            ),
+        )
+
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
@@ -162,6 +180,20 @@ class CompletionRequest(SamplingFields):
     suffix: str | None = None
     logprobs: int | None = None
     best_of: int | None = None
+
+    def sizes(self) -> Sizes:
+        """What ``api.limits`` bounds, counted before anything is built; ``best_of``
+        counts as choices too (it must equal ``n``)."""
+        p = self.prompt
+        prompts = 1 if isinstance(p, str) or all(isinstance(x, int) for x in p) else len(p)
+        best = self.best_of is not None and self.best_of > (self.n or 1)
+        return Sizes(
+            n=self.best_of if best else self.n or 1,  # type: ignore[arg-type]
+            n_param="best_of" if best else "n",
+            stop=stops(self.stop),
+            inputs=prompts,
+            inputs_param="prompt",
+        )
 
 
 # -- responses ------------------------------------------------------------------

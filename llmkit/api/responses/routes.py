@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
+from llmkit.api import limits
 from llmkit.api.generation import (
     ClientGone,
     collect,
@@ -69,6 +70,7 @@ async def _history(request: Request, previous: str | None) -> tuple[list[Message
 
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
+    limits.check(request, body.sizes())
     model = request.app.state.registry.get(body.model)
     turn = convert.from_request(body, make_id)
     store = _store(request) if turn.echo["store"] else None

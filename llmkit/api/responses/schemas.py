@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmkit.api.limits import Sizes
 from llmkit.api.openai.schemas import OpenAIRequest
 
 
@@ -46,3 +47,18 @@ class ResponseCreateRequest(OpenAIRequest):
     store: bool | None = True
     previous_response_id: str | None = None
     user: str | None = None
+
+    def sizes(self) -> Sizes:
+        """What ``api.limits`` bounds, counted before anything is built: input items
+        count as messages."""
+        tools = self.tools or []
+        fmt = self.text.format if self.text is not None else None
+        return Sizes(
+            messages=len(self.input) if isinstance(self.input, list) else 1,
+            messages_param="input",
+            tools=len(tools),
+            schemas=(
+                ("tools", [t.get("parameters") for t in tools if isinstance(t, dict)]),
+                ("text.format", [fmt.schema_ if fmt is not None else None]),
+            ),
+        )

@@ -105,6 +105,9 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         lm = self.lm
         return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
 
+    def drop_state(self, state: SeqState) -> None:
+        state.sampler.close()
+
     # -- embeddings -------------------------------------------------------------------
 
     @property
