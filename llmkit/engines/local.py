@@ -181,7 +181,8 @@ class LocalEngine(Engine, Generic[M]):
         max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
         seq = Sequence(
             prompt=prompt,
-            state=self.new_state(req, prompt),
+            # Settled by the served model already; not so when the engine is driven alone.
+            state=self.new_state(req.settled(), prompt),
             max_tokens=max_tokens,
             text=TextStream(req.stop),
             ignore_eos=req.ignore_eos,

@@ -26,7 +26,7 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment, ModelsSettings
 from llmkit.models.catalog import Catalog, CatalogEntry
-from llmkit.models.derived import Blobs, Modelfile
+from llmkit.models.derived import Blobs
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.serving.config import ModelEntry
 from llmkit.serving.settings import ServeSettings
@@ -71,7 +71,7 @@ class LocalModels:
         )
         served = build_models(spec, self.specs, self.env)[0]
         served.names = [entry.name]
-        served.modelfile = Modelfile.from_manifest(entry.modelfile) or served.modelfile
+        served.modelfile = entry.modelfile or served.modelfile
         served.on_demand = True
         self.registry.add(served)
         log.info("serving %s from the local catalog (%s); loads now", entry.name, entry.path)
