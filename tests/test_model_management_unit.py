@@ -15,10 +15,10 @@ from llmkit.api.ollama.manage_schemas import PullLines
 from llmkit.core.types import EngineInfo, GenerateRequest, Message
 from llmkit.models import derived
 from llmkit.models.catalog import Catalog
-from llmkit.models.modelfile import Modelfile
 from llmkit.models.download import PullEvent, PullRequest
 from llmkit.models.hf_names import to_pull_request
 from llmkit.models.hubs import RemoteFile
+from llmkit.models.modelfile import Modelfile
 
 U, S = Message("user", "hi"), Message("system", "mine")
 MF = Modelfile(system="pirate", messages=(Message("user", "ahoy"), Message("assistant", "arr")))

@@ -7,8 +7,8 @@ one); a complete GGUF found there is built on the llama.cpp engine with the
 server's engine settings (those that apply to it), fit-checked like a model
 given at start-up, and served from then on under its catalog name, loading on
 first use and unloading after the server's ``keep_alive``. A catalog model whose
-file a configured model already serves becomes that model's alias instead of
-a second copy in memory. File paths are never taken from a request: only
+file a configured model already serves, with the same Modelfile, becomes that
+model's alias instead of a second copy in memory. File paths are never taken from a request: only
 catalog names.
 
 The configured models (``--model``, ``--config``) keep their names and settings;
@@ -56,7 +56,8 @@ class LocalModels:
         if entry is None:
             return None
         same = self.serving(entry.path)
-        if same is not None and entry.modelfile is None:
+        # An alias only with the same defaults: a Modelfile makes another model of one file.
+        if same is not None and entry.modelfile == same.modelfile:
             same.names.append(entry.name)
             return same
         from llmkit.serving.build import build_models  # build imports this module's callers
