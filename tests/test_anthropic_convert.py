@@ -118,8 +118,10 @@ def test_sampling_max_tokens_and_stop_sequences():
     )
     assert (req.sampling.temperature, req.sampling.top_p, req.sampling.top_k) == (0, 0.5, 7)
     assert req.max_tokens == 9 and req.stop == ("\n\n", "END")
+    # Unset: left to the model's Modelfile, then Anthropic's default fills it.
     default = convert.from_messages_request(request())
-    assert default.sampling.temperature == 1.0 and default.stop == ()
+    assert default.sampling.temperature is None and default.stop == ()
+    assert default.settled().sampling.temperature == 1.0
 
 
 @pytest.mark.parametrize(

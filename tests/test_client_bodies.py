@@ -41,7 +41,7 @@ def test_requests_in_each_dialect():
         sampling=SamplingParams(temperature=0.5, top_k=20, seed=3, response_format="json"),
         max_tokens=8,
         stop=("\n",),
-    )
+    ).settled()  # as a served model hands it to the upstream engine: every value set
     assert to_openai("m", req) == (
         "/v1/chat/completions",
         {"model": "m", "stream": True, "temperature": 0.5,
@@ -89,7 +89,8 @@ def test_every_sampling_value_has_a_place_in_each_dialect():
 
 def test_send_names_the_only_sampling_values_that_go():
     """What ``Chat`` does: what its user set goes, the server's defaults do the rest."""
-    req = GenerateRequest(messages=(Message("user", "Hi"),), sampling=SamplingParams(top_k=40))
+    sampling = SamplingParams(temperature=0.8, top_k=40)
+    req = GenerateRequest(messages=(Message("user", "Hi"),), sampling=sampling)
     _, body = to_openai("m", req, send=())
     assert body == {
         "model": "m", "stream": True, "stream_options": {"include_usage": True},

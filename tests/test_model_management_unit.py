@@ -15,10 +15,10 @@ from llmkit.api.ollama.manage_schemas import PullLines
 from llmkit.core.types import EngineInfo, GenerateRequest, Message
 from llmkit.models import derived
 from llmkit.models.catalog import Catalog
-from llmkit.models.derived import Modelfile
 from llmkit.models.download import PullEvent, PullRequest
 from llmkit.models.hf_names import to_pull_request
 from llmkit.models.hubs import RemoteFile
+from llmkit.models.modelfile import Modelfile
 
 U, S = Message("user", "hi"), Message("system", "mine")
 MF = Modelfile(system="pirate", messages=(Message("user", "ahoy"), Message("assistant", "arr")))
@@ -118,7 +118,7 @@ def test_made_models_are_catalog_entries_found_by_either_name(tmp_path, bundled_
     catalog = Catalog(tmp_path)
     entry = derived.create(catalog, "pirate:latest", Path(bundled_path), MF)
     assert entry.name == "pirate" and entry.source == "created"
-    assert Modelfile.from_manifest(entry.modelfile) == MF
+    assert entry.modelfile == MF
     for name in ("pirate", "pirate:latest"):
         assert catalog.lookup(name) == entry
     v2 = derived.create(catalog, "pirate:v2", Path(bundled_path), None)

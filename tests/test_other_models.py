@@ -122,7 +122,7 @@ def test_list_shows_the_models_other_tools_keep(others, bundled_path):
         in out.splitlines()
     )
     code, out = llmkit("show", "smol:latest", "--json")
-    assert json.loads(out)["preset"]["template"] == "{{ .Prompt }}"
+    assert json.loads(out)["modelfile"]["template"] == "{{ .Prompt }}"
 
 
 def test_other_tools_models_are_never_removed_and_can_be_left_out(others, monkeypatch):

@@ -197,10 +197,10 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
         entry = locate(name, settings).entry
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
-    preset = entry.preset if entry else None  # another tool's (Ollama's manifest layers)
+    made = entry.modelfile if entry else None  # a made model's, or Ollama's manifest layers
     if as_json:
         out = {"name": label, "path": str(path), "facts": facts.to_json()}
-        click.echo(json.dumps({**out, "preset": asdict(preset) if preset else None}, indent=2))
+        click.echo(json.dumps({**out, "modelfile": made.to_manifest() if made else None}, indent=2))
         return
     n = facts.n_params
     rows = [
@@ -220,10 +220,10 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
         ("chat template", "yes" if facts.chat_template else "no"),
         ("licence", facts.license or "unknown"),
     ]
-    if preset is not None:
+    if made is not None:
         rows += [
-            ("system", preset.system.strip() if preset.system else None),
-            ("parameters", json.dumps(preset.parameters) if preset.parameters else None),
+            ("system", made.system.strip() if made.system else None),
+            ("parameters", json.dumps(made.parameters) if made.parameters else None),
         ]
     for key, value in rows:
         click.echo(f"{key:<15}{'?' if value is None else value}")

@@ -7,7 +7,7 @@ no ids (identity is the conversation store's business).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -62,22 +62,63 @@ class Message:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick each next token. ``temperature == 0`` means greedy."""
+    """How to pick each next token. ``temperature == 0`` means greedy.
 
-    temperature: float = 0.8
-    top_p: float = 1.0
-    top_k: int = 0  # 0 disables top-k
-    min_p: float = 0.0
+    A field left None was not given: a request says only what it sets, so that
+    the served model's Modelfile (``models/modelfile.py``) can fill the rest
+    before the dialect's defaults do (``GenerateRequest.settled``). An engine
+    sees every field filled but ``seed`` (None there: a random one).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # 0 disables top-k
+    min_p: float | None = None
     seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
     # Constrained output: "json" makes the reply parse as JSON; with ``json_schema``
     # (a JSON Schema document, serialised) it must also match the schema.
     response_format: Literal["text", "json"] = "text"
     json_schema: str | None = None
+
+    def over(self, base: SamplingParams) -> SamplingParams:
+        """These values, and ``base``'s where these are not given."""
+        taken = {
+            f: getattr(base, f)
+            for f in _SAMPLED
+            if getattr(self, f) is None and getattr(base, f) is not None
+        }
+        return replace(self, **taken) if taken else self
+
+
+# The fields a Modelfile's parameters and a dialect's defaults may fill.
+_SAMPLED = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "repeat_last_n",
+)
+
+# What sampling is where neither a request, its model nor its dialect says otherwise.
+DEFAULT_SAMPLING = SamplingParams(
+    temperature=0.8,
+    top_p=1.0,
+    top_k=0,
+    min_p=0.0,
+    presence_penalty=0.0,
+    frequency_penalty=0.0,
+    repeat_penalty=1.0,
+    repeat_last_n=64,
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,10 @@ class GenerateRequest:
 
     messages: tuple[Message, ...] | None = None
     prompt: str | tuple[int, ...] | None = None
+    # What the request set (None: not given), and what its dialect gives the rest
+    # once the served model's Modelfile has had its say (``settled``).
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    defaults: SamplingParams = DEFAULT_SAMPLING
     # None: whatever is left of the context after the prompt.
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
@@ -110,6 +154,11 @@ class GenerateRequest:
             raise ValueError("GenerateRequest needs exactly one of messages or prompt")
         if self.tool_name is not None and self.tool_choice != "required":
             raise ValueError("tool_name goes with tool_choice 'required'")
+
+    def settled(self) -> GenerateRequest:
+        """This request with every sampling value it leaves out taken from ``defaults``."""
+        sampling = self.sampling.over(self.defaults)
+        return self if sampling is self.sampling else replace(self, sampling=sampling)
 
     @property
     def offers_tools(self) -> bool:

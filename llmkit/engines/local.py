@@ -208,7 +208,8 @@ class LocalEngine(Engine, Generic[M]):
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
-        return prompt, max_tokens, self.new_state(req, prompt)
+        # Settled by the served model already; not so when the engine is driven alone.
+        return prompt, max_tokens, self.new_state(req.settled(), prompt)
 
     # -- embeddings -------------------------------------------------------------------
 

@@ -10,6 +10,11 @@ Routes see none of this. ``ServedModel.engine`` is a ``ManagedEngine``: it loads
 the real engine before the first chunk (so a model that fails to load answers
 that request with the reason) and counts what runs on it, so an engine is never
 closed under a running request.
+
+It is also where a request meets its model, whatever its dialect: the model's
+``Modelfile`` (a made model's, an Ollama model's layers) fills what the request
+left out, then the request's dialect's defaults fill the rest of its sampling
+(``GenerateRequest.settled``). This is the one place both happen.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
 from llmkit.engines.base import Engine
 from llmkit.errors import ModelNotFoundError, ServerBusyError
-from llmkit.models.derived import Modelfile
+from llmkit.models.modelfile import Modelfile
 
 log = logging.getLogger("llmkit.registry")
 
@@ -43,7 +48,7 @@ class ServedModel:
         on_demand: bool = False,
     ) -> None:
         """``describe``: what listings show of the model before it first loads;
-        ``modelfile``: what a model made with Ollama's create adds to each request;
+        ``modelfile``: the model's defaults, applied to each request (``ManagedEngine``);
         ``on_demand``: served because a request named it, not by the configuration."""
         self.names = names  # the first is the canonical name, the rest aliases
         self.inner = engine
@@ -211,12 +216,14 @@ class ManagedEngine(Engine):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def _made(self, req: GenerateRequest) -> GenerateRequest:
+    def _resolved(self, req: GenerateRequest) -> GenerateRequest:
+        """The request as the engine runs it: the model's Modelfile, then the dialect's
+        defaults, fill what the request left out (its own values win)."""
         mf = self.served.modelfile
-        return req if mf is None else mf.apply(req)
+        return (req if mf is None else mf.apply(req)).settled()
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
-        req = self._made(req)
+        req = self._resolved(req)
         async with self.served.using():
             async for chunk in self.inner.generate(req):
                 yield chunk
@@ -230,7 +237,7 @@ class ManagedEngine(Engine):
             return await self.inner.detokenize(ids)
 
     async def encode(self, req: GenerateRequest) -> list[int] | None:
-        req = self._made(req)
+        req = self._resolved(req)
         async with self.served.using():
             return await self.inner.encode(req)
 

@@ -37,6 +37,7 @@ from llmkit.core.types import EngineInfo
 from llmkit.engines.base import Engine
 from llmkit.env import ModelsSettings
 from llmkit.errors import ConfigError
+from llmkit.models.modelfile import Modelfile
 
 log = logging.getLogger("llmkit.engines")
 
@@ -64,13 +65,14 @@ class BuildContext:
 
 @dataclass(frozen=True)
 class Built:
-    """One model an engine serves: its default name and what listings show of it
-    before it first loads."""
+    """One model an engine serves: its default name, what listings show of it
+    before it first loads, and its defaults (the catalog entry's Modelfile)."""
 
     name: str
     engine: Engine
     describe: EngineInfo | None = None
     created: int = 0  # the model file's mtime, for listings
+    modelfile: Modelfile | None = None  # applied to each request by the served model
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
 from llmkit.models.gguf_header import SHARD_RE, gguf_shards, is_gguf
-from llmkit.models.preset import Preset
+from llmkit.models.modelfile import Modelfile
 
 MANIFEST = ".llmkit.json"
 # One part of a repo id, as the hubs allow them: never a path ("..", "/", "\\").
@@ -48,9 +48,8 @@ class CatalogEntry:
     aliases: tuple[str, ...] = ()
     complete: bool = True
     pulled_at: str | None = None
-    preset: Preset | None = None  # how the tool it comes from runs it (Ollama's layers)
-    # A model made here (Ollama's create/copy): what its Modelfile adds, as stored.
-    modelfile: dict | None = None
+    # The model's defaults: a made model's (create/copy), or an Ollama model's layers.
+    modelfile: Modelfile | None = None
 
     @property
     def format(self) -> str:
@@ -227,7 +226,7 @@ def _read_entries(manifest: Path) -> list[CatalogEntry]:
         aliases=tuple(data.get("aliases", ())),
         complete=bool(data.get("complete")),
         pulled_at=data.get("pulled_at"),
-        modelfile=data.get("modelfile"),
+        modelfile=Modelfile.from_manifest(data.get("modelfile")),
     )
     ggufs = sorted(
         p

@@ -3,10 +3,10 @@ and the blobs a client uploads before ``create``.
 
 A made model is a catalog directory like a pulled one (``.llmkit.json`` plus its
 GGUF file), with ``source: "created"`` and a ``modelfile`` in the manifest: the
-parts of an Ollama Modelfile llmkit applies (``system``, ``template``,
-``parameters``, ``messages``). The GGUF is a hard link to the one it was made
-from (a symbolic link across file systems), so a copy costs no space and
-survives the deletion of its source, as Ollama's shared blobs do.
+parts of an Ollama Modelfile llmkit keeps (``modelfile.py``). The GGUF is a
+hard link to the one it was made from (a symbolic link across file systems), so
+a copy costs no space and survives the deletion of its source, as Ollama's
+shared blobs do.
 
 Blobs live in ``<models_dir>/.blobs/sha256-<hex>``, named by their digest,
 which is checked as the upload arrives.
@@ -19,74 +19,18 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from llmkit.core.types import GenerateRequest, Message
 from llmkit.errors import InvalidRequestError, ModelSpecError
 from llmkit.models.catalog import MANIFEST, Catalog, CatalogEntry
+from llmkit.models.modelfile import Modelfile
 
 DIGEST_RE = re.compile(r"sha256[:-]([0-9a-f]{64})")
 # One part of an Ollama model name: "mario", "user/mario", each with an optional ":tag".
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")
 _TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
-
-
-@dataclass(frozen=True)
-class Modelfile:
-    """What a made model adds to its weights; each applies where the request
-    leaves it out (a request's own system message or option wins)."""
-
-    system: str | None = None
-    template: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    messages: tuple[Message, ...] = ()
-
-    @classmethod
-    def from_manifest(cls, data: dict[str, Any] | None) -> Modelfile | None:
-        if not data:
-            return None
-        msgs = tuple(Message(m["role"], m.get("content") or "") for m in data.get("messages", []))
-        return cls(data.get("system"), data.get("template"), dict(data.get("parameters", {})), msgs)
-
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "system": self.system,
-            "template": self.template,
-            "parameters": self.parameters,
-            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
-        }
-
-    def apply(self, req: GenerateRequest) -> GenerateRequest:
-        """A chat gets the system prompt (unless it has its own) and the stored
-        messages before its own, as Ollama gives a model's ``SYSTEM`` and ``MESSAGE``."""
-        if req.messages is None:
-            return req
-        own_system = any(m.role == "system" for m in req.messages)
-        head = [] if own_system or not self.system else [Message("system", self.system)]
-        if not head and not self.messages:
-            return req
-        rest = list(req.messages)
-        lead = [rest.pop(0)] if own_system and rest[0].role == "system" else []
-        return replace(req, messages=(*lead, *head, *self.messages, *rest))
-
-
-def modelfile_text(base: str, mf: Modelfile | None) -> str:
-    """The Modelfile ``show`` answers with: ``FROM`` and what the model adds."""
-    lines = [f"FROM {base}"]
-    if mf is not None:
-        if mf.template:
-            lines.append(f'TEMPLATE """{mf.template}"""')
-        if mf.system:
-            lines.append(f'SYSTEM """{mf.system}"""')
-        for k, v in mf.parameters.items():
-            for one in v if isinstance(v, list) else [v]:
-                lines.append(f"PARAMETER {k} {json.dumps(one) if isinstance(one, str) else one}")
-        for m in mf.messages:
-            lines.append(f'MESSAGE {m.role} """{m.content}"""')
-    return "\n".join(lines) + "\n"
 
 
 def split_name(name: str) -> tuple[str, str]:

@@ -2,7 +2,8 @@
 nothing written): ``<OLLAMA_MODELS>/manifests/<host>/<namespace>/<name>/<tag>``
 are JSON manifests whose layers point at ``blobs/sha256-<hex>``. The layer of
 media type ``application/vnd.ollama.image.model`` is the GGUF; ``.system``,
-``.params`` and ``.template`` layers say how Ollama runs it.
+``.params``, ``.template`` and ``.messages`` layers say how Ollama runs it: the entry's
+``Modelfile``, as a model made with Ollama's ``create`` would have it.
 
 Names are Ollama's own: ``llama3.2:latest`` for the library, ``user/name:tag``
 for another namespace, ``host/namespace/name:tag`` for another registry.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.models.catalog import CatalogEntry
-from llmkit.models.preset import Preset
+from llmkit.models.modelfile import Modelfile
 
 _MEDIA = "application/vnd.ollama.image."
 _REGISTRY = "registry.ollama.ai"
@@ -57,7 +58,7 @@ def _entry(root: Path, manifest: Path) -> CatalogEntry | None:
         name=ollama_name(manifest, root / "manifests"),
         path=model,
         source="ollama",
-        preset=_preset(layers),
+        modelfile=_modelfile(layers),
     )
 
 
@@ -78,22 +79,25 @@ def _text(path: Path | None) -> str | None:
         return None
 
 
-def _preset(layers: dict[str, Path]) -> Preset:
-    params: dict[str, Any] = {}
-    raw = _text(layers.get("params"))
-    if raw:
-        try:
-            loaded = json.loads(raw)
-            params = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            params = {}
-    stop = params.get("stop", [])
-    stop = [stop] if isinstance(stop, str) else stop
-    num_ctx = params.get("num_ctx")
-    return Preset(
-        system=_text(layers.get("system")),
-        stop=tuple(s for s in stop if isinstance(s, str) and s) if isinstance(stop, list) else (),
-        num_ctx=num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else None,
-        template=_text(layers.get("template")),
-        parameters=params,
+def _json(path: Path | None) -> Any:
+    raw = _text(path)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _modelfile(layers: dict[str, Path]) -> Modelfile | None:
+    params = _json(layers.get("params"))
+    turns = _json(layers.get("messages"))
+    turns = turns if isinstance(turns, list) else []
+    turns = [m for m in turns if isinstance(m, dict) and isinstance(m.get("role"), str)]
+    made = Modelfile.from_manifest(
+        {
+            "system": _text(layers.get("system")),
+            "template": _text(layers.get("template")),
+            "parameters": params if isinstance(params, dict) else {},
+            "messages": turns,
+        }
     )
+    return made if made != Modelfile() else None

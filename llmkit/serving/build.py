@@ -19,7 +19,6 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import BuildContext, EngineSpecs
 from llmkit.env import Environment
 from llmkit.errors import ConfigError
-from llmkit.models.derived import Modelfile
 
 Progress = Callable[[float], None] | None
 
@@ -98,21 +97,10 @@ def build_models(
             preload=entry.load == "startup",
             created=built.created,
             describe=built.describe,
-            modelfile=_preset_defaults(built.engine),
+            modelfile=built.modelfile,
         )
         for built in spec.build(ctx, opts, fit)
     ]
-
-
-def _preset_defaults(engine: object) -> Modelfile | None:
-    """Another tool's model (an Ollama manifest's ``params`` layer): its sampling
-    parameters become Ollama requests' defaults, as a made model's do; its system
-    prompt and stop strings are already the engine's (``engines/preset.py``)."""
-    preset = getattr(engine, "preset", None)
-    if preset is None:
-        return None
-    params = {k: v for k, v in preset.parameters.items() if k not in ("stop", "num_ctx")}
-    return Modelfile(parameters=params) if params else None
 
 
 def build_registry(

@@ -7,8 +7,8 @@ one); a complete GGUF found there is built on the llama.cpp engine with the
 server's engine settings (those that apply to it), fit-checked like a model
 given at start-up, and served from then on under its catalog name, loading on
 first use and unloading after the server's ``keep_alive``. A catalog model whose
-file a configured model already serves becomes that model's alias instead of
-a second copy in memory. File paths are never taken from a request: only
+file a configured model already serves, with the same Modelfile, becomes that
+model's alias instead of a second copy in memory. File paths are never taken from a request: only
 catalog names.
 
 The configured models (``--model``, ``--config``) keep their names and settings;
@@ -28,7 +28,7 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import EngineSpecs
 from llmkit.env import Environment, ModelsSettings
 from llmkit.models.catalog import Catalog, CatalogEntry
-from llmkit.models.derived import Blobs, Modelfile
+from llmkit.models.derived import Blobs
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.serving.build import build_models
 
@@ -57,7 +57,8 @@ class LocalModels:
         if entry is None:
             return None
         same = self.serving(entry.path)
-        if same is not None and entry.modelfile is None:
+        # An alias only with the same defaults: a Modelfile makes another model of one file.
+        if same is not None and entry.modelfile == same.modelfile:
             same.names.append(entry.name)
             return same
         spec = ModelEntry(
@@ -70,7 +71,7 @@ class LocalModels:
         )
         served = build_models(spec, self.specs, self.env)[0]
         served.names = [entry.name]
-        served.modelfile = Modelfile.from_manifest(entry.modelfile) or served.modelfile
+        served.modelfile = entry.modelfile or served.modelfile
         served.on_demand = True
         self.registry.add(served)
         log.info("serving %s from the local catalog (%s); loads now", entry.name, entry.path)

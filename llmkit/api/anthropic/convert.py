@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
+    DEFAULT_SAMPLING,
     Chunk,
     GenerateRequest,
     Message,
@@ -35,8 +36,9 @@ from llmkit.core.types import (
 from llmkit.errors import InvalidRequestError
 
 log = logging.getLogger("llmkit.api.anthropic")
-# Anthropic's documented default.
+# Anthropic's documented default, for what neither a request nor its model sets.
 DEFAULT_TEMPERATURE = 1.0
+DEFAULTS = replace(DEFAULT_SAMPLING, temperature=DEFAULT_TEMPERATURE)
 # Anthropic's ids say what they name; the engines' calls are "call_...".
 _CALL_PREFIX, _TOOLU_PREFIX = "call_", "toolu_"
 _CHOICES: dict[str, ToolChoice] = {
@@ -201,17 +203,16 @@ def _request(req: s.PromptFields, **kw: Any) -> GenerateRequest:
 
 
 def from_messages_request(req: s.MessagesRequest) -> GenerateRequest:
-    sampling = SamplingParams(
-        temperature=DEFAULT_TEMPERATURE if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=req.top_k or 0,
-    )
+    # Unset fields are the model's (its Modelfile), then ``DEFAULTS``.
+    sampling = SamplingParams(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k)
     stops = tuple(req.stop_sequences or ())
     if any(not x for x in stops):
         raise InvalidRequestError(
             "stop_sequences may not hold empty strings.", param="stop_sequences"
         )
-    return _request(req, sampling=sampling, max_tokens=req.max_tokens, stop=stops)
+    return _request(
+        req, sampling=sampling, defaults=DEFAULTS, max_tokens=req.max_tokens, stop=stops
+    )
 
 
 def from_count_request(req: s.CountTokensRequest) -> GenerateRequest:

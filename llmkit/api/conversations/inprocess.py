@@ -17,14 +17,13 @@ from llmkit.core.types import Chunk, GenerateRequest, Message, SamplingParams
 from llmkit.engines.registry import ModelRegistry
 
 T = TypeVar("T")
-DEFAULT_TEMPERATURE = SamplingParams().temperature
 
 
 def generate_request(
     messages: list[Message], max_tokens: int | None, temperature: float | None
 ) -> GenerateRequest:
-    t = DEFAULT_TEMPERATURE if temperature is None else temperature
-    sampling = SamplingParams(temperature=t)
+    """A chat turn; a temperature of None is the model's (its Modelfile), else the default."""
+    sampling = SamplingParams(temperature=temperature)
     return GenerateRequest(messages=tuple(messages), sampling=sampling, max_tokens=max_tokens)
 
 

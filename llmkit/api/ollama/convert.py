@@ -2,8 +2,9 @@
 
 ``from_*`` read a request into a ``GenerateRequest``; ``to_*`` build the response
 objects and stream lines (the model listings are in ``listings.py``). Sampling
-defaults are Ollama's own (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty
-1.1), so code written for Ollama gets the replies it is used to.
+values a request leaves out come from the model's Modelfile, then Ollama's own
+defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1), so code
+written for Ollama gets the replies it is used to.
 
 No HTTP, no clock, no registry here: the route reads the clocks (``Timing``,
 ``Stamped``, ``now``) and describes the model with a ``ModelView``.
@@ -25,6 +26,7 @@ from llmkit.api.ollama.template import render_go_template
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
+    DEFAULT_SAMPLING,
     Chunk,
     GenerateRequest,
     Logprob,
@@ -35,14 +37,16 @@ from llmkit.core.types import (
     ToolChoice,
 )
 from llmkit.errors import InvalidRequestError
+from llmkit.models.modelfile import Modelfile
 
-DEFAULTS = SamplingParams(
-    temperature=0.8, top_k=40, top_p=0.9, repeat_penalty=1.1, repeat_last_n=64
-)
+# Ollama's own defaults, for what neither the request nor the model's Modelfile sets.
+DEFAULTS = replace(DEFAULT_SAMPLING, top_k=40, top_p=0.9, repeat_penalty=1.1)
 MAX_TOP_LOGPROBS = 20  # Ollama's limit
 
 
 def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
+    """What the request's options set (None: not set, for the model's Modelfile and
+    then ``DEFAULTS`` to fill)."""
     o = opts or s.Options()
     # read with the tools: llmkit's extensions
     unknown = set(o.model_extra or ()) - {"tool_choice", "parallel_tool_calls"}
@@ -54,18 +58,17 @@ def _sampling(opts: s.Options | None, fmt: s.Format) -> SamplingParams:
         response_format = "json"
     elif isinstance(fmt, dict):
         response_format, schema = "json", json.dumps(fmt)
-    d = DEFAULTS
     return SamplingParams(
-        temperature=d.temperature if o.temperature is None else o.temperature,
-        top_p=d.top_p if o.top_p is None else o.top_p,
-        top_k=d.top_k if o.top_k is None else o.top_k,
-        min_p=o.min_p or 0.0,
+        temperature=o.temperature,
+        top_p=o.top_p,
+        top_k=o.top_k,
+        min_p=o.min_p,
         # Ollama's seed -1 (its default) means "random".
         seed=o.seed if o.seed is not None and o.seed >= 0 else None,
-        presence_penalty=o.presence_penalty or 0.0,
-        frequency_penalty=o.frequency_penalty or 0.0,
-        repeat_penalty=d.repeat_penalty if o.repeat_penalty is None else o.repeat_penalty,
-        repeat_last_n=d.repeat_last_n if o.repeat_last_n is None else o.repeat_last_n,
+        presence_penalty=o.presence_penalty,
+        frequency_penalty=o.frequency_penalty,
+        repeat_penalty=o.repeat_penalty,
+        repeat_last_n=o.repeat_last_n,
         response_format=response_format,  # type: ignore[arg-type]
         json_schema=schema,
     )
@@ -107,6 +110,7 @@ def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
     opts = req.options
     return GenerateRequest(
         sampling=_sampling(opts, req.format),
+        defaults=DEFAULTS,
         max_tokens=_max_tokens(opts),
         stop=_stop(opts),
         context_limit=opts.num_ctx if opts else None,
@@ -174,9 +178,11 @@ def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
     )
 
 
-def from_generate_request(req: s.GenerateRequest) -> GenerateRequest:
+def from_generate_request(req: s.GenerateRequest, made: Modelfile | None = None) -> GenerateRequest:
     """Raw prompts go to the model as they are; otherwise ``template`` (a Go
-    template) or the model's own chat template wraps ``system`` and ``prompt``."""
+    template) or the model's own chat template wraps ``system`` and ``prompt``.
+    ``made``: the model's Modelfile, whose ``TEMPLATE`` (with its ``SYSTEM``) wraps
+    the prompt when the request brings no template of its own, as in Ollama."""
     _refuse_unsupported(req, bool(req.images))
     if req.suffix:
         raise InvalidRequestError(f"{req.model} does not support insert (suffix).", param="suffix")
@@ -186,10 +192,25 @@ def from_generate_request(req: s.GenerateRequest) -> GenerateRequest:
     if req.template:
         text = render_go_template(req.template, system=req.system or "", prompt=prompt)
         return _request(req, prompt=text)
+    if made is not None and made.template:
+        system = req.system if req.system is not None else made.system
+        text = _model_template(made.template, system or "", prompt)
+        if text is not None:
+            return _request(req, prompt=text)
     messages = [Message("user", prompt)]
     if req.system:
         messages.insert(0, Message("system", req.system))
     return _request(req, messages=tuple(messages))
+
+
+def _model_template(template: str, system: str, prompt: str) -> str | None:
+    """The prompt through a model's own Go template, or None when it is one llmkit
+    does not render (an Ollama chat template ranging over ``.Messages``): the chat
+    template inside the GGUF wraps it then, as it does every chat."""
+    try:
+        return render_go_template(template, system=system, prompt=prompt)
+    except InvalidRequestError:
+        return None
 
 
 def with_context(

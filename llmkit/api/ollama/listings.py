@@ -13,7 +13,7 @@ from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.convert import rfc3339
 from llmkit.core.types import EngineInfo
-from llmkit.models.derived import Modelfile, modelfile_text
+from llmkit.models.modelfile import Modelfile, modelfile_text
 
 
 def tagged(name: str) -> str:
@@ -100,7 +100,9 @@ def to_show(m: ModelView, made: Modelfile | None = None) -> s.ShowResponse:
     model_info["general.parameter_count"] = info.parameter_count
     params = f"num_ctx {info.context_length}"
     if made is not None:
-        params = "\n".join([params, *(f"{k} {v}" for k, v in made.parameters.items())])
+        # num_ctx is the context served with, said first; the Modelfile's would repeat it.
+        own = [f"{k} {v}" for k, v in made.parameters.items() if k != "num_ctx"]
+        params = "\n".join([params, *own])
     text = modelfile_text(info.model, made)
     ctx = f"num_ctx {info.context_length}"
     return s.ShowResponse(

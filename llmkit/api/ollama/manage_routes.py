@@ -40,9 +40,9 @@ from llmkit.errors import (
 )
 from llmkit.models import derived
 from llmkit.models.catalog import CatalogEntry
-from llmkit.models.derived import Modelfile
 from llmkit.models.download import PullEvent, pull
 from llmkit.models.hf_names import to_pull_request
+from llmkit.models.modelfile import Modelfile
 from llmkit.models.verify import verify
 
 router = APIRouter(prefix="/api", route_class=JsonBodyRoute)
@@ -159,6 +159,7 @@ async def create_model(request: Request, body: CreateBody) -> Response:
         template=body.template if body.template is not None else (made.template if made else None),
         parameters={**(made.parameters if made else {}), **(body.parameters or {})},
         messages=_messages(body.messages) if body.messages else (made.messages if made else ()),
+        adapters=made.adapters if made else (),
     )
     await _make(local, name, gguf, mine, filename)
 
@@ -223,7 +224,7 @@ def _weights(request: Request, local: LocalCatalog, name: str) -> tuple[Path, Mo
     configured one served from a GGUF."""
     entry = local.catalog.lookup(name)
     if entry is not None and entry.complete and entry.format == "gguf":
-        return entry.path, Modelfile.from_manifest(entry.modelfile)
+        return entry.path, entry.modelfile
     served = request.app.state.registry.find(name)
     if served is not None and Path(served.info.model).suffix.lower() == ".gguf":
         return Path(served.info.model), served.modelfile

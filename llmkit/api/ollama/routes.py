@@ -112,7 +112,6 @@ async def chat(request: Request, body: ChatBody) -> Response:
     limits.check(request, body.sizes())
     model = _model(request, body.model)
     start, loads = time.perf_counter_ns(), model.loads
-    _with_modelfile(model, body)
     if not body.messages:
         return await _load(model, body, chat=True)
     [req] = within_limits(request, [convert.from_chat_request(body)])
@@ -130,8 +129,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     start, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
-    _with_modelfile(model, body)
-    req = convert.from_generate_request(body)
+    req = convert.from_generate_request(body, model.modelfile)
     model.hold(_keep_alive(model, body))
     req, prompt_ids = convert.with_context(req, body.context, await model.engine.encode(req))
     stamped, timing = await _run(request, model, req, start, loads)
@@ -139,21 +137,6 @@ async def generate(request: Request, body: GenerateBody) -> Response:
         return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
     answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
     return await _whole(request, answer)
-
-
-def _with_modelfile(model: ServedModel, body: s.GenerationFields) -> None:
-    """A made model's parameters are the request's defaults (its own options win);
-    its template wraps a generate prompt unless the request brings one or is raw.
-    Its system prompt and messages are added to the chat by the engine's face."""
-    mf = model.modelfile
-    if mf is None:
-        return
-    if mf.parameters:
-        given = body.options.model_dump(exclude_unset=True) if body.options else {}
-        body.options = s.Options.model_validate({**mf.parameters, **given})
-    if isinstance(body, s.GenerateRequest) and mf.template and not body.template and not body.raw:
-        body.template = mf.template
-        body.system = body.system if body.system is not None else mf.system
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:

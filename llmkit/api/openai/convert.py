@@ -18,6 +18,7 @@ from llmkit.api.openai import schemas as s
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
+    DEFAULT_SAMPLING,
     Chunk,
     GenerateRequest,
     Message,
@@ -30,12 +31,14 @@ from llmkit.core.types import (
 )
 from llmkit.errors import InvalidRequestError
 
-# OpenAI's documented defaults; a null field means the default.
+# OpenAI's documented defaults, for what neither a request nor its model's Modelfile sets.
 DEFAULT_TEMPERATURE = 1.0
+DEFAULTS = replace(DEFAULT_SAMPLING, temperature=DEFAULT_TEMPERATURE)
 _ROLES = {"developer": "system"}
 
 
 def _sampling(req: s.SamplingFields, *, index: int = 0) -> SamplingParams:
+    """What the request sets; a null field is left to the model, then to ``DEFAULTS``."""
     bias: tuple[tuple[int, float], ...] = ()
     if req.logit_bias:
         try:
@@ -45,15 +48,15 @@ def _sampling(req: s.SamplingFields, *, index: int = 0) -> SamplingParams:
                 "logit_bias keys must be token ids (integers as strings).", param="logit_bias"
             ) from e
     return SamplingParams(
-        temperature=DEFAULT_TEMPERATURE if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=req.top_k or 0,
-        min_p=req.min_p or 0.0,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
         # Each of n choices gets its own seed so they differ, yet repeat with the seed.
         seed=None if req.seed is None else req.seed + index,
-        presence_penalty=req.presence_penalty or 0.0,
-        frequency_penalty=req.frequency_penalty or 0.0,
-        repeat_penalty=req.repetition_penalty or 1.0,
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repetition_penalty or None,  # 0 is no penalty: unset
         logit_bias=bias,
     )
 
@@ -155,6 +158,7 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
     return GenerateRequest(
         messages=messages,
         sampling=sampling,
+        defaults=DEFAULTS,
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
@@ -188,6 +192,7 @@ def from_completion_request(
     return GenerateRequest(
         prompt=prompt,
         sampling=_sampling(req, index=index),
+        defaults=DEFAULTS,
         max_tokens=req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,

@@ -32,7 +32,7 @@ class Turn:
 
     items: list[dict[str, Any]]  # the input as items with ids (what input_items lists)
     messages: list[Message]  # the same input as core messages
-    sampling: SamplingParams
+    sampling: SamplingParams  # what the request sets; OpenAI's defaults fill the rest
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice = "auto"
     tool_name: str | None = None
@@ -214,9 +214,11 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
     tools, tools_echo = read_tools(req)
     choice, name = read_tool_choice(req)
     check_choice(tools, choice, name, "tool_choice")
+    # Unset, they are the model's (its Modelfile), then OpenAI's; echoed as asked.
+    given = SamplingParams(temperature=req.temperature, top_p=req.top_p)
+    sampling, fmt = read_format(req, given)
     temperature = DEFAULT_TEMPERATURE if req.temperature is None else req.temperature
     top_p = 1.0 if req.top_p is None else req.top_p
-    sampling, fmt = read_format(req, SamplingParams(temperature=temperature, top_p=top_p))
     parallel = req.parallel_tool_calls is not False
     echo = {
         "instructions": req.instructions,

@@ -30,7 +30,7 @@ from llmkit.api.generation import (
     watcher,
     within_limits,
 )
-from llmkit.api.openai.convert import Head
+from llmkit.api.openai.convert import DEFAULTS, Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest
@@ -87,6 +87,7 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
     req = GenerateRequest(
         messages=messages,
         sampling=turn.sampling,
+        defaults=DEFAULTS,
         max_tokens=body.max_output_tokens,
         tools=turn.tools,
         tool_choice=turn.tool_choice,

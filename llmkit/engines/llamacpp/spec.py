@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from llmkit.engines.base import Engine, LocalEngineOptions
+from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.models.fit import available_ram, fit_before_serving
@@ -49,7 +49,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
     return fit_before_serving(
         model.path,
         model.name,
-        max_model_len=o.max_model_len or _preset_context(model),
+        max_model_len=o.max_model_len or _modelfile_context(model),
         # Not given: as many as memory allows (up to the default), chosen with the context.
         parallel=o.parallel if "parallel" in o.model_fields_set else None,
         memory_gib=ctx.models.memory_gib,
@@ -61,7 +61,6 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     from llmkit.engines.llamacpp.embed import capabilities
     from llmkit.engines.llamacpp.engine import LlamaCppEngine
     from llmkit.engines.llamacpp.model import LoadOptions
-    from llmkit.engines.preset import PresetEngine
 
     model = resolve_model(ctx.model, ctx.models)
     engine = LlamaCppEngine(
@@ -76,15 +75,14 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
         ),
         max_queue=o.max_queue,
     )
-    preset = model.entry.preset if model.entry else None
-    # Another tool's model (Ollama's): its system prompt and stop strings apply.
-    served: Engine = engine if preset is None else PresetEngine(engine, preset)
     describe = describe_files("llama.cpp", model.path, estimate.context)
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
         header = read_gguf_header(model.path).fields
         describe = replace(describe, capabilities=capabilities(header))
-    return [Built(model.name, served, describe, created=file_mtime(model.path))]
+    # A made or an Ollama model's defaults: the served model applies them to each request.
+    made = model.entry.modelfile if model.entry else None
+    return [Built(model.name, engine, describe, created=file_mtime(model.path), modelfile=made)]
 
 
 def _host_cache_mib(o: LlamaCppOptions) -> int:
@@ -95,10 +93,10 @@ def _host_cache_mib(o: LlamaCppOptions) -> int:
     return min(o.kv_host_cache, available_ram() // 4 >> 20)
 
 
-def _preset_context(model: ResolvedModel) -> int | None:
-    """The context another tool's preset serves the model with (Ollama's num_ctx)."""
-    preset = model.entry.preset if model.entry else None
-    return preset.num_ctx if preset else None
+def _modelfile_context(model: ResolvedModel) -> int | None:
+    """The context the model's Modelfile serves it with (its ``PARAMETER num_ctx``)."""
+    made = model.entry.modelfile if model.entry else None
+    return made.num_ctx if made else None
 
 
 SPEC = EngineSpec(
