@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import openai
 import pytest
 
 from tests.pg import pg_url, postgres  # noqa: F401 - PostgreSQL fixtures, for any test module
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -129,3 +132,13 @@ def together(fn: Callable, args: list) -> list:
 
     with ThreadPoolExecutor(len(args)) as pool:
         return list(pool.map(run, args))
+
+
+def until(check: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy (returned), or fail after
+    ``timeout`` seconds: the way to wait for a server's state, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, f"gave up waiting{' for ' + what if what else ''}"
+        time.sleep(0.05)
+    return got
