@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from llmkit.api.app import create_app
 from llmkit.core.types import Chunk, GenerateRequest, Usage
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.memory.store import Store
 from llmkit.serving.settings import ServeSettings
-from tests.conftest import free_port, until
+from tests.conftest import serving, until
 from tests.toy_engine import ToyEngine, ToyOptions
 
 PIECES = 30
@@ -60,15 +58,8 @@ def http(tmp_path, monkeypatch) -> Iterator[httpx.Client]:  # type: ignore[no-un
     monkeypatch.setattr(Store, "entries", slowed(Store.entries))
     registry = ModelRegistry([ServedModel(["toy"], Paced(ToyOptions()))])
     app = create_app(ServeSettings(store=f"sqlite:///{tmp_path / 'db.sqlite'}"), registry)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    until(lambda: server.started, 30, "the server to start")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c
-    server.should_exit = True
-    thread.join(30)
 
 
 def test_a_reply_cut_at_any_moment_is_stored_once_before_the_turn_is_free(http):
