@@ -55,7 +55,10 @@ class Term:
     def say(self, text: str, session: str, *, expect_entries: int) -> None:
         """Type a message and wait until its reply is stored."""
         self.p.sendline(text)
-        until(lambda: len(self.entries(session)) >= expect_entries, what=f"reply to {text!r}")
+        until(
+            lambda: self.pump() or len(self.entries(session)) >= expect_entries,
+            what=f"the reply to {text!r}",
+        )
         self.drain()
 
     def drain(self) -> None:
