@@ -322,7 +322,10 @@ def test_pydantic_ai_agent_with_a_tool_and_structured_output(server):
     assert isinstance(result.output, Weather)
     Weather.model_validate(result.output.model_dump())
     # ...and its result went back to the model, in the request for the output
-    [ret] = [p for m in result.all_messages() for p in m.parts if isinstance(p, ToolReturnPart)]
+    [ret] = [
+        p for m in result.all_messages() for p in m.parts
+        if isinstance(p, ToolReturnPart) and p.tool_name == "city_temperature"
+    ]  # fmt: skip
     back = [
         m for r in requests_sent(server) for m in r["messages"]
         if m["role"] == "tool" and m.get("tool_call_id") == ret.tool_call_id
