@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,12 +15,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import openai
 import pytest
+import uvicorn
 
 from tests.pg import pg_url, postgres  # noqa: F401 - PostgreSQL fixtures, for any test module
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -48,6 +54,23 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+
+def requests_sent(server: Server) -> list[dict]:
+    """Every generation request a server started with ``--log-requests`` received,
+    oldest first, as its log shows them."""
+    out = []
+    for line in server.log().splitlines():
+        _, sep, rest = line.partition("llmkit.requests: request: ")
+        if sep:
+            req = json.loads(rest)
+            # Empty tool fields dropped: a message as `llmkit chat` sends it, role and content.
+            for m in req.get("messages") or []:
+                for key in ("tool_calls", "tool_call_id"):
+                    if not m.get(key):
+                        m.pop(key, None)
+            out.append(req)
+    return out
 
 
 def start_server(
@@ -129,3 +152,31 @@ def together(fn: Callable, args: list) -> list:
 
     with ThreadPoolExecutor(len(args)) as pool:
         return list(pool.map(run, args))
+
+
+def until(check: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy (returned), or fail after
+    ``timeout`` seconds: the way to wait for a server's state, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, f"gave up waiting{' for ' + what if what else ''}"
+        time.sleep(0.05)
+    return got
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` on a real uvicorn, on a free loopback port, in a thread of this
+    process (for an app a test builds itself); its URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    until(lambda: server.started or not thread.is_alive(), 30, "uvicorn to start")
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

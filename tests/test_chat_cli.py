@@ -8,33 +8,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pexpect
 import pytest
 
 from llmkit.memory.database import default_store_url
 from llmkit.memory.store import Store
+from tests.conftest import requests_sent, until
+from tests.relay import Relay, relay
 
 MODEL = "SmolLM2-135M-Instruct"
-
-
-def requests_sent(server) -> list[dict]:
-    """Every generation request the server received, oldest first."""
-    out = []
-    for line in server.log().splitlines():
-        _, sep, rest = line.partition("llmkit.requests: request: ")
-        if sep:
-            req = json.loads(rest)
-            # Messages as the chat sends them: role and content (no tool turns here).
-            for m in req.get("messages") or []:
-                for key in ("tool_calls", "tool_call_id"):
-                    if not m.get(key):
-                        m.pop(key, None)
-            out.append(req)
-    return out
 
 
 def last_request_with(server, text: str) -> dict:
@@ -71,10 +55,10 @@ class Term:
     def say(self, text: str, session: str, *, expect_entries: int) -> None:
         """Type a message and wait until its reply is stored."""
         self.p.sendline(text)
-        deadline = time.monotonic() + 60
-        while len(self.entries(session)) < expect_entries:
-            assert time.monotonic() < deadline, self.p.before
-            time.sleep(0.1)
+        until(
+            lambda: self.pump() or len(self.entries(session)) >= expect_entries,
+            what=f"the reply to {text!r}",
+        )
         self.drain()
 
     def drain(self) -> None:
@@ -85,6 +69,13 @@ class Term:
                 self.p.read_nonblocking(100_000, timeout=0.3)
             except pexpect.TIMEOUT:
                 return
+
+    def pump(self) -> None:
+        """Read what the terminal printed since the last read, without waiting."""
+        try:
+            self.p.read_nonblocking(1_000_000, timeout=0)
+        except pexpect.TIMEOUT:
+            pass
 
     def command(self, line: str, expect: str) -> str:
         self.drain()
@@ -145,10 +136,7 @@ def test_slash_commands(server, tmp_path):
 
     before = t.entries("cmds")[-1]
     t.p.sendline("/retry")
-    deadline = time.monotonic() + 60
-    while t.entries("cmds")[-1].id == before.id:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    until(lambda: t.entries("cmds")[-1].id != before.id, what="the retried reply")
     t.drain()
     after = t.entries("cmds")
     assert (
@@ -177,47 +165,41 @@ def test_slash_commands(server, tmp_path):
         assert store.get("cmds").system is None and store.get("cmds").memory == "window:1"
 
 
+def streaming(t: Term, r: Relay, nth: int) -> None:
+    """Wait until the ``nth`` reply has streamed 30 pieces through the relay, reading
+    the terminal meanwhile (a chat whose output nobody reads blocks on it)."""
+    until(lambda: t.pump() or (len(r.pieces) == nth and r.pieces[-1] >= 30), what="a reply")
+
+
 def test_ctrl_c_stops_the_reply_and_keeps_it(server, tmp_path):
-    t = Term(
-        tmp_path,
-        "chat",
-        "--url",
-        server.url,
-        "--session",
-        "long",
-        "--max-tokens",
-        "3000",
-        "--temperature",
-        "0",
-    )
-    t.p.expect(">>>")
-    t.drain()
-    t.p.sendline("Write a very long essay about the history of Rome.")
-    deadline = time.monotonic() + 60
-    while httpx.get(server.url + "/health").json()["models"][0]["running"] == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(1.0)  # some of the reply has streamed (greedy, this one runs for 600+ tokens)
-    t.p.sendintr()
-    t.p.expect("reply stopped")
-    t.p.expect(">>>")
-    entries = t.entries("long")
-    assert [e.role for e in entries] == ["user", "assistant"]
-    assert entries[1].interrupted and len(entries[1].content) > 20
-    # Still in the chat: the next message goes out, with the interrupted reply in it.
-    t.drain()
-    t.p.sendline("Thanks.")
-    deadline = time.monotonic() + 60
-    while not any(m["content"] == "Thanks." for r in requests_sent(server) for m in r["messages"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    sent = last_request_with(server, "Thanks.")["messages"]
-    assert sent[1] == {"role": "assistant", "content": entries[1].content}
-    t.p.sendintr()  # stops this reply too, unless it has already ended
-    while len(t.entries("long")) < 4:
-        assert time.monotonic() < deadline + 60
-        time.sleep(0.1)
-    assert t.exit() == 0
+    # Through a relay that asks for ignore_eos: each reply runs to its 3,000 tokens
+    # whatever the model says, so Ctrl-C always lands while it streams.
+    with relay(server.url) as (url, r):
+        t = Term(tmp_path, "chat", "--url", url, "--session", "long", "--max-tokens", "3000")
+        t.p.expect(">>>")
+        t.drain()
+        t.p.sendline("Write a very long essay about the history of Rome.")
+        streaming(t, r, 1)
+        t.p.sendintr()
+        t.p.expect("reply stopped")
+        t.p.expect(">>>")
+        entries = t.entries("long")
+        assert [e.role for e in entries] == ["user", "assistant"]
+        assert entries[1].interrupted and len(entries[1].content) > 20
+        # Still in the chat: the next message goes out, with the interrupted reply in it.
+        t.drain()
+        t.p.sendline("Thanks.")
+        streaming(t, r, 2)
+        sent = last_request_with(server, "Thanks.")["messages"]
+        assert sent[1] == {"role": "assistant", "content": entries[1].content}
+        t.p.sendintr()  # stops this one too
+        t.p.expect("reply stopped")
+        t.p.expect(">>>")
+        assert [(e.role, e.interrupted) for e in t.entries("long")][2:] == [
+            ("user", False),
+            ("assistant", True),
+        ]
+        assert t.exit() == 0
 
 
 def test_finds_the_local_server_or_says_how_to_start_one(server, tmp_path):

@@ -155,6 +155,14 @@ def test_busy_once_the_free_slots_and_the_queue_are_taken():
     run(backend, body, max_queue=1)
 
 
+async def load_becomes(loop, load: tuple[int, int], timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    """Wait (polling, with a deadline) until the loop's (running, queued) is ``load``."""
+    deadline = time.monotonic() + timeout
+    while loop.load != load:
+        assert time.monotonic() < deadline, f"load stayed {loop.load}, not {load}"
+        await asyncio.sleep(0.005)
+
+
 def test_closing_a_stream_cancels_it_and_frees_its_slot():
     backend = FakeStep(parallel=1)
 
@@ -165,14 +173,12 @@ def test_closing_a_stream_cancels_it_and_frees_its_slot():
         queued = seq(FOREVER)
         queued_stream = loop.stream(queued)
         waiting = asyncio.ensure_future(anext(queued_stream))
-        await asyncio.sleep(0.05)
-        assert loop.load == (1, 1)
+        await load_becomes(loop, (1, 1))  # the second one waits in the queue
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         await queued_stream.aclose()  # cancelled while still queued
         await stream.aclose()
-        while loop.load != (0, 0):
-            await asyncio.sleep(0.01)
+        await load_becomes(loop, (0, 0))
         assert await collect(loop, seq([EOS]))  # the slot serves the next one
         return first, queued
 
@@ -187,7 +193,7 @@ def test_finish_all_ends_streams_with_length_and_refuses_new_work():
         running = loop.stream(seq(FOREVER))
         assert (await anext(running)).text == "a"
         queued = asyncio.ensure_future(collect(loop, seq(FOREVER)))
-        await asyncio.sleep(0.05)
+        await load_becomes(loop, (1, 1))
         assert loop.finish_all() == 2
         rest = [c async for c in running]
         with pytest.raises(ServerBusyError):

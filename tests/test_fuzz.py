@@ -10,22 +10,44 @@ what only the real tokenizer and chat template can get wrong."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from tests.conftest import free_port, start_server
 from tests.test_guard import app_with
 
-CASES: dict[str, int] = {"in-process": 0, "real": 0}
-FUZZ = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,  # the same cases every run: a failure here is reproducible
-)
+# Cases run, per dialect-neutral route ("POST /v1/chat/completions"), per run.
+CASES: dict[str, Counter[str]] = {"in-process": Counter(), "real": Counter()}
+
+
+def fuzz_every_route(schema, kind: str, examples: int, call) -> list[str]:  # type: ignore[no-untyped-def]
+    """``examples`` cases (at most) on each operation of ``schema``, each one checked by
+    ``call``; the failures, one line per route, so that every failing route shows."""
+    failures = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        route = f"{operation.method.upper()} {operation.path}"
+
+        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
+                  derandomize=True)  # fmt: skip
+        @given(operation.as_strategy())
+        def run(case):  # type: ignore[no-untyped-def]
+            CASES[kind][route] += 1  # noqa: B023 - run() runs within this iteration
+            call(case)
+
+        try:
+            run()
+        except Exception as e:  # keep going: report every failing route at once
+            failures.append(f"{route}: {e}")
+        # Every route got its share: at least a few cases where there is anything to
+        # vary (a route with no parameters and no body has only one case to give).
+        varied = any((operation.body, operation.query, operation.path_parameters))
+        assert CASES[kind][route] >= (min(5, examples) if varied else 1), (route, CASES[kind])
+    return failures
 
 
 def dialect_shape(ctx, response, case) -> bool:  # type: ignore[no-untyped-def]
@@ -41,15 +63,17 @@ def dialect_shape(ctx, response, case) -> bool:  # type: ignore[no-untyped-def]
     return True
 
 
-# Starlette's test client calls itself "testserver": a name the guard must be told of.
-IN_PROCESS = schemathesis.openapi.from_asgi("/openapi.json", app_with(allowed_host=["testserver"]))
+CHECKS = [not_a_server_error, dialect_shape]
 
 
-@IN_PROCESS.parametrize()
-@FUZZ
-def test_in_process_every_route_answers_without_5xx_in_its_dialect(case):
-    CASES["in-process"] += 1
-    case.call_and_validate(checks=[not_a_server_error, dialect_shape])
+def test_in_process_every_route_answers_without_5xx_in_its_dialect():
+    # Starlette's test client calls itself "testserver": a name the guard must be told of.
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app_with(allowed_host=["testserver"]))
+    failures = fuzz_every_route(
+        schema, "in-process", 40, lambda case: case.call_and_validate(checks=CHECKS)
+    )
+    assert not failures, "\n\n".join(failures)
+    assert len(CASES["in-process"]) >= 12  # every route of every dialect
 
 
 @pytest.fixture(scope="module")
@@ -66,30 +90,19 @@ def small_server(tmp_path_factory):
 
 def test_against_the_real_model_no_5xx_in_any_dialect(small_server):
     schema = schemathesis.openapi.from_url(small_server.url + "/openapi.json")
-    failures = []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        strategy = operation.as_strategy()
-
-        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck),
-                  derandomize=True)  # fmt: skip
-        def run(case):  # type: ignore[no-untyped-def]
-            CASES["real"] += 1
-            case.call_and_validate(
-                base_url=small_server.url, checks=[not_a_server_error, dialect_shape], timeout=60
-            )
-
-        try:
-            from hypothesis import given
-
-            given(strategy)(run)()
-        except Exception as e:  # keep going: report every failing route at once
-            failures.append(f"{operation.method.upper()} {operation.path}: {e}")
+    failures = fuzz_every_route(
+        schema,
+        "real",
+        12,
+        lambda case: case.call_and_validate(base_url=small_server.url, checks=CHECKS, timeout=60),
+    )
     assert not failures, "\n\n".join(failures)
-    assert CASES["real"] >= 100  # every route got cases
+    assert len(CASES["real"]) >= 12 and sum(CASES["real"].values()) >= 100
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_cases():
     yield
-    print(f"\nfuzz cases run: {CASES}")  # the counts the README and notes quote
+    print(
+        f"\nfuzz cases run: { {k: sum(v.values()) for k, v in CASES.items()} } {CASES}"
+    )  # the counts the README and notes quote

@@ -197,3 +197,56 @@ def test_the_key_is_never_written_to_the_log(tmp_path):
     log = s.log()
     assert "llmkit.requests: request:" in log  # the requests themselves were logged
     assert secret not in log and "sk-wrong-key" not in log
+
+
+def test_the_guard_holds_on_a_real_server(tmp_path):
+    """The same door, once through a real ``llmkit serve`` (uvicorn, a socket, the
+    flags as typed), driven by httpx: keys, Host, Origins, body size, message
+    count, n and rate."""
+    from tests.conftest import start_server
+
+    flags = ["--api-key", "k", "--allowed-host", "gpu-box.lan", "--cors-origin",
+             "https://app.example", "--max-body-mb", "0.001", "--max-messages", "2",
+             "--max-n", "2", "--rate-limit", "40"]  # fmt: skip
+    s = start_server(tmp_path, *flags)
+    port = s.url.rsplit(":", 1)[1]
+    auth = {"Authorization": "Bearer k"}
+    chat = {**CHAT, "model": "SmolLM2-135M-Instruct", "max_tokens": 1}
+    try:
+        with httpx.Client(base_url=s.url, timeout=120) as c:
+            assert c.get("/v1/models").status_code == 401
+            assert c.get("/v1/models", headers=auth).status_code == 200
+            r = c.get("/v1/models", headers={**auth, "Host": f"attacker.example:{port}"})
+            assert r.status_code == 403 and "--allowed-host attacker.example" in r.text
+            assert c.get("/v1/models", headers={**auth, "Host": f"gpu-box.lan:{port}"}).is_success
+
+            r = c.post("/api/chat", json=chat, headers={**auth, "Origin": "https://evil.example"})
+            assert r.status_code == 403 and "--cors-origin" in r.json()["error"]
+            pre = c.options(
+                "/v1/chat/completions",
+                headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+            )
+            assert pre.status_code == 204
+            assert pre.headers["access-control-allow-origin"] == "https://app.example"
+
+            big = b'{"model": "toy", "prompt": "' + b"x" * 4000 + b'"}'
+            r = c.post("/v1/completions", content=big, headers=auth)
+            assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+            chunks = (big[i : i + 500] for i in range(0, len(big), 500))  # no Content-Length
+            r = c.post("/api/generate", content=chunks, headers=auth)
+            assert r.status_code == 413 and "--max-body-mb" in r.json()["error"]
+
+            three = {**chat, "messages": chat["messages"] * 3}
+            r = c.post("/v1/chat/completions", json=three, headers=auth)
+            assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+            r = c.post("/v1/chat/completions", json={**chat, "n": 3}, headers=auth)
+            assert r.status_code == 400 and "--max-n" in r.json()["error"]["message"]
+            assert c.post("/v1/chat/completions", json=chat, headers=auth).status_code == 200
+
+            codes = [c.get("/api/tags", headers=auth).status_code for _ in range(40)]
+            assert codes[-1] == 429 and 200 in codes  # the rate caught up within a minute
+            r = c.get("/api/tags", headers=auth)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+            assert c.get("/health").status_code == 200
+    finally:
+        s.stop()

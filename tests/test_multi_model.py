@@ -26,7 +26,7 @@ from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.engines.spec import load_specs
 from llmkit.env import Environment
 from llmkit.serving.build import model_entries
-from tests.conftest import Server, start_server
+from tests.conftest import Server, start_server, until
 
 HI = [{"role": "user", "content": "Hi"}]
 
@@ -90,23 +90,21 @@ def test_requests_route_by_model_name(multi):
 
 def test_first_use_load_and_idle_unload(multi):
     # beta loads on its first request and is unloaded 3s after its last one.
-    deadline = time.monotonic() + 30
-    while "beta" in ps(multi):
-        assert time.monotonic() < deadline, "beta was never unloaded"
-        time.sleep(0.5)
+    until(lambda: "beta" not in ps(multi), 30, "beta to be unloaded")
     health = {m["name"]: m["loaded"] for m in httpx.get(multi.url + "/health").json()["models"]}
     assert health["alpha"] and not health["beta"]
     o = ollama.Client(host=multi.url)
     first = o.generate(model="beta", prompt="Hi", options={"num_predict": 2})
     again = o.generate(model="beta", prompt="Hi", options={"num_predict": 2})
+    idle_since = time.monotonic()
     # Ollama's load_duration: the time this request waited for the model to load.
     assert first.load_duration > 0 and again.load_duration == 0
     assert first.total_duration >= first.load_duration + first.prompt_eval_duration
     loaded = ps(multi)
     assert {"alpha", "beta", "b", "remote"} <= set(loaded)
     assert loaded["beta"] < loaded["alpha"]  # beta expires in seconds, alpha never
-    time.sleep(4.5)
-    assert "beta" not in ps(multi)
+    until(lambda: "beta" not in ps(multi), 30, "beta to be unloaded after 3s idle")
+    assert time.monotonic() - idle_since > 2.5  # not before its keep_alive
     assert "unloaded beta (idle; keep_alive 3s)" in multi.log()
 
 
@@ -118,8 +116,7 @@ def test_keep_alive_of_a_request_unloads_and_loads(multi):
     # A request with keep_alive 0 loads the model, answers, and unloads it again.
     r = o.generate(model="alpha", prompt="Hi", options={"num_predict": 2}, keep_alive=0)
     assert r.eval_count == 2
-    time.sleep(0.5)
-    assert "alpha" not in ps(multi)
+    until(lambda: "alpha" not in ps(multi), 30, "alpha to be unloaded after its request")
     r = o.generate(model="alpha", prompt="", keep_alive=-1)  # load and keep for good
     assert r.done_reason == "load" and "alpha" in ps(multi)
     r = httpx.post(multi.url + "/api/generate", json={"model": "alpha", "keep_alive": "soon"})
@@ -248,7 +245,10 @@ def test_a_model_is_loaded_on_use_and_never_unloaded_under_a_request():
         assert await served.keep(0) and inner.closes == 0  # a keep_alive 0 waits too
         inner.gate.release()
         assert [c.finish_reason async for c in gen] == [None, "stop"]
-        await asyncio.sleep(0.01)  # keep_alive 0: unloaded once the request ended
+        for _ in range(1000):  # keep_alive 0: unloaded once the request ended
+            if not served.loaded:
+                break
+            await asyncio.sleep(0.01)
         assert not served.loaded and inner.closes == 1
         await served.keep(None)  # an empty Ollama prompt: load, and keep for good
         assert served.loaded and served.expires_at is None and inner.starts == 2

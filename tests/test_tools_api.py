@@ -15,6 +15,8 @@ import ollama
 import pytest
 from pydantic import BaseModel
 
+from tests.conftest import requests_sent
+
 MODEL = "SmolLM2-135M-Instruct"
 WEATHER_PARAMS = {
     "type": "object",
@@ -191,11 +193,22 @@ def test_ollama_forced_call_streaming_and_not(server):
     assert "".join(p.message.content for p in parts) == ""
 
 
+def tokens(server, text: str) -> int:
+    return httpx.post(server.url + "/tokenize", json={"model": MODEL, "prompt": text}).json()[
+        "count"
+    ]
+
+
 def test_ollama_unforced_answers_are_clean_text(server):
     c = ollama.Client(host=server.url)
     r = c.chat(model=MODEL, messages=ASK, tools=[WEATHER], options={"num_predict": 60, "seed": 1})
     assert "<tool_call" not in r.message.content and "</tool_call" not in r.message.content
     assert r.message.content or r.message.tool_calls
+    # The tools reached the prompt: it is longer than the question alone by at least
+    # the tool's name, description and parameter names.
+    bare = c.chat(model=MODEL, messages=ASK, options={"num_predict": 1})
+    named = " ".join(["get_weather", "The weather in a city", *WEATHER_PARAMS["properties"]])
+    assert r.prompt_eval_count - bare.prompt_eval_count >= tokens(server, named)
     none = c.chat(
         model=MODEL,
         messages=ASK,
@@ -206,20 +219,32 @@ def test_ollama_unforced_answers_are_clean_text(server):
 
 
 def test_ollama_history_with_calls_and_results(server):
-    history = [
-        *ASK,
-        {"role": "assistant", "content": "",
-         "tool_calls": [{"function": {"name": "get_weather",
-                                      "arguments": {"city": "Paris", "unit": "celsius"}}}]},
-        {"role": "tool", "content": '{"temperature": 21}'},
-    ]  # fmt: skip
-    r = ollama.Client(host=server.url).chat(
-        model=MODEL,
-        messages=history,
-        tools=[WEATHER],
-        options={"num_predict": 40, "temperature": 0},
-    )
+    def history(result: str) -> list[dict]:
+        return [
+            *ASK,
+            {"role": "assistant", "content": "",
+             "tool_calls": [{"function": {"name": "get_weather",
+                                          "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+            {"role": "tool", "content": result},
+        ]  # fmt: skip
+
+    def ask(result: str) -> ollama.ChatResponse:
+        return ollama.Client(host=server.url).chat(
+            model=MODEL,
+            messages=history(result),
+            tools=[WEATHER],
+            options={"num_predict": 40, "temperature": 0},
+        )
+
+    short = '{"temperature": 21}'
+    longer = '{"temperature": 21, "humidity": 64, "wind": "north-east, 12 km/h", "sky": "grey"}'
+    r = ask(short)
     assert r.done and "<tool_call" not in r.message.content
+    # The result reached the prompt: a longer result makes it longer by about the
+    # extra tokens (give or take a merge at either edge).
+    grown = ask(longer).prompt_eval_count - r.prompt_eval_count
+    extra = tokens(server, longer) - tokens(server, short)
+    assert extra > 10 and abs(grown - extra) <= 2, (grown, extra)
 
 
 # -- LangChain and pydantic-ai --------------------------------------------------------
@@ -263,14 +288,23 @@ def test_langchain_ollama_bind_tools(server):
 
 def test_pydantic_ai_agent_with_a_tool_and_structured_output(server):
     from pydantic_ai import Agent, RunContext
+    from pydantic_ai.messages import ToolReturnPart
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
+    from pydantic_ai.settings import ModelSettings
     from pydantic_ai.tools import ToolDefinition
 
     model = OpenAIChatModel(MODEL, provider=OpenAIProvider(base_url=server.v1, api_key="x"))
-    settings = {"temperature": 0, "max_tokens": 200, "parallel_tool_calls": False}
-    agent = Agent(model, output_type=Weather, model_settings=settings)
     seen: list[str] = []
+
+    def settings(ctx: RunContext[None]) -> ModelSettings:
+        # The first step must call the tool (a 135M model might go straight to the
+        # output); after it, only the output is left to give.
+        choice = "auto" if seen else "required"
+        return {"temperature": 0, "max_tokens": 200, "parallel_tool_calls": False,
+                "tool_choice": choice}  # fmt: skip
+
+    agent = Agent(model, output_type=Weather, model_settings=settings)
 
     async def once(ctx: RunContext[None], tool: ToolDefinition) -> ToolDefinition | None:
         # A one-shot tool: once it has answered, only the output is left to give
@@ -284,8 +318,19 @@ def test_pydantic_ai_agent_with_a_tool_and_structured_output(server):
         return 21
 
     result = agent.run_sync("What is the temperature in Paris?")
+    assert len(seen) == 1 and isinstance(seen[0], str)  # the tool ran, once
     assert isinstance(result.output, Weather)
     Weather.model_validate(result.output.model_dump())
+    # ...and its result went back to the model, in the request for the output
+    [ret] = [
+        p for m in result.all_messages() for p in m.parts
+        if isinstance(p, ToolReturnPart) and p.tool_name == "city_temperature"
+    ]  # fmt: skip
+    back = [
+        m for r in requests_sent(server) for m in r["messages"]
+        if m["role"] == "tool" and m.get("tool_call_id") == ret.tool_call_id
+    ]  # fmt: skip
+    assert back and back[-1]["content"] == "21"
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,14 @@ async def _events(
         text = cut.content + "".join(parts)
         return chat.store.rewrite(chat.name, cut.id, text, interrupted=interrupted)
 
+    # Whatever ends the stream (its end, an engine failure, the client leaving:
+    # GeneratorExit at a yield or a cancellation inside an await), the reply is
+    # saved exactly once, and saved before the conversation is released: a GET
+    # that finds it idle finds the reply too. The save runs under a shield because
+    # sse-starlette cancels this task when the client hangs up, and a cancelled
+    # await of the save would release the turn while (or before) the save ran,
+    # and a second save in a handler would store the reply twice.
+    interrupted, failure, entry = True, None, None
     try:
         if plan.user is not None:
             yield {"event": "user", "data": s.MessageOut.of(plan.user).model_dump_json()}
@@ -143,18 +151,20 @@ async def _events(
                 if chunk.text:
                     parts.append(chunk.text)
                     yield {"event": "delta", "data": json.dumps({"text": chunk.text})}
-        entry = await asyncio.to_thread(save, False)
-        yield {"event": "done", "data": _done(entry, last, last_at - first_at).model_dump_json()}
+        interrupted = False
     except Exception as exc:  # the engine failed mid-reply: keep what came, say why
-        await asyncio.to_thread(save, True)
-        body = error_body(as_llmkit_error(exc, "in a conversation reply"))
-        yield {"event": "error", "data": body.model_dump_json()}
-    except BaseException:  # the client left (Stop, a closed tab): keep what came
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(save, True)
-        raise
+        failure = exc
     finally:
-        release()
+        try:
+            with anyio.CancelScope(shield=True):
+                entry = await anyio.to_thread.run_sync(save, interrupted)
+        finally:
+            release()
+    if failure is not None:
+        body = error_body(as_llmkit_error(failure, "in a conversation reply"))
+        yield {"event": "error", "data": body.model_dump_json()}
+    else:
+        yield {"event": "done", "data": _done(entry, last, last_at - first_at).model_dump_json()}
 
 
 def _done(entry: Entry | None, last: Chunk | None, seconds: float) -> s.ReplyDone:

@@ -107,12 +107,16 @@ async def export_conversation(
 @router.get("/{name:path}")
 async def get_conversation(request: Request, name: str) -> s.ConversationDetail:
     store = await _store(request)
+    # busy before the messages: a reply is saved before its turn is released, so
+    # "not busy" read first means the messages read next hold that reply (read
+    # after them, a reply that ended in between showed idle without its message).
+    busy = _svc(request).is_busy(name)
     conv = await asyncio.to_thread(store.get, name)
     entries = await asyncio.to_thread(store.entries, name)
     out = s.ConversationOut.of(conv).model_dump()
     return s.ConversationDetail(
         **out,
-        busy=_svc(request).is_busy(name),
+        busy=busy,
         summary=conv.summary,
         messages=[s.MessageOut.of(e) for e in entries],
     )
