@@ -230,11 +230,21 @@ def test_unknown_fields_are_accepted(client):
 
 
 def test_chinese_and_emoji_stream_unbroken(client, vocab):
+    # A schema whose one value holds Chinese and an emoji: the grammar lets the reply
+    # say only that, so it holds characters that span tokens whatever the model says.
+    greeting = "你好，世界🙂"
+    schema = {
+        "type": "object",
+        "properties": {"greeting": {"type": "string", "enum": [greeting]}},
+        "required": ["greeting"],
+        "additionalProperties": False,
+    }
     kw = dict(
         model=MODEL,
         messages=[{"role": "user", "content": "请用中文回答：你好吗？"}],
-        max_tokens=40,
+        max_tokens=80,
         temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "hi", "schema": schema}},
     )
     deltas = [
         c.choices[0].delta.content or ""
@@ -242,7 +252,8 @@ def test_chinese_and_emoji_stream_unbroken(client, vocab):
         if c.choices
     ]
     text = "".join(deltas)
-    # The reply holds characters that span two or more tokens, and none came out broken.
+    assert json.loads(text) == {"greeting": greeting}
+    # Characters that span two or more tokens, and none came out broken.
     split = [c for c in text if len(vocab.tokenize(c.encode(), add_bos=False, special=False)) > 1]
     assert any("\u4e00" <= ch <= "\u9fff" for ch in split), text  # CJK
     assert any(ord(ch) >= 0x1F300 for ch in split), text  # an emoji

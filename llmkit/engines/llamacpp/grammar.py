@@ -37,6 +37,23 @@ TRIGGER = r"[\s\S]*?(" + OPEN + r")[\s\S]*"
 MAX_CALLS = 8
 
 
+# A UTF-16 surrogate pair as llama-cpp-python's schema converter writes a character
+# past U+FFFF (json.dumps escapes it so); llama.cpp's grammar reads each ``\u`` as a
+# code point of its own, so the pair must become one ``\U`` escape. The lookbehind
+# keeps an escaped backslash followed by "u" (an odd count of backslashes) as it is.
+_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.I)
+
+
+def _astral(gbnf: str) -> str:
+    """``gbnf`` with each escaped surrogate pair written as the one character it is."""
+
+    def one(m: re.Match[str]) -> str:
+        hi, lo = int(m[2], 16), int(m[3], 16)
+        return f"{m[1]}\\U{0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00):08x}"
+
+    return _PAIR.sub(one, gbnf)
+
+
 # What may follow ``<tool_call>`` in the token that completes it: room for the
 # whitespace the grammar allows and the start of a call, and nothing else.
 _SAFE_AFTER = re.compile(r'[ \t\n]{0,4}(\{ ?("(n(a(me?)?)?)?)?)?')
@@ -76,7 +93,7 @@ def tool_grammar(req: GenerateRequest) -> str:
     rules = [
         f"root ::= tool-call{more}",
         f"tool-call ::= {json.dumps(OPEN)} {_WS} call {_WS} {json.dumps(CLOSE)}",
-        conv.format_grammar(),
+        _astral(conv.format_grammar()),
     ]
     return "\n".join(rules)
 
@@ -101,7 +118,7 @@ def _response_grammar(params: SamplingParams) -> str | None:
     if params.json_schema is None:
         return JSON_GBNF
     try:
-        return json_schema_to_gbnf(params.json_schema)
+        return _astral(json_schema_to_gbnf(params.json_schema))
     except Exception as e:  # the converter raises bare exceptions on schemas it can't do
         raise InvalidRequestError(
             f"The JSON schema is not supported: {e}", param="response_format"
