@@ -1,13 +1,16 @@
 """Faults of what llmkit forwards to, on loopback: an upstream that accepts a
 request and then falls silent, and one that dies mid-reply. Each affected
 request ends within the configured time with an error in the caller's dialect
-(504 / 502, or the stream's last event), and the server keeps serving.
+(504 / 502, or the stream's last event), and the server keeps serving. And the
+other side's fault: a client that leaves before its whole answer is ready has
+its generation cancelled at once, in every dialect.
 
 The stand-in upstream is a raw socket server: it answers the OpenAI listing,
 then misbehaves exactly as told, which no well-behaved framework would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -18,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, start_server
+from tests.test_metrics import samples
 
 MODEL_CARD = {"id": "m", "object": "model", "max_model_len": 512}
 LISTING = json.dumps({"object": "list", "data": [MODEL_CARD]})
@@ -131,3 +135,113 @@ def test_an_upstream_dying_mid_reply_is_a_502_and_the_server_goes_on(upstream, p
     health = httpx.get(proxy.url + "/health").json()
     assert health["status"] == "ok"  # nothing stuck: the proxy itself is fine
     assert "Traceback" not in proxy.log()
+
+
+# -- a client that leaves before its whole answer is ready ---------------------------
+
+
+class Holding:
+    """Answers ``GET /v1/models``; a generation gets headers and one chunk, then the
+    connection is held open until llmkit closes it (``closed``): the sign that the
+    engine's work was cancelled. Anything else (``/tokenize``) is a 404."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.opened = threading.Event()
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            if head.startswith(b"GET /v1/models"):
+                body = LISTING.encode()
+            elif not head.startswith((b"POST /v1/chat/completions", b"POST /v1/completions")):
+                body = b""
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+                conn.sendall(f"data: {CHUNK}\n\n".encode())
+                self.opened.set()
+                conn.settimeout(120)
+                with contextlib.suppress(OSError):
+                    while conn.recv(65536):  # the rest of the request, then its end
+                        pass
+                self.closed.set()
+                return
+            status = b"200 OK" if body else b"404 Not Found"
+            head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            conn.sendall(
+                b"HTTP/1.1 " + status + b"\r\n" + head + b"Connection: close\r\n\r\n" + body
+            )
+
+
+@pytest.fixture(scope="module")
+def holding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Holding, Server]]:
+    """The holding upstream, and a server in front of it that would wait for it for
+    two minutes: only the client's leaving can end a request sooner."""
+    up = Holding()
+    s = start_server(
+        tmp_path_factory.mktemp("holding"),
+        "--upstream", f"openai://127.0.0.1:{up.port}/v1", "--model", "m",
+        "--upstream-timeout", "120",
+    )  # fmt: skip
+    yield up, s
+    s.stop()
+    up.sock.close()
+
+
+ASK = [{"role": "user", "content": "hi"}]
+WHOLE = {  # one non-streamed request in each dialect that answers in one piece
+    "/v1/chat/completions": {"model": "m", "messages": ASK},
+    "/v1/completions": {"model": "m", "prompt": "hi"},
+    "/v1/messages": {"model": "m", "max_tokens": 16, "messages": ASK},
+    "/v1/responses": {"model": "m", "input": "hi", "store": False},
+    "/api/chat": {"model": "m", "messages": ASK, "stream": False},
+    "/api/generate": {"model": "m", "prompt": "hi", "stream": False},
+}
+
+
+def _counted(server: Server, route: str, status: str) -> float:
+    """How many ``POST route`` requests were answered ``status``, as /metrics counts them."""
+    key = (("method", "POST"), ("route", route), ("status", status))
+    return samples(httpx.get(server.url + "/metrics").text).get(("llmkit_requests_total", key), 0)
+
+
+@pytest.mark.parametrize("route", list(WHOLE))
+def test_a_client_leaving_a_whole_answer_cancels_its_generation(holding, route):
+    up, server = holding
+    up.opened.clear()
+    up.closed.clear()
+    before = _counted(server, route, "499")
+    body = json.dumps(WHOLE[route]).encode()
+    port = server.url.rsplit(":", 1)[1]
+    request = (
+        f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", int(port))) as client:
+        client.sendall(request + body)
+        assert up.opened.wait(30)  # the engine is at work on it
+    # The client is gone: its generation must end now, not at the 120 s timeout.
+    assert up.closed.wait(15)
+    deadline = time.monotonic() + 15
+    while _counted(server, route, "499") == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _counted(server, route, "499") == before + 1  # answered 499, once, in the log
+    assert "Traceback" not in server.log()

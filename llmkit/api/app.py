@@ -23,7 +23,7 @@ from llmkit.api.anthropic import routes as anthropic_routes
 from llmkit.api.anthropic.errors import error_response as anthropic_error
 from llmkit.api.conversations import routes as conversation_routes
 from llmkit.api.conversations.service import Conversations
-from llmkit.api.generation import INTERNAL_ERROR
+from llmkit.api.generation import INTERNAL_ERROR, ClientGone
 from llmkit.api.guard import Guard, policy_for
 from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.metrics import Metrics, RequestCounter
@@ -110,6 +110,7 @@ def create_app(
     app.add_middleware(RequestCounter, metrics=app.state.metrics)  # type: ignore[arg-type]
     app.add_middleware(RequestId)  # type: ignore[arg-type]
     app.add_exception_handler(LlmkitError, _llmkit_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
@@ -125,6 +126,12 @@ def render(request: Request, exc: LlmkitError) -> Response:
     if request.url.path.startswith("/v1/messages"):
         return anthropic_error(exc)
     return openai_error(exc)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # Nobody reads it: the client left before its answer was ready, and its work was
+    # cancelled. The status (nginx's "client closed request") is for the log and metrics.
+    return Response(status_code=499)
 
 
 async def _llmkit_error(request: Request, exc: LlmkitError) -> Response:

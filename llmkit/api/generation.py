@@ -1,4 +1,11 @@
-"""Running generations for a route, whatever its dialect.
+"""Running generations for a route, whatever its dialect: the one path every
+generating route takes.
+
+``start`` resolves a request to its model and its engine requests (the registry
+lookup, the request limits, the metrics' watcher); the ``Generation`` it returns
+runs ``whole`` (cancelled if the client leaves: ``ClientGone``, a 499 mapped once
+on the app) or ``streamed``, and the route turns what comes out into its
+dialect with the pure functions of its ``convert``.
 
 A request for ``n`` choices becomes ``n`` engine generations that run side by
 side. ``open_streams`` waits for each one's first chunk before anything is sent,
@@ -15,13 +22,17 @@ import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from starlette.requests import Request
 
+from llmkit.api import limits
+from llmkit.api.limits import Sizes
 from llmkit.api.logprobs import refuse_logprobs
 from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
+from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
 
 T = TypeVar("T")
@@ -110,19 +121,10 @@ async def _merge(
                 await g.aclose()  # type: ignore[attr-defined]
 
 
-def within_limits(
-    request: Request, reqs: list[GenerateRequest], n: int = 1
-) -> list[GenerateRequest]:
-    """``reqs``, or a 400 when ``n`` is over ``--max-n`` or one carries more
-    messages than ``--max-messages``."""
-    settings = request.app.state.settings
-    if n > settings.max_n:
-        raise InvalidRequestError(
-            f"n is {n}; this server generates at most {settings.max_n} choices a request "
-            "(--max-n).",
-            param="n",
-        )
-    limit = settings.max_messages
+def within_limits(request: Request, reqs: list[GenerateRequest]) -> list[GenerateRequest]:
+    """``reqs``, or a 400 when one carries more messages than ``--max-messages``
+    once built (a stored history may have joined the request's own)."""
+    limit = request.app.state.settings.max_messages
     for r in reqs:
         if r.messages is not None and len(r.messages) > limit:
             raise InvalidRequestError(
@@ -180,6 +182,62 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll: float 
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+def registry(request: Request) -> ModelRegistry:
+    """The models this app serves."""
+    return request.app.state.registry
+
+
+def served(request: Request, name: str) -> ServedModel:
+    """The model ``name`` names on this server (a 404 naming those it serves)."""
+    return registry(request).get(name)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A request resolved to its model and its engine requests, ready to run."""
+
+    request: Request
+    model: ServedModel
+    reqs: list[GenerateRequest]
+
+    @property
+    def engine(self) -> Engine:
+        return self.model.engine
+
+    async def streamed(self) -> AsyncIterator[tuple[int, Chunk]]:
+        """Start every generation (a refusal is still a plain error status) and
+        merge their chunks as ``(choice index, chunk)``: ``open_streams``."""
+        return await open_streams(self.engine, self.reqs, watcher(self.request, self.model.name))
+
+    async def whole(self) -> list[tuple[str, Chunk]]:
+        """Every choice's text and final chunk (``collect``), or ``ClientGone``."""
+        watch = watcher(self.request, self.model.name)
+        return await self.unless_gone(collect(self.engine, self.reqs, watch))
+
+    async def unless_gone(self, work: Awaitable[T]) -> T:
+        """``work``, cancelled (freeing the engine) with ``ClientGone`` if the client leaves."""
+        return await unless_disconnected(self.request, work)
+
+
+def start(
+    request: Request,
+    model: str | ServedModel,
+    make: Callable[[], list[GenerateRequest]],
+    sizes: Sizes | None,
+) -> Generation:
+    """Resolve a request: its sizes checked against this server's limits before
+    anything is built (``make`` builds n requests per prompt, and a huge n must
+    cost nothing), its model (by name, or already found), then its engine
+    requests as ``make`` builds them. ``sizes`` is None only where the route
+    checked them before work of its own (Responses reads a stored history first).
+    The model's own defaults (its Modelfile) are applied by the served model
+    itself, once for every dialect."""
+    if sizes is not None:
+        limits.check(request, sizes)
+    found = served(request, model) if isinstance(model, str) else model
+    return Generation(request, found, within_limits(request, make()))
 
 
 def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:

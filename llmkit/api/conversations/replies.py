@@ -23,7 +23,7 @@ from starlette.requests import Request
 from llmkit.api.conversations import schemas as s
 from llmkit.api.conversations.inprocess import generate_request
 from llmkit.api.conversations.service import Conversations
-from llmkit.api.generation import as_llmkit_error, open_streams, watcher
+from llmkit.api.generation import Generation, as_llmkit_error
 from llmkit.api.openai.errors import error_body
 from llmkit.core.types import Chunk, GenerateRequest, Message
 from llmkit.errors import InvalidRequestError
@@ -104,8 +104,10 @@ async def start(
     try:
         chat = await asyncio.to_thread(svc.open_chat, store, name, loop)
         plan = await asyncio.to_thread(planner, chat)
-        engine = svc.registry.get(chat.model).engine
-        stream = await open_streams(engine, [plan.request], watcher(request, chat.model))
+        # Not ``start``: the messages come from the store, not the request, so the
+        # request limits have nothing to bound.
+        gen = Generation(request, svc.registry.get(chat.model), [plan.request])
+        stream = await gen.streamed()
     except BaseException:
         turn.__exit__(None, None, None)
         raise

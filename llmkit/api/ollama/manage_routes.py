@@ -18,7 +18,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
-from llmkit.api.generation import ending_in_error
 from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.ollama.errors import error_line
 from llmkit.api.ollama.manage_schemas import (
@@ -30,7 +29,8 @@ from llmkit.api.ollama.manage_schemas import (
     PullLines,
 )
 from llmkit.api.ollama.routes import JsonBodyRoute
-from llmkit.api.ollama.schemas import Options
+from llmkit.api.ollama.schemas import ErrorResponse, Options
+from llmkit.api.streaming import ndjson
 from llmkit.errors import (
     ForbiddenError,
     InvalidRequestError,
@@ -63,12 +63,12 @@ def _not_found(name: str) -> NotFoundError:
     return NotFoundError(f"model '{name}' not found")
 
 
-def _lines(progress: AsyncIterator[Progress]) -> StreamingResponse:
-    async def body() -> AsyncIterator[str]:
-        async for p in ending_in_error(progress, error_line):
-            yield p.model_dump_json(exclude_none=True) + "\n"
+def _line(p: Progress | ErrorResponse) -> str:
+    return p.model_dump_json(exclude_none=True) + "\n"
 
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+def _lines(progress: AsyncIterator[Progress]) -> StreamingResponse:
+    return ndjson(progress, frame=_line, error=lambda e: _line(error_line(e)))
 
 
 async def _last(progress: AsyncIterator[Progress]) -> JSONResponse:

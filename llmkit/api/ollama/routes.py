@@ -7,6 +7,7 @@ without a JSON content type: Ollama's own examples use ``curl -d`` without one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -17,23 +18,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from llmkit.api import limits
-from llmkit.api.generation import (
-    ClientGone,
-    ending_in_error,
-    open_streams,
-    unless_disconnected,
-    watcher,
-    within_limits,
-)
+from llmkit.api.generation import Generation, registry, served, start
 from llmkit.api.models_view import catalog_views, view, views
 from llmkit.api.ollama import convert, listings
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.embed_schemas import EmbedFields
 from llmkit.api.ollama.errors import error_line
+from llmkit.api.streaming import ndjson
 from llmkit.core.durations import parse_keep_alive
-from llmkit.core.types import GenerateRequest
-from llmkit.engines.registry import ModelRegistry, ServedModel
+from llmkit.engines.registry import ServedModel
 from llmkit.errors import InvalidRequestError
 from llmkit.version import __version__
 
@@ -80,25 +73,21 @@ async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "llmkit": __version__}
 
 
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
 def _model(request: Request, name: str) -> ServedModel:
     if not name:
         raise InvalidRequestError("model is required", param="model")
     # Ollama clients name models "name:tag"; the registry reads "name:latest" as "name".
-    return _registry(request).get(name)
+    return served(request, name)
 
 
 @router.get("/tags")
 async def tags(request: Request) -> s.TagsResponse:
-    return listings.to_tags(catalog_views(_registry(request), request.app.state.local_models))
+    return listings.to_tags(catalog_views(registry(request), request.app.state.local_models))
 
 
 @router.get("/ps")
 async def ps(request: Request) -> s.PsResponse:
-    return listings.to_ps(views(_registry(request).models), now=datetime.now(UTC))
+    return listings.to_ps(views(registry(request).models), now=datetime.now(UTC))
 
 
 @router.post("/show")
@@ -109,34 +98,35 @@ async def show(request: Request, body: ShowBody) -> s.ShowResponse:
 
 @router.post("/chat", response_model=None)
 async def chat(request: Request, body: ChatBody) -> Response:
-    limits.check(request, body.sizes())
     model = _model(request, body.model)
-    start, loads = time.perf_counter_ns(), model.loads
+    begun, loads = time.perf_counter_ns(), model.loads
     if not body.messages:
         return await _load(model, body, chat=True)
-    [req] = within_limits(request, [convert.from_chat_request(body)])
+    gen = start(request, model, lambda: [convert.from_chat_request(body)], body.sizes())
     model.hold(_keep_alive(model, body))
-    stamped, timing = await _run(request, model, req, start, loads)
+    stamped, timing = await _run(gen, begun, loads)
     if body.stream:
         return _ndjson(convert.to_chat_lines(body.model, timing, stamped))
-    return await _whole(request, convert.to_chat_response(body.model, timing, stamped))
+    return await _whole(gen, convert.to_chat_response(body.model, timing, stamped))
 
 
 @router.post("/generate", response_model=None)
 async def generate(request: Request, body: GenerateBody) -> Response:
-    limits.check(request, body.sizes())
     model = _model(request, body.model)
-    start, loads = time.perf_counter_ns(), model.loads
+    begun, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
-    req = convert.from_generate_request(body, model.modelfile)
+    gen = start(
+        request, model, lambda: [convert.from_generate_request(body, model.modelfile)], body.sizes()
+    )
     model.hold(_keep_alive(model, body))
-    req, prompt_ids = convert.with_context(req, body.context, await model.engine.encode(req))
-    stamped, timing = await _run(request, model, req, start, loads)
+    (req,) = gen.reqs
+    req, prompt_ids = convert.with_context(req, body.context, await gen.engine.encode(req))
+    stamped, timing = await _run(dataclasses.replace(gen, reqs=[req]), begun, loads)
     if body.stream:
         return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
     answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
-    return await _whole(request, answer)
+    return await _whole(gen, answer)
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:
@@ -157,34 +147,29 @@ async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> 
 
 
 async def _run(
-    request: Request, model: ServedModel, req: GenerateRequest, start: int, loads: int
+    gen: Generation, begun: int, loads: int
 ) -> tuple[AsyncIterator[convert.Stamped], convert.Timing]:
     """Start one generation; its chunks stamped as they arrive, and its timing so far."""
     # Refusals (too long, bad schema) still get a plain error status: nothing is sent yet.
-    chunks = await open_streams(model.engine, [req], watcher(request, model.name))
+    chunks = await gen.streamed()
     first = time.perf_counter_ns()
     # ``loads`` moved: this request waited for the model to load, and says how long.
-    load = model.last_load_ns if model.loads != loads else 0
+    load = gen.model.last_load_ns if gen.model.loads != loads else 0
 
     async def stamped() -> AsyncIterator[convert.Stamped]:
         async for _, chunk in chunks:
             yield convert.Stamped(chunk, time.perf_counter_ns(), datetime.now(UTC))
 
-    return stamped(), convert.Timing(start=start, first=first, load=load)
+    return stamped(), convert.Timing(start=begun, first=first, load=load)
 
 
 def _ndjson(lines: AsyncIterator[BaseModel]) -> StreamingResponse:
-    async def body() -> AsyncIterator[str]:
-        # Headers are gone once the first line is out: an error is the last line.
-        async for line in ending_in_error(lines, error_line):
-            yield convert.to_ndjson_line(line)
-
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+    # Headers are gone once the first line is out: an error is the last line.
+    return ndjson(
+        lines, frame=convert.to_ndjson_line, error=lambda e: convert.to_ndjson_line(error_line(e))
+    )
 
 
-async def _whole(request: Request, answer: Awaitable[BaseModel]) -> Response:
+async def _whole(gen: Generation, answer: Awaitable[BaseModel]) -> Response:
     """The answer in one object, unless the client leaves before it is ready."""
-    try:
-        return JSONResponse((await unless_disconnected(request, answer)).model_dump())
-    except ClientGone:
-        return Response(status_code=499)
+    return JSONResponse((await gen.unless_gone(answer)).model_dump())

@@ -14,11 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, Head
+from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS, Head
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.tools import check_choice, check_schema, tool_from_dict
 from llmkit.core.tools import join_calls
-from llmkit.core.types import Chunk, Message, SamplingParams, Tool, ToolCall, ToolChoice, Usage
+from llmkit.core.types import (
+    Chunk,
+    GenerateRequest,
+    Message,
+    SamplingParams,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    Usage,
+)
 from llmkit.errors import InvalidRequestError
 
 MakeId = Callable[[str], str]  # "msg" -> "msg_3f9a..."
@@ -236,6 +245,22 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
     if req.user is not None:  # a string when present, never null
         echo["user"] = req.user
     return Turn(items, messages, sampling, tools, choice, name, parallel, echo)
+
+
+def to_generate_request(
+    turn: Turn, messages: tuple[Message, ...], max_output_tokens: int | None
+) -> GenerateRequest:
+    """The engine's request for ``turn``, given the history fitted to the context."""
+    return GenerateRequest(
+        messages=messages,
+        sampling=turn.sampling,
+        defaults=DEFAULTS,
+        max_tokens=max_output_tokens,
+        tools=turn.tools,
+        tool_choice=turn.tool_choice,
+        tool_name=turn.tool_name,
+        parallel_tool_calls=turn.parallel,
+    )
 
 
 # -- answers ------------------------------------------------------------------------------

@@ -10,32 +10,22 @@ nothing behind. The store's calls are blocking SQL, so they run off the loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
 
 from llmkit.api import limits
-from llmkit.api.generation import (
-    ClientGone,
-    collect,
-    ending_in_error,
-    open_streams,
-    unless_disconnected,
-    watcher,
-    within_limits,
-)
-from llmkit.api.openai.convert import DEFAULTS, Head
+from llmkit.api.generation import served, start
+from llmkit.api.openai.convert import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events
-from llmkit.core.types import GenerateRequest, Message
+from llmkit.api.streaming import named, sse
+from llmkit.core.types import Message
 from llmkit.errors import InvalidRequestError, LlmkitError
 from llmkit.memory.responses import MEMORY, ResponseStore
 from llmkit.memory.strategies import parse_strategy
@@ -70,8 +60,8 @@ async def _history(request: Request, previous: str | None) -> tuple[list[Message
 
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
-    limits.check(request, body.sizes())
-    model = request.app.state.registry.get(body.model)
+    limits.check(request, body.sizes())  # before the stored history is read
+    model = served(request, body.model)
     turn = convert.from_request(body, make_id)
     store = _store(request) if turn.echo["store"] else None
     history, memory = await _history(request, body.previous_response_id)
@@ -84,17 +74,12 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
         tools=offered,
         max_output_tokens=body.max_output_tokens,
     )
-    req = GenerateRequest(
-        messages=messages,
-        sampling=turn.sampling,
-        defaults=DEFAULTS,
-        max_tokens=body.max_output_tokens,
-        tools=turn.tools,
-        tool_choice=turn.tool_choice,
-        tool_name=turn.tool_name,
-        parallel_tool_calls=turn.parallel,
+    gen = start(
+        request,
+        model,
+        lambda: [convert.to_generate_request(turn, messages, body.max_output_tokens)],
+        None,
     )
-    within_limits(request, [req])
     head = Head(make_id("resp"), int(time.time()), body.model)
 
     async def keep(response: dict[str, Any], reply: Message) -> None:
@@ -110,15 +95,9 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
             )
 
     if body.stream:
-        stream = await open_streams(model.engine, [req], watcher(request, model.name))
-        return _sse(to_events(head, turn, stream, make_id, keep))
-    try:
-        results = await unless_disconnected(
-            request, collect(model.engine, [req], watcher(request, model.name))
-        )
-    except ClientGone:
-        return Response(status_code=499)
-    text, last = results[0]
+        events = to_events(head, turn, await gen.streamed(), make_id, keep)
+        return sse(events, frame=named, error=_error_event)
+    ((text, last),) = await gen.whole()
     output, reply = convert.to_output(text, last, make_id)
     status = "incomplete" if last.finish_reason == "length" else "completed"
     response = convert.to_response(
@@ -156,13 +135,6 @@ async def list_input_items(
     return JSONResponse(convert.input_item_list(items, order=order, limit=limit, after=after))
 
 
-def _sse(events: AsyncIterator[dict[str, Any]]) -> EventSourceResponse:
-    def error(e: LlmkitError) -> dict[str, Any]:
-        # Only a bug gets here (``to_events`` ends its own failures); still a last event.
-        return {"type": "error", "sequence_number": 0, "code": e.code, "message": e.message}
-
-    async def framed() -> AsyncIterator[dict[str, str]]:
-        async for event in ending_in_error(events, error):
-            yield {"event": event["type"], "data": json.dumps(event, ensure_ascii=False)}
-
-    return EventSourceResponse(framed(), sep="\n")
+def _error_event(e: LlmkitError) -> dict[str, str]:
+    # Only a bug gets here (``to_events`` ends its own failures); still a last event.
+    return named({"type": "error", "sequence_number": 0, "code": e.code, "message": e.message})
