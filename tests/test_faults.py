@@ -31,17 +31,15 @@ CHUNK = json.dumps(
 )
 
 
-class Misbehaving:
-    """Answers ``GET /v1/models``; a chat request gets headers and one chunk, then
-    ``mode``: "hang" (silence until released) or "die" (the connection closes)."""
+class RawUpstream:
+    """A raw socket server on loopback: each connection's request head is read,
+    then ``answer`` does what the subclass is there to do."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.mode = "hang"
-        self.release = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -60,16 +58,37 @@ class Misbehaving:
                 if not data:
                     return
                 head += data
-            if head.startswith(b"GET /v1/models"):
-                body = LISTING.encode()
-                head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-                conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + b"Connection: close\r\n\r\n" + body)
-                return
-            head = b"Content-Type: text/event-stream\r\nConnection: close\r\n\r\n"
-            conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + f"data: {CHUNK}\n\n".encode())
-            if self.mode == "hang":
-                self.release.wait(120)
-            # "die": the connection closes here, mid-reply, with no [DONE]
+            self.answer(conn, head)
+
+    def answer(self, conn: socket.socket, head: bytes) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def send_json(conn: socket.socket, body: bytes) -> None:
+        """``body`` as a whole JSON answer (an empty one: 404)."""
+        status = b"200 OK" if body else b"404 Not Found"
+        head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\n" + head + b"Connection: close\r\n\r\n" + body)
+
+
+class Misbehaving(RawUpstream):
+    """Answers ``GET /v1/models``; a chat request gets headers and one chunk, then
+    ``mode``: "hang" (silence until released) or "die" (the connection closes)."""
+
+    def __init__(self) -> None:
+        self.mode = "hang"
+        self.release = threading.Event()
+        super().__init__()
+
+    def answer(self, conn: socket.socket, head: bytes) -> None:
+        if head.startswith(b"GET /v1/models"):
+            self.send_json(conn, LISTING.encode())
+            return
+        head = b"Content-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + f"data: {CHUNK}\n\n".encode())
+        if self.mode == "hang":
+            self.release.wait(120)
+        # "die": the connection closes here, mid-reply, with no [DONE]
 
 
 @pytest.fixture(scope="module")
@@ -140,55 +159,30 @@ def test_an_upstream_dying_mid_reply_is_a_502_and_the_server_goes_on(upstream, p
 # -- a client that leaves before its whole answer is ready ---------------------------
 
 
-class Holding:
+class Holding(RawUpstream):
     """Answers ``GET /v1/models``; a generation gets headers and one chunk, then the
     connection is held open until llmkit closes it (``closed``): the sign that the
     engine's work was cancelled. Anything else (``/tokenize``) is a 404."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.opened = threading.Event()
         self.closed = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
-            if head.startswith(b"GET /v1/models"):
-                body = LISTING.encode()
-            elif not head.startswith((b"POST /v1/chat/completions", b"POST /v1/completions")):
-                body = b""
-            else:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
-                conn.sendall(f"data: {CHUNK}\n\n".encode())
-                self.opened.set()
-                conn.settimeout(120)
-                with contextlib.suppress(OSError):
-                    while conn.recv(65536):  # the rest of the request, then its end
-                        pass
-                self.closed.set()
-                return
-            status = b"200 OK" if body else b"404 Not Found"
-            head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-            conn.sendall(
-                b"HTTP/1.1 " + status + b"\r\n" + head + b"Connection: close\r\n\r\n" + body
-            )
+    def answer(self, conn: socket.socket, head: bytes) -> None:
+        if head.startswith(b"GET /v1/models"):
+            self.send_json(conn, LISTING.encode())
+        elif not head.startswith((b"POST /v1/chat/completions", b"POST /v1/completions")):
+            self.send_json(conn, b"")
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+            conn.sendall(f"data: {CHUNK}\n\n".encode())
+            self.opened.set()
+            conn.settimeout(120)
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):  # the rest of the request, then its end
+                    pass
+            self.closed.set()
 
 
 @pytest.fixture(scope="module")
