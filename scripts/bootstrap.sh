@@ -26,6 +26,19 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 
+# The pinned sdist, downloaded once and kept: the build reads it, and so does
+# llama.cpp's reference data below.
+sdist() {
+  local dir="${XDG_CACHE_HOME:-$HOME/.cache}/llmkit/sdist"
+  local file="$dir/llama_cpp_python-$version.tar.gz"
+  if [ ! -f "$file" ]; then
+    echo "==> downloading the llama-cpp-python $version sdist" >&2
+    mkdir -p "$dir"
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$dir" "llama-cpp-python==$version" >&2
+  fi
+  echo "$file"
+}
+
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
 root=$PWD
 patch_file=scripts/llama-cpp/packed-attention.patch
@@ -38,8 +51,7 @@ if [ "$(cat "$marker" 2>/dev/null)" != "$key" ]; then
     mkdir -p "$cache"
     start=$(date +%s)
     src=$(mktemp -d)
-    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$src" "llama-cpp-python==$version"
-    tar -xzf "$src"/llama_cpp_python-"$version".tar.gz -C "$src"
+    tar -xzf "$(sdist)" -C "$src"
     (cd "$src/llama_cpp_python-$version/vendor/llama.cpp" && git apply -p1 "$root/$patch_file")
     CMAKE_ARGS="$cmake_args" .venv/bin/python -m pip wheel --no-deps --no-cache-dir \
       -w "$cache" "$src/llama_cpp_python-$version"
@@ -49,6 +61,22 @@ if [ "$(cat "$marker" 2>/dev/null)" != "$key" ]; then
   .venv/bin/python -m pip install -q --force-reinstall --no-deps "$cache"/llama_cpp_python-"$version"-*.whl
   .venv/bin/python -m pip install -q "llama-cpp-python==$version"  # its own dependencies
   echo "$key" > "$marker"
+fi
+
+# llama.cpp's own files that llmkit reads beside the bindings, from the same
+# pinned source: the converters (safetensors and LoRA adapters to GGUF, with
+# their gguf-py and conversion package) and the reference data the tests hold
+# llmkit to (the chat templates of the model families, the chat tests' parses).
+ref=.venv/llama.cpp
+if [ "$(cat "$ref/.version" 2>/dev/null)" != "$version" ]; then
+  echo "==> keeping llama.cpp $version's converters, chat templates and chat tests in $ref"
+  rm -rf "$ref" && mkdir -p "$ref"
+  top="llama_cpp_python-$version/vendor/llama.cpp"
+  tar -xzf "$(sdist)" -C "$ref" --strip-components=3 \
+    "$top/models/templates" "$top/tests" "$top/conversion" "$top/gguf-py" \
+    "$top/convert_hf_to_gguf.py" "$top/convert_lora_to_gguf.py" "$top/common/chat.cpp" \
+    "$top/LICENSE"
+  echo "$version" > "$ref/.version"
 fi
 
 echo "==> installing llmkit${extras:+ [$extras]}"

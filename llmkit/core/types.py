@@ -13,7 +13,10 @@ from typing import Literal
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls"]
 # What a served model can do, in the words Ollama's ``capabilities`` uses.
-Capability = Literal["completion", "embedding"]
+Capability = Literal["completion", "embedding", "thinking"]
+# How hard a reasoning model thinks: a level its template takes (gpt-oss), or a
+# thinking budget (``GenerateRequest.reasoning_budget``) where it takes none.
+Effort = Literal["low", "medium", "high"]
 # "auto": the model answers in text or calls tools; "none": tools are not offered;
 # "required": it must call one or more (``GenerateRequest.tool_name``: that one).
 ToolChoice = Literal["auto", "none", "required"]
@@ -58,6 +61,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     # A "tool" message answers the call with this id.
     tool_call_id: str | None = None
+    # An assistant turn's thinking (a reasoning model's), apart from its content;
+    # the chat template decides whether an earlier turn's is shown to the model.
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,14 @@ class GenerateRequest:
     # Log-probabilities: None, none; k (0..20), each reply token's and the k likeliest
     # at its position (``Chunk.logprobs``).
     logprobs: int | None = None
+    # Reasoning models. ``think``: None, the model's own default; False, no thinking
+    # where the family can switch it off; True, thinking (refused by a model that
+    # cannot think). ``effort``: how hard, where given. ``reasoning_budget``: the
+    # most tokens the thinking may take before the engine closes it and the answer
+    # follows (None: no limit but ``max_tokens``, which counts thinking and answer).
+    think: bool | None = None
+    effort: Effort | None = None
+    reasoning_budget: int | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -172,6 +186,8 @@ class Usage:
     completion_tokens: int
     # prompt tokens whose KV cache was reused from an earlier request
     cached_tokens: int = 0
+    # completion tokens that were thinking (a reasoning model's), not the answer
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -198,6 +214,9 @@ class Chunk:
     """
 
     text: str = ""
+    # Thinking (a reasoning model's), apart from ``text``, which is the answer;
+    # the family's markers (``<think>``...) appear in neither.
+    reasoning: str = ""
     token_ids: tuple[int, ...] = ()
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
