@@ -111,6 +111,17 @@ class ContextLengthError(InvalidRequestError):
         self.context_length = context_length
 
 
+class ThinkingUnsupportedError(InvalidRequestError):
+    """Thinking was asked of a model that cannot think (Ollama answers this with
+    its own words: ``"MODEL" does not support thinking``)."""
+
+    def __init__(self, model: str, *, param: str | None = "think") -> None:
+        super().__init__(f'"{model}" does not support thinking', param=param)
+        self.model = model
+
+    fields = ("model",)
+
+
 class AuthenticationError(ClientError):
     status = 401
     code = "invalid_api_key"
