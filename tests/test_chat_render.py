@@ -98,6 +98,23 @@ CALL = {
     ],
 }
 RESULT = {"role": "tool", "content": "12°C, <rain>", "tool_call_id": "a1b2c3d4e"}
+# Two calls in one turn (nested, non-ASCII arguments), answered in a row.
+TWO_CALLS = {
+    "role": "assistant",
+    "content": "Checking both.",
+    "tool_calls": [
+        CALL["tool_calls"][0],
+        {
+            "id": "f6g7h8i9j",
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "arguments": {"city": "東京", "when": {"days": [1, 2]}, "metric": True},
+            },
+        },
+    ],
+}
+RESULT2 = {"role": "tool", "content": '{"temp": 20}', "tool_call_id": "f6g7h8i9j"}
 
 
 def u(text: str) -> dict[str, Any]:
@@ -123,6 +140,12 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any
     "tool turn answered": (
         [u("Weather in Zürich?"), CALL, RESULT, a("It rains."), u("Thanks")],
         [WEATHER],
+        {},
+        True,
+    ),
+    "two calls": (
+        [SYSTEM, u("Zürich and Tokyo?"), TWO_CALLS, RESULT, RESULT2],
+        [WEATHER, WEATHER | {"function": WEATHER["function"] | {"name": "get_time"}}],
         {},
         True,
     ),
