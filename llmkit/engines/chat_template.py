@@ -150,12 +150,13 @@ def render_chat(
     if clash := _RESERVED & extra.keys():
         raise ValueError(f"render_chat sets {sorted(clash)} itself")
     native = template_knows_tools(template)
+    turns = template_messages(messages, tools, native=native)
+    # As Hugging Face passes them: always defined, None when there are none.
+    offered = tools_as_json(tools) if native and tools else None
     try:
-        compiled = _compile(template)
-        return compiled.render(
-            messages=template_messages(messages, tools, native=native),
-            # As Hugging Face passes them: always defined, None when there are none.
-            tools=tools_as_json(tools) if native and tools else None,
+        return _compile(template).render(
+            messages=turns,
+            tools=offered,
             documents=None,
             add_generation_prompt=add_generation_prompt,
             bos_token=bos_token,
