@@ -164,6 +164,8 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any
         {"enable_thinking": False},
         True,
     ),
+    # DeepSeek V3.1/V3.2 switch thinking with a variable named ``thinking``.
+    "thinking variable": ([u("Hi")], [], {"thinking": True}, True),
     "effort low": ([u("Hi")], [], {"reasoning_effort": "low"}, True),
     "effort high": ([u("Hi")], [], {"reasoning_effort": "high"}, True),
     "tools, effort high": ([u("Weather?")], [WEATHER], {"reasoning_effort": "high"}, True),
