@@ -11,6 +11,10 @@ ChatML) gets the generic format, in messages it can render:
 - each tool result, as a ``<tool_response>`` block in a user turn (results in a
   row share one turn), since such templates have no tool role.
 
+Either way an assistant turn's thinking goes in under the names templates read
+it by (``reasoning_content``, and ``thinking`` for gpt-oss and Magistral), as
+Hugging Face passes it; the template decides whether the model sees it.
+
 Pure functions over core types; ``chat_template`` renders what they return.
 """
 
@@ -57,9 +61,10 @@ def template_messages(
                 out.append({"role": "user", "content": block, "tool_results": True})
         elif m.tool_calls:
             calls = "\n".join(call_block(c) for c in m.tool_calls)
-            out.append({"role": m.role, "content": f"{m.content}\n{calls}".lstrip()})
+            content = f"{m.content}\n{calls}".lstrip()
+            out.append(_reasoning(m, {"role": m.role, "content": content}))
         else:
-            out.append({"role": m.role, "content": m.content})
+            out.append(_reasoning(m, {"role": m.role, "content": m.content}))
     for d in out:
         d.pop("tool_results", None)
     if tools:
@@ -92,6 +97,15 @@ def _native(m: Message) -> dict[str, Any]:
         ]
     if m.tool_call_id is not None:
         d["tool_call_id"] = m.tool_call_id
+    return _reasoning(m, d)
+
+
+def _reasoning(m: Message, d: dict[str, Any]) -> dict[str, Any]:
+    """An earlier turn's thinking, under the names templates read it by: most read
+    ``reasoning_content`` (Qwen3, DeepSeek, GLM, Kimi...), gpt-oss and Magistral read
+    ``thinking``; Hugging Face fills both from whichever a caller gives."""
+    if m.reasoning:
+        d = {"thinking": m.reasoning, **d, "reasoning_content": m.reasoning}
     return d
 
 
