@@ -27,6 +27,7 @@ ENDS = ("<|end|>", "<|call|>", "<|return|>")
 # What ends the thinking when a budget is spent: the answer follows.
 CLOSE_THINKING = "<|end|><|start|>assistant<|channel|>final<|message|>"
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
+_HEADS = ("<|", "to=")
 _TO = re.compile(r"to=([^\s<]+)")
 
 
@@ -41,6 +42,7 @@ class HarmonyParser:
         self._kind: str | None = "reasoning" if thinking else None  # None: in a header
         self._name = ""  # the function a call message is to
         self._edge = True
+        self._first = not thinking  # the reply may be plain text, no header at all
         self.thinking = thinking
 
     @property
@@ -68,7 +70,7 @@ class HarmonyParser:
             args = as_args(rest.strip())
             if args is not None:  # the reply ended at the call (<|call|> is a stop token)
                 out.calls += self._book.hand_on([(self._name, args)])
-        elif self._kind is None and not rest.lstrip().startswith(("<|", "to=")):
+        elif self._kind is None and self._first:
             out.content.append(rest.strip())
         else:
             self._text(rest.rstrip(), out)
@@ -78,10 +80,14 @@ class HarmonyParser:
     def _step(self, out: Out) -> bool:
         buf = self._buf
         if self._kind is None:
-            head = buf.lstrip()
-            if head and not any(head.startswith(p) or p.startswith(head) for p in ("<|", "to=")):
-                self._kind = "content"  # no header at all: plain text is the answer
-                return True
+            if self._first:  # the reply's start: a header, or plain text (the answer)
+                head = buf.lstrip()
+                if any(p.startswith(head) for p in _HEADS):
+                    return False  # may still become a header
+                self._first = False
+                if not head.startswith(_HEADS):
+                    self._kind = "content"
+                    return True
             at = buf.find(MESSAGE)
             if at < 0:
                 return False

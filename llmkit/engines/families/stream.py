@@ -185,7 +185,7 @@ class Stream:
 
     def _think(self, out: Out) -> bool:
         buf = self._buf
-        ends = (self._close, *(self._syntax.triggers if self._calls_end_thinking else ()))
+        ends = (self._close, *(self._marks if self._calls_end_thinking else ()))
         at, mark = first_of(buf, ends)
         if at >= 0:
             out.reasoning.append(self._lead(buf[:at]).rstrip())

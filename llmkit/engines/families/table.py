@@ -106,6 +106,9 @@ def _thinker(name: str, syntax: Syntax, switch: str = "", **kw: Any) -> Row:
 
 
 GENERIC = Row("generic", HERMES)
+# Templates that mention <tool_call> or /no_think but whose models write calls in
+# a syntax of their own (MiniMax-M3, Nemotron Nano 2, Apriel): not modelled.
+_OWN_SYNTAX = ("mm:think", "<TOOLCALL>", "<tool_calls>")
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -126,7 +129,8 @@ ROWS: tuple[Row, ...] = (
     _thinker("qwen3.5", QWEN_XML, "enable_thinking", has=("<tool_call>", "<function=",
              "<parameter=", "<think>"), calls_end_thinking=True),
     Row("qwen3-coder", QWEN_XML, has=("<tool_call>", "<function=", "<parameter=")),
-    _thinker("glm-4.5", GLM, "enable_thinking", has=("<tool_call>", "<arg_key>")),
+    _thinker("glm-4.5", GLM, "enable_thinking", has=("<tool_call>", "<arg_key>"),
+             calls_end_thinking=True),
     Row("magistral", MISTRAL, think=("[THINK]", "[/THINK]"), close_thinking="[/THINK]",
         has=("[TOOL_CALLS]", "[THINK]")),
     Row("mistral", MISTRAL, has=("[TOOL_CALLS]", "[ARGS]")),
@@ -139,9 +143,11 @@ ROWS: tuple[Row, ...] = (
     Row("llama-3", LLAMA3, has=("<|start_header_id|>",), lacks=("<function=",),
         any_of=("<|python_tag|>", '"parameters": dictionary of argument name')),
     _thinker("qwq", HERMES, "enable_thinking", has=("<tool_call>", "assistant\\n<think>")),
-    _thinker("smollm3", HERMES, "enable_thinking", has=("/no_think", "<think>")),
-    _thinker("qwen3", HERMES, "enable_thinking", has=("<tool_call>", "<think>", "enable_thinking")),
-    Row("hermes", HERMES, has=("<tool_call>",)),
+    _thinker("smollm3", HERMES, "enable_thinking", has=("/no_think", "<think>"),
+             lacks=_OWN_SYNTAX),
+    _thinker("qwen3", HERMES, "enable_thinking", has=("<tool_call>", "<think>", "enable_thinking"),
+             lacks=_OWN_SYNTAX),
+    Row("hermes", HERMES, has=("<tool_call>",), lacks=_OWN_SYNTAX),
 )  # fmt: skip
 
 BY_NAME: dict[str, Row] = {r.name: r for r in (*ROWS, GENERIC)}
