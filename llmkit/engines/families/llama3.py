@@ -60,7 +60,7 @@ class Llama3:
             funcs.append(f"fn-{i}")
             head = '{"type": "function", "name": "' + tool.name + '", "parameters": '
             g.add(f"fn-{i} ::= {lit(head)} {g.args(tool, i)} {lit('}')}")
-        g.add(f"root ::= {repeat('tool-call', lit('; '), parallel)}")
+        g.add(f"root ::= {repeat('tool-call', lit(chr(10)), parallel)}")
         g.add(f"tool-call ::= {' | '.join(funcs)}")
         return g.text()
 
