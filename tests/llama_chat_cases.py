@@ -16,8 +16,13 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -331,3 +336,39 @@ def _apply(case: Case, method: str, args: list[Any]) -> None:
             json.loads(a or "{}")
         except ValueError as e:
             raise Unresolved(f"arguments of {name}: {a!r}") from e
+
+
+# -- rendering a template's generation prompt ------------------------------------
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+
+    def tojson(v: Any, ensure_ascii: bool = False, indent: Any = None, **_: Any) -> str:
+        return json.dumps(v, ensure_ascii=ensure_ascii, indent=indent)
+
+    def fail(msg: str) -> None:
+        raise ValueError(msg)
+
+    env.filters["tojson"] = tojson
+    env.globals.update(raise_exception=fail, strftime_now=lambda f: datetime.now().strftime(f))
+    return env
+
+
+def render_prompt(template: str, variables: dict[str, Any]) -> str:
+    """The generation prompt after a user's "Hey there!", as llama.cpp's tests
+    render it, with the template ``variables`` a family sets."""
+    return (
+        _env()
+        .from_string(template)
+        .render(
+            messages=[{"role": "user", "content": "Hey there!"}],
+            add_generation_prompt=True,
+            bos_token="",
+            eos_token="",
+            **variables,
+        )
+    )

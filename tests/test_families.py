@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
 from functools import cache
 
-import jinja2
 import pytest
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmkit.core.tools import join_calls
 from llmkit.engines.families import detect
 from llmkit.engines.families.base import Family, Parsed
-from tests.llama_chat_cases import Case, llama_cpp_dir, read_cases
+from tests.llama_chat_cases import Case, llama_cpp_dir, read_cases, render_prompt
 
 TEMPLATES = llama_cpp_dir() / "models/templates"
 
@@ -114,6 +111,12 @@ def template(name: str) -> str:
     return (TEMPLATES / name).read_text()
 
 
+def prompt(name: str, family: Family, think: bool) -> str:
+    """The generation prompt llama.cpp's test renders: a user's message, thinking
+    switched as the case asks."""
+    return render_prompt(template(name), family.template_variables(think, None))
+
+
 @pytest.mark.parametrize("name", sorted(FAMILY))
 def test_detection(name):
     assert detect(template(name), {}).name == FAMILY[name]
@@ -130,43 +133,6 @@ def test_unknown_template_and_metadata():
     assert detect("{{ messages }}", {}).name == "generic"
     assert detect("", {"general.architecture": "gpt-oss"}).name == "gpt-oss"
     assert detect("", {"general.architecture": "llama"}).name == "generic"
-
-
-# -- rendering the prompt (only to see whether it opens the thinking) ------------
-
-
-@cache
-def _env() -> jinja2.Environment:
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-
-    def tojson(v, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(v, ensure_ascii=ensure_ascii, indent=indent, sort_keys=sort_keys)
-
-    def fail(msg):
-        raise ValueError(msg)
-
-    env.filters["tojson"] = tojson
-    env.globals.update(raise_exception=fail, strftime_now=lambda f: datetime.now().strftime(f))
-    return env
-
-
-def prompt(name: str, family: Family, think: bool) -> str:
-    """The generation prompt llama.cpp's test renders: a user's message, thinking
-    switched as the case asks."""
-    variables = family.template_variables(think, None)
-    return (
-        _env()
-        .from_string(template(name))
-        .render(
-            messages=[{"role": "user", "content": "Hey there!"}],
-            add_generation_prompt=True,
-            bos_token="",
-            eos_token="",
-            **variables,
-        )
-    )
 
 
 # -- the cases -----------------------------------------------------------------

@@ -15,8 +15,8 @@ from llmkit.engines.families.stream import Call
 
 OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
 _HEAD = re.compile(r"\s*([\w.\-]+)(?:\[CALL_ID\][\w\-]*)?")
-# What may stand between [TOOL_CALLS] and [ARGS]: anything else is no call.
-_NOT_HEAD = re.compile(r"[^\w.\-\[\]\s]")
+_NAME = re.compile(r"\s*[\w.\-]*")
+_ID = re.compile(r"[\w\-]*")
 
 
 class Mistral:
@@ -32,10 +32,12 @@ class Mistral:
         if head.startswith("["):  # the older form: one JSON array
             return json_end(block, at)
         args = block.find(ARGS, at)
-        bad = _NOT_HEAD.search(block, at, args if args >= 0 else len(block))
-        if bad:
-            return bad.start()
-        return None if args < 0 else json_end(block, args + len(ARGS))
+        if args < 0:
+            # prose that merely mentions [TOOL_CALLS] ends here (and is content)
+            return None if _may_be_head(block[at:]) else len(block)
+        if not _HEAD.fullmatch(block, at, args):
+            return args
+        return json_end(block, args + len(ARGS))
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:
         body = block[len(OPEN) :]
@@ -66,6 +68,17 @@ class Mistral:
         g.add(f"root ::= {repeat('tool-call', '', parallel)}")
         g.add(f"tool-call ::= {lit(OPEN)} ({' | '.join(funcs)})")
         return g.text()
+
+
+def _may_be_head(head: str) -> bool:
+    """``head`` (what follows [TOOL_CALLS], no [ARGS] yet) may still become
+    ``name[CALL_ID]id[ARGS]``."""
+    rest = head[_NAME.match(head).end() :]  # type: ignore[union-attr]
+    if rest.startswith("[CALL_ID]"):
+        rest = rest[9:]
+        rest = rest[_ID.match(rest).end() :]  # type: ignore[union-attr]
+        return ARGS.startswith(rest)
+    return ARGS.startswith(rest) or "[CALL_ID]".startswith(rest)
 
 
 MISTRAL = Mistral(array=False)

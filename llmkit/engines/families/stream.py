@@ -95,6 +95,7 @@ class Stream:
         self._start = bool(self._open) and not thinking  # a thinking may still open
         self._edge = True  # whitespace starting the next text is layout
         self._in_call = False
+        self._gap = ""  # whitespace before a call: layout, unless it is no call
         self.thinking = thinking
 
     @property
@@ -160,14 +161,17 @@ class Stream:
             self._in_call = False
             calls = self._syntax.calls(block, True)
             if calls is None:  # not a call after all: what it said is content
-                out.content.append(self._lead(self._syntax.text(block)))
+                out.content.append(self._gap + self._syntax.text(block))
+                self._edge = False
             else:
                 out.calls += self._book.hand_on(calls)
-            self._edge = True
+                self._edge = True
             return True
         at, mark = first_of(buf, self._marks)
         if at >= 0:
-            out.content.append(self._lead(buf[:at].rstrip()))
+            before = self._lead(buf[:at])
+            out.content.append(before.rstrip())
+            self._gap = before[len(before.rstrip()) :]
             if mark in self._syntax.layout:
                 self._buf, self._edge = buf[at + len(mark) :], True
             else:
