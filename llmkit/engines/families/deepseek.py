@@ -32,7 +32,7 @@ class DeepSeek:
     def __init__(self, typed: bool) -> None:
         self._typed = typed  # the grammar writes R1's "function<sep>name ```json" form
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         at = block.find(CALL_END)
         return None if at < 0 else at + len(CALL_END)
 

@@ -27,7 +27,7 @@ class Glm:
     triggers = (OPEN,)
     layout = ()
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         at = block.find(CLOSE)
         return None if at < 0 else at + len(CLOSE)
 

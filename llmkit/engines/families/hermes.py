@@ -20,7 +20,7 @@ class Hermes:
     triggers = (OPEN,)
     layout = ()
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         at = block.find(CLOSE)
         return None if at < 0 else at + len(CLOSE)
 

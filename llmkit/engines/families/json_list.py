@@ -18,8 +18,8 @@ class JsonList:
         self.marker = marker
         self.triggers = (marker,)
 
-    def end(self, block: str) -> int | None:
-        return json_end(block, len(self.marker))
+    def end(self, block: str, memo: dict) -> int | None:
+        return json_end(block, len(self.marker), memo)
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:
         items = load(block[len(self.marker) :])

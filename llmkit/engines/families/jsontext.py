@@ -4,43 +4,53 @@ arguments as the object they must be."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 _OPEN = {"{": "}", "[": "]"}
 
 
-def json_end(text: str, start: int = 0) -> int | None:
+# Between brackets only these matter; a string's body is skipped whole (in C).
+_MARK = re.compile(r'[{}\[\]"]')
+# A string's characters up to its closing quote (or the text's end, or a last
+# lone backslash): where a scan can stop and resume.
+_IN_STRING = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
+
+
+def json_end(text: str, start: int = 0, memo: dict | None = None) -> int | None:
     """Where the JSON object or array that starts at ``start`` (after whitespace)
     ends, or None while it may still be going on. What does not start a value
-    (or closes the wrong bracket) ends at once: it is not a call."""
-    i = start
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    if i == len(text):
-        return None
-    if text[i] not in _OPEN:
-        return i
-    stack: list[str] = []
-    in_str = esc = False
-    for j in range(i, len(text)):
-        c = text[j]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == "\\":
-                esc = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
+    (or closes the wrong bracket) ends at once: it is not a call. ``memo`` (the
+    same dict while ``text`` grows) lets a scan resume where the last one
+    stopped, so a long value streamed in pieces is not read again each time."""
+    memo = {} if memo is None else memo
+    if memo.get("start") != start:
+        i = len(text) - len(text[start:].lstrip())
+        if i == len(text):
+            return None
+        if text[i] not in _OPEN:
+            return i
+        memo.update(start=start, at=i, stack=[], in_string=False)
+    stack: list[str] = memo["stack"]
+    at = memo["at"]
+    while True:
+        if memo["in_string"]:
+            at = _IN_STRING.match(text, at).end()  # type: ignore[union-attr]
+            if at >= len(text) or text[at] != '"':
+                memo["at"] = at  # the string goes on
+                return None
+            memo["in_string"], at = False, at + 1
+        m = _MARK.search(text, at)
+        if m is None:
+            memo["at"] = len(text)
+            return None
+        c, at = m[0], m.end()
+        if c == '"':
+            memo["in_string"] = True
         elif c in _OPEN:
             stack.append(_OPEN[c])
-        elif c in "]}":
-            if not stack or stack.pop() != c:
-                return j + 1
-            if not stack:
-                return j + 1
-    return None
+        elif not stack or stack.pop() != c or not stack:
+            return at
 
 
 def as_args(value: Any) -> dict[str, Any] | None:

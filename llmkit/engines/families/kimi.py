@@ -25,7 +25,7 @@ class Kimi:
     triggers = (CALL,)
     layout = (BEGIN, END)
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         at = block.find(CALL_END)
         if at >= 0:
             return at + len(CALL_END)

@@ -28,10 +28,10 @@ class Llama3:
     triggers = (TAG, '{"name"', '{"type"')
     layout = ()
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         if block.startswith(TAG):
             return None  # ends with the reply (<|eom_id|> / <|eot_id|> stop it)
-        return json_end(block)
+        return json_end(block, 0, memo)
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:
         body = block.removeprefix(TAG)

@@ -26,18 +26,18 @@ class Mistral:
     def __init__(self, array: bool) -> None:
         self._array = array  # the grammar writes the older JSON-array form
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         at = len(OPEN)
         head = block[at:].lstrip()
         if head.startswith("["):  # the older form: one JSON array
-            return json_end(block, at)
+            return json_end(block, at, memo)
         args = block.find(ARGS, at)
         if args < 0:
             # prose that merely mentions [TOOL_CALLS] ends here (and is content)
             return None if _may_be_head(block[at:]) else len(block)
         if not _HEAD.fullmatch(block, at, args):
             return args
-        return json_end(block, args + len(ARGS))
+        return json_end(block, args + len(ARGS), memo)
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:
         body = block[len(OPEN) :]

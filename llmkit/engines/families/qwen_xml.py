@@ -34,7 +34,7 @@ class QwenXml:
     triggers = (OPEN, FUNC)
     layout = ()
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         if block.startswith(OPEN):
             at = block.find(CLOSE)
             return None if at < 0 else at + len(CLOSE)

@@ -30,9 +30,10 @@ class Syntax(Protocol):
     #: markup around a run of calls (a section's begin and end): dropped
     layout: tuple[str, ...]
 
-    def end(self, block: str) -> int | None:
+    def end(self, block: str, memo: dict) -> int | None:
         """``block`` starts with a trigger: its length once its end is in it,
-        else None (not ended yet)."""
+        else None (not ended yet). ``memo``: the syntax's own notes on this block
+        between calls (where a scan may resume), empty at the block's start."""
         ...
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:
@@ -96,6 +97,7 @@ class Stream:
         self._edge = True  # whitespace starting the next text is layout
         self._in_call = False
         self._gap = ""  # whitespace before a call: layout, unless it is no call
+        self._memo: dict = {}
         self.thinking = thinking
 
     @property
@@ -154,7 +156,7 @@ class Stream:
         if self.thinking:
             return self._think(out)
         if self._in_call:
-            n = self._syntax.end(buf)
+            n = self._syntax.end(buf, self._memo)
             if n is None:
                 return False
             block, self._buf = buf[:n], buf[n:]
@@ -175,7 +177,7 @@ class Stream:
             if mark in self._syntax.layout:
                 self._buf, self._edge = buf[at + len(mark) :], True
             else:
-                self._buf, self._in_call = buf[at:], True
+                self._buf, self._in_call, self._memo = buf[at:], True, {}
             return True
         # Hold back what may still become a marker, and trailing whitespace (it
         # goes if a call follows).
