@@ -155,6 +155,29 @@ def test_named_and_parallel_calls(family, check):
     assert parse_back(family, two) == [("get_weather", ARGS), ("get_time", {})]
 
 
+@pytest.mark.parametrize("family", sorted(BY_NAME))
+def test_a_lazy_grammar_takes_over_at_each_trigger(family, check):
+    """Where a free reply opens a call (a trigger), the rest of the call is what
+    the grammar takes from there."""
+    fam = BY_NAME[family]
+    grammar = fam.call_grammar(TOOLS, None, True)
+    texts = [write(family, ("get_weather", ARGS))]
+    if family == "llama-3":
+        texts.append(obj("get_weather", ARGS, "parameters"))
+    if SAME.get(family, family) == "qwen3-coder":
+        texts.append(texts[0].removeprefix("<tool_call>\n"))
+    seen = set()
+    for text in texts:
+        for trigger in fam.call_triggers():
+            if trigger in text:
+                seen.add(trigger)
+                rest = text[text.index(trigger) :]
+                assert check.accepts(grammar, rest), rest
+    assert seen == set(fam.call_triggers()) - {"<|python_tag|>"}
+    if family == "llama-3":
+        assert check.accepts(grammar, "<|python_tag|>" + texts[0])
+
+
 def test_characters_past_the_basic_plane(check):
     """A schema's emoji (written by the converter as a surrogate pair) is one
     character to llama.cpp's grammar."""

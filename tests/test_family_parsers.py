@@ -59,6 +59,8 @@ SYNTAX_CASES = [
     # Granite 3.x, Phi-4-mini: a JSON array after a marker
     ("granite-3", '<|tool_call|>[{"name": "f", "arguments": {"x": 1}}, {"name": "g", '
      '"arguments": {}}]', "", [("f", {"x": 1}), ("g", {})]),
+    # Granite 3.3 with thinking wraps its answer in <response>
+    ("granite-3.3", "<response>Hello.</response>", "Hello.", []),
     ("phi-4-mini", 'Sure. functools[{"name": "f", "arguments": {"x": 1}}]', "Sure.",
      [("f", {"x": 1})]),
     # a malformed call in auto mode is content, never lost
@@ -177,6 +179,7 @@ def test_thinking_switch(template, think, ends, opens):
 def test_effort_reaches_gpt_oss_and_granite_thinks_when_asked():
     assert "Reasoning: high" in prompt("openai-gpt-oss-120b.jinja", None, "high")
     assert "Reasoning: medium" in prompt("openai-gpt-oss-120b.jinja")
+    assert "Reasoning: low" in prompt("openai-gpt-oss-120b.jinja", False)  # can't but think
     granite = "ibm-granite-granite-3.3-2B-Instruct.jinja"
     assert "thought process" in prompt(granite, True)
     assert "thought process" not in prompt(granite, False)

@@ -28,6 +28,7 @@ _FENCED = re.compile(r"\s*([^\s`]+)\s*(?:```(?:json)?\s*(.*?)\s*```|(\{.*\}))\s*
 class DeepSeek:
     triggers = (CALL,)
     layout = (BEGIN, END)
+    opens = (BEGIN,)  # what a model writes first, before its calls
 
     def __init__(self, typed: bool) -> None:
         self._typed = typed  # the grammar writes R1's "function<sep>name ```json" form
@@ -64,7 +65,9 @@ class DeepSeek:
                 g.add(f"fn-{i} ::= {head} {g.args(tool, i)} {lit(chr(10) + '```')}")
             else:
                 g.add(f"fn-{i} ::= {lit(tool.name + SEP)} {g.args(tool, i)}")
-        g.add(f"root ::= {lit(BEGIN)} {repeat('tool-call', lit(chr(10)), parallel)} {lit(END)}")
+        # the section's begin is optional: a lazy grammar may start at a call
+        calls = repeat("tool-call", lit(chr(10)), parallel)
+        g.add(f"root ::= {lit(BEGIN)}? {calls} {lit(END)}")
         g.add(f"tool-call ::= {lit(CALL)} ({' | '.join(funcs)}) {lit(CALL_END)}")
         return g.text()
 

@@ -84,8 +84,10 @@ class Rules:
         return "\n".join([*self._own, astral(self._conv.format_grammar())])
 
 
-def repeat(call: str, sep: str, parallel: bool) -> str:
+def repeat(call: str, sep: str, parallel: bool, first: str = "") -> str:
     """``root``'s body: one ``call``, or with ``parallel`` up to MAX_CALLS
-    separated by ``sep`` (a GBNF expression), the model free to stop after any."""
+    separated by ``sep`` (a GBNF expression), the model free to stop after any.
+    ``first``: what the first call may be instead (one a lazy grammar picks up
+    at a later trigger than the call's start)."""
     more = f" ({sep} {call}){{0,{MAX_CALLS - 1}}}" if parallel else ""
-    return f"{call}{more}"
+    return f"{first or call}{more}"

@@ -145,7 +145,7 @@ class HarmonyParser:
 class Harmony:
     """The harmony syntax as the family table sees it."""
 
-    triggers = ("<|channel|>commentary to=functions.", " to=functions.")
+    triggers = ("<|channel|>commentary to=functions.",)
 
     def grammar(self, tools: tuple[Tool, ...], name: str | None, parallel: bool) -> str:
         g = Rules()

@@ -12,11 +12,10 @@ from llmkit.engines.families.stream import Call
 
 
 class JsonList:
-    layout = ()
-
-    def __init__(self, marker: str) -> None:
+    def __init__(self, marker: str, layout: tuple[str, ...] = ()) -> None:
         self.marker = marker
         self.triggers = (marker,)
+        self.layout = layout
 
     def end(self, block: str, memo: dict) -> int | None:
         return json_end(block, len(self.marker), memo)
@@ -42,4 +41,6 @@ class JsonList:
 
 
 GRANITE = JsonList("<|tool_call|>")
+# Granite 3.3 thinking wraps its answer: <think>...</think><response>...</response>
+GRANITE_THINKING = JsonList("<|tool_call|>", layout=("<response>", "</response>"))
 PHI4 = JsonList("functools")

@@ -24,6 +24,7 @@ _ID = re.compile(r"\s*(?:functions\.)?([^\s:<]+)(?::\d+)?\s*")
 class Kimi:
     triggers = (CALL,)
     layout = (BEGIN, END)
+    opens = (BEGIN,)  # what a model writes first, before its calls
 
     def end(self, block: str, memo: dict) -> int | None:
         at = block.find(CALL_END)
@@ -51,7 +52,8 @@ class Kimi:
                 f"fn-{i} ::= {lit('functions.' + tool.name + ':')} [0-9]{{1,2}} "
                 f"{lit(ARG)} {g.args(tool, i)}"
             )
-        g.add(f"root ::= {lit(BEGIN)} {repeat('tool-call', '', parallel)} {lit(END)}")
+        # the section's begin is optional: a lazy grammar may start at a call
+        g.add(f"root ::= {lit(BEGIN)}? {repeat('tool-call', '', parallel)} {lit(END)}")
         g.add(f"tool-call ::= {lit(CALL)} ({' | '.join(funcs)}) {lit(CALL_END)}")
         return g.text()
 

@@ -21,6 +21,7 @@ from llmkit.engines.families.jsontext import json_end, load, named_call
 from llmkit.engines.families.stream import Call
 
 TAG = "<|python_tag|>"
+_TYPED = '"type": "function", '
 _BUILTIN = re.compile(r"\s*(\w+)\.call\((.*)\)\s*", re.S)
 
 
@@ -58,10 +59,12 @@ class Llama3:
         funcs = []
         for i, tool in enumerate(chosen(tools, name)):
             funcs.append(f"fn-{i}")
-            head = '{"type": "function", "name": "' + tool.name + '", "parameters": '
-            g.add(f"fn-{i} ::= {lit(head)} {g.args(tool, i)} {lit('}')}")
-        g.add(f"root ::= {repeat('tool-call', lit(chr(10)), parallel)}")
-        g.add(f"tool-call ::= {' | '.join(funcs)}")
+            head = lit('"name": "' + tool.name + '", "parameters": ')
+            g.add(f"fn-{i} ::= {head} {g.args(tool, i)} {lit('}')}")
+        # {"type": "function", ...} or {"name": ...}: a lazy grammar starts at either
+        g.add(f"root ::= {lit(TAG)}? {repeat('tool-call', lit(chr(10)), parallel)}")
+        g.add(f'tool-call ::= "{{" {lit(_TYPED)}? call')
+        g.add(f"call ::= {' | '.join(funcs)}")
         return g.text()
 
 

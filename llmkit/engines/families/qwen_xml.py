@@ -63,11 +63,11 @@ class QwenXml:
         for i, tool in enumerate(chosen(tools, name)):
             funcs.append(f"fn-{i}")
             g.add(f"fn-{i} ::= {lit(FUNC + tool.name + '>' + chr(10))} {_params(g, tool, i)}")
-        g.add(f"root ::= {repeat('tool-call', lit(chr(10)), parallel)}")
-        g.add(
-            f"tool-call ::= {lit(OPEN + chr(10))} ({' | '.join(funcs)}) "
-            f"{lit(END_FUNC + chr(10) + CLOSE)}"
-        )
+        # the first call may leave its <tool_call> out, as the parser allows
+        g.add(f"root ::= {repeat('tool-call', lit(chr(10)), parallel, 'first-call')}")
+        g.add(f"first-call ::= {lit(OPEN + chr(10))}? fn")
+        g.add(f"tool-call ::= {lit(OPEN + chr(10))} fn")
+        g.add(f"fn ::= ({' | '.join(funcs)}) {lit(END_FUNC + chr(10) + CLOSE)}")
         return g.text()
 
 

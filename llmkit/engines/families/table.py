@@ -20,7 +20,7 @@ from llmkit.engines.families.deepseek import DEEPSEEK_R1, DEEPSEEK_V31
 from llmkit.engines.families.glm import GLM
 from llmkit.engines.families.harmony import CLOSE_THINKING, HARMONY, HarmonyParser
 from llmkit.engines.families.hermes import HERMES
-from llmkit.engines.families.json_list import GRANITE, PHI4
+from llmkit.engines.families.json_list import GRANITE, GRANITE_THINKING, PHI4
 from llmkit.engines.families.kimi import KIMI
 from llmkit.engines.families.llama3 import LLAMA3
 from llmkit.engines.families.mistral import MISTRAL, MISTRAL_ARRAY
@@ -67,8 +67,9 @@ class Row:
         out: dict[str, Any] = {}
         if self.switch and (think is not None or effort is not None):
             out[self.switch] = think is not False
-        if self.effort and effort is not None:
-            out[self.effort] = effort
+        if self.effort and (effort is not None or think is False):
+            # a family that always thinks thinks least at "low" when asked not to
+            out[self.effort] = effort or "low"
         return out
 
     def opens_thinking(self, prompt: str) -> bool:
@@ -86,7 +87,7 @@ class Row:
         )
 
     def call_triggers(self) -> tuple[str, ...]:
-        return tuple(self.syntax.triggers)
+        return (*getattr(self.syntax, "opens", ()), *self.syntax.triggers)
 
     def call_grammar(self, tools: tuple[Tool, ...], name: str | None, parallel: bool) -> str:
         return str(self.syntax.grammar(tools, name, parallel))
@@ -135,7 +136,7 @@ ROWS: tuple[Row, ...] = (
         has=("[TOOL_CALLS]", "[THINK]")),
     Row("mistral", MISTRAL, has=("[TOOL_CALLS]", "[ARGS]")),
     Row("mistral-nemo", MISTRAL_ARRAY, has=("[TOOL_CALLS]",)),
-    _thinker("granite-3.3", GRANITE, "thinking", has=("<|tool_call|>", "<think>")),
+    _thinker("granite-3.3", GRANITE_THINKING, "thinking", has=("<|tool_call|>", "<think>")),
     Row("granite-3", GRANITE, has=("<|tool_call|>",)),
     Row("granite-4", HERMES, has=("<|start_of_role|>", "<tool_call>")),
     Row("phi-4-mini", PHI4, has=("<|tool|>", "<|/tool|>")),
