@@ -131,6 +131,9 @@ def test_every_template_is_named():
 
 def test_unknown_template_and_metadata():
     assert detect("{{ messages }}", {}).name == "generic"
+    # Phi-4-mini's template (not among llama.cpp's) puts the tools between these
+    phi = "{{ '<|system|>' + m.content + '<|tool|>' + m.tools + '<|/tool|>' + '<|end|>' }}"
+    assert detect(phi, {}).name == "phi-4-mini"
     assert detect("", {"general.architecture": "gpt-oss"}).name == "gpt-oss"
     assert detect("", {"general.architecture": "llama"}).name == "generic"
 
