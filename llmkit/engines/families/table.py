@@ -17,6 +17,7 @@ from typing import Any
 from llmkit.core.types import Effort, Tool
 from llmkit.engines.families.base import Family, ReplyParser
 from llmkit.engines.families.deepseek import DEEPSEEK_R1, DEEPSEEK_V31
+from llmkit.engines.families.gbnf import MAX_CALLS
 from llmkit.engines.families.glm import GLM
 from llmkit.engines.families.harmony import CLOSE_THINKING, HARMONY, HarmonyParser
 from llmkit.engines.families.hermes import HERMES
@@ -26,6 +27,8 @@ from llmkit.engines.families.llama3 import LLAMA3
 from llmkit.engines.families.mistral import MISTRAL, MISTRAL_ARRAY
 from llmkit.engines.families.qwen_xml import QWEN_XML
 from llmkit.engines.families.stream import Stream, Syntax
+
+__all__ = ["BY_NAME", "GENERIC", "MAX_CALLS", "ROWS", "Row", "detect"]
 
 THINK = ("<think>", "</think>")
 # What an engine writes when a thinking budget is spent: the answer follows.
