@@ -82,9 +82,9 @@ FAMILY = {
 # breaks (and takes nothing) fails here rather than passing on nothing.
 FLOOR = {
     "gpt-oss": 10, "kimi-k2-thinking": 10, "kimi-k2": 4, "deepseek-v3.1": 4,
-    "deepseek-r1": 6, "qwen3.5": 30, "qwen3-coder": 20, "glm-4.5": 20, "magistral": 4,
+    "deepseek-r1": 6, "qwen3.5": 30, "qwen3-coder": 20, "glm-4.5": 25, "magistral": 4,
     "mistral": 5, "mistral-nemo": 1, "granite-3.3": 1, "granite-4": 4, "firefunction-v2": 1,
-    "llama-3": 3, "qwq": 2, "hermes": 6, "qwen3": 10,
+    "llama-3": 3, "qwq": 2, "hermes": 6, "qwen3": 14,
 }  # fmt: skip
 
 
