@@ -47,6 +47,8 @@ class Case:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     enable_thinking: bool = True
     reasoning_format: str = "NONE"
+    # the tools offered, (name, parameters as JSON), where the reader resolves them
+    tools: list[tuple[str, str]] | None = None
 
 
 # -- tokens --------------------------------------------------------------------
@@ -243,6 +245,14 @@ def read_cases() -> tuple[list[Case], dict[str, int]]:
             except Unresolved:
                 i += 1
             continue
+        # a tool: common_chat_tool NAME{ "name", "description", R"(parameters)" };
+        if kind == "id" and toks[i - 1][1] == "common_chat_tool" and nxt in ("{", "="):
+            j = i + 1 if nxt == "{" else i + 2
+            try:
+                names[val], i = reader.expr(j)
+            except Unresolved:
+                i += 1
+            continue
         # a named string: std::string NAME = "..." "..." + ...;
         if kind == "id" and nxt == "=" and toks[i - 1][1] == "std::string":
             try:
@@ -297,6 +307,14 @@ def _case(reader: Reader, i: int, end: int, at: int, src: str) -> Case | str:
     case = Case("", src.count("\n", 0, at) + 1, "")
     while i < end:
         method = toks[i][1]
+        if method == "tools":  # resolved where the reader can, else left unknown
+            try:
+                args, i = reader.args(i + 2, ")")
+                case.tools = [_tool(t) for t in args[0]]
+            except (Unresolved, IndexError, TypeError):
+                case.tools, i = None, _skip(toks, i + 2, ")")
+            i += 1
+            continue
         args, i = reader.args(i + 2, ")") if method in _VALUED else ([], _skip(toks, i + 2, ")"))
         if method in _SKIPPED:
             return method
@@ -305,6 +323,15 @@ def _case(reader: Reader, i: int, end: int, at: int, src: str) -> Case | str:
         _apply(case, method, args)
         i += 1  # the "." before the next method
     return case
+
+
+def _tool(value: Any) -> tuple[str, str]:
+    """A ``common_chat_tool`` ({name, description, parameters}) as (name, parameters)."""
+    if not (isinstance(value, list) and len(value) == 3):
+        raise Unresolved(repr(value))
+    name, params = _str(value[0]), _str(value[2])
+    json.loads(params)
+    return name, params
 
 
 _VALUED = {

@@ -13,6 +13,7 @@ from functools import cache
 import pytest
 
 from llmkit.core.tools import join_calls
+from llmkit.core.types import Tool
 from llmkit.engines.families import detect
 from llmkit.engines.families.base import Family, Parsed
 from tests.llama_chat_cases import Case, llama_cpp_dir, read_cases, render_prompt
@@ -93,11 +94,6 @@ LING_CALL = (
 )
 # Cases where llmkit parts from llama.cpp on purpose, by the start of their input.
 DIFFER = {
-    # llama.cpp keeps an XML parameter a string where the tool's schema says
-    # string; llmkit's parser has no schema and takes JSON when it parses.
-    "Let me call the magic tool": "typed by schema",
-    "Test simple quoted unquoted": "typed by schema",
-    "Test complex quoted unquoted": "typed by schema",
     # an end-of-turn token is a stop token: the engine never hands it to a parser
     "Here is the answer.<|role_end|>": "stop token in the text",
     LING_CALL + "<|role_end|>": "stop token in the text",
@@ -141,8 +137,10 @@ def test_unknown_template_and_metadata():
 # -- the cases -----------------------------------------------------------------
 
 
-def run(family: Family, thinking: bool, pieces: list[str]) -> tuple[str, str, list]:
-    p = family.parser(thinking=thinking, max_calls=None)
+def run(
+    family: Family, thinking: bool, pieces: list[str], tools: tuple[Tool, ...] = ()
+) -> tuple[str, str, list]:
+    p = family.parser(thinking=thinking, max_calls=None, tools=tools)
     out = Parsed()
     for piece in pieces:
         out += p.push(piece)
@@ -193,8 +191,8 @@ def _ids() -> list[str]:
 def test_cases_left_out_are_only_those_named():
     """Each difference from llama.cpp named above is used (and no other appears)."""
     skipped = _cases()[1]
-    assert skipped == Counter({"reasoning format NONE": 5, "typed by schema": 3,
-                               "stop token in the text": 2, "repeated call": 1})  # fmt: skip
+    assert skipped == Counter({"reasoning format NONE": 5, "stop token in the text": 2,
+                               "repeated call": 1})  # fmt: skip
 
 
 def test_each_family_takes_its_floor_of_cases():
@@ -211,8 +209,9 @@ def test_llama_cpp_case(case: Case, opened: bool):
         case.reasoning.strip(),
         [(n, json.loads(a or "{}")) for n, a in case.calls],
     )
-    assert run(family, opened, [case.input]) == want, "whole"
+    tools = tuple(Tool(name, "", params) for name, params in case.tools or ())
+    assert run(family, opened, [case.input], tools) == want, "whole"
     for i in range(1, len(case.input)):
-        got = run(family, opened, [case.input[:i], case.input[i:]])
+        got = run(family, opened, [case.input[:i], case.input[i:]], tools)
         assert got == want, f"split at {i}: {case.input[:i]!r} | {case.input[i:]!r}"
-    assert run(family, opened, list(case.input)) == want, "a character at a time"
+    assert run(family, opened, list(case.input), tools) == want, "a character at a time"

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from llmkit.core.tools import join_calls
+from llmkit.core.types import Tool
 from llmkit.engines.families import detect
 from llmkit.engines.families.base import Parsed
 from llmkit.engines.families.table import BY_NAME
@@ -217,3 +218,33 @@ def test_close_thinking_ends_the_thinking():
         out = p.push("Hmm, long thoughts") + p.push(family.close_thinking) + p.push("The answer.")
         out += p.flush()
         assert (out.reasoning, out.content) == ("Hmm, long thoughts", "The answer."), name
+
+
+def test_bare_values_are_typed_by_the_schema_when_the_tools_are_known():
+    schema = {
+        "type": "object",
+        "properties": {
+            "phone": {"type": "string"},
+            "count": {"type": "integer"},
+            "note": {"type": ["string", "null"]},
+            "price": {"type": "number"},
+        },
+    }
+    tools = (Tool("f", "", json.dumps(schema)),)
+    text = (
+        "<tool_call>\n<function=f>\n<parameter=phone>\n0612\n</parameter>\n"
+        "<parameter=count>\n7\n</parameter>\n<parameter=note>\nnull\n</parameter>\n"
+        "<parameter=price>\n3\n</parameter>\n</function>\n</tool_call>"
+    )
+    typed = {"phone": "0612", "count": 7, "note": None, "price": 3}
+    for family in ("qwen3-coder", "qwen3.5"):
+        p = BY_NAME[family].parser(thinking=False, max_calls=None, tools=tools)
+        out = p.push(text) + p.flush()
+        assert [json.loads(c.arguments_json) for c in join_calls(out.calls)] == [typed]
+    # without the tools, JSON where it parses ("0612" is not JSON: a leading zero)
+    assert run("qwen3-coder", [text])[2] == [("f", typed)]
+    glm = "<tool_call>f\n<arg_key>phone</arg_key>\n<arg_value>612</arg_value>\n</tool_call>"
+    p = BY_NAME["glm-4.5"].parser(thinking=False, max_calls=None, tools=tools)
+    out = p.push(glm) + p.flush()
+    assert json.loads(join_calls(out.calls)[0].arguments_json) == {"phone": "612"}
+    assert run("glm-4.5", [glm])[2] == [("f", {"phone": 612})]

@@ -14,7 +14,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import param_value
+from llmkit.engines.families.jsontext import Bare
 from llmkit.engines.families.qwen_xml import text_value
 from llmkit.engines.families.stream import Call
 
@@ -43,7 +43,7 @@ class Glm:
             pair = _PAIR.match(body, at)
             if pair is None:
                 return None
-            args[pair[1].strip()] = param_value(pair[2])
+            args[pair[1].strip()] = Bare(pair[2])
             at = pair.end()
         return [(m[1], args)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _OPEN = {"{": "}", "[": "]"}
@@ -84,9 +85,53 @@ def named_call(obj: Any, *, need_args: bool = False) -> tuple[str, dict[str, Any
     return None if need_args else (obj["name"], {})
 
 
-def param_value(text: str) -> Any:
-    """An XML-style parameter's value: JSON when it parses, else the text as it is."""
+class Bare(str):
+    """A parameter's value as an XML-style syntax writes it (``<parameter=x>5</parameter>``):
+    text that ``settle`` types once the call is whole."""
+
+
+_KIND = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
+         list: "array", dict: "object"}  # fmt: skip
+
+
+def settle(args: dict[str, Any], props: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``args`` with each bare value typed: JSON when it parses, unless the
+    property's schema (``props``, the function's properties, when known) takes
+    a string and not the type the JSON would give ("5123123" for a string
+    stays a string; "null" for a nullable string is null)."""
+    out = {}
+    for key, value in args.items():
+        if isinstance(value, Bare):
+            value = _typed(str(value), _kinds((props or {}).get(key)))
+        out[key] = value
+    return out
+
+
+def _typed(raw: str, kinds: set[str]) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(raw)
     except ValueError:
-        return text
+        return raw
+    kind = _KIND.get(type(value), "")
+    if "string" in kinds and kind not in kinds - {"string"}:
+        if not (kind == "integer" and "number" in kinds):
+            return raw
+    return value
+
+
+def _kinds(prop: Any) -> set[str]:
+    """The JSON types a property's schema allows (empty: not known)."""
+    if not isinstance(prop, dict):
+        return set()
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {k for k in kind if isinstance(k, str)}
+    if "enum" in prop or "const" in prop:
+        values = prop.get("enum", [prop.get("const")])
+        return {_KIND.get(type(v), "") for v in values}
+    out: set[str] = set()
+    for branch in (*prop.get("anyOf", ()), *prop.get("oneOf", ())):
+        out |= _kinds(branch)
+    return out

@@ -9,7 +9,8 @@
     </tool_call>
 
 The first ``<tool_call>`` of a reply is sometimes left out. A value is JSON when
-it parses as JSON (numbers, booleans, objects), else the text as it is.
+it parses as JSON (numbers, booleans, objects), else the text as it is; where
+the function's schema takes a string there, the text (``jsontext.settle``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import param_value
+from llmkit.engines.families.jsontext import Bare
 from llmkit.engines.families.stream import Call
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -51,7 +52,7 @@ class QwenXml:
         m = _FUNCTION.search(block)
         if m is None:
             return None
-        args = {k.strip(): param_value(v) for k, v in _PARAM.findall(m[2])}
+        args = {k.strip(): Bare(v) for k, v in _PARAM.findall(m[2])}
         return [(m[1].strip(), args)]
 
     def text(self, block: str) -> str:

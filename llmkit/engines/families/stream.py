@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from llmkit.core.types import ToolCallDelta
+from llmkit.core.types import Tool, ToolCallDelta
 from llmkit.engines.families.base import Parsed
+from llmkit.engines.families.jsontext import settle
 
 Call = tuple[str, dict[str, Any]]
 
@@ -75,7 +76,8 @@ class Stream:
     """A ``ReplyParser`` over one reply. ``think``: the family's thinking markers
     (open, close), or None; ``thinking``: the reply starts inside the thinking
     (the prompt opened it); ``calls_end_thinking``: a call opened inside the
-    thinking ends it (families whose calls may follow unclosed thinking)."""
+    thinking ends it (families whose calls may follow unclosed thinking);
+    ``tools``: the functions offered, whose schemas type bare parameter values."""
 
     def __init__(
         self,
@@ -86,12 +88,13 @@ class Stream:
         calls_end_thinking: bool = False,
         max_calls: int | None = None,
         new_id: Callable[[], str] = new_call_id,
+        tools: tuple[Tool, ...] = (),
     ) -> None:
         self._syntax = syntax
         self._open, self._close = think or ("", "")
         self._marks = syntax.triggers + syntax.layout
         self._calls_end_thinking = calls_end_thinking
-        self._book = CallBook(max_calls, new_id)
+        self._book = CallBook(max_calls, new_id, tools)
         self._buf = ""
         self._start = bool(self._open) and not thinking  # a thinking may still open
         self._edge = True  # whitespace starting the next text is layout
@@ -212,9 +215,15 @@ class CallBook:
     false: one), or a call repeated word for word, which small models do until
     they run out of tokens. Neither is handed on; the caller ends the reply."""
 
-    def __init__(self, max_calls: int | None, new_id: Callable[[], str] = new_call_id) -> None:
+    def __init__(
+        self,
+        max_calls: int | None,
+        new_id: Callable[[], str] = new_call_id,
+        tools: tuple[Tool, ...] = (),
+    ) -> None:
         self._max = max_calls
         self._new_id = new_id
+        self._props = {t.name: _properties(t) for t in tools}
         self._seen: set[tuple[str, str]] = set()
         self.count = 0
         self.done = False
@@ -223,6 +232,7 @@ class CallBook:
         """The deltas of ``calls`` (id and name, then the arguments as JSON)."""
         out: list[ToolCallDelta] = []
         for name, args in calls:
+            args = settle(args, self._props.get(name))
             key = (name, json.dumps(args, ensure_ascii=False))
             full = self._max is not None and self.count >= self._max
             if self.done or full or key in self._seen:
@@ -235,6 +245,12 @@ class CallBook:
             ]
             self.count += 1
         return out
+
+
+def _properties(tool: Tool) -> dict[str, Any]:
+    schema = json.loads(tool.parameters_json)
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    return props if isinstance(props, dict) else {}
 
 
 class Out:

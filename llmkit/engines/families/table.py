@@ -78,11 +78,14 @@ class Row:
     def opens_thinking(self, prompt: str) -> bool:
         return self.think is not None and prompt.rstrip().endswith(self.think[0])
 
-    def parser(self, *, thinking: bool, max_calls: int | None) -> ReplyParser:
+    def parser(
+        self, *, thinking: bool, max_calls: int | None, tools: tuple[Tool, ...] = ()
+    ) -> ReplyParser:
         if self.syntax is HARMONY:
             return HarmonyParser(thinking=thinking, max_calls=max_calls)
         return Stream(
             self.syntax,
+            tools=tools,
             think=self.think,
             thinking=thinking,
             calls_end_thinking=self.calls_end_thinking,
