@@ -16,9 +16,28 @@ from llmkit.engines.families import detect
 from llmkit.engines.families.base import Parsed
 from llmkit.engines.families.table import BY_NAME
 from tests.llama_chat_cases import llama_cpp_dir, render_prompt
-from tests.test_tool_syntax import CASES
 
 TEMPLATES = llama_cpp_dir() / "models/templates"
+
+# ToolCallParser's own table (tests/test_tool_syntax.py): the generic family
+# must keep its behaviour.
+CALL_ = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
+CALL2_ = '<tool_call>{"name": "g", "arguments": {"y": "a<b"}}</tool_call>'
+CASES = [
+    ("plain text", "Hello there.\n", "Hello there.\n", []),
+    ("one call", CALL_, "", [("f", {"x": 1})]),
+    ("text before", "Let me look.\n" + CALL_, "Let me look.", [("f", {"x": 1})]),
+    ("text after", CALL_ + "\n\nDone.", "Done.", [("f", {"x": 1})]),
+    ("two calls", CALL_ + "\n" + CALL2_, "", [("f", {"x": 1}), ("g", {"y": "a<b"})]),
+    ("unclosed at the end", '<tool_call>{"name": "f", "arguments": {}}', "", [("f", {})]),
+    ("malformed json", "<tool_call>{not json</tool_call>", "{not json", []),
+    ("cut off mid call", 'Hm.<tool_call>{"name": "f", "argu', "Hm.", []),
+    ("a lone angle bracket", "a < b and <tool", "a < b and <tool", []),
+    ("parameters spelling", '<tool_call>{"name": "f", "parameters": {"x": 2}}</tool_call>', "",
+     [("f", {"x": 2})]),
+    ("arguments as a string", '<tool_call>{"name": "f", "arguments": "{\\"x\\": 3}"}</tool_call>',
+     "", [("f", {"x": 3})]),
+]  # fmt: skip
 
 
 def run(family: str, pieces: list[str], thinking: bool = False, max_calls: int | None = None):
