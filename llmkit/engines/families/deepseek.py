@@ -17,7 +17,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import as_args
+from llmkit.engines.families.jsontext import as_args, find
 from llmkit.engines.families.stream import Call
 
 BEGIN, END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -34,7 +34,7 @@ class DeepSeek:
         self._typed = typed  # the grammar writes R1's "function<sep>name ```json" form
 
     def end(self, block: str, memo: dict) -> int | None:
-        at = block.find(CALL_END)
+        at = find(block, CALL_END, memo)
         return None if at < 0 else at + len(CALL_END)
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:

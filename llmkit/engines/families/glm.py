@@ -14,7 +14,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import Bare
+from llmkit.engines.families.jsontext import Bare, find
 from llmkit.engines.families.qwen_xml import text_value
 from llmkit.engines.families.stream import Call
 
@@ -28,7 +28,7 @@ class Glm:
     layout = ()
 
     def end(self, block: str, memo: dict) -> int | None:
-        at = block.find(CLOSE)
+        at = find(block, CLOSE, memo)
         return None if at < 0 else at + len(CLOSE)
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import WS, Rules, lit, repeat
-from llmkit.engines.families.jsontext import load, named_call
+from llmkit.engines.families.jsontext import find, load, named_call
 from llmkit.engines.families.stream import Call
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -21,7 +21,7 @@ class Hermes:
     layout = ()
 
     def end(self, block: str, memo: dict) -> int | None:
-        at = block.find(CLOSE)
+        at = find(block, CLOSE, memo)
         return None if at < 0 else at + len(CLOSE)
 
     def _body(self, block: str) -> str:

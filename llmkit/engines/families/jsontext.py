@@ -18,6 +18,16 @@ _MARK = re.compile(r'[{}\[\]"]')
 _IN_STRING = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
 
 
+def find(text: str, mark: str, memo: dict, start: int = 0) -> int:
+    """``text.find(mark, start)`` for a text that grows between calls: where the
+    last call (same ``memo``) found nothing, the search resumes near its end."""
+    key = ("find", mark, start)
+    i = text.find(mark, max(start, memo.get(key, start)))
+    if i < 0:
+        memo[key] = max(start, len(text) - len(mark) + 1)
+    return i
+
+
 def json_end(text: str, start: int = 0, memo: dict | None = None) -> int | None:
     """Where the JSON object or array that starts at ``start`` (after whitespace)
     ends, or None while it may still be going on. What does not start a value

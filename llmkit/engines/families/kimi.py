@@ -13,7 +13,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import as_args
+from llmkit.engines.families.jsontext import as_args, find
 from llmkit.engines.families.stream import Call
 
 BEGIN, END = "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>"
@@ -27,10 +27,10 @@ class Kimi:
     opens = (BEGIN,)  # what a model writes first, before its calls
 
     def end(self, block: str, memo: dict) -> int | None:
-        at = block.find(CALL_END)
+        at = find(block, CALL_END, memo)
         if at >= 0:
             return at + len(CALL_END)
-        nxt = [i for i in (block.find(CALL, len(CALL)), block.find(END)) if i >= 0]
+        nxt = [i for i in (find(block, CALL, memo, len(CALL)), find(block, END, memo)) if i >= 0]
         return min(nxt) if nxt else None
 
     def calls(self, block: str, closed: bool) -> list[Call] | None:

@@ -20,7 +20,7 @@ import re
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import Rules, chosen, lit, repeat
-from llmkit.engines.families.jsontext import Bare
+from llmkit.engines.families.jsontext import Bare, find
 from llmkit.engines.families.stream import Call
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -37,9 +37,9 @@ class QwenXml:
 
     def end(self, block: str, memo: dict) -> int | None:
         if block.startswith(OPEN):
-            at = block.find(CLOSE)
+            at = find(block, CLOSE, memo)
             return None if at < 0 else at + len(CLOSE)
-        at = block.find(END_FUNC)  # opened without <tool_call>: its </tool_call> may follow
+        at = find(block, END_FUNC, memo)  # opened without <tool_call>: its </tool_call> may follow
         if at < 0:
             return None
         at += len(END_FUNC)
