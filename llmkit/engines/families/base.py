@@ -75,8 +75,12 @@ class Family(Protocol):
         generation prompt ends in ``<think>``): the reply starts as reasoning."""
         ...
 
-    def parser(self, *, thinking: bool, max_calls: int | None) -> ReplyParser:
-        """A parser for one reply; ``thinking``: it starts inside the thinking."""
+    def parser(
+        self, *, thinking: bool, max_calls: int | None, tools: tuple[Tool, ...] = ()
+    ) -> ReplyParser:
+        """A parser for one reply; ``thinking``: it starts inside the thinking;
+        ``tools``: the functions offered (their schemas type the values of
+        XML-style parameters; without them a value is JSON when it parses)."""
         ...
 
     def call_triggers(self) -> tuple[str, ...]:

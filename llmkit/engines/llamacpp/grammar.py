@@ -25,6 +25,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, SchemaConverter, json_schema_to_g
 
 from llmkit.core.tools import call_schema
 from llmkit.core.types import GenerateRequest, SamplingParams
+from llmkit.engines.families.gbnf import astral as _astral
 from llmkit.engines.tool_syntax import CLOSE, OPEN
 from llmkit.errors import InvalidRequestError
 
@@ -35,23 +36,6 @@ TRIGGER = r"[\s\S]*?(" + OPEN + r")[\s\S]*"
 # Calls in one reply when parallel calls are allowed: a small model may repeat a
 # call until max_tokens; a bound keeps every reply ending in a closed call.
 MAX_CALLS = 8
-
-
-# A UTF-16 surrogate pair as llama-cpp-python's schema converter writes a character
-# past U+FFFF (json.dumps escapes it so); llama.cpp's grammar reads each ``\u`` as a
-# code point of its own, so the pair must become one ``\U`` escape. The lookbehind
-# keeps an escaped backslash followed by "u" (an odd count of backslashes) as it is.
-_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.I)
-
-
-def _astral(gbnf: str) -> str:
-    """``gbnf`` with each escaped surrogate pair written as the one character it is."""
-
-    def one(m: re.Match[str]) -> str:
-        hi, lo = int(m[2], 16), int(m[3], 16)
-        return f"{m[1]}\\U{0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00):08x}"
-
-    return _PAIR.sub(one, gbnf)
 
 
 # What may follow ``<tool_call>`` in the token that completes it: room for the
