@@ -13,8 +13,8 @@ uses anything this reader does not resolve is left out (and counted).
 from __future__ import annotations
 
 import json
-import os
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -24,17 +24,16 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def llama_cpp_dir() -> Path:
-    """The llama.cpp reference data: ``$LLMKIT_LLAMA_CPP``, the repo's own
-    ``.venv/llama.cpp``, or the main checkout's (a worktree has no .venv)."""
-    for cand in (os.environ.get("LLMKIT_LLAMA_CPP"), ROOT / ".venv/llama.cpp",
-                 Path("/work/main/.venv/llama.cpp")):  # fmt: skip
-        if cand and (Path(cand) / "tests/test-chat.cpp").is_file():
-            return Path(cand)
-    raise FileNotFoundError("llama.cpp's reference data is missing: run scripts/bootstrap.sh")
+    """The llama.cpp reference data: beside the Python running the tests, in the
+    .venv scripts/bootstrap.sh sets up (its ``llama.cpp``, from the pinned sdist)."""
+    ref = Path(sys.prefix) / "llama.cpp"
+    if not (ref / "tests/test-chat.cpp").is_file():
+        raise FileNotFoundError(
+            f"llama.cpp's reference data is missing in {ref}: run scripts/bootstrap.sh"
+        )
+    return ref
 
 
 @dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -41,10 +40,8 @@ from llmkit.engines.chat_template import render_chat
 from llmkit.engines.tool_prompt import template_knows_tools, template_messages
 from llmkit.errors import InvalidRequestError
 
-# The .venv running the tests holds llama.cpp's reference data (bootstrap puts it
-# there); LLMKIT_LLAMA_CPP_REF points elsewhere.
-REF = Path(os.environ.get("LLMKIT_LLAMA_CPP_REF") or Path(sys.prefix) / "llama.cpp")
-TEMPLATE_DIR = REF / "models" / "templates"
+# The .venv running the tests holds llama.cpp's reference data (bootstrap puts it there).
+TEMPLATE_DIR = Path(sys.prefix) / "llama.cpp" / "models" / "templates"
 # A missing reference must fail (its one case reads a file that is not there), never skip.
 NAMES = sorted(p.stem for p in TEMPLATE_DIR.glob("*.jinja")) or ["<llama.cpp templates missing>"]
 
