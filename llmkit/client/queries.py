@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 
 from llmkit.client import protocol as p
-from llmkit.client.bodies import Body, Path, to_request
+from llmkit.client.bodies import Body, Path, Think, think_fields, to_request
 from llmkit.client.protocol import Dialect
 from llmkit.core.types import EngineInfo, GenerateRequest, Message, SamplingParams
 from llmkit.errors import (
@@ -242,11 +242,18 @@ class Queries:
         return (dialect, *to_request(dialect, model, req, send=send))
 
     def q_chat(
-        self, model: str, messages: list[Message], max_tokens: int | None, temperature: float | None
+        self,
+        model: str,
+        messages: list[Message],
+        max_tokens: int | None,
+        temperature: float | None,
+        think: Think = None,
     ) -> Query[tuple[Dialect, Path, Body]]:
         """A chat turn as ``Chat`` sends it: what its user set, the rest the server's."""
+        thinking = think_fields(think)  # a bad value is refused before any call
         ollama = (yield from self.q_dialect()) == "ollama"
         req = GenerateRequest(
+            **thinking,
             messages=tuple(messages),
             max_tokens=max_tokens,
             sampling=SamplingParams() if temperature is None else SamplingParams(temperature),

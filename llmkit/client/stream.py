@@ -2,7 +2,10 @@
 server-sent events (``data: {...}`` then ``data: [DONE]``) or Ollama's NDJSON
 (one object a line, the last with ``"done": true``).
 
-Text comes out as it arrives; the reply's end comes out as one last chunk that
+Text comes out as it arrives, and a reasoning model's thinking apart from it
+(``Chunk.reasoning``): OpenAI-style servers send it as ``reasoning_content``
+(DeepSeek's and vLLM's name; ``reasoning`` in some), Ollama as ``thinking``.
+The reply's end comes out as one last chunk that
 carries both ``finish_reason`` and ``usage``, although OpenAI sends them in two
 events. An error line (a server whose headers had gone out when it failed)
 raises the llmkit exception it describes. No I/O here: ``client.http`` feeds it.
@@ -60,15 +63,23 @@ class ReplyReader:
     def _openai(self, obj: dict[str, Any]) -> list[Chunk]:
         if obj.get("usage"):
             u = obj["usage"]
-            self._usage = Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
+            details = u.get("completion_tokens_details") or {}
+            self._usage = Usage(
+                u.get("prompt_tokens", 0),
+                u.get("completion_tokens", 0),
+                reasoning_tokens=details.get("reasoning_tokens") or 0,
+            )
         choices = obj.get("choices") or []
         if not choices:
             return []
         c = choices[0]
         self._finish = c.get("finish_reason") or self._finish
-        delta = c.get("delta") or {}
-        # chat chunks carry a delta; completion chunks (/v1/completions) a text
-        out = self._text(delta.get("content") or c.get("text") or "", _openai_logprobs(c))
+        # chat chunks carry a delta (a server that answered whole: a message);
+        # completion chunks (/v1/completions) a text
+        delta = c.get("delta") or c.get("message") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        text = delta.get("content") or c.get("text") or ""
+        out = self._text(text, _openai_logprobs(c), thought if isinstance(thought, str) else "")
         calls = tuple(
             ToolCallDelta(
                 index=int(t.get("index", 0)),
@@ -86,7 +97,9 @@ class ReplyReader:
     def _ollama(self, obj: dict[str, Any]) -> list[Chunk]:
         message = obj.get("message") or {}
         scored = tuple(_entry(e) for e in obj.get("logprobs") or ())
-        out = self._text(message.get("content") or obj.get("response") or "", scored)
+        text = message.get("content") or obj.get("response") or ""
+        # /api/chat thinks in the message, /api/generate beside the response
+        out = self._text(text, scored, message.get("thinking") or obj.get("thinking") or "")
         calls = []
         for t in message.get("tool_calls") or []:  # whole calls, arguments as objects
             fn = t.get("function") or {}
@@ -107,11 +120,11 @@ class ReplyReader:
             out.append(self._last())
         return out
 
-    def _text(self, text: str, scored: tuple[Logprob, ...] = ()) -> list[Chunk]:
-        if not text and not scored:
+    def _text(self, text: str, scored: tuple[Logprob, ...] = (), thought: str = "") -> list[Chunk]:
+        if not text and not scored and not thought:
             return []
-        self._pieces += bool(text)
-        return [Chunk(text=text, logprobs=scored)]
+        self._pieces += bool(text) + bool(thought)
+        return [Chunk(text=text, reasoning=thought, logprobs=scored)]
 
     def _last(self) -> Chunk:
         self.done = True
