@@ -1,6 +1,7 @@
 """A reasoning model's thinking, kept apart from its answer by the client and
 ``Chat``: against a stand-in server that thinks and answers in the real OpenAI
-(``reasoning_content``) and Ollama (``thinking``) protocols over a real socket
+(``reasoning_content``), Ollama (``thinking``) and Anthropic (``thinking`` blocks)
+protocols over a real socket
 (``tests/thinking_upstream.py``), with a real SQLite store; and the store's new
 column added to a database made before it (PostgreSQL: ``test_store_postgres``)."""
 
@@ -260,3 +261,46 @@ def check_migrated(url: str) -> None:
 def test_the_reasoning_column_is_added_to_an_older_sqlite_store(store_url):
     old_database(store_url)
     check_migrated(store_url)
+
+
+# -- Anthropic's Messages API, named: anthropic://HOST:PORT --------------------------
+
+
+def test_chat_over_anthropic_thinks_when_asked_and_keeps_it_apart(standin, store_url):
+    t, host = standin
+    url = f"anthropic://{host}"
+    plain = Chat(url, MODEL, store=store_url, session="a", api_key="k").send("Hi")
+    body = t.requests[-1]
+    assert (plain, plain.reasoning) == (SAID, "")  # no thinking unless asked, as Anthropic
+    assert "thinking" not in body and body["max_tokens"] == 1024
+    assert body["headers"]["x-api-key"] == "k" and body["headers"]["anthropic-version"]
+    reply = Chat(url, MODEL, store=store_url, session="a", think=True).send("Again")
+    body = t.requests[-1]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert body["max_tokens"] == 4096 + 1024  # max_tokens counts thinking and answer
+    assert (reply, reply.reasoning) == (SAID, THOUGHT)
+    assert Store(store_url).entries("a")[-1].reasoning == THOUGHT
+    # Earlier thinking goes back as a thinking block only when asked.
+    Chat(url, MODEL, store=store_url, session="a", think="low").send("More")
+    body = t.requests[-1]
+    assert body["thinking"]["budget_tokens"] == 1024
+    assert body["messages"][3] == {"role": "assistant", "content": SAID}
+    Chat(url, MODEL, store=store_url, session="a", resend_reasoning=True, think=False).send("?")
+    body = t.requests[-1]
+    assert body["thinking"] == {"type": "disabled"}
+    assert body["messages"][3]["content"] == [
+        {"type": "thinking", "thinking": THOUGHT, "signature": ""},
+        {"type": "text", "text": SAID},
+    ]
+
+
+def test_the_client_reads_anthropic_thinking_blocks_and_usage(standin):
+    _, host = standin
+    with Client(f"anthropic://{host}") as c:
+        req = GenerateRequest(messages=(Message("user", "Hi"),), think=True)
+        chunks = list(c.stream(MODEL, req))
+    assert "".join(ch.reasoning for ch in chunks) == THOUGHT
+    assert "".join(ch.text for ch in chunks) == SAID
+    last = chunks[-1]
+    assert last.finish_reason == "stop" and last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (12, 6)

@@ -7,6 +7,9 @@ protocols the real ones speak, over a real socket.
   ``message.reasoning_content``. ``reasoning_effort: "none"`` switches the thinking off.
 - Ollama ``/api/chat``: ``message.thinking`` pieces, then ``message.content``; ``think:
   false`` switches it off.
+- Anthropic ``/v1/messages``: a ``thinking`` block (``thinking_delta`` pieces and its
+  ``signature_delta``), then a ``text`` block; it thinks only when the request has
+  ``thinking: {"type": "enabled", ...}``, as Anthropic's models do.
 
 No reasoning model runs here, and the server side that produces these fields is
 built elsewhere; this is what llmkit's client, ``Chat``, the upstream engine and the
@@ -47,6 +50,7 @@ class Thinker:
                 Route("/api/ps", self._ps),
                 Route("/v1/chat/completions", self._openai, methods=["POST"]),
                 Route("/api/chat", self._ollama, methods=["POST"]),
+                Route("/v1/messages", self._anthropic, methods=["POST"]),
             ]
         )
 
@@ -121,6 +125,54 @@ class Thinker:
             yield _line(last)
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    async def _anthropic(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append({**body, "headers": dict(request.headers)})
+        thinks = (body.get("thinking") or {}).get("type") == "enabled"
+
+        async def events() -> AsyncIterator[bytes]:
+            usage = {"input_tokens": 12, "output_tokens": 1}
+            message = {"id": "msg_standin", "type": "message", "role": "assistant",
+                       "model": MODEL, "content": [], "usage": usage}  # fmt: skip
+            message["stop_reason"] = None
+            yield _event("message_start", {"message": message})
+            index, open_kind = -1, None
+            async for kind, text in self._pieces(thinks):
+                if kind != open_kind:
+                    if open_kind == "thinking":
+                        sig = {"type": "signature_delta", "signature": "c3RhbmRpbg=="}
+                        yield _event("content_block_delta", {"index": index, "delta": sig})
+                    if open_kind is not None:
+                        yield _event("content_block_stop", {"index": index})
+                    index, open_kind = index + 1, kind
+                    block = (
+                        {"type": "thinking", "thinking": "", "signature": ""}
+                        if kind == "thinking"
+                        else {"type": "text", "text": ""}
+                    )
+                    yield _event("content_block_start", {"index": index, "content_block": block})
+                delta = (
+                    {"type": "thinking_delta", "thinking": text}
+                    if kind == "thinking"
+                    else {"type": "text_delta", "text": text}
+                )
+                yield _event("content_block_delta", {"index": index, "delta": delta})
+            yield _event("content_block_stop", {"index": index})
+            spent = len(ANSWER) + (len(THINKING) if thinks else 0)
+            yield _event(
+                "message_delta",
+                {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                 "usage": {"output_tokens": spent}},
+            )  # fmt: skip
+            yield _event("message_stop", {})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    """An Anthropic server-sent event: its type named twice, as Anthropic sends it."""
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
 
 def _completion(

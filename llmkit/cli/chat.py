@@ -46,8 +46,8 @@ def _open_chat(opts: ChatOptions, session: str | None, resume: bool, env: Enviro
 @click.option("--api-key", help="Bearer key for the server. [env: LLMKIT_API_KEY]")
 @click.option(
     "--dialect",
-    type=click.Choice(["openai", "ollama"]),
-    help="The server's API (default: found by asking it).",
+    type=click.Choice(["openai", "ollama", "anthropic"]),
+    help="The server's API (default: found by asking it; Anthropic's is never found, only named).",
 )
 @chat_options
 def chat(

@@ -6,7 +6,8 @@ Two callers want different things of the sampling values. The upstream engine
 passes on what its caller chose, every value (``send=None``), so a server's own
 defaults never replace them. ``Chat`` sends only what its user set (``send``
 names those ``SamplingParams`` fields) and leaves the rest to the server, as a
-hosted API or an Ollama Modelfile tunes its models. No I/O here.
+hosted API or an Ollama Modelfile tunes its models. Anthropic's Messages API has
+its own module (``client.anthropic``). No I/O here.
 
 Reasoning models. What a caller asks of the thinking (``GenerateRequest.think``
 and ``effort``) goes as each dialect spells it: OpenAI's ``reasoning_effort``
@@ -23,6 +24,7 @@ import json
 from collections.abc import Collection
 from typing import Any, get_args
 
+from llmkit.client.anthropic import to_anthropic
 from llmkit.client.protocol import Dialect
 from llmkit.core.types import Effort, GenerateRequest, Message, SamplingParams, Tool
 from llmkit.errors import InvalidRequestError
@@ -47,7 +49,8 @@ def think_fields(think: Think) -> dict[str, Any]:
 def to_request(
     dialect: Dialect, model: str, req: GenerateRequest, *, send: Collection[str] | None = None
 ) -> tuple[Path, Body]:
-    return (to_openai if dialect == "openai" else to_ollama)(model, req, send=send)
+    build = {"openai": to_openai, "ollama": to_ollama, "anthropic": to_anthropic}[dialect]
+    return build(model, req, send=send)
 
 
 def to_openai(
