@@ -304,3 +304,42 @@ def test_the_client_reads_anthropic_thinking_blocks_and_usage(standin):
     last = chunks[-1]
     assert last.finish_reason == "stop" and last.usage is not None
     assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (12, 6)
+
+
+# -- memory: history is fitted and folded by its answers ------------------------------
+
+
+def test_a_summary_folds_the_answers_and_stores_no_thinking(standin, store_url):
+    t, host = standin
+    c = chat(host, "openai", store_url, memory="summary:1")
+    for text in ("One", "Two", "Three"):
+        c.send(text)
+    folds = [r for r in t.requests if "New summary:" in r["messages"][-1]["content"]]
+    assert folds, "the summary strategy never folded"
+    quoted = folds[0]["messages"][-1]["content"]
+    assert f"Assistant: {SAID}" in quoted and THOUGHT not in quoted
+    assert c.conversation.summary == SAID  # the summariser's answer, never its thinking
+
+
+def test_async_chat_keeps_thinking_apart_too(standin, store_url):
+    import asyncio
+
+    from llmkit.memory.chat import AsyncChat
+
+    _, host = standin
+
+    async def talk() -> tuple[Reply, list[str]]:
+        c = await AsyncChat.open(f"ollama://{host}", MODEL, store=store_url, session="s")
+        try:
+            reply = await c.send("Hi")
+            pieces = [p async for p in c.stream("Again", thinking=True)]
+        finally:
+            await c.aclose()
+        return reply, pieces
+
+    reply, pieces = asyncio.run(talk())
+    assert (reply, reply.reasoning) == (SAID, THOUGHT)
+    assert "".join(p for p in pieces if isinstance(p, Thought)) == THOUGHT
+    assert "".join(p for p in pieces if not isinstance(p, Thought)) == SAID
+    kept = [(e.content, e.reasoning) for e in Store(store_url).entries("s") if e.role != "user"]
+    assert kept == [(SAID, THOUGHT), (SAID, THOUGHT)]
