@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import RESULTS, chromium
-from tests.conftest import Server, serving, start_server
+from tests.conftest import Server, serving, start_server, until
 from tests.thinking_upstream import ANSWER, MODEL, THINKING, Thinker
 
 THOUGHT = "".join(THINKING)
@@ -82,6 +82,9 @@ def test_the_api_streams_thinking_apart_and_stores_the_answer(thinker):
     assert max(i for i, k in enumerate(kinds) if k == "reasoning") < kinds.index("delta")
     done = got[-1][1]
     assert done["message"]["content"] == SAID and done["message"]["reasoning"] == THOUGHT
+    # OpenAI-style servers count the thinking apart (Ollama does not)
+    counted = len(THINKING) if thinker[0].requests[-1].get("stream_options") else 0
+    assert done["usage"]["reasoning_tokens"] == counted
     with httpx.Client(base_url=server.url, timeout=60) as c:
         stored = c.get("/conversations/api").json()["messages"]
         assert [(m["role"], m["content"], m["reasoning"]) for m in stored] == [
@@ -93,6 +96,34 @@ def test_the_api_streams_thinking_apart_and_stores_the_answer(thinker):
         assert c.get("/conversations/api").json()["turns"] == 2
     sent = thinker[0].requests[-1]["messages"]
     assert sent[1] == {"role": "assistant", "content": SAID}
+
+
+def test_a_reply_cut_while_thinking_is_stored_with_its_thinking(thinker):
+    t, server = thinker
+    t.gate = threading.Event()
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        assert c.post("/conversations", json={"name": "cut"}).status_code == 201
+    thought = ""
+    with httpx.stream(
+        "POST", f"{server.url}/conversations/cut/messages", json={"content": "Hi"}, timeout=60
+    ) as r:
+        kind = ""
+        for line in r.iter_lines():  # read the thinking, then hang up before the answer
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind == "reasoning":
+                thought += json.loads(line[5:])["text"]
+                if thought == THOUGHT:
+                    break
+    assert t.thought.wait(30)
+
+    def stored() -> dict | None:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            conv = c.get("/conversations/cut").json()
+        return None if conv["busy"] or len(conv["messages"]) < 2 else conv["messages"][-1]
+
+    last = until(stored, 30, "the cut reply stored")
+    assert (last["content"], last["reasoning"], last["interrupted"]) == ("", THOUGHT, True)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +164,8 @@ def test_the_page_shows_thinking_live_in_a_folded_block_and_after_a_reload(page,
     t.gate.set()  # the answer comes: the block folds, the answer is outside it
     expect(answer).to_have_text(SAID, timeout=WAIT)
     expect(page.locator(".msg.assistant .usage")).to_be_visible(timeout=WAIT)
+    if t.requests[-1].get("stream_options"):  # an OpenAI-style upstream counts thinking
+        expect(page.locator(".msg.assistant .usage")).to_contain_text(f"({len(THINKING)} thinking)")
     expect(block).not_to_have_attribute("open", "")
     expect(block.locator("summary")).to_have_text("Thought")
     expect(block.locator(".thought")).to_have_text(THOUGHT)

@@ -165,7 +165,8 @@ function messageView(m, last) {
     const u = m.usage;
     const speed = u.tokens_per_second == null ? "" : ` · ${u.tokens_per_second.toFixed(1)} tokens/s`;
     meta.append(el("span", { class: "usage" },
-      `${u.prompt_tokens} prompt + ${u.completion_tokens} reply tokens${speed}`));
+      `${u.prompt_tokens} prompt + ${u.completion_tokens} reply tokens` +
+      `${u.reasoning_tokens ? ` (${u.reasoning_tokens} thinking)` : ""}${speed}`));
   }
   if (m.role === "user") {
     meta.append(el("button", { type: "button", onclick: () => startEdit(view, m) }, "Edit"));
