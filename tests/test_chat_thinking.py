@@ -7,6 +7,7 @@ column added to a database made before it (PostgreSQL: ``test_store_postgres``).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -343,3 +344,19 @@ def test_async_chat_keeps_thinking_apart_too(standin, store_url):
     assert "".join(p for p in pieces if not isinstance(p, Thought)) == SAID
     kept = [(e.content, e.reasoning) for e in Store(store_url).entries("s") if e.role != "user"]
     assert kept == [(SAID, THOUGHT), (SAID, THOUGHT)]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "line"),
+    [  # the other spellings servers use
+        ("openai", {"choices": [{"index": 0, "delta": {"reasoning": "hm"}}]}),  # vLLM >= 0.10
+        ("openai", {"choices": [{"index": 0, "message": {"reasoning_content": "hm"}}]}),  # whole
+        ("ollama", {"model": "m", "response": "", "thinking": "hm", "done": False}),  # generate
+    ],
+)
+def test_thinking_in_the_other_places_servers_put_it(dialect, line):
+    from llmkit.client.stream import ReplyReader
+
+    text = json.dumps(line)
+    chunks = ReplyReader(dialect).feed(f"data: {text}" if dialect == "openai" else text)
+    assert [(c.reasoning, c.text) for c in chunks] == [("hm", "")]
