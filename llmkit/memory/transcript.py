@@ -67,8 +67,9 @@ def to_markdown(conv: Conversation, entries: list[Entry]) -> str:
         lines += ["## Summary of earlier turns", "", conv.summary, ""]
     for e in entries:
         lines += [f"## {e.role.capitalize()}", ""]
-        if e.reasoning:  # folded, as the chat page shows it
-            lines += ["<details><summary>Thinking</summary>", "", e.reasoning, "", "</details>", ""]
+        if e.reasoning:  # quoted above the answer: apart from it in any Markdown viewer
+            quoted = [f"> {line}".rstrip() for line in e.reasoning.splitlines()]
+            lines += ["> *Thinking*", ">", *quoted, ""]
         lines += [e.content, ""]
         if e.interrupted:
             lines += ["*(interrupted: this reply did not finish)*", ""]
