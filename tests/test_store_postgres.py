@@ -89,3 +89,10 @@ def test_responses_chain_branch_and_evict_in_postgres(pg_url):
         assert [t.id for t in store.chain("resp_4")] == ["resp_2", "resp_4"]
         kept = [e.content for e in store.entries(name)]
         assert kept == [f"{x} resp_{n}" for n in (2, 3, 4) for x in ("q", "a")]
+
+
+def test_the_reasoning_column_is_added_to_an_older_postgres_store(pg_url):
+    from tests.test_chat_thinking import check_migrated, old_database
+
+    old_database(pg_url)
+    check_migrated(pg_url)

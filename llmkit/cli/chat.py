@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from llmkit.cli.terminal import ChatOptions, Terminal, chat_options
+from llmkit.cli.terminal import THINK, ChatOptions, Terminal, chat_options
 from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import Chat, open_store
@@ -33,6 +33,7 @@ def _open_chat(opts: ChatOptions, session: str | None, resume: bool, env: Enviro
         temperature=opts.temperature,
         store=store,
         env=env,
+        think=opts.think,
     )
 
 
@@ -45,8 +46,8 @@ def _open_chat(opts: ChatOptions, session: str | None, resume: bool, env: Enviro
 @click.option("--api-key", help="Bearer key for the server. [env: LLMKIT_API_KEY]")
 @click.option(
     "--dialect",
-    type=click.Choice(["openai", "ollama"]),
-    help="The server's API (default: found by asking it).",
+    type=click.Choice(["openai", "ollama", "anthropic"]),
+    help="The server's API (default: found by asking it; Anthropic's is never found, only named).",
 )
 @chat_options
 def chat(
@@ -61,6 +62,8 @@ def chat(
     max_tokens: int | None,
     temperature: float | None,
     plain: bool,
+    think: str | None,
+    hide_thinking: bool,
 ) -> None:
     """Chat in the terminal, with memory, against any server.
 
@@ -82,6 +85,8 @@ def chat(
         max_tokens,
         temperature,
         not plain,
+        THINK[think] if think else None,
+        not hide_thinking,
     )
     try:
         Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()
@@ -114,6 +119,8 @@ def run(
     max_tokens: int | None,
     temperature: float | None,
     plain: bool,
+    think: str | None,
+    hide_thinking: bool,
 ) -> None:
     """Run MODEL: chat with it, or answer PROMPT (or what stdin pipes in) and exit.
 
@@ -147,6 +154,8 @@ def run(
         max_tokens,
         temperature,
         not plain,
+        THINK[think] if think else None,
+        not hide_thinking,
     )
     try:
         stored = (lambda o: _open_chat(o, session, resume, env)) if session or resume else None

@@ -116,8 +116,9 @@ def _finish(opts: ChatOptions, text: str | None, talk: Talk, stored: Stored) -> 
             [*messages, Message("user", text)],
             max_tokens=opts.max_tokens,
             temperature=opts.temperature,
+            think=opts.think,
         )
-        for chunk in chunks:
+        for chunk in chunks:  # the answer only: a one-shot prints what a script wants
             click.echo(chunk.text, nl=False)
     click.echo()
 

@@ -4,6 +4,10 @@ A loop over ``Chat``: read a line (prompt_toolkit: line editing, history kept
 across runs), stream the reply rendered as Markdown (rich), and answer slash
 commands. Ctrl-C stops a reply and keeps what arrived (marked interrupted);
 Ctrl-C at the prompt clears the line; Ctrl-D or /exit leaves.
+
+A reasoning model's thinking is shown dimmed above its answer as it streams
+(``--hide-thinking``: one "thinking..." line instead; ``/thinking`` shows the
+last reply's); only the answer is stored as the reply, the thinking beside it.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
+from llmkit.client.bodies import Think
 from llmkit.env import Environment
 from llmkit.errors import LlmkitError
-from llmkit.memory.chat import Chat, new_session_name
+from llmkit.memory.chat import Chat, Thought, new_session_name
 
 HELP = """\
 /new [NAME]        start a new conversation (same server, model and system prompt)
@@ -32,6 +38,7 @@ HELP = """\
 /memory [STRATEGY] show or set the memory: buffer, window:N, tokens, summary
 /history           the whole transcript of this conversation
 /retry             drop the last reply and ask again
+/thinking          the last reply's thinking (a reasoning model's)
 /export FILE       write this conversation to FILE (.md for Markdown, else JSON)
 /help              this list
 /exit              leave (Ctrl-D works too)"""
@@ -48,6 +55,13 @@ class ChatOptions:
     max_tokens: int | None
     temperature: float | None
     markdown: bool = True
+    think: Think = None  # a reasoning model's thinking: on, off, a level; None: its default
+    show_thinking: bool = True  # False: one "thinking..." line instead of the thinking
+
+
+# --think's words, as ``Chat``'s ``think=`` takes them
+THINK: dict[str, Think] = {"on": True, "off": False, "low": "low", "medium": "medium",
+                           "high": "high"}  # fmt: skip
 
 
 def chat_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -71,6 +85,18 @@ def chat_options(fn: Callable[..., None]) -> Callable[..., None]:
             click.option("--temperature", type=float, help="Sampling temperature."),
             click.option(
                 "--plain", is_flag=True, help="Print replies as plain text, not Markdown."
+            ),
+            click.option(
+                "--think",
+                type=click.Choice(list(THINK)),
+                help="A reasoning model's thinking: on, off, or how hard (low, medium, "
+                "high). Default: the model's own.",
+            ),
+            click.option(
+                "--hide-thinking",
+                is_flag=True,
+                help="Show a reasoning model's thinking as one 'thinking...' line "
+                "(/thinking shows it).",
             ),
         ]
     ):
@@ -125,7 +151,7 @@ class Terminal:
                 if not self._command(text):
                     return
                 continue
-            self._reply(self.chat.stream(text))
+            self._reply(self.chat.stream(text, thinking=True))
 
     def _banner(self) -> None:
         c = self.chat
@@ -139,8 +165,17 @@ class Terminal:
 
     # -- output ----------------------------------------------------------------------
 
+    def _thinking(self, thoughts: list[str], answering: bool) -> Text:
+        """The thinking so far, dimmed (or folded to one line)."""
+        if self.opts.show_thinking:
+            return Text("".join(thoughts), style="dim")
+        words = len("".join(thoughts).split())
+        said = f"thought ({words} words; /thinking shows them)" if answering else "thinking..."
+        return Text(said, style="dim italic")
+
     def _reply(self, deltas: Iterator[str]) -> None:
         parts: list[str] = []
+        thoughts: list[str] = []
         markdown = self.opts.markdown and self.console.is_terminal
         try:
             if markdown:
@@ -151,13 +186,13 @@ class Terminal:
                     vertical_overflow="visible",
                 ) as live:
                     for delta in deltas:
-                        parts.append(delta)
-                        live.update(Markdown("".join(parts)))
+                        (thoughts if isinstance(delta, Thought) else parts).append(delta)
+                        shown: list[RenderableType] = [Markdown("".join(parts))]
+                        if thoughts:
+                            shown.insert(0, self._thinking(thoughts, bool(parts)))
+                        live.update(Group(*shown))
             else:
-                for delta in deltas:
-                    parts.append(delta)
-                    self.console.out(delta, end="", highlight=False)
-                self.console.out("")
+                self._plain(deltas, parts, thoughts)
         except KeyboardInterrupt:
             self.console.print(
                 "\n[yellow]reply stopped; what arrived is kept, marked interrupted[/yellow]"
@@ -167,6 +202,23 @@ class Terminal:
             self.console.print(
                 "[dim]your message is saved; /retry sends it again[/dim]", highlight=False
             )
+
+    def _plain(self, deltas: Iterator[str], parts: list[str], thoughts: list[str]) -> None:
+        """The reply as text as it comes: the thinking (dimmed, on a terminal) first,
+        then a blank line, then the answer."""
+        for delta in deltas:
+            if isinstance(delta, Thought):
+                if not thoughts and not self.opts.show_thinking:
+                    self.console.out("thinking...", style="dim", highlight=False)
+                thoughts.append(delta)
+                if self.opts.show_thinking:
+                    self.console.out(delta, end="", style="dim", highlight=False)
+                continue
+            if thoughts and not parts and self.opts.show_thinking:
+                self.console.out("\n")  # the answer starts below the thinking
+            parts.append(delta)
+            self.console.out(delta, end="", highlight=False)
+        self.console.out("")
 
     # -- slash commands ----------------------------------------------------------------
 
@@ -206,7 +258,13 @@ class Terminal:
         elif cmd == "/history":
             self.console.print(Markdown(c.store.to_markdown(c.name)))
         elif cmd == "/retry":
-            self._reply(c.retry())
+            self._reply(c.retry(thinking=True))
+        elif cmd == "/thinking":
+            said = next((e for e in reversed(c.entries) if e.role == "assistant"), None)
+            if said is None or not said.reasoning:
+                self.console.print("the last reply has no thinking")
+            else:
+                self.console.out(said.reasoning, style="dim", highlight=False)
         elif cmd == "/export":
             self._export(arg)
         else:
@@ -223,6 +281,8 @@ class Terminal:
             client=old.client,
             max_tokens=old.max_tokens,
             temperature=old.temperature,
+            think=old.think,
+            resend_reasoning=old.resend_reasoning,
             **kw,  # type: ignore[arg-type]
         )
         self._banner()

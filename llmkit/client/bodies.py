@@ -6,27 +6,51 @@ Two callers want different things of the sampling values. The upstream engine
 passes on what its caller chose, every value (``send=None``), so a server's own
 defaults never replace them. ``Chat`` sends only what its user set (``send``
 names those ``SamplingParams`` fields) and leaves the rest to the server, as a
-hosted API or an Ollama Modelfile tunes its models. No I/O here.
+hosted API or an Ollama Modelfile tunes its models. Anthropic's Messages API has
+its own module (``client.anthropic``). No I/O here.
+
+Reasoning models. What a caller asks of the thinking (``GenerateRequest.think``
+and ``effort``) goes as each dialect spells it: OpenAI's ``reasoning_effort``
+("none" to switch it off, as OpenAI's and llmkit's servers take it), Ollama's
+``think`` (true, false or a level). An assistant turn's own thinking goes back
+with it only where the message carries some (``Message.reasoning``): OpenAI's
+``reasoning_content`` (DeepSeek's and vLLM's name), Ollama's ``thinking``; the
+server's chat template then decides whether the model sees it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import Any
+from typing import Any, get_args
 
+from llmkit.client.anthropic import to_anthropic
 from llmkit.client.protocol import Dialect
-from llmkit.core.types import GenerateRequest, Message, SamplingParams, Tool
+from llmkit.core.types import Effort, GenerateRequest, Message, SamplingParams, Tool
 from llmkit.errors import InvalidRequestError
 
 Path = str
 Body = dict[str, Any]
+# What a caller asks of a reasoning model: on, off, or how hard (None: its default).
+Think = bool | Effort | None
+EFFORTS: tuple[Effort, ...] = get_args(Effort)
+
+
+def think_fields(think: Think) -> dict[str, Any]:
+    """``think=`` as ``GenerateRequest`` fields: a level means thinking at that level."""
+    if think is None or isinstance(think, bool):
+        return {"think": think}
+    if think in EFFORTS:
+        return {"think": True, "effort": think}
+    allowed = ", ".join(["true", "false", *(f"'{e}'" for e in EFFORTS)])
+    raise InvalidRequestError(f"think must be one of {allowed}; got {think!r}.", param="think")
 
 
 def to_request(
     dialect: Dialect, model: str, req: GenerateRequest, *, send: Collection[str] | None = None
 ) -> tuple[Path, Body]:
-    return (to_openai if dialect == "openai" else to_ollama)(model, req, send=send)
+    build = {"openai": to_openai, "ollama": to_ollama, "anthropic": to_anthropic}[dialect]
+    return build(model, req, send=send)
 
 
 def to_openai(
@@ -69,6 +93,10 @@ def to_openai(
         body.update(
             {"logprobs": True, "top_logprobs": req.logprobs} if chat else {"logprobs": req.logprobs}
         )
+    if req.think is False:
+        body["reasoning_effort"] = "none"
+    elif req.effort is not None:
+        body["reasoning_effort"] = req.effort
     if s.response_format == "json":
         body["response_format"] = (
             {"type": "json_schema", "json_schema": {"name": "reply", "schema": _schema(s)}}
@@ -107,6 +135,8 @@ def to_ollama(
     body: Body = {"model": model, "stream": True, "options": options}
     if req.logprobs is not None:
         body.update(logprobs=True, top_logprobs=req.logprobs)
+    if req.think is not None or req.effort is not None:
+        body["think"] = req.effort if req.think is not False and req.effort else bool(req.think)
     if s.response_format == "json":
         body["format"] = _schema(s) if s.json_schema else "json"
     if req.messages is not None:
@@ -163,6 +193,8 @@ def _openai_message(m: Message) -> Body:
         ]  # fmt: skip
     if m.tool_call_id is not None:
         out["tool_call_id"] = m.tool_call_id
+    if m.reasoning and m.role == "assistant":
+        out["reasoning_content"] = m.reasoning
     return out
 
 
@@ -173,6 +205,8 @@ def _ollama_message(m: Message) -> Body:
             {"function": {"name": c.name, "arguments": json.loads(c.arguments_json or "{}")}}
             for c in m.tool_calls
         ]
+    if m.reasoning and m.role == "assistant":
+        out["thinking"] = m.reasoning
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from llmkit.client.bodies import Think
 from llmkit.client.protocol import Dialect
 from llmkit.client.queries import Queries, Query, T, Wording
 from llmkit.client.stream import ReplyReader
@@ -114,9 +115,12 @@ class Client(Queries):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        think: Think = None,
     ) -> Iterator[Chunk]:
-        """A chat turn; what is not given is left to the server's defaults."""
-        return self._stream(self.q_chat(model, messages, max_tokens, temperature))
+        """A chat turn; what is not given is left to the server's defaults. ``think``:
+        a reasoning model's thinking on (True), off (False) or at a level ("low",
+        "medium", "high"); its chunks carry the thinking in ``reasoning``."""
+        return self._stream(self.q_chat(model, messages, max_tokens, temperature, think))
 
     def _stream(self, query: Query[tuple[Dialect, str, dict[str, Any]]]) -> Iterator[Chunk]:
         dialect, path, body = self._run(query)
@@ -212,8 +216,9 @@ class AsyncClient(Queries):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        think: Think = None,
     ) -> AsyncIterator[Chunk]:
-        return self._stream(self.q_chat(model, messages, max_tokens, temperature))
+        return self._stream(self.q_chat(model, messages, max_tokens, temperature, think))
 
     async def _stream(
         self, query: Query[tuple[Dialect, str, dict[str, Any]]]

@@ -25,9 +25,16 @@ from llmkit.errors import (
     error_from_code,
 )
 
-Dialect = Literal["openai", "ollama"]
-DIALECTS: tuple[Dialect, ...] = ("openai", "ollama")
-LISTING: dict[Dialect, str] = {"openai": "/v1/models", "ollama": "/api/tags"}
+Dialect = Literal["openai", "ollama", "anthropic"]
+DIALECTS: tuple[Dialect, ...] = ("openai", "ollama", "anthropic")
+# Asked in turn when no dialect is named; Anthropic's listing looks like OpenAI's,
+# so its dialect is used only when named (``anthropic://``).
+DETECTED: tuple[Dialect, ...] = ("openai", "ollama")
+LISTING: dict[Dialect, str] = {
+    "openai": "/v1/models",
+    "ollama": "/api/tags",
+    "anthropic": "/v1/models",
+}
 # A reply budget never asks a real Ollama for more context than this: it sizes
 # its KV cache by num_ctx, and a 128k-token model would take all the memory.
 OLLAMA_MAX_CTX = 8192
@@ -42,7 +49,7 @@ def root_url(url: str) -> str:
 
 
 def parse_url(url: str, *, option: str = "--url") -> tuple[str, Dialect | None]:
-    """``ollama://h:p`` and ``openai://h:p/v1`` name the dialect; ``http(s)://``
+    """``ollama://h:p``, ``openai://h:p/v1`` and ``anthropic://h:p`` name the dialect; ``http(s)://``
     leaves it to be found out. Returns (root URL, dialect or None); ``option``
     names the flag the URL came from, for the error."""
     u = url.strip()
@@ -54,7 +61,8 @@ def parse_url(url: str, *, option: str = "--url") -> tuple[str, Dialect | None]:
                 return root_url(f"{http}://{u[len(prefix) :]}"), dialect
     if "://" in u and not u.lower().startswith(("http://", "https://")):
         raise ModelSpecError(
-            f"{option} {url}: use http://HOST:PORT, ollama://HOST:PORT or openai://HOST:PORT/v1."
+            f"{option} {url}: use http://HOST:PORT, ollama://HOST:PORT, "
+            "openai://HOST:PORT/v1 or anthropic://HOST:PORT."
         )
     return root_url(u), None
 
@@ -73,7 +81,7 @@ def tells_context(openai_listing: Any) -> bool:
 
 
 def model_names(dialect: Dialect, listing: dict[str, Any]) -> list[str]:
-    if dialect == "openai":
+    if dialect != "ollama":  # OpenAI's and Anthropic's: {"data": [{"id"}]}
         return [m["id"] for m in listing.get("data", [])]
     return [m.get("name") or m.get("model") for m in listing.get("models", [])]
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import httpx
 
 from llmkit.client import protocol as p
-from llmkit.client.bodies import Body, Path, to_request
+from llmkit.client.anthropic import VERSION as ANTHROPIC_VERSION
+from llmkit.client.bodies import Body, Path, Think, think_fields, to_request
 from llmkit.client.protocol import Dialect
 from llmkit.core.types import EngineInfo, GenerateRequest, Message, SamplingParams
 from llmkit.errors import (
@@ -91,6 +92,9 @@ class Queries:
         self._dialect: Dialect | None = dialect or named
         self.api_key = api_key
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if self._dialect == "anthropic":  # its own key header, and a version on every call
+            self.headers = {"x-api-key": api_key} if api_key else {}
+            self.headers["anthropic-version"] = ANTHROPIC_VERSION
         self.wording = wording
         self._listing: Any = None
         self._ctx: dict[str, int | None] = {}
@@ -127,7 +131,7 @@ class Queries:
         if self._dialect is None:
             found: dict[Dialect, Any] = {}
             refused: LlmkitError | None = None
-            for dialect in p.DIALECTS:
+            for dialect in p.DETECTED:
                 try:
                     listing = yield ("GET", p.LISTING[dialect], None)
                 except AuthenticationError as e:
@@ -163,7 +167,7 @@ class Queries:
 
     def q_context_length(self, model: str) -> Query[int | None]:
         if model not in self._ctx:
-            if (yield from self.q_dialect()) == "openai":
+            if (yield from self.q_dialect()) != "ollama":
                 self._ctx[model] = p.openai_context_length((yield from self.q_listing()), model)
             else:
                 show = yield ("POST", "/api/show", {"model": model})
@@ -174,7 +178,7 @@ class Queries:
     def q_model_info(self, model: str) -> Query[EngineInfo]:
         """What the server says of ``model``; ``engine`` is left to the caller."""
         listing = yield from self.q_listing()
-        if (yield from self.q_dialect()) == "openai":
+        if (yield from self.q_dialect()) != "ollama":
             return p.openai_info(listing, model)
         show = yield ("POST", "/api/show", {"model": model})
         ps = yield ("GET", "/api/ps", None)
@@ -242,11 +246,18 @@ class Queries:
         return (dialect, *to_request(dialect, model, req, send=send))
 
     def q_chat(
-        self, model: str, messages: list[Message], max_tokens: int | None, temperature: float | None
+        self,
+        model: str,
+        messages: list[Message],
+        max_tokens: int | None,
+        temperature: float | None,
+        think: Think = None,
     ) -> Query[tuple[Dialect, Path, Body]]:
         """A chat turn as ``Chat`` sends it: what its user set, the rest the server's."""
+        thinking = think_fields(think)  # a bad value is refused before any call
         ollama = (yield from self.q_dialect()) == "ollama"
         req = GenerateRequest(
+            **thinking,
             messages=tuple(messages),
             max_tokens=max_tokens,
             sampling=SamplingParams() if temperature is None else SamplingParams(temperature),

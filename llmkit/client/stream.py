@@ -1,8 +1,14 @@
 """Reading a streamed reply, line by line, into core ``Chunk``s: OpenAI's
-server-sent events (``data: {...}`` then ``data: [DONE]``) or Ollama's NDJSON
-(one object a line, the last with ``"done": true``).
+server-sent events (``data: {...}`` then ``data: [DONE]``), Ollama's NDJSON
+(one object a line, the last with ``"done": true``), or Anthropic's events
+(``message_start``, content blocks and their deltas, ``message_delta``,
+``message_stop``).
 
-Text comes out as it arrives; the reply's end comes out as one last chunk that
+Text comes out as it arrives, and a reasoning model's thinking apart from it
+(``Chunk.reasoning``): OpenAI-style servers send it as ``reasoning_content``
+(DeepSeek's and vLLM's name; ``reasoning`` in some), Ollama as ``thinking``,
+Anthropic as ``thinking`` blocks (``thinking_delta``).
+The reply's end comes out as one last chunk that
 carries both ``finish_reason`` and ``usage``, although OpenAI sends them in two
 events. An error line (a server whose headers had gone out when it failed)
 raises the llmkit exception it describes. No I/O here: ``client.http`` feeds it.
@@ -28,6 +34,9 @@ class ReplyReader:
         self._usage: Usage | None = None
         self._pieces = 0
         self._calls = 0  # tool calls seen: a reply with calls ends as "tool_calls"
+        self._blocks: dict[int, int] = {}  # Anthropic: tool_use block -> call index
+        self._argued: set[int] = set()  # Anthropic: calls whose arguments came
+        self._prompt = 0  # Anthropic: input tokens, said at the start
 
     def feed(self, line: str) -> list[Chunk]:
         """The chunks one line carries: none, a piece of text, and/or the last one."""
@@ -41,6 +50,8 @@ class ReplyReader:
         data = line[5:].strip()
         if data == "[DONE]":
             return [self._last()]
+        if self.dialect == "anthropic":
+            return self._anthropic(self._json(data))
         return self._openai(self._json(data))
 
     def end(self) -> list[Chunk]:
@@ -60,15 +71,23 @@ class ReplyReader:
     def _openai(self, obj: dict[str, Any]) -> list[Chunk]:
         if obj.get("usage"):
             u = obj["usage"]
-            self._usage = Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
+            details = u.get("completion_tokens_details") or {}
+            self._usage = Usage(
+                u.get("prompt_tokens", 0),
+                u.get("completion_tokens", 0),
+                reasoning_tokens=details.get("reasoning_tokens") or 0,
+            )
         choices = obj.get("choices") or []
         if not choices:
             return []
         c = choices[0]
         self._finish = c.get("finish_reason") or self._finish
-        delta = c.get("delta") or {}
-        # chat chunks carry a delta; completion chunks (/v1/completions) a text
-        out = self._text(delta.get("content") or c.get("text") or "", _openai_logprobs(c))
+        # chat chunks carry a delta (a server that answered whole: a message);
+        # completion chunks (/v1/completions) a text
+        delta = c.get("delta") or c.get("message") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning") or ""
+        text = delta.get("content") or c.get("text") or ""
+        out = self._text(text, _openai_logprobs(c), thought if isinstance(thought, str) else "")
         calls = tuple(
             ToolCallDelta(
                 index=int(t.get("index", 0)),
@@ -86,7 +105,9 @@ class ReplyReader:
     def _ollama(self, obj: dict[str, Any]) -> list[Chunk]:
         message = obj.get("message") or {}
         scored = tuple(_entry(e) for e in obj.get("logprobs") or ())
-        out = self._text(message.get("content") or obj.get("response") or "", scored)
+        text = message.get("content") or obj.get("response") or ""
+        # /api/chat thinks in the message, /api/generate beside the response
+        out = self._text(text, scored, message.get("thinking") or obj.get("thinking") or "")
         calls = []
         for t in message.get("tool_calls") or []:  # whole calls, arguments as objects
             fn = t.get("function") or {}
@@ -107,11 +128,42 @@ class ReplyReader:
             out.append(self._last())
         return out
 
-    def _text(self, text: str, scored: tuple[Logprob, ...] = ()) -> list[Chunk]:
-        if not text and not scored:
+    def _anthropic(self, obj: dict[str, Any]) -> list[Chunk]:
+        kind, at = obj.get("type"), obj.get("index", 0)
+        if kind == "message_start":
+            self._prompt = ((obj.get("message") or {}).get("usage") or {}).get("input_tokens", 0)
+        elif kind == "content_block_start":
+            block = obj.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                self._blocks[at] = self._calls
+                self._calls += 1
+                call = ToolCallDelta(self._blocks[at], id=block.get("id"), name=block.get("name"))
+                return [Chunk(tool_calls=(call,))]
+            return self._text(block.get("text") or "", (), block.get("thinking") or "")
+        elif kind == "content_block_delta":
+            d = obj.get("delta") or {}
+            if d.get("type") == "input_json_delta" and at in self._blocks:
+                self._argued.add(at)
+                call = ToolCallDelta(self._blocks[at], arguments=d.get("partial_json") or "")
+                return [Chunk(tool_calls=(call,))]
+            return self._text(d.get("text") or "", (), d.get("thinking") or "")
+        elif kind == "content_block_stop" and at in self._blocks and at not in self._argued:
+            # a call with no arguments sends no delta: its arguments are an empty object
+            return [Chunk(tool_calls=(ToolCallDelta(self._blocks[at], arguments="{}"),))]
+        elif kind == "message_delta":
+            stop = (obj.get("delta") or {}).get("stop_reason")
+            self._finish = {"max_tokens": "length", "tool_use": "tool_calls"}.get(stop, "stop")
+            out_tokens = (obj.get("usage") or {}).get("output_tokens", 0)
+            self._usage = Usage(self._prompt, out_tokens)
+        elif kind == "message_stop":
+            return [self._last()]
+        return []
+
+    def _text(self, text: str, scored: tuple[Logprob, ...] = (), thought: str = "") -> list[Chunk]:
+        if not text and not scored and not thought:
             return []
-        self._pieces += bool(text)
-        return [Chunk(text=text, logprobs=scored)]
+        self._pieces += bool(text) + bool(thought)
+        return [Chunk(text=text, reasoning=thought, logprobs=scored)]
 
     def _last(self) -> Chunk:
         self.done = True

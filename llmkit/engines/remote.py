@@ -168,6 +168,8 @@ class RemoteEngine(Engine):
             async with aclosing(self.client.stream(self.model, req)) as chunks:
                 async for chunk in chunks:
                     pieces += bool(chunk.text)
+                    if chunk.reasoning:  # thinking, as the upstream parsed it
+                        yield Chunk(reasoning=chunk.reasoning)
                     for e in chunk.logprobs:
                         held.add(e, e.piece)
                     out = text.push(chunk.text.encode("utf-8")) if chunk.text else ""

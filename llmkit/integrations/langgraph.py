@@ -58,6 +58,7 @@ except ImportError as e:  # pragma: no cover - depends on the install
 
 from llmkit.core.types import Message
 from llmkit.errors import InvalidRequestError
+from llmkit.integrations.langchain import answer_and_reasoning
 from llmkit.memory.chat import open_store
 from llmkit.memory.checkpoints import CheckpointStore, Mirror, StoredCheckpoint, StoredWrite
 from llmkit.memory.store import Store, check_name
@@ -309,8 +310,9 @@ def _to_message(m: BaseMessage) -> Message | None:
     role = _ROLES.get(m.type)
     if role is None:  # e.g. a custom message type: not a turn of the conversation
         return None
-    content = m.content if isinstance(m.content, str) else str(m.text)
+    # the answer is the turn's content; a reasoning model's thinking goes beside it
+    content, thought = answer_and_reasoning(m)
     calls = getattr(m, "tool_calls", None)
     if not content and calls:  # an assistant turn that only calls tools: show the calls
         content = "\n".join(f"{c['name']}({json.dumps(c['args'])})" for c in calls)
-    return Message(role, content)  # type: ignore[arg-type]
+    return Message(role, content, reasoning=thought)  # type: ignore[arg-type]

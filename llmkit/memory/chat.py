@@ -11,6 +11,15 @@ Every user turn is stored before it is sent. A reply is stored when it ends; a
 reply cut short (Ctrl-C, a dead server, a dropped connection) is stored with
 what arrived, marked interrupted, and the error goes on to the caller. The
 terminal chat, the LangChain history and Python callers all use this class.
+
+Reasoning models. A reply's thinking is never its answer: the answer is stored
+as the turn's content, the thinking beside it (``Entry.reasoning``). ``send``
+returns a ``Reply`` (the answer, a str) whose ``.reasoning`` is the thinking;
+``stream(..., thinking=True)`` yields the thinking too, as ``Thought`` pieces
+(a str subclass, so ``isinstance(piece, Thought)`` tells them apart). History is
+fitted and sent by the answers alone: earlier thinking is not sent back unless
+``resend_reasoning=True`` (for a chat template that shows it to the model).
+``think=`` asks for thinking on, off or at a level ("low", "medium", "high").
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 
+from llmkit.client.bodies import Think, think_fields
 from llmkit.client.http import AsyncClient, Client
 from llmkit.client.local import local_url
 from llmkit.client.protocol import Dialect
@@ -48,6 +58,21 @@ def new_session_name() -> str:
     return datetime.now().strftime("chat-%Y%m%d-%H%M%S-%f")
 
 
+class Thought(str):
+    """A piece of a reply's thinking, as ``Chat.stream(..., thinking=True)`` yields it."""
+
+
+class Reply(str):
+    """A reply's answer (what is stored as the turn's content), with its thinking."""
+
+    reasoning: str
+
+    def __new__(cls, answer: str, reasoning: str = "") -> Reply:
+        out = super().__new__(cls, answer)
+        out.reasoning = reasoning
+        return out
+
+
 class Chat:
     def __init__(
         self,
@@ -64,6 +89,8 @@ class Chat:
         store: Store | str | None = None,
         client: Client | None = None,
         env: Environment | None = None,
+        think: Think = None,
+        resend_reasoning: bool = False,
     ) -> None:
         """Open (or start) the conversation ``session`` (a new name when None).
 
@@ -71,8 +98,11 @@ class Chat:
         with it; ``url`` and ``model`` default to the conversation's, then to the
         local ``llmkit serve`` and the first model it lists. ``store`` defaults to
         ``LLMKIT_STORE``, else the data directory's SQLite file (``env``: the
-        environment to read them from; the process's when None).
+        environment to read them from; the process's when None). ``think``: a
+        reasoning model's thinking on, off or at a level (None: the model's own
+        default); ``resend_reasoning``: send earlier turns' thinking back with them.
         """
+        think_fields(think)  # a bad value is refused before anything is stored
         env = env or Environment.read()
         self.store = open_store(store, env)
         if memory is not None:
@@ -91,6 +121,8 @@ class Chat:
         self.name = conv.name
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.think = think
+        self.resend_reasoning = resend_reasoning
         changes = {"url": self.url, "model": self.model}
         if system is not None:
             changes["system"] = system
@@ -99,6 +131,7 @@ class Chat:
         self.store.update(self.name, **changes)
         self.last_sent: list[Message] = []  # what the last request carried
         self.last_reply: Chunk | None = None  # its final piece: finish_reason, usage
+        self.last_reasoning = ""  # the last reply's thinking
         self._count: Callable[[Sequence[Message]], int] | bool | None = False
 
     def _first_model(self) -> str:
@@ -178,7 +211,7 @@ class Chat:
         if before is not None:
             entries = [e for e in entries if e.id < before]
         strategy = st.parse_strategy(conv.memory)
-        history = [e.message for e in entries]
+        history = [e.with_reasoning if self.resend_reasoning else e.message for e in entries]
         count = self._counter()
         ctx = self.context_length()
         if strategy.kind == "summary":
@@ -219,46 +252,69 @@ class Chat:
             conv = self.conversation
         return conv
 
-    def take(self, chunk: Chunk, parts: list[str]) -> str:
-        """Keep a piece of the reply (the last one says how it ended); its text."""
+    def take(self, chunk: Chunk, parts: list[str], thoughts: list[str] | None = None) -> str:
+        """Keep a piece of the reply (the last one says how it ended); its answer
+        text. Its thinking goes to ``thoughts``."""
         if chunk.finish_reason:
             self.last_reply = chunk
+        if chunk.reasoning and thoughts is not None:
+            thoughts.append(chunk.reasoning)
         if chunk.text:
             parts.append(chunk.text)
         return chunk.text
 
-    def finish(self, parts: list[str], *, interrupted: bool) -> Entry | None:
-        text = "".join(parts)
-        if interrupted and not text:
+    def finish(
+        self, parts: list[str], *, interrupted: bool, thoughts: Sequence[str] = ()
+    ) -> Entry | None:
+        """Store the reply: the answer as its content, the thinking beside it."""
+        text, self.last_reasoning = "".join(parts), "".join(thoughts)
+        if interrupted and not text and not self.last_reasoning:
             return None  # nothing arrived: the user turn stands alone
-        return self.store.append(self.name, "assistant", text, interrupted=interrupted)
+        return self.store.append(
+            self.name, "assistant", text, interrupted=interrupted, reasoning=self.last_reasoning
+        )
 
-    def stream(self, text: str) -> Iterator[str]:
-        """Send ``text``; yield the reply as it is generated."""
+    def stream(self, text: str, *, thinking: bool = False) -> Iterator[str]:
+        """Send ``text``; yield the reply's answer as it is generated, and with
+        ``thinking`` its thinking too, as ``Thought`` pieces."""
         messages = self.prepare(text)
-        self.last_reply = None
+        self.last_reply, self.last_reasoning = None, ""
         parts: list[str] = []
+        thoughts: list[str] = []
         try:
             for chunk in self.client.stream_chat(
-                self.model, messages, max_tokens=self.max_tokens, temperature=self.temperature
+                self.model,
+                messages,
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                **self._thinking(),
             ):
-                if piece := self.take(chunk, parts):
+                piece = self.take(chunk, parts, thoughts)
+                if thinking and chunk.reasoning:
+                    yield Thought(chunk.reasoning)
+                if piece:
                     yield piece
         except BaseException:  # Ctrl-C, a broken connection, the caller stopped reading
-            self.finish(parts, interrupted=True)
+            self.finish(parts, interrupted=True, thoughts=thoughts)
             raise
-        self.finish(parts, interrupted=False)
+        self.finish(parts, interrupted=False, thoughts=thoughts)
 
-    def send(self, text: str) -> str:
-        return "".join(self.stream(text))
+    def _thinking(self) -> dict[str, Think]:
+        # Only when asked: a client that predates ``think`` (an in-process one) works on.
+        return {} if self.think is None else {"think": self.think}
 
-    def retry(self) -> Iterator[str]:
+    def send(self, text: str) -> Reply:
+        """Send ``text``; the reply's answer, with its thinking as ``.reasoning``."""
+        answer = "".join(self.stream(text))
+        return Reply(answer, self.last_reasoning)
+
+    def retry(self, *, thinking: bool = False) -> Iterator[str]:
         """Drop the last reply and ask the last question again."""
         last_user = next((e for e in reversed(self.entries) if e.role == "user"), None)
         if last_user is None:
             raise InvalidRequestError("There is nothing to retry yet.")
         self.store.delete_entries_from(self.name, last_user.id)
-        return self.stream(last_user.content)
+        return self.stream(last_user.content, thinking=thinking)
 
     def close(self) -> None:
         self.client.close()
@@ -282,24 +338,33 @@ class AsyncChat:
     def __getattr__(self, name: str) -> object:
         return getattr(self._chat, name)  # name, model, history, reset, set_system...
 
-    async def stream(self, text: str) -> AsyncIterator[str]:
+    async def stream(self, text: str, *, thinking: bool = False) -> AsyncIterator[str]:
         chat = self._chat
         messages = await asyncio.to_thread(chat.prepare, text)
-        chat.last_reply = None
+        chat.last_reply, chat.last_reasoning = None, ""
         parts: list[str] = []
+        thoughts: list[str] = []
         try:
             async for chunk in self.client.stream_chat(
-                chat.model, messages, max_tokens=chat.max_tokens, temperature=chat.temperature
+                chat.model,
+                messages,
+                max_tokens=chat.max_tokens,
+                temperature=chat.temperature,
+                **chat._thinking(),
             ):
-                if piece := chat.take(chunk, parts):
+                piece = chat.take(chunk, parts, thoughts)
+                if thinking and chunk.reasoning:
+                    yield Thought(chunk.reasoning)
+                if piece:
                     yield piece
         except BaseException:
-            await asyncio.to_thread(chat.finish, parts, interrupted=True)
+            await asyncio.to_thread(chat.finish, parts, interrupted=True, thoughts=thoughts)
             raise
-        await asyncio.to_thread(chat.finish, parts, interrupted=False)
+        await asyncio.to_thread(chat.finish, parts, interrupted=False, thoughts=thoughts)
 
-    async def send(self, text: str) -> str:
-        return "".join([d async for d in self.stream(text)])
+    async def send(self, text: str) -> Reply:
+        answer = "".join([d async for d in self.stream(text)])
+        return Reply(answer, self._chat.last_reasoning)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -293,11 +293,13 @@ def _sync_conversation(conn: Connection, mirror: Mirror) -> None:
         values = dict(name=mirror.name, memory="buffer", created_at=now, updated_at=now)
         cid = conn.execute(C.insert().values(**values)).inserted_primary_key[0]
     stored = conn.execute(
-        sa.select(M.c.id, M.c.role, M.c.content).where(M.c.conversation_id == cid).order_by(M.c.id)
+        sa.select(M.c.id, M.c.role, M.c.content, M.c.reasoning)
+        .where(M.c.conversation_id == cid)
+        .order_by(M.c.id)
     ).all()
     same = 0
     for row, msg in zip(stored, mirror.messages, strict=False):
-        if (row.role, row.content) != (msg.role, msg.content):
+        if (row.role, row.content, row.reasoning or "") != (msg.role, msg.content, msg.reasoning):
             break
         same += 1
     if same == len(stored) == len(mirror.messages):
@@ -311,7 +313,14 @@ def _sync_conversation(conn: Connection, mirror: Mirror) -> None:
             .values(summary=None, summary_upto=None)
         )
     new = [
-        dict(conversation_id=cid, role=m.role, content=m.content, status="complete", created_at=now)
+        dict(
+            conversation_id=cid,
+            role=m.role,
+            content=m.content,
+            reasoning=m.reasoning or None,  # thinking beside the answer, never in it
+            status="complete",
+            created_at=now,
+        )
         for m in mirror.messages[same:]
     ]
     if new:

@@ -80,6 +80,8 @@ messages = sa.Table(
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="complete"),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # m005_message_reasoning: an assistant turn's thinking, apart from its answer
+    sa.Column("reasoning", sa.Text),
 )
 
 # LangGraph checkpoints (``memory/checkpoints.py``): values are the saver's serde
@@ -263,11 +265,18 @@ def m004_responses(conn: Connection) -> None:
     meta.tables["responses"].create(conn)
 
 
+def m005_message_reasoning(conn: Connection) -> None:
+    """A reasoning model's thinking, kept beside the answer (``content``), never in
+    it; NULL for every turn before it and every turn without thinking."""
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN reasoning TEXT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
     m003_conversation_sampling,
     m004_responses,
+    m005_message_reasoning,
     # append new migrations here
 )
 

@@ -75,10 +75,18 @@ class Entry:
     content: str
     interrupted: bool
     created_at: datetime
+    # An assistant turn's thinking (a reasoning model's), kept apart from ``content``.
+    reasoning: str = ""
 
     @property
     def message(self) -> Message:
+        """The turn as history sends it: the answer only. Earlier thinking is not
+        sent back by default (``with_reasoning`` has it, for a template that wants it)."""
         return Message(self.role, self.content)
+
+    @property
+    def with_reasoning(self) -> Message:
+        return Message(self.role, self.content, reasoning=self.reasoning)
 
 
 def check_name(name: str) -> str:
@@ -258,8 +266,17 @@ class Store:
 
     # -- messages ---------------------------------------------------------------------
 
-    def append(self, name: str, role: Role, content: str, *, interrupted: bool = False) -> Entry:
-        """Store one message now (committed when this returns); marks the conversation used."""
+    def append(
+        self,
+        name: str,
+        role: Role,
+        content: str,
+        *,
+        interrupted: bool = False,
+        reasoning: str = "",
+    ) -> Entry:
+        """Store one message now (committed when this returns); marks the conversation
+        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``."""
         if role not in _ROLES:
             raise InvalidRequestError(
                 f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
@@ -269,9 +286,10 @@ class Store:
         with self._write() as conn:
             cid = self._id(conn, name)
             row = dict(conversation_id=cid, role=role, content=content, status=status)
+            row["reasoning"] = reasoning or None
             new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return Entry(new_id, role, content, interrupted, now)
+        return Entry(new_id, role, content, interrupted, now, reasoning)
 
     def entries(self, name: str) -> list[Entry]:
         """The conversation's messages, oldest first."""
@@ -298,17 +316,28 @@ class Store:
                 .values(summary=None, summary_upto=None)
             )
 
-    def rewrite(self, name: str, entry_id: int, content: str, *, interrupted: bool) -> Entry:
+    def rewrite(
+        self,
+        name: str,
+        entry_id: int,
+        content: str,
+        *,
+        interrupted: bool,
+        reasoning: str | None = None,
+    ) -> Entry:
         """Replace one message's text in place (a cut reply, continued); marks the
-        conversation used."""
+        conversation used. ``reasoning``: its thinking too (None: kept as it is)."""
         now = _now()
         status = "interrupted" if interrupted else "complete"
+        values: dict[str, Any] = dict(content=content, status=status)
+        if reasoning is not None:
+            values["reasoning"] = reasoning or None
         with self._write() as conn:
             cid = self._id(conn, name)
             row = conn.execute(
                 M.update()
                 .where(M.c.conversation_id == cid, M.c.id == entry_id)
-                .values(content=content, status=status)
+                .values(**values)
                 .returning(M)
             ).first()
             if row is None:
@@ -364,6 +393,7 @@ class Store:
                     content=m.content,
                     created_at=m.created_at,
                     status="interrupted" if m.interrupted else "complete",
+                    reasoning=m.reasoning or None,
                 )
                 for m in doc.messages
             ]
@@ -388,4 +418,6 @@ class Store:
 
 
 def _entry(r: Any) -> Entry:
-    return Entry(r.id, r.role, r.content, r.status == "interrupted", r.created_at)
+    return Entry(
+        r.id, r.role, r.content, r.status == "interrupted", r.created_at, r.reasoning or ""
+    )

@@ -14,7 +14,9 @@ Whatever the strategy, when a ``budget`` is given (the model's context length
 minus the tokens kept for the reply, computed by the caller) the oldest
 exchanges are dropped until the request fits, so a long conversation never gets
 a context-length error from the server. The system prompt is always sent first,
-and the newest user message always last.
+and the newest user message always last. A reasoning model's earlier thinking is
+not part of the history ``Chat`` hands these (it sends the answers only, unless
+asked to send the thinking back), so the history is fitted by its answers.
 
 An *exchange* is a user message and the replies that follow it. History is cut
 only between exchanges, so it never starts with an assistant message answering
@@ -85,7 +87,9 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     character, so bytes/3 over-counts ordinary text: with it the history is cut a bit
     early rather than the server refusing the request.
     """
-    return 3 + sum(4 + math.ceil(len(m.content.encode()) / 3) for m in messages)
+    # Thinking counts only where it is sent (``Chat``'s ``resend_reasoning``):
+    # by default history is the answers alone.
+    return 3 + sum(4 + math.ceil(len((m.content + m.reasoning).encode()) / 3) for m in messages)
 
 
 def exchanges(history: Sequence[Message]) -> list[tuple[int, int]]:

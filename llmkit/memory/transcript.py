@@ -7,7 +7,8 @@ The JSON form is what ``Store.export`` returns and ``Store.import_`` reads back:
     {"version": 1, "name", "model", "url", "system", "memory", "summary",
      "summary_covers": k,   # the summary folds messages[:k]
      "created_at", "updated_at",          # ISO 8601, UTC
-     "messages": [{"role", "content", "interrupted", "created_at"}, ...]}
+     "messages": [{"role", "content", "interrupted", "created_at",
+                   "reasoning"}, ...]}      # reasoning: only where a turn has some
 
 Entry ids stay in the database they came from; the summary's coverage travels as
 a message count instead.
@@ -48,6 +49,7 @@ def to_dict(conv: Conversation, entries: list[Entry]) -> dict[str, Any]:
                 "content": e.content,
                 "interrupted": e.interrupted,
                 "created_at": e.created_at.isoformat(),
+                **({"reasoning": e.reasoning} if e.reasoning else {}),
             }
             for e in entries
         ],
@@ -64,7 +66,11 @@ def to_markdown(conv: Conversation, entries: list[Entry]) -> str:
     if conv.summary:
         lines += ["## Summary of earlier turns", "", conv.summary, ""]
     for e in entries:
-        lines += [f"## {e.role.capitalize()}", "", e.content, ""]
+        lines += [f"## {e.role.capitalize()}", ""]
+        if e.reasoning:  # quoted above the answer: apart from it in any Markdown viewer
+            quoted = [f"> {line}".rstrip() for line in e.reasoning.splitlines()]
+            lines += ["> *Thinking*", ">", *quoted, ""]
+        lines += [e.content, ""]
         if e.interrupted:
             lines += ["*(interrupted: this reply did not finish)*", ""]
     return "\n".join(lines)
@@ -80,6 +86,7 @@ class ImportedMessage:
     content: str
     interrupted: bool
     created_at: datetime
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,11 @@ def from_dict(data: Any, *, name: str | None = None) -> Imported:
             _bad(f"message {i} has no valid role (one of {', '.join(_ROLES)})")
         if not isinstance(m.get("content"), str):
             _bad(f"message {i} has no text 'content'")
+        if not isinstance(m.get("reasoning", ""), str):
+            _bad(f"message {i} has a 'reasoning' that is not text")
         when = _time(m.get("created_at"), f"message {i}", now)
-        msgs.append(ImportedMessage(m["role"], m["content"], bool(m.get("interrupted")), when))
+        interrupted, thought = bool(m.get("interrupted")), m.get("reasoning") or ""
+        msgs.append(ImportedMessage(m["role"], m["content"], interrupted, when, thought))
     for key in ("model", "url", "system", "summary"):
         if data.get(key) is not None and not isinstance(data[key], str):
             _bad(f"'{key}' must be text")

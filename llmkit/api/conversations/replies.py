@@ -6,6 +6,9 @@ started and its first piece awaited before anything is sent, so a refusal (a
 context too small, an unknown model) is a plain HTTP error. The reply is stored
 when it ends; one cut short (the page's Stop, a closed tab, an engine failure)
 is stored with what arrived, marked interrupted, as ``Chat`` stores it.
+
+A reasoning model's thinking streams as events of its own (``reasoning``, apart
+from the answer's ``delta``) and is stored beside the answer, never in it.
 """
 
 from __future__ import annotations
@@ -122,17 +125,21 @@ async def _events(
     release: Callable[[], None],
 ) -> AsyncIterator[dict[str, str]]:
     parts: list[str] = []
+    thoughts: list[str] = []
     last: Chunk | None = None
     last_at = first_at
 
     def save(interrupted: bool) -> Entry | None:
         cut = plan.continuing
         if cut is None:
-            return chat.finish(parts, interrupted=interrupted)
-        if interrupted and not parts:
+            return chat.finish(parts, interrupted=interrupted, thoughts=thoughts)
+        if interrupted and not parts and not thoughts:
             return cut  # nothing new: it stays as it was
         text = cut.content + "".join(parts)
-        return chat.store.rewrite(chat.name, cut.id, text, interrupted=interrupted)
+        thought = cut.reasoning + "".join(thoughts)
+        return chat.store.rewrite(
+            chat.name, cut.id, text, interrupted=interrupted, reasoning=thought
+        )
 
     # Whatever ends the stream (its end, an engine failure, the client leaving:
     # GeneratorExit at a yield or a cancellation inside an await), the reply is
@@ -150,6 +157,9 @@ async def _events(
                 last_at = time.perf_counter()
                 if chunk.finish_reason is not None:
                     last = chunk
+                if chunk.reasoning:
+                    thoughts.append(chunk.reasoning)
+                    yield {"event": "reasoning", "data": json.dumps({"text": chunk.reasoning})}
                 if chunk.text:
                     parts.append(chunk.text)
                     yield {"event": "delta", "data": json.dumps({"text": chunk.text})}
@@ -178,6 +188,7 @@ def _done(entry: Entry | None, last: Chunk | None, seconds: float) -> s.ReplyDon
         usage = s.ReplyUsage(
             prompt_tokens=u.prompt_tokens,
             completion_tokens=n,
+            reasoning_tokens=u.reasoning_tokens,
             total_tokens=u.prompt_tokens + n,
             tokens_per_second=None if tps is None else round(tps, 2),
         )

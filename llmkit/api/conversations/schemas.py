@@ -17,6 +17,10 @@ class MessageOut(BaseModel):
     content: str
     interrupted: bool = Field(description="The reply was cut short (stopped, disconnected).")
     created_at: datetime
+    reasoning: str | None = Field(
+        default=None,
+        description="A reasoning model's thinking before this reply (never in content).",
+    )
 
     @classmethod
     def of(cls, e: Entry) -> MessageOut:
@@ -26,6 +30,7 @@ class MessageOut(BaseModel):
             content=e.content,
             interrupted=e.interrupted,
             created_at=e.created_at,
+            reasoning=e.reasoning or None,
         )
 
 
@@ -99,6 +104,7 @@ class UserTurn(BaseModel):
 class ReplyUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int = Field(default=0, description="Of the completion: thinking.")
     total_tokens: int
     tokens_per_second: float | None = Field(
         description="Reply tokens over the time from the first to the last one."
@@ -117,7 +123,8 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
             "Server-sent events: `user` (the stored user turn, a MessageOut), then "
-            '`delta` ({"text"}) per piece of the reply, then `done` (ReplyDone), or '
+            '`reasoning` ({"text"}) per piece of a reasoning model\'s thinking, '
+            '`delta` ({"text"}) per piece of the answer, then `done` (ReplyDone), or '
             '`error` ({"error": {...}}) if the reply failed; a reply cut short is '
             "stored marked interrupted."
         ),

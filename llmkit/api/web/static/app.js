@@ -2,7 +2,7 @@
 // and the composer; everything kept by the server's store (nothing in the browser
 // but the API key, for this tab).
 import { Api, ApiError, path } from "/ui/api.js";
-import { renderMarkdown } from "/ui/render.js";
+import { renderMarkdown, showThinking } from "/ui/render.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { current: null, messages: [], busy: false, abort: null, models: [] };
@@ -165,7 +165,8 @@ function messageView(m, last) {
     const u = m.usage;
     const speed = u.tokens_per_second == null ? "" : ` · ${u.tokens_per_second.toFixed(1)} tokens/s`;
     meta.append(el("span", { class: "usage" },
-      `${u.prompt_tokens} prompt + ${u.completion_tokens} reply tokens${speed}`));
+      `${u.prompt_tokens} prompt + ${u.completion_tokens} reply tokens` +
+      `${u.reasoning_tokens ? ` (${u.reasoning_tokens} thinking)` : ""}${speed}`));
   }
   if (m.role === "user") {
     meta.append(el("button", { type: "button", onclick: () => startEdit(view, m) }, "Edit"));
@@ -183,6 +184,7 @@ function messageView(m, last) {
     el("div", { class: "who" }, m.role === "user" ? "You" : m.role === "assistant" ? "Assistant" : m.role),
     body, meta);
   view.dataset.id = m.id ?? "";
+  if (m.role === "assistant") showThinking(view, m.reasoning, { thinking: !!m.thinking });
   return view;
 }
 
@@ -243,7 +245,8 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
   let target = continuing;
   if (!target) { target = { role: "assistant", content: "" }; }
   const base = continuing ? continuing.content : "";
-  let text = "";
+  const baseThought = continuing ? continuing.reasoning || "" : "";
+  let text = "", thought = "";
   showConversation();
   let view = null;
   const box = $("messages");
@@ -258,6 +261,7 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
         view = messageView(target, false);
         if (continuing) box.lastElementChild.replaceWith(view); else box.append(view);
       }
+      showThinking(view, target.reasoning, { thinking: target.thinking });
       renderMarkdown(view.querySelector(".body"), target.content);
       box.scrollTop = box.scrollHeight;
     });
@@ -271,13 +275,21 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
       if (event === "user") {
         const i = state.messages.findLastIndex((m) => m.role === "user" && m.id == null);
         if (i >= 0) state.messages[i] = data;
+      } else if (event === "reasoning") { // thinking, before the answer
+        thought += data.text;
+        target.reasoning = baseThought + thought;
+        target.thinking = true;
+        target.interrupted = false;
+        draw();
       } else if (event === "delta") {
         text += data.text;
         target.content = base + text;
+        target.thinking = false;
         target.interrupted = false;
         draw();
       } else if (event === "done") {
         Object.assign(target, data.message || {}, { usage: data.usage, finish_reason: data.finish_reason });
+        target.thinking = false;
         status("");
       } else if (event === "error") {
         status(data.error?.message || "The reply failed.", true);
@@ -288,6 +300,7 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
     else status("Stopped; what arrived is kept, marked interrupted.");
   } finally {
     state.abort = null;
+    target.thinking = false; // however it ended, the thinking is over
     setBusy(false);
   }
   if (controller.signal.aborted) await settle();

@@ -112,3 +112,24 @@ export function renderMarkdown(el, text) {
   addCopyButtons(template.content);
   el.replaceChildren(template.content);
 }
+
+// A reasoning model's thinking, in a folded block above the answer (as Open WebUI and
+// llama-server's page show it): open while it streams in, folded once the answer
+// starts, folded when a stored turn is shown. Plain text: thinking is a draft, and
+// markdown that never closes would swallow the rest of it.
+export function showThinking(view, text, { thinking = false } = {}) {
+  let box = view.querySelector("details.thinking");
+  if (!text) { box?.remove(); return; }
+  if (!box) {
+    box = document.createElement("details");
+    box.className = "thinking";
+    box.append(document.createElement("summary"), document.createElement("div"));
+    box.lastElementChild.className = "thought";
+    box.open = thinking;
+    view.querySelector(".body").before(box);
+  }
+  if (box.dataset.thinking === "1" && !thinking) box.open = false; // the answer started
+  box.dataset.thinking = thinking ? "1" : "";
+  box.firstElementChild.textContent = thinking ? "Thinking…" : "Thought";
+  box.lastElementChild.textContent = text;
+}
