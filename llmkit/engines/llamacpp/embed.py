@@ -73,11 +73,15 @@ def capabilities(metadata: Mapping[str, object]) -> tuple[Capability, ...]:
 class Embedder:
     """The embedding context of a loaded model. Not thread-safe: one thread at a time."""
 
-    def __init__(self, lm: LoadedModel, n_ctx: int) -> None:
+    def __init__(
+        self, lm: LoadedModel, n_ctx: int, *, pooling: int | None = None, n_out: int | None = None
+    ) -> None:
+        """``pooling``, ``n_out``: another pooling than the model's own and the size of
+        what it gives per sequence (rank pooling gives the head's outputs: ``rerank``)."""
         self.lm = lm
         self.n_ctx = n_ctx
-        self.pooling = pooling_for(lm.metadata)
-        self.n_embd = lm.n_embd
+        self.pooling = pooling_for(lm.metadata) if pooling is None else pooling
+        self.n_embd = lm.n_embd if n_out is None else n_out
         p = llama_cpp.llama_context_default_params()
         # One micro-batch per batch: a sequence split across two would be pooled in halves.
         p.n_ctx = p.n_batch = p.n_ubatch = n_ctx

@@ -58,9 +58,9 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
 
 
 def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
-    from llmkit.engines.llamacpp.embed import capabilities
     from llmkit.engines.llamacpp.engine import LlamaCppEngine
     from llmkit.engines.llamacpp.model import LoadOptions
+    from llmkit.engines.llamacpp.rerank import model_capabilities
 
     model = resolve_model(ctx.model, ctx.models)
     engine = LlamaCppEngine(
@@ -78,8 +78,9 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     describe = describe_files("llama.cpp", model.path, estimate.context)
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
-        header = read_gguf_header(model.path).fields
-        describe = replace(describe, capabilities=capabilities(header))
+        header = read_gguf_header(model.path)
+        caps = model_capabilities(header.fields, (n for n, *_ in header.tensors))
+        describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None
     return [Built(model.name, engine, describe, created=file_mtime(model.path), modelfile=made)]
