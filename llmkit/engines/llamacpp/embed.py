@@ -99,7 +99,9 @@ class Embedder:
 
     def embed(self, seqs: list[list[int]]) -> list[list[float]]:
         out: list[list[float]] = []
-        for group in pack([len(s) for s in seqs], EMBED_BATCH_TOKENS, EMBED_SEQS):
+        # A context smaller than a batch (a model trained on 128 tokens) holds fewer.
+        room = min(EMBED_BATCH_TOKENS, self.n_ctx)
+        for group in pack([len(s) for s in seqs], room, EMBED_SEQS):
             out.extend(self._decode([seqs[i] for i in group]))
         return out
 

@@ -26,7 +26,7 @@ from llmkit.core.types import (
 from llmkit.engines import rerank
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.embedding import cannot_embed
-from llmkit.engines.llamacpp.embed import EMBED_CONTEXT, Embedder
+from llmkit.engines.llamacpp.embed import EMBED_BATCH_TOKENS, EMBED_CONTEXT, Embedder
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.rerank import Reranker, model_capabilities, pair_tokens
 from llmkit.engines.llamacpp.sampler import Sampler
@@ -168,5 +168,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
 
     def _scores(self, pairs: list[list[int]]) -> list[float]:
         if self._reranker is None:
-            self._reranker = Reranker(self.lm, self.embed_context)
+            # Room for a batch of pairs even where one pair may hold few tokens
+            # (bge-reranker-base: 512): the pairs of a batch are sequences of their own.
+            self._reranker = Reranker(self.lm, max(self.embed_context, EMBED_BATCH_TOKENS))
         return self._reranker.scores(pairs)
