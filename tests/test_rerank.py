@@ -16,6 +16,10 @@ tolerance apart, so the documents must come back in the same order too.
 from __future__ import annotations
 
 import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import cohere
 import httpx
@@ -245,3 +249,19 @@ def test_an_unknown_model_is_404_in_cohere_shape(llama):
         llama.url + "/v2/rerank", json={"model": "nope", "query": "q", "documents": ["d"]}
     )
     assert r.status_code == 404 and "nope" in r.json()["message"]
+
+
+# -- the guide's examples, run as written ---------------------------------------------
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "rerank.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("code", BLOCKS, ids=["httpx", "cohere"])
+def test_each_guide_example_prints_what_it_says(llama, code):
+    """Against the tiny reranker; each prints what holds for any reranker."""
+    assert "# prints: " in code and "127.0.0.1:8000" in code and '"bge-reranker"' in code
+    claimed = code.split("# prints: ", 1)[1].splitlines()[0].strip()
+    code = code.replace("http://127.0.0.1:8000", llama.url).replace('"bge-reranker"', f'"{NAME}"')
+    out = subprocess.check_output([sys.executable, "-c", code], text=True, timeout=120)
+    assert out.strip() == claimed
