@@ -43,10 +43,19 @@ CORPUS = [
 #: Positions the model has, so a pair may hold 128 tokens (XLM-RoBERTa's two go
 #: to the padding offset).
 POSITIONS = 130
+#: The tiny model's shape; bench/rerank.py makes one of bge-reranker-base's.
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=POSITIONS,
+)
 
 
-def make_cross_encoder(out: Path) -> Path:
-    """Write the model directory (safetensors, config, tokenizer) to ``out``."""
+def make_cross_encoder(out: Path, shape: dict | None = None) -> Path:
+    """Write the model directory (safetensors, config, tokenizer) to ``out``, of
+    ``shape`` (config fields; default ``TINY``)."""
     import sentencepiece as spm
     import torch
     import transformers
@@ -65,11 +74,7 @@ def make_cross_encoder(out: Path) -> Path:
     tokenizer = transformers.XLMRobertaTokenizer.from_pretrained(out)
     config = transformers.XLMRobertaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=POSITIONS,
+        **(shape or TINY),
         type_vocab_size=1,
         num_labels=1,
         pad_token_id=1,
@@ -86,13 +91,21 @@ def make_cross_encoder(out: Path) -> Path:
     return out
 
 
-def convert(model_dir: Path, gguf: Path) -> Path:
-    """The model as a float32 GGUF, by llama.cpp's converter."""
+def convert(model_dir: Path, gguf: Path, outtype: str = "f32") -> Path:
+    """The model as a GGUF (float32 by default), by llama.cpp's converter."""
     script = REF / "convert_hf_to_gguf.py"
     assert script.is_file(), (
         f"llama.cpp's converter is missing at {script} (run scripts/bootstrap.sh)"
     )
-    cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(gguf), "--outtype", "f32"]
+    cmd = [
+        sys.executable,
+        str(script),
+        str(model_dir),
+        "--outfile",
+        str(gguf),
+        "--outtype",
+        outtype,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return gguf
