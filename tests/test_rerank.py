@@ -2,7 +2,7 @@
 test setup (``tiny_reranker``), converted to GGUF by llama.cpp's own converter,
 served by ``llmkit serve`` on llama.cpp and, the same weights, on transformers;
 driven over real sockets by httpx (``/v1/rerank``, ``/rerank``), Cohere's SDK
-(``/v2/rerank``) and LangChain's ``CohereRerank``.
+(``/v2/rerank``) and LangChain's and LlamaIndex's ``CohereRerank``.
 
 Tolerance: on llama.cpp, scores match transformers' first logit within 0.02
 (absolute): llama.cpp's BERT graph computes GELU as the tanh approximation read
@@ -175,6 +175,19 @@ def test_langchain_cohere_rerank(llama, ref):
     assert [d.metadata["n"] for d in kept] == best_first(want)[:3]
     for d in kept:
         assert d.metadata["relevance_score"] == pytest.approx(want[d.metadata["n"]], **TOL)
+
+
+def test_llamaindex_cohere_rerank(llama, ref):
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+    from llama_index.postprocessor.cohere_rerank import CohereRerank as LlamaIndexCohereRerank
+
+    reranker = LlamaIndexCohereRerank(model=NAME, base_url=llama.url, api_key="unused", top_n=3)
+    nodes = [NodeWithScore(node=TextNode(text=d, id_=str(i))) for i, d in enumerate(DOCS)]
+    kept = reranker.postprocess_nodes(nodes, QueryBundle(QUERY))
+    want = ref.scores(QUERY, DOCS)
+    assert [int(n.node.id_) for n in kept] == best_first(want)[:3]
+    for n in kept:
+        assert n.score == pytest.approx(want[int(n.node.id_)], **TOL)
 
 
 def test_transformers_engine_gives_the_same_scores(hf, ref):
