@@ -29,6 +29,7 @@ from langchain_cohere import CohereRerank
 from langchain_core.documents import Document
 from tiny_reranker import POSITIONS, Reference, convert, make_cross_encoder
 
+from llmkit.engines.llamacpp.rerank import RERANK_TEMPLATE, pair_tokens
 from llmkit.models.gguf_header import read_gguf_header
 
 NAME = "tiny-reranker"
@@ -255,6 +256,34 @@ def test_a_model_that_cannot_rerank_names_those_that_can(llama):
         json={"model": "SmolLM2-135M-Instruct", "query": "q", "documents": ["d"]},
     )
     assert r.status_code == 400 and NAME in r.json()["message"]
+
+
+def test_a_reranker_generates_no_text_and_embeds_nothing(llama):
+    chat = httpx.post(
+        llama.v1 + "/chat/completions",
+        json={"model": NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+    )
+    assert chat.status_code == 400 and "reranker" in chat.json()["error"]["message"]
+    emb = httpx.post(llama.v1 + "/embeddings", json={"model": NAME, "input": "hi"})
+    assert emb.status_code == 400 and "reranker" in emb.json()["error"]["message"]
+
+
+def test_a_models_own_rerank_prompt_is_filled_in_and_read_with_its_special_tokens():
+    """Qwen3-Reranker's way (GGUF ``tokenizer.chat_template.rerank``), as llama-server
+    builds it: ``{query}`` and ``{document}`` replaced, then tokenized as it stands,
+    special tokens parsed and none added."""
+    calls = []
+
+    class Stub:  # what pair_tokens reads of a loaded model
+        def __init__(self) -> None:
+            self.metadata = {RERANK_TEMPLATE: "<|im_start|>q: {query}\nd: {document}<|im_end|>"}
+
+        def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+            calls.append((text, add_bos, special))
+            return [1, 2, 3]
+
+    assert pair_tokens(Stub(), "who?", "me") == [1, 2, 3]  # type: ignore[arg-type]
+    assert calls == [("<|im_start|>q: who?\nd: me<|im_end|>", False, True)]
 
 
 def test_an_unknown_model_is_404_in_cohere_shape(llama):

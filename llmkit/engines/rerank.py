@@ -21,6 +21,15 @@ def cannot_rerank(engine: str, why: str = "") -> InvalidRequestError:
     )
 
 
+def cannot_generate(model: str) -> InvalidRequestError:
+    """The 400 a reranker answers a generation request with."""
+    return InvalidRequestError(
+        f"{model} is a reranker (a cross-encoder): it scores documents against a query "
+        "at /v1/rerank and generates no text.",
+        param="model",
+    )
+
+
 def fit_pairs(pairs: list[list[int]], limit: int) -> None:
     """Refuse, naming the document, a pair of more than ``limit`` tokens: a
     cross-encoder reads the query and the document whole, so neither may be cut."""

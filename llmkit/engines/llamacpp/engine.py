@@ -123,6 +123,8 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
+        if "rerank" in self._capabilities:  # its head scores pairs; it has no next token
+            raise rerank.cannot_generate(self.opts.path)
         lm = self.lm
         return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
 

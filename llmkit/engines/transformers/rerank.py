@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, RerankRequest, RerankResult
 from llmkit.engines.base import Engine
-from llmkit.engines.rerank import fit_pairs
-from llmkit.errors import EngineError, InvalidRequestError
+from llmkit.engines.rerank import cannot_generate, fit_pairs
+from llmkit.errors import EngineError
 from llmkit.models.sizing import human_count
 
 if TYPE_CHECKING:
@@ -168,11 +168,7 @@ class CrossEncoderEngine(Engine):
         return self._info
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
-        raise InvalidRequestError(
-            f"{self.source.name} is a reranker (a cross-encoder): it scores documents "
-            "against a query at /v1/rerank and generates no text.",
-            param="model",
-        )
+        raise cannot_generate(self.source.name)
         yield  # pragma: no cover - makes this an async generator
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
