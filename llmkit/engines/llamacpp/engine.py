@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from llmkit.core.types import (
+    Capability,
     EngineInfo,
     GenerateRequest,
     Message,
@@ -47,7 +48,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         self.opts = opts
         self._embedder: Embedder | None = None  # made on the first embedding request
         self._reranker: Reranker | None = None  # made on the first rerank request
-        self._capabilities: tuple = ()
+        self._capabilities: tuple[Capability, ...] = ()
 
     def _load(self) -> tuple[LoadedModel, BatchStep]:
         if amx_in_build():
