@@ -27,7 +27,13 @@ import pytest
 from conftest import Server, start_server
 from langchain_cohere import CohereRerank
 from langchain_core.documents import Document
-from tiny_reranker import POSITIONS, Reference, convert, make_cross_encoder
+from tiny_reranker import (
+    POSITIONS,
+    Reference,
+    convert,
+    make_bert_cross_encoder,
+    make_cross_encoder,
+)
 
 from llmkit.engines.llamacpp.rerank import RERANK_TEMPLATE, pair_tokens
 from llmkit.models.gguf_header import read_gguf_header
@@ -201,6 +207,22 @@ def test_transformers_engine_gives_the_same_scores(hf, ref):
         json={"model": NAME, "messages": [{"role": "user", "content": "hi"}]},
     )
     assert chat.status_code == 400 and "reranker" in chat.json()["error"]["message"]
+
+
+def test_transformers_engine_gives_a_bert_cross_encoder_its_segment_ids(tmp_path):
+    """ms-marco-MiniLM's architecture: BERT reads the query as segment 0 and the
+    document as segment 1; scores match only if the engine passes them."""
+    bert = make_bert_cross_encoder(tmp_path / "tiny-bert-reranker")
+    want = Reference(bert).scores(QUERY, DOCS)
+    s = start_server(
+        tmp_path / "serve", "--engine", "transformers", "--model", str(bert),
+        "--served-model-name", NAME, "--threads", "1",
+    )  # fmt: skip
+    try:
+        got = by_index(rerank(s, documents=DOCS)["results"])
+    finally:
+        s.stop()
+    assert got == pytest.approx(want, abs=1e-5, rel=1e-5)
 
 
 # -- bad input: a 400 in the dialect's shape ----------------------------------------

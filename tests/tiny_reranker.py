@@ -91,6 +91,34 @@ def make_cross_encoder(out: Path, shape: dict | None = None) -> Path:
     return out
 
 
+def make_bert_cross_encoder(out: Path) -> Path:
+    """A ``BertForSequenceClassification`` (ms-marco-MiniLM's architecture) with a
+    WordPiece vocabulary of the corpus's words: for the transformers engine, whose
+    pairs must carry BERT's segment ids (llama.cpp's converter cannot take it)."""
+    import re
+
+    import torch
+    import transformers
+
+    out.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for line in CORPUS for w in re.findall(r"\w+|[^\w\s]", line.lower())})
+    (out / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    )
+    tokenizer = transformers.BertTokenizer(vocab=str(out / "vocab.txt"))
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        **{**TINY, "max_position_embeddings": 128},
+        type_vocab_size=2,  # segment A (the query) and B (the document)
+        num_labels=1,
+        initializer_range=0.3,
+    )
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(config).eval().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def convert(model_dir: Path, gguf: Path, outtype: str = "f32") -> Path:
     """The model as a GGUF (float32 by default), by llama.cpp's converter."""
     script = REF / "convert_hf_to_gguf.py"

@@ -3,7 +3,7 @@
 
 A pair is what the tokenizer makes of ``(query, document)`` with its special
 tokens (``<s> q </s></s> d </s>`` for XLM-RoBERTa, ``[CLS] q [SEP] d [SEP]`` for
-BERT), as sentence-transformers' ``CrossEncoder`` feeds it; the score is the
+BERT, with its segment ids), as sentence-transformers' ``CrossEncoder`` feeds it; the score is the
 model's first logit, raw: what llama.cpp's rank pooling gives for the same
 weights converted to GGUF, and what llama-server answers (vLLM and
 ``CrossEncoder.predict`` put a sigmoid on top for one-label models; apply it on
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Pairs run through the model together at most (padded to the longest of them).
 BATCH = 32
+#: A pair's token ids and, where the tokenizer gives them, its segment ids.
+Pair = tuple[list[int], list[int] | None]
 #: Model types whose positions start after the padding index (fairseq's offset).
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")
 
@@ -90,25 +92,33 @@ class LoadedCrossEncoder:
         most = getattr(self.tokenizer, "model_max_length", None)
         return min(n, most) if isinstance(most, int) and most < 1_000_000 else n
 
-    def pair(self, query: str, document: str) -> list[int]:
+    def pair(self, query: str, document: str) -> Pair:
+        """The pair's token ids, and its segment ids where the tokenizer gives them
+        (BERT's: 0 for the query, 1 for the document; a BERT cross-encoder needs them)."""
         with self._encoding:
-            return list(self.tokenizer(query, document)["input_ids"])
+            enc = self.tokenizer(query, document)
+        types = enc.get("token_type_ids")
+        return list(enc["input_ids"]), list(types) if types is not None else None
 
-    def scores(self, pairs: list[list[int]]) -> list[float]:
+    def scores(self, pairs: list[Pair]) -> list[float]:
         torch, out = self.torch, []
         pad = self.tokenizer.pad_token_id or 0
         for start in range(0, len(pairs), BATCH):
             group = pairs[start : start + BATCH]
-            width = max(len(p) for p in group)
+            width = max(len(ids) for ids, _ in group)
             ids = torch.full((len(group), width), pad, dtype=torch.long)
             mask = torch.zeros((len(group), width), dtype=torch.long)
-            for row, p in enumerate(group):  # right padding, as the tokenizer pads
+            types = torch.zeros((len(group), width), dtype=torch.long)
+            for row, (p, segments) in enumerate(group):  # right padding, as the tokenizer pads
                 ids[row, : len(p)] = torch.tensor(p)
                 mask[row, : len(p)] = 1
+                if segments is not None:
+                    types[row, : len(p)] = torch.tensor(segments)
+            inputs = {"input_ids": ids, "attention_mask": mask}
+            if group[0][1] is not None:
+                inputs["token_type_ids"] = types
             with torch.inference_mode():
-                logits = self.model(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-                ).logits
+                logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()}).logits
             out.extend(float(x) for x in logits[:, 0].float().cpu())
         return out
 
@@ -181,7 +191,7 @@ class CrossEncoderEngine(Engine):
     async def rerank(self, req: RerankRequest) -> RerankResult:
         m = self.m
         pairs = await asyncio.to_thread(lambda: [m.pair(req.query, d) for d in req.documents])
-        fit_pairs(pairs, m.limit)
+        fit_pairs([ids for ids, _ in pairs], m.limit)
         async with self._busy:
             scores = await asyncio.to_thread(self.m.scores, pairs)
-        return RerankResult(tuple(scores), prompt_tokens=sum(len(p) for p in pairs))
+        return RerankResult(tuple(scores), prompt_tokens=sum(len(ids) for ids, _ in pairs))
