@@ -161,6 +161,7 @@ def test_top_n_return_documents_and_text_objects(llama, ref):
     assert [r["index"] for r in got["results"]] == want[:3]
     assert all("document" not in r for r in got["results"])
     assert len(rerank(llama, documents=DOCS, top_n=100)["results"]) == len(DOCS)
+    assert len(rerank(llama, documents=DOCS, top_n=0)["results"]) == len(DOCS)  # vLLM's "all"
 
 
 def test_cohere_sdk(llama, ref):

@@ -24,9 +24,9 @@ def to_core(query: str, documents: list[str | s.TextDocument]) -> RerankRequest:
 
 
 def ranked(scores: tuple[float, ...], top_n: int | None) -> list[tuple[int, float]]:
-    """(index, score) pairs, best first, at most ``top_n`` of them."""
+    """(index, score) pairs, best first, at most ``top_n`` of them (None or 0: all)."""
     order = sorted(enumerate(scores), key=lambda p: -p[1])  # stable: ties in order
-    return order if top_n is None else order[:top_n]
+    return order[:top_n] if top_n else order
 
 
 def to_rerank_response(req: s.RerankRequest, result: RerankResult) -> s.RerankResponse:

@@ -26,8 +26,8 @@ class RerankRequest(OpenAIRequest):
     model: str
     query: str
     documents: list[str | TextDocument]
-    # None: every document; more than there are: every document (as Jina and vLLM do).
-    top_n: int | None = Field(default=None, ge=1)
+    # None or 0 (vLLM's default): every document; more than there are: every document.
+    top_n: int | None = Field(default=None, ge=0)
     return_documents: bool = True  # Jina's and vLLM's default (Cohere v1's is false)
 
     def sizes(self) -> Sizes:
