@@ -175,6 +175,15 @@ def test_cohere_sdk(llama, ref):
     assert got.meta.tokens.input_tokens == tokens
 
 
+def test_cohere_sdk_v1_client(llama, ref):
+    """Cohere's v1 rerank is the same request at /v1/rerank; its client reads our answer."""
+    co = cohere.Client(api_key="unused", base_url=llama.url)
+    got = co.rerank(model=NAME, query=QUERY, documents=DOCS, top_n=3, return_documents=True)
+    want = ref.scores(QUERY, DOCS)
+    assert [r.index for r in got.results] == best_first(want)[:3]
+    assert [r.document.text for r in got.results] == [DOCS[i] for i in best_first(want)[:3]]
+
+
 def test_langchain_cohere_rerank(llama, ref):
     reranker = CohereRerank(model=NAME, base_url=llama.url, cohere_api_key="unused", top_n=3)
     docs = [Document(page_content=d, metadata={"n": i}) for i, d in enumerate(DOCS)]
