@@ -35,6 +35,9 @@ from tiny_reranker import (
     make_cross_encoder,
 )
 
+from llmkit.api.rerank import convert as rerank_convert
+from llmkit.api.rerank import schemas as rerank_schemas
+from llmkit.core.types import RerankRequest
 from llmkit.engines.llamacpp.rerank import RERANK_TEMPLATE, pair_tokens
 from llmkit.models.gguf_header import read_gguf_header
 
@@ -233,6 +236,25 @@ def test_transformers_engine_gives_a_bert_cross_encoder_its_segment_ids(tmp_path
     finally:
         s.stop()
     assert got == pytest.approx(want, abs=1e-5, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("scores", "top_n", "order"),
+    [
+        ((0.1, 0.9, 0.5), None, [(1, 0.9), (2, 0.5), (0, 0.1)]),
+        ((0.1, 0.9, 0.5), 2, [(1, 0.9), (2, 0.5)]),
+        ((0.1, 0.9, 0.5), 0, [(1, 0.9), (2, 0.5), (0, 0.1)]),  # vLLM's "all"
+        ((0.1, 0.9, 0.5), 9, [(1, 0.9), (2, 0.5), (0, 0.1)]),
+        ((-1.0, 2.0, -1.0, 2.0), None, [(1, 2.0), (3, 2.0), (0, -1.0), (2, -1.0)]),  # ties
+    ],
+)
+def test_results_are_best_first_and_cut_to_top_n(scores, top_n, order):
+    assert rerank_convert.ranked(scores, top_n) == order
+
+
+def test_documents_as_texts_or_objects():
+    body = rerank_schemas.RerankRequest(model="m", query="q", documents=["a", {"text": "b"}])
+    assert rerank_convert.to_core(body.query, body.documents) == RerankRequest("q", ("a", "b"))
 
 
 # -- bad input: a 400 in the dialect's shape ----------------------------------------
