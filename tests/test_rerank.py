@@ -137,6 +137,14 @@ def test_listings_say_it_reranks(llama):
     assert "rerank" not in caps["SmolLM2-135M-Instruct:latest"]
 
 
+def test_a_reranker_gets_no_kv_pool_for_generation(llama):
+    """It never generates: one sequence of one pair's context, not --parallel of them
+    (a Qwen3-Reranker would otherwise get pools of its 40k-token training context)."""
+    health = httpx.get(llama.url + "/health").json()
+    kv = next(m for m in health["models"] if m["name"] == NAME)["kv_cache"]
+    assert kv["used"] + kv["cached"] + kv["free"] == POSITIONS - 2
+
+
 def test_llamacpp_scores_match_transformers(llama, ref):
     got = rerank(llama, documents=DOCS)
     want = ref.scores(QUERY, DOCS)
