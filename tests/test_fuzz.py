@@ -1,7 +1,8 @@
 """Fuzzing every route of every dialect from the server's own OpenAPI document
 (schemathesis, on hypothesis): whatever arrives, the answer is never a 5xx, and
 every error comes in its dialect's shape (OpenAI's ``{"error": {...}}`` under
-``/v1`` and the rest, Ollama's ``{"error": "..."}`` under ``/api``).
+``/v1`` and the rest, Ollama's ``{"error": "..."}`` under ``/api``, Cohere's
+``{"id", "message"}`` under ``/v2``).
 
 Twice: in-process on the toy engine, for breadth (many cases a route), and
 against a real ``llmkit serve`` with the bundled model and a small context, for
@@ -57,6 +58,8 @@ def dialect_shape(ctx, response, case) -> bool:  # type: ignore[no-untyped-def]
     body = json.loads(response.content)
     if case.path.startswith("/api/"):
         assert isinstance(body.get("error"), str) and body["error"], body
+    elif case.path.startswith("/v2/"):  # Cohere's (rerank): {"id", "message"}
+        assert isinstance(body.get("message"), str) and body["message"], body
     else:
         err = body.get("error")
         assert isinstance(err, dict) and err.get("message") and err.get("type"), body

@@ -36,6 +36,8 @@ from llmkit.api.openai import embed_routes as openai_embed_routes
 from llmkit.api.openai import routes as openai_routes
 from llmkit.api.openai.errors import error_response as openai_error
 from llmkit.api.request_id import RequestId
+from llmkit.api.rerank import routes as rerank_routes
+from llmkit.api.rerank.errors import error_response as cohere_error
 from llmkit.api.responses import routes as responses_routes
 from llmkit.api.web import routes as web_routes
 from llmkit.config.settings import ServeSettings
@@ -101,6 +103,7 @@ def create_app(
     app.include_router(ollama_routes.router)
     app.include_router(openai_embed_routes.router)
     app.include_router(ollama_embed_routes.router)
+    app.include_router(rerank_routes.router)
     app.include_router(anthropic_routes.router)
     app.include_router(ollama_manage_routes.router)
 
@@ -125,6 +128,8 @@ def render(request: Request, exc: LlmkitError) -> Response:
         return ollama_error(exc)
     if request.url.path.startswith("/v1/messages"):
         return anthropic_error(exc)
+    if request.url.path.startswith("/v2/"):  # Cohere's API (rerank)
+        return cohere_error(exc)
     return openai_error(exc)
 
 

@@ -112,8 +112,8 @@ class ServeSettings(ModelFields):
     max_inputs: int = Field(
         default=2048,
         ge=1,
-        description="The most inputs one embeddings request (or prompts one /v1/completions "
-        "request) may carry; more get 400.",
+        description="The most inputs one embeddings request (prompts one /v1/completions "
+        "request, documents one rerank request) may carry; more get 400.",
     )
     max_schema_size: int = Field(
         default=10000,

@@ -13,7 +13,7 @@ from typing import Literal
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls"]
 # What a served model can do, in the words Ollama's ``capabilities`` uses.
-Capability = Literal["completion", "embedding", "thinking"]
+Capability = Literal["completion", "embedding", "thinking", "rerank"]
 # How hard a reasoning model thinks: a level its template takes (gpt-oss), or a
 # thinking budget (``GenerateRequest.reasoning_budget``) where it takes none.
 Effort = Literal["low", "medium", "high"]
@@ -273,3 +273,22 @@ class EmbedRequest:
 class EmbedResult:
     embeddings: tuple[tuple[float, ...], ...]  # one per input, in the request's order
     prompt_tokens: int  # tokens read, over all inputs (after any truncation)
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """A query and the documents to score against it, each (query, document) pair
+    on its own, as a cross-encoder reads them."""
+
+    query: str
+    documents: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.documents:
+            raise ValueError("RerankRequest needs at least one document")
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    scores: tuple[float, ...]  # one per document, in the request's order (not sorted)
+    prompt_tokens: int  # tokens read, over all pairs

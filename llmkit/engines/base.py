@@ -14,8 +14,17 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
+from llmkit.core.types import (
+    Chunk,
+    EmbedRequest,
+    EmbedResult,
+    EngineInfo,
+    GenerateRequest,
+    RerankRequest,
+    RerankResult,
+)
 from llmkit.engines.embedding import cannot_embed
+from llmkit.engines.rerank import cannot_rerank
 
 
 class LocalEngineOptions(BaseModel):
@@ -73,6 +82,11 @@ class Engine(ABC):
     async def embed(self, req: EmbedRequest) -> EmbedResult:
         """One vector per input, in order. An engine that cannot embed answers 400."""
         raise cannot_embed(self.info.engine)
+
+    async def rerank(self, req: RerankRequest) -> RerankResult:
+        """One relevance score per document, in order. An engine whose model is no
+        reranker answers 400."""
+        raise cannot_rerank(self.info.engine)
 
     @property
     @abstractmethod

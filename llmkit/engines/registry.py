@@ -26,7 +26,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from llmkit.core.types import Chunk, EmbedRequest, EmbedResult, EngineInfo, GenerateRequest
+from llmkit.core.types import (
+    Chunk,
+    EmbedRequest,
+    EmbedResult,
+    EngineInfo,
+    GenerateRequest,
+    RerankRequest,
+    RerankResult,
+)
 from llmkit.engines.base import Engine
 from llmkit.errors import ModelNotFoundError, ServerBusyError
 from llmkit.models.modelfile import Modelfile
@@ -244,6 +252,10 @@ class ManagedEngine(Engine):
     async def embed(self, req: EmbedRequest) -> EmbedResult:
         async with self.served.using():
             return await self.inner.embed(req)
+
+    async def rerank(self, req: RerankRequest) -> RerankResult:
+        async with self.served.using():
+            return await self.inner.rerank(req)
 
     @property
     def info(self) -> EngineInfo:

@@ -73,11 +73,15 @@ def capabilities(metadata: Mapping[str, object]) -> tuple[Capability, ...]:
 class Embedder:
     """The embedding context of a loaded model. Not thread-safe: one thread at a time."""
 
-    def __init__(self, lm: LoadedModel, n_ctx: int) -> None:
+    def __init__(
+        self, lm: LoadedModel, n_ctx: int, *, pooling: int | None = None, n_out: int | None = None
+    ) -> None:
+        """``pooling``, ``n_out``: another pooling than the model's own and the size of
+        what it gives per sequence (rank pooling gives the head's outputs: ``rerank``)."""
         self.lm = lm
         self.n_ctx = n_ctx
-        self.pooling = pooling_for(lm.metadata)
-        self.n_embd = lm.n_embd
+        self.pooling = pooling_for(lm.metadata) if pooling is None else pooling
+        self.n_embd = lm.n_embd if n_out is None else n_out
         p = llama_cpp.llama_context_default_params()
         # One micro-batch per batch: a sequence split across two would be pooled in halves.
         p.n_ctx = p.n_batch = p.n_ubatch = n_ctx
@@ -95,7 +99,9 @@ class Embedder:
 
     def embed(self, seqs: list[list[int]]) -> list[list[float]]:
         out: list[list[float]] = []
-        for group in pack([len(s) for s in seqs], EMBED_BATCH_TOKENS, EMBED_SEQS):
+        # A context smaller than a batch (a model trained on 128 tokens) holds fewer.
+        room = min(EMBED_BATCH_TOKENS, self.n_ctx)
+        for group in pack([len(s) for s in seqs], room, EMBED_SEQS):
             out.extend(self._decode([seqs[i] for i in group]))
         return out
 

@@ -5,20 +5,36 @@ loop.
 This file says what is llama.cpp's own in the asyncio face (``LocalEngine``):
 how a request becomes prompt tokens (the model's own chat template, its BOS
 rule) and the sampler chain each sequence carries; and embeddings, from a
-second context on the same weights (``embed``), made the first time one is asked.
+second context on the same weights (``embed``), made the first time one is asked,
+as is the rank-pooling context of a reranker (``rerank``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 
-from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
+from llmkit.core.types import (
+    Capability,
+    EngineInfo,
+    GenerateRequest,
+    Message,
+    RerankRequest,
+    RerankResult,
+    Tool,
+)
+from llmkit.engines import rerank
 from llmkit.engines.chat_template import CHATML, render_chat
-from llmkit.engines.llamacpp.embed import EMBED_CONTEXT, Embedder, capabilities
+from llmkit.engines.embedding import cannot_embed
+from llmkit.engines.llamacpp.embed import EMBED_BATCH_TOKENS, EMBED_CONTEXT, Embedder
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
+from llmkit.engines.llamacpp.rerank import Reranker, model_capabilities, pair_tokens
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.step import BatchStep, SeqState
 from llmkit.engines.local import LocalEngine
+from llmkit.errors import EngineError
+from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.sizing import human_count
 
 log = logging.getLogger("llmkit.engine.llamacpp")
@@ -31,6 +47,8 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         super().__init__(max_queue=max_queue)
         self.opts = opts
         self._embedder: Embedder | None = None  # made on the first embedding request
+        self._reranker: Reranker | None = None  # made on the first rerank request
+        self._capabilities: tuple[Capability, ...] = ()
 
     def _load(self) -> tuple[LoadedModel, BatchStep]:
         if amx_in_build():
@@ -42,12 +60,16 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         if lm.chat_template is None:
             log.warning("%s ships no chat template; using ChatML", self.opts.path)
         lm.trigger_hazards  # noqa: B018 - scanned now, in the loading thread, not mid-request
+        # llama.cpp's metadata leaves out arrays (a classifier's labels) and tensors.
+        header = read_gguf_header(Path(self.opts.path))
+        self._capabilities = model_capabilities(header.fields, (n for n, *_ in header.tensors))
         return lm, BatchStep(lm)
 
     def _unload(self, lm: LoadedModel) -> None:
-        if self._embedder is not None:  # before the model it reads
-            self._embedder.close()
-            self._embedder = None
+        for ctx in (self._embedder, self._reranker):  # before the model they read
+            if ctx is not None:
+                ctx.close()
+        self._embedder = self._reranker = None
         lm.close()
 
     @property
@@ -74,7 +96,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             license=lm.metadata.get("general.license", ""),
             chat_template=lm.chat_template or "",
             metadata=dict(lm.metadata),
-            capabilities=capabilities(lm.metadata),
+            capabilities=self._capabilities,
         )
 
     # -- tokens ---------------------------------------------------------------------
@@ -102,6 +124,8 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
     def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
+        if "rerank" in self._capabilities:  # its head scores pairs; it has no next token
+            raise rerank.cannot_generate(self.opts.path)
         lm = self.lm
         return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
 
@@ -124,6 +148,30 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return self.lm.tokenize(text, add_bos=True, special=True)
 
     def embed_ids(self, seqs: list[list[int]]) -> list[list[float]]:
+        if "rerank" in self._capabilities:  # its hidden states were trained for its head only
+            raise cannot_embed(self.label, "serves this model as a reranker (/v1/rerank)")
         if self._embedder is None:
             self._embedder = Embedder(self.lm, self.embed_context)
         return self._embedder.embed(seqs)
+
+    # -- reranking ----------------------------------------------------------------------
+
+    async def rerank(self, req: RerankRequest) -> RerankResult:
+        if "rerank" not in self._capabilities:
+            raise rerank.cannot_rerank(self.label, "serves this model, which has no rank head")
+        pairs = await asyncio.to_thread(
+            lambda: [pair_tokens(self.lm, req.query, d) for d in req.documents]
+        )
+        rerank.fit_pairs(pairs, self.embed_context)
+        async with self._embedding:  # one batch job at a time, and none while unloading
+            if self._lm is None:
+                raise EngineError("The llama.cpp engine is not started.")
+            scores = await asyncio.to_thread(self._scores, pairs)
+        return RerankResult(tuple(scores), prompt_tokens=sum(len(p) for p in pairs))
+
+    def _scores(self, pairs: list[list[int]]) -> list[float]:
+        if self._reranker is None:
+            # Room for a batch of pairs even where one pair may hold few tokens
+            # (bge-reranker-base: 512): the pairs of a batch are sequences of their own.
+            self._reranker = Reranker(self.lm, max(self.embed_context, EMBED_BATCH_TOKENS))
+        return self._reranker.scores(pairs)

@@ -14,6 +14,7 @@ from pydantic import Field
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
+from llmkit.errors import ModelSpecError
 from llmkit.models.fit import available_ram, fit_before_serving
 from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.metadata import describe_files, file_mtime
@@ -46,21 +47,22 @@ class LlamaCppOptions(LocalEngineOptions):
 def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
     # Refuse with the numbers now rather than die out of memory half-way through loading.
     model = resolve_model(ctx.model, ctx.models)
+    ranks = _reranker_context(model)
     return fit_before_serving(
         model.path,
         model.name,
-        max_model_len=o.max_model_len or _modelfile_context(model),
+        max_model_len=o.max_model_len or _modelfile_context(model) or ranks,
         # Not given: as many as memory allows (up to the default), chosen with the context.
-        parallel=o.parallel if "parallel" in o.model_fields_set else None,
+        parallel=o.parallel if "parallel" in o.model_fields_set else (1 if ranks else None),
         memory_gib=ctx.models.memory_gib,
         kv_cache_size=o.kv_cache_size,
     )
 
 
 def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
-    from llmkit.engines.llamacpp.embed import capabilities
     from llmkit.engines.llamacpp.engine import LlamaCppEngine
     from llmkit.engines.llamacpp.model import LoadOptions
+    from llmkit.engines.llamacpp.rerank import model_capabilities
 
     model = resolve_model(ctx.model, ctx.models)
     engine = LlamaCppEngine(
@@ -78,8 +80,9 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     describe = describe_files("llama.cpp", model.path, estimate.context)
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
-        header = read_gguf_header(model.path).fields
-        describe = replace(describe, capabilities=capabilities(header))
+        header = read_gguf_header(model.path)
+        caps = model_capabilities(header.fields, (n for n, *_ in header.tensors))
+        describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None
     return [Built(model.name, engine, describe, created=file_mtime(model.path), modelfile=made)]
@@ -91,6 +94,27 @@ def _host_cache_mib(o: LlamaCppOptions) -> int:
     if "kv_host_cache" in o.model_fields_set:
         return o.kv_host_cache
     return min(o.kv_host_cache, available_ram() // 4 >> 20)
+
+
+def _reranker_context(model: ResolvedModel) -> int | None:
+    """For a reranker, the context its (never used) generation KV pool gets: one
+    pair's worth, as its rank context reads at most; None for any other model. A
+    Qwen3-Reranker is trained on 40k tokens: a pool of that, x --parallel, for
+    nothing."""
+    from llmkit.engines.llamacpp.embed import EMBED_CONTEXT
+    from llmkit.engines.llamacpp.rerank import is_reranker
+
+    try:
+        header = read_gguf_header(model.path)
+    except ModelSpecError:
+        return None
+    if not is_reranker(header.fields, (n for n, *_ in header.tensors)):
+        return None
+    arch = header.fields.get("general.architecture") or "llama"
+    trained = header.fields.get(f"{arch}.context_length")
+    return (
+        min(EMBED_CONTEXT, trained) if isinstance(trained, int) and trained > 0 else EMBED_CONTEXT
+    )
 
 
 def _modelfile_context(model: ResolvedModel) -> int | None:

@@ -7,6 +7,7 @@ torch and transformers are imported only when a model is built and started.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,14 @@ def _fit(ctx: BuildContext, o: TransformersOptions) -> Any:
 
 def _build(ctx: BuildContext, o: TransformersOptions, estimate: Any) -> list[Built]:
     from llmkit.engines.transformers.engine import TransformersEngine
+    from llmkit.engines.transformers.rerank import CrossEncoderEngine, is_cross_encoder
 
     found, source, gguf = _source(ctx)
     path = source / gguf if gguf else source
+    if gguf is None and is_cross_encoder(source):  # a reranker: scores pairs, no generation
+        describe = replace(describe_files("transformers", path, None), capabilities=("rerank",))
+        cross = CrossEncoderEngine(o, source=source)
+        return [Built(found.name, cross, describe, created=file_mtime(path))]
     # The context the fit check chose is the one the engine loads with.
     engine = TransformersEngine(o, source=source, gguf_file=gguf, n_ctx=estimate.context)
     describe = describe_files("transformers", path, estimate.context)
