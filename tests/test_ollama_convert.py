@@ -74,10 +74,10 @@ def ndjson(*objs: dict[str, Any]) -> list[str]:
 
 
 SCRIPT = [
-    (Chunk("Hé", (1, 2)), 1_500),
+    (Chunk("Hé", token_ids=(1, 2)), 1_500),
     (Chunk(), 1_600),  # nothing to say: no line
-    (Chunk("日本", (3,)), 1_700),
-    (Chunk("", (4,), "length", Usage(5, 4)), 2_000),
+    (Chunk("日本", token_ids=(3,)), 1_700),
+    (Chunk("", token_ids=(4,), finish_reason="length", usage=Usage(5, 4)), 2_000),
 ]
 
 STREAMS = [
@@ -123,7 +123,7 @@ def test_whole_answers_join_the_text():
 
 
 def test_a_stream_without_a_final_chunk_reports_no_counts():
-    cut = run(convert.to_chat_response("m", TIMING, stamped((Chunk("x", (1,)), 1_900))))
+    cut = run(convert.to_chat_response("m", TIMING, stamped((Chunk("x", token_ids=(1,)), 1_900))))
     assert cut.model_dump() == done("stop", 0, 0, 1_900, message={**SAID, "content": "x"})
 
 

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from llmkit.api import limits
 from llmkit.api.limits import Sizes
 from llmkit.api.logprobs import refuse_logprobs
+from llmkit.api.reasoning import refuse_thinking
 from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
@@ -145,21 +146,27 @@ async def collect(
     engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
 ) -> list[tuple[str, Chunk]]:
     """Run to the end; per choice, the whole text and the final chunk (which
-    carries every tool-call delta and log-probability of the choice)."""
+    carries every tool-call delta and log-probability of the choice, and its
+    whole thinking as ``reasoning``)."""
     texts: list[list[str]] = [[] for _ in reqs]
+    thought: list[list[str]] = [[] for _ in reqs]
     calls: list[list[ToolCallDelta]] = [[] for _ in reqs]
     scored: list[list[Logprob]] = [[] for _ in reqs]
     last: list[Chunk] = [Chunk() for _ in reqs]
     stream = await open_streams(engine, reqs, watch)
     async for i, chunk in stream:
         texts[i].append(chunk.text)
+        thought[i].append(chunk.reasoning)
         calls[i].extend(chunk.tool_calls)
         scored[i].extend(chunk.logprobs)
         if chunk.finish_reason is not None:
             last[i] = chunk
     return [
-        ("".join(t), dataclasses.replace(c, tool_calls=tuple(d), logprobs=tuple(lps)))
-        for t, d, lps, c in zip(texts, calls, scored, last, strict=True)
+        (
+            "".join(t),
+            dataclasses.replace(c, tool_calls=tuple(d), logprobs=tuple(lps), reasoning="".join(r)),
+        )
+        for t, r, d, lps, c in zip(texts, thought, calls, scored, last, strict=True)
     ]
 
 
@@ -226,6 +233,9 @@ def start(
     model: str | ServedModel,
     make: Callable[[], list[GenerateRequest]],
     sizes: Sizes | None,
+    *,
+    think_param: str = "think",
+    asked_as: str | None = None,
 ) -> Generation:
     """Resolve a request: its sizes checked against this server's limits before
     anything is built (``make`` builds n requests per prompt, and a huge n must
@@ -233,11 +243,16 @@ def start(
     requests as ``make`` builds them. ``sizes`` is None only where the route
     checked them before work of its own (Responses reads a stored history first).
     The model's own defaults (its Modelfile) are applied by the served model
-    itself, once for every dialect."""
+    itself, once for every dialect. Thinking asked of a model that cannot think
+    is refused here, naming ``think_param`` (the field that asked for it) and the
+    model as the request named it (``asked_as``, where ``model`` is already found)."""
     if sizes is not None:
         limits.check(request, sizes)
     found = served(request, model) if isinstance(model, str) else model
-    return Generation(request, found, within_limits(request, make()))
+    reqs = within_limits(request, make())
+    name = model if isinstance(model, str) else asked_as or found.name
+    refuse_thinking(name, found.info, reqs, think_param)
+    return Generation(request, found, reqs)
 
 
 def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:
