@@ -18,6 +18,7 @@ from llmkit.config.settings import ServeSettings
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, ToolCallDelta, Usage
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
+from llmkit.errors import ThinkingUnsupportedError
 from tests.conftest import serving
 
 THOUGHT = ("The user", " asks for 2+2.", " That is 4.")
@@ -64,15 +65,28 @@ class Scripted(Engine):
         return EngineInfo(engine="scripted", model="m", context_length=4096, capabilities=caps)
 
 
+class Refusing(Scripted):
+    """Says it can think, then refuses thinking itself, as an engine does that
+    finds out only from the model's template (the path a dialect maps too)."""
+
+    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        if req.think:
+            raise ThinkingUnsupportedError("/models/refuser.gguf")
+        async for chunk in super().generate(req):
+            yield chunk
+
+
 @contextlib.contextmanager
 def thinking_server(store: str) -> Iterator[tuple[str, dict[str, Scripted]]]:
     """A real server on loopback serving ``thinker`` (thinks, then answers),
-    ``caller`` (thinks, then calls get_weather) and ``plain`` (cannot think);
+    ``caller`` (thinks, then calls get_weather), ``plain`` (cannot think) and
+    ``refuser`` (whose engine refuses thinking only once asked);
     its URL and the engines by name."""
     engines = {
         "thinker": Scripted(REPLY),
         "caller": Scripted(CALLS),
         "plain": Scripted(PLAIN, thinks=False),
+        "refuser": Refusing(PLAIN),
     }
     registry = ModelRegistry([ServedModel([name], e) for name, e in engines.items()])
     with serving(create_app(ServeSettings(store=store), registry)) as url:

@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,7 +34,7 @@ from llmkit.api.reasoning import refuse_thinking
 from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.errors import EngineError, InvalidRequestError, LlmkitError, ThinkingUnsupportedError
 
 T = TypeVar("T")
 log = logging.getLogger("llmkit.api")
@@ -203,11 +203,17 @@ def served(request: Request, name: str) -> ServedModel:
 
 @dataclass(frozen=True)
 class Generation:
-    """A request resolved to its model and its engine requests, ready to run."""
+    """A request resolved to its model and its engine requests, ready to run.
+
+    ``think_param`` and ``asked``: the field that asked for thinking and the
+    model's name as the request gave it, so that an engine's own refusal of
+    thinking (``ThinkingUnsupportedError``) names them as ``start``'s does."""
 
     request: Request
     model: ServedModel
     reqs: list[GenerateRequest]
+    think_param: str = "think"
+    asked: str = ""
 
     @property
     def engine(self) -> Engine:
@@ -216,12 +222,25 @@ class Generation:
     async def streamed(self) -> AsyncIterator[tuple[int, Chunk]]:
         """Start every generation (a refusal is still a plain error status) and
         merge their chunks as ``(choice index, chunk)``: ``open_streams``."""
-        return await open_streams(self.engine, self.reqs, watcher(self.request, self.model.name))
+        with self._named_refusal():
+            return await open_streams(
+                self.engine, self.reqs, watcher(self.request, self.model.name)
+            )
 
     async def whole(self) -> list[tuple[str, Chunk]]:
         """Every choice's text and final chunk (``collect``), or ``ClientGone``."""
         watch = watcher(self.request, self.model.name)
-        return await self.unless_gone(collect(self.engine, self.reqs, watch))
+        with self._named_refusal():
+            return await self.unless_gone(collect(self.engine, self.reqs, watch))
+
+    @contextlib.contextmanager
+    def _named_refusal(self) -> Iterator[None]:
+        try:
+            yield
+        except ThinkingUnsupportedError as e:
+            raise ThinkingUnsupportedError(
+                self.asked or self.model.name, param=self.think_param
+            ) from e
 
     async def unless_gone(self, work: Awaitable[T]) -> T:
         """``work``, cancelled (freeing the engine) with ``ClientGone`` if the client leaves."""
@@ -252,7 +271,7 @@ def start(
     reqs = within_limits(request, make())
     name = model if isinstance(model, str) else asked_as or found.name
     refuse_thinking(name, found.info, reqs, think_param)
-    return Generation(request, found, reqs)
+    return Generation(request, found, reqs, think_param, name)
 
 
 def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:
