@@ -79,6 +79,7 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
         model,
         lambda: [convert.to_generate_request(turn, messages, body.max_output_tokens)],
         None,
+        think_param="reasoning.effort",
     )
     head = Head(make_id("resp"), int(time.time()), body.model)
 
