@@ -205,6 +205,30 @@ def test_responses_chains_hand_earlier_thinking_back(oai, engines):
     ]
 
 
+def test_responses_stateless_clients_get_the_thinking_back_through_encrypted_content(oai, engines):
+    """Codex's way: store false, include encrypted_content, and send back only that."""
+    include = ["reasoning.encrypted_content"]
+    r = oai.responses.create(model="thinker", input="What is 2+2?", store=False, include=include)
+    with oai.responses.stream(
+        model="thinker", input="What is 2+2?", store=False, include=include
+    ) as stream:
+        streamed = stream.get_final_response()
+    for answer in (r, streamed):
+        item = answer.output[0]
+        assert item.encrypted_content and THINKING not in item.encrypted_content
+        back = {
+            "type": "reasoning",
+            "id": item.id,
+            "summary": [],
+            "encrypted_content": item.encrypted_content,
+        }
+        again = [*ASK, back, answer.output[1].model_dump(exclude_none=True), *ASK]
+        oai.responses.create(model="thinker", input=again, store=False)  # type: ignore[arg-type]
+        assert engines["thinker"].seen[-1].messages[1].reasoning == THINKING
+    plain = oai.responses.create(model="thinker", input="What is 2+2?", store=False)
+    assert plain.output[0].encrypted_content is None  # only when asked for
+
+
 @pytest.mark.parametrize(
     ("reasoning", "think", "effort"),
     [({"effort": "none"}, False, None), ({"effort": "high", "summary": "auto"}, None, "high")],

@@ -314,3 +314,12 @@ def test_responses_reasoning_items_go_to_the_turn_they_led_to():
     with pytest.raises(InvalidRequestError) as e:
         rconv.read_input([{"type": "reasoning", "content": [{"type": "x"}]}], str)
     assert e.value.param == "input.0.content.0"
+
+
+def test_sealed_thinking_reads_back_and_anything_else_reads_as_none():
+    from llmkit.api.responses.reasoning import seal, unseal
+
+    for text in ("", "2+2 is 4.", "思考 🤔"):
+        assert unseal(seal(text)) == text
+    for foreign in ("gAAAAABo-openai-ciphertext", "llmkit.%%%", None, 5):
+        assert unseal(foreign) == ""

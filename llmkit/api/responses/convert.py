@@ -15,7 +15,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS, Head
-from llmkit.api.responses.reasoning import read_reasoning, read_reasoning_item, reasoning_item
+from llmkit.api.responses.reasoning import (
+    ENCRYPTED,
+    read_reasoning,
+    read_reasoning_item,
+    reasoning_item,
+)
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.tools import check_choice, check_schema, tool_from_dict
 from llmkit.core.tools import join_calls
@@ -51,6 +56,7 @@ class Turn:
     echo: dict[str, Any] = field(default_factory=dict)  # the request's fields a Response repeats
     think: bool | None = None
     effort: Effort | None = None
+    sealed: bool = False  # reasoning items carry encrypted_content (``include``)
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -260,7 +266,10 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
     }
     if req.user is not None:  # a string when present, never null
         echo["user"] = req.user
-    return Turn(items, messages, sampling, tools, choice, name, parallel, echo, think, effort)
+    sealed = ENCRYPTED in (req.include or ())
+    return Turn(
+        items, messages, sampling, tools, choice, name, parallel, echo, think, effort, sealed
+    )
 
 
 def to_generate_request(
@@ -316,14 +325,18 @@ def call_item(item_id: str, call: ToolCall, status: str = "completed") -> dict[s
     }
 
 
-def to_output(text: str, last: Chunk, make_id: MakeId) -> tuple[list[dict], Message]:
+def to_output(
+    text: str, last: Chunk, make_id: MakeId, *, sealed: bool = False
+) -> tuple[list[dict], Message]:
     """The output items of a finished generation (its thinking, its text, then
-    its calls), and the assistant message they add to the history."""
+    its calls), and the assistant message they add to the history; ``sealed``:
+    as ``Turn.sealed``."""
     calls = join_calls(last.tool_calls)
     status = "incomplete" if last.finish_reason == "length" else "completed"
     # Cut while still thinking: the thinking is what is incomplete.
     cut = "incomplete" if status == "incomplete" and not (text or calls) else "completed"
-    output = [reasoning_item(make_id("rs"), last.reasoning, cut)] if last.reasoning else []
+    thought = reasoning_item(make_id("rs"), last.reasoning, cut, sealed=sealed)
+    output = [thought] if last.reasoning else []
     output += [message_item(make_id("msg"), text, status)] if text or not calls else []
     output += [call_item(make_id("fc"), c) for c in calls]
     return output, Message("assistant", text, tool_calls=tuple(calls), reasoning=last.reasoning)

@@ -52,6 +52,7 @@ class ResponseCreateRequest(OpenAIRequest):
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
+    include: list[str] | None = None  # "reasoning.encrypted_content" is the one read
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
     stream: bool | None = False
     store: bool | None = True

@@ -95,7 +95,7 @@ class _Events:
         if self.thought_id is None:
             return []
         text = "".join(self.thought)
-        item = reasoning_item(self.thought_id, text, status)
+        item = reasoning_item(self.thought_id, text, status, sealed=self.turn.sealed)
         events = [
             self.event(
                 "response.reasoning_text.done",
