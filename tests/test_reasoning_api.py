@@ -410,27 +410,28 @@ def test_ollama_bad_think_and_a_model_that_cannot_think(olla, engines):
     assert "thinking" not in olla.show("plain").capabilities
 
 
-# -- an engine's own refusal, in each dialect ------------------------------------------
+# -- the engine's refusal, streamed too, in each dialect ------------------------------------------
 
 
 def test_an_engines_refusal_is_each_dialects_error_naming_the_field_and_model(
     oai, claude, olla, engines
 ):
-    """The engine names the model by its path and does not know the dialect's
-    field; the answer names both as the request did, whole and streamed."""
+    """The engine refuses (the server leaves a model it does not run itself to
+    its engine) without knowing the dialect's field; the answer names the field
+    and the model as the request did, whole and streamed."""
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as e:
             oai.chat.completions.create(
-                model="refuser",
+                model="plain",
                 messages=ASK,
                 stream=stream,
                 extra_body={"chat_template_kwargs": {"enable_thinking": True}},
             )
-        assert e.value.body["message"] == '"refuser" does not support thinking'
+        assert e.value.body["message"] == '"plain" does not support thinking'
         assert e.value.body["param"] == "chat_template_kwargs.enable_thinking"
         with pytest.raises(anthropic.BadRequestError) as e:
             claude.messages.create(
-                model="refuser",
+                model="plain",
                 max_tokens=2048,
                 messages=ASK,
                 stream=stream,
@@ -438,10 +439,10 @@ def test_an_engines_refusal_is_each_dialects_error_naming_the_field_and_model(
             )
         assert e.value.body["error"] == {
             "type": "invalid_request_error",
-            "message": '"refuser" does not support thinking',
+            "message": '"plain" does not support thinking',
         }
         with pytest.raises(ollama.ResponseError) as e:
-            reply = olla.chat(model="refuser", messages=ASK, think=True, stream=stream)
+            reply = olla.chat(model="plain", messages=ASK, think=True, stream=stream)
             list(reply) if stream else None  # type: ignore[arg-type]
-        assert (e.value.status_code, e.value.error) == (400, '"refuser" does not support thinking')
-    assert olla.chat(model="refuser", messages=ASK, think=False).message.content == "Four."
+        assert (e.value.status_code, e.value.error) == (400, '"plain" does not support thinking')
+    assert olla.chat(model="plain", messages=ASK, think=False).message.content == "Four."

@@ -39,7 +39,8 @@ CALLS = (
 
 
 class Scripted(Engine):
-    """Answers every request with ``script``; ``thinks``: whether it says it can think."""
+    """Answers every request with ``script``; ``thinks``: whether it can think
+    (it says so in its capabilities, and refuses thinking asked otherwise)."""
 
     supports_tools = True
 
@@ -49,6 +50,8 @@ class Scripted(Engine):
         self.seen: list[GenerateRequest] = []
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+        if req.think and not self.thinks:  # as the engines do, by the contract
+            raise ThinkingUnsupportedError(self.info.model)
         self.seen.append(req)
         for chunk in self.script:
             yield chunk
@@ -65,28 +68,15 @@ class Scripted(Engine):
         return EngineInfo(engine="scripted", model="m", context_length=4096, capabilities=caps)
 
 
-class Refusing(Scripted):
-    """Says it can think, then refuses thinking itself, as an engine does that
-    finds out only from the model's template (the path a dialect maps too)."""
-
-    async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
-        if req.think:
-            raise ThinkingUnsupportedError("/models/refuser.gguf")
-        async for chunk in super().generate(req):
-            yield chunk
-
-
 @contextlib.contextmanager
 def thinking_server(store: str) -> Iterator[tuple[str, dict[str, Scripted]]]:
     """A real server on loopback serving ``thinker`` (thinks, then answers),
-    ``caller`` (thinks, then calls get_weather), ``plain`` (cannot think) and
-    ``refuser`` (whose engine refuses thinking only once asked);
+    ``caller`` (thinks, then calls get_weather) and ``plain`` (cannot think);
     its URL and the engines by name."""
     engines = {
         "thinker": Scripted(REPLY),
         "caller": Scripted(CALLS),
         "plain": Scripted(PLAIN, thinks=False),
-        "refuser": Refusing(PLAIN),
     }
     registry = ModelRegistry([ServedModel([name], e) for name, e in engines.items()])
     with serving(create_app(ServeSettings(store=store), registry)) as url:

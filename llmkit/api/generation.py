@@ -33,6 +33,7 @@ from llmkit.api.logprobs import refuse_logprobs
 from llmkit.api.reasoning import refuse_thinking
 from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
+from llmkit.engines.local import LocalEngine
 from llmkit.engines.registry import ModelRegistry, ServedModel
 from llmkit.errors import EngineError, InvalidRequestError, LlmkitError, ThinkingUnsupportedError
 
@@ -263,15 +264,26 @@ def start(
     checked them before work of its own (Responses reads a stored history first).
     The model's own defaults (its Modelfile) are applied by the served model
     itself, once for every dialect. Thinking asked of a model that cannot think
-    is refused here, naming ``think_param`` (the field that asked for it) and the
-    model as the request named it (``asked_as``, where ``model`` is already found)."""
+    is refused here, before any work, naming ``think_param`` (the field that asked
+    for it) and the model as the request named it (``asked_as``, where ``model``
+    is already found), where the model is known to this server (``_describes``);
+    elsewhere the engine refuses it itself, named the same (``Generation``)."""
     if sizes is not None:
         limits.check(request, sizes)
     found = served(request, model) if isinstance(model, str) else model
     reqs = within_limits(request, make())
     name = model if isinstance(model, str) else asked_as or found.name
-    refuse_thinking(name, found.info, reqs, think_param)
+    if _describes(found):
+        refuse_thinking(name, found.info, reqs, think_param)
     return Generation(request, found, reqs, think_param, name)
+
+
+def _describes(model: ServedModel) -> bool:
+    """Whether the model's ``capabilities`` say for sure if it can think: a loaded
+    model run in this process (its family read from its own template). A remote
+    server (upstream, vLLM's child) decides for itself and answers with its own
+    error, and a model not loaded yet is described only as far as known."""
+    return model.loaded and isinstance(model.inner, LocalEngine)
 
 
 def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:
