@@ -228,6 +228,7 @@ def test_a_tool_result_round_trip(claude, server):
         "content": "It is 18 celsius, sunny.",
         "tool_calls": [],
         "tool_call_id": call.id,
+        "reasoning": "",
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from llmkit.api.models_view import ModelView
-from llmkit.api.ollama import convert, listings
+from llmkit.api.ollama import convert, listings, replies
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Message, Usage
 from llmkit.errors import InvalidRequestError
 
@@ -22,14 +22,14 @@ T = TypeVar("T")
 AT = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 STAMP = "2025-01-02T03:04:05.678901Z"
 # start 1000 ns; the model took 100 to load; the prompt was read by 1500.
-TIMING = convert.Timing(start=1_000, first=1_500, load=100)
+TIMING = replies.Timing(start=1_000, first=1_500, load=100)
 SAID = {"role": "assistant"}
 
 
-def stamped(*chunks: tuple[Chunk, int]) -> AsyncIterator[convert.Stamped]:
-    async def gen() -> AsyncIterator[convert.Stamped]:
+def stamped(*chunks: tuple[Chunk, int]) -> AsyncIterator[replies.Stamped]:
+    async def gen() -> AsyncIterator[replies.Stamped]:
         for chunk, ns in chunks:
-            yield convert.Stamped(chunk, ns, AT)
+            yield replies.Stamped(chunk, ns, AT)
 
     return gen()
 
@@ -40,7 +40,7 @@ def run(work: Awaitable[T]) -> T:
 
 def lines(stream: AsyncIterator[Any]) -> list[str]:
     async def drain() -> list[str]:
-        return [convert.to_ndjson_line(x) async for x in stream]
+        return [replies.to_ndjson_line(x) async for x in stream]
 
     return run(drain())
 
@@ -74,15 +74,15 @@ def ndjson(*objs: dict[str, Any]) -> list[str]:
 
 
 SCRIPT = [
-    (Chunk("Hé", (1, 2)), 1_500),
+    (Chunk("Hé", token_ids=(1, 2)), 1_500),
     (Chunk(), 1_600),  # nothing to say: no line
-    (Chunk("日本", (3,)), 1_700),
-    (Chunk("", (4,), "length", Usage(5, 4)), 2_000),
+    (Chunk("日本", token_ids=(3,)), 1_700),
+    (Chunk("", token_ids=(4,), finish_reason="length", usage=Usage(5, 4)), 2_000),
 ]
 
 STREAMS = [
     pytest.param(
-        lambda: convert.to_chat_lines("m", TIMING, stamped(*SCRIPT)),
+        lambda: replies.to_chat_lines("m", TIMING, stamped(*SCRIPT)),
         ndjson(
             chat_line("Hé"),
             chat_line("日本"),
@@ -91,7 +91,7 @@ STREAMS = [
         id="chat",
     ),
     pytest.param(
-        lambda: convert.to_generate_lines("m", TIMING, stamped(*SCRIPT), [7, 8]),
+        lambda: replies.to_generate_lines("m", TIMING, stamped(*SCRIPT), [7, 8]),
         ndjson(
             generate_line("Hé"),
             generate_line("日本"),
@@ -100,7 +100,7 @@ STREAMS = [
         id="generate: context is the prompt then the reply",
     ),
     pytest.param(
-        lambda: convert.to_generate_lines("m", TIMING, stamped(*SCRIPT[2:]), None),
+        lambda: replies.to_generate_lines("m", TIMING, stamped(*SCRIPT[2:]), None),
         ndjson(
             generate_line("日本"),
             done("length", 5, 4, 2_000, response=""),
@@ -116,21 +116,21 @@ def test_stream_lines(make, expected):
 
 
 def test_whole_answers_join_the_text():
-    chat = run(convert.to_chat_response("m", TIMING, stamped(*SCRIPT)))
+    chat = run(replies.to_chat_response("m", TIMING, stamped(*SCRIPT)))
     assert chat.model_dump() == done("length", 5, 4, 2_000, message={**SAID, "content": "Hé日本"})
-    gen = run(convert.to_generate_response("m", TIMING, stamped(*SCRIPT), []))
+    gen = run(replies.to_generate_response("m", TIMING, stamped(*SCRIPT), []))
     assert gen.model_dump() == done("length", 5, 4, 2_000, response="Hé日本", context=[1, 2, 3, 4])
 
 
 def test_a_stream_without_a_final_chunk_reports_no_counts():
-    cut = run(convert.to_chat_response("m", TIMING, stamped((Chunk("x", (1,)), 1_900))))
+    cut = run(replies.to_chat_response("m", TIMING, stamped((Chunk("x", token_ids=(1,)), 1_900))))
     assert cut.model_dump() == done("stop", 0, 0, 1_900, message={**SAID, "content": "x"})
 
 
 def test_a_loaded_model_took_no_load_time():
-    timing = convert.Timing(start=0, first=50)
+    timing = replies.Timing(start=0, first=50)
     chunk = Chunk(finish_reason="stop", usage=Usage(1, 1))
-    d = run(convert.to_chat_response("m", timing, stamped((chunk, 80)))).model_dump()
+    d = run(replies.to_chat_response("m", timing, stamped((chunk, 80)))).model_dump()
     assert (d["load_duration"], d["prompt_eval_duration"], d["eval_duration"]) == (0, 50, 30)
 
 
@@ -142,7 +142,7 @@ def test_a_loaded_model_took_no_load_time():
     ],
 )
 def test_load_answers(chat, unload, expected):
-    got = convert.to_load_answer("m", chat=chat, unload=unload, now=AT)
+    got = replies.to_load_answer("m", chat=chat, unload=unload, now=AT)
     assert got.model_dump() == {"model": "m", "created_at": STAMP, "done": True, **expected}
 
 

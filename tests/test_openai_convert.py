@@ -38,12 +38,13 @@ def stop(usage: Usage | None = None, reason: str = "stop", text: str = "") -> Ch
     return Chunk(text=text, finish_reason=reason, usage=usage)  # type: ignore[arg-type]
 
 
-def usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
+def usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
 
 
@@ -67,7 +68,7 @@ CHAT_STREAMS = [
     pytest.param(
         1,
         False,
-        [(0, Chunk("Hé", (1,))), (0, Chunk()), (0, stop(Usage(5, 1)))],
+        [(0, Chunk("Hé", token_ids=(1,))), (0, Chunk()), (0, stop(Usage(5, 1)))],
         wire(delta(0, OPEN), delta(0, {"content": "Hé"}), delta(0, {}, "stop")),
         id="one choice; an empty chunk sends nothing; no usage key",
     ),

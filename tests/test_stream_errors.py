@@ -36,8 +36,8 @@ class FailingEngine(Engine):
         self.error = error
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
-        yield Chunk("Hel", (1,))
-        yield Chunk("lo", (2,))
+        yield Chunk("Hel", token_ids=(1,))
+        yield Chunk("lo", token_ids=(2,))
         raise self.error
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:

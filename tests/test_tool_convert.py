@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from llmkit.api.ollama import convert as oconv
+from llmkit.api.ollama import replies as oreplies
 from llmkit.api.ollama import schemas as os_
 from llmkit.api.openai import convert
 from llmkit.api.openai import schemas as s
@@ -181,24 +182,24 @@ def test_ollama_history_calls_carry_objects():
     assert req.messages[2] == Message("tool", "rain")
 
 
-def _stamped(*chunks: Chunk) -> AsyncIterator[oconv.Stamped]:
-    async def gen() -> AsyncIterator[oconv.Stamped]:
+def _stamped(*chunks: Chunk) -> AsyncIterator[oreplies.Stamped]:
+    async def gen() -> AsyncIterator[oreplies.Stamped]:
         for i, c in enumerate(chunks):
-            yield oconv.Stamped(c, 2_000 + i, datetime(2025, 1, 1, tzinfo=UTC))
+            yield oreplies.Stamped(c, 2_000 + i, datetime(2025, 1, 1, tzinfo=UTC))
 
     return gen()
 
 
 def test_ollama_replies_with_calls_streaming_and_not():
-    timing = oconv.Timing(start=1_000, first=1_500)
+    timing = oreplies.Timing(start=1_000, first=1_500)
     call = {"id": "call_1", "function": {"name": "get_weather", "arguments": {"a": 1}}}
     chunks = (Chunk(tool_calls=CALL), Chunk(finish_reason="tool_calls", usage=Usage(1, 2)))
-    lines = [json.loads(oconv.to_ndjson_line(x)) for x in _drain(
-        oconv.to_chat_lines("m", timing, _stamped(*chunks)))]  # fmt: skip
+    lines = [json.loads(oreplies.to_ndjson_line(x)) for x in _drain(
+        oreplies.to_chat_lines("m", timing, _stamped(*chunks)))]  # fmt: skip
     assert lines[0]["message"] == {"role": "assistant", "content": "", "tool_calls": [call]}
     assert lines[1]["done"] and lines[1]["done_reason"] == "stop"
     assert "tool_calls" not in lines[1]["message"]
-    whole = asyncio.run(oconv.to_chat_response("m", timing, _stamped(*chunks))).model_dump()
+    whole = asyncio.run(oreplies.to_chat_response("m", timing, _stamped(*chunks))).model_dump()
     assert whole["message"]["tool_calls"] == [call] and whole["done_reason"] == "stop"
 
 

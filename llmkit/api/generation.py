@@ -21,7 +21,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,10 +30,12 @@ from starlette.requests import Request
 from llmkit.api import limits
 from llmkit.api.limits import Sizes
 from llmkit.api.logprobs import refuse_logprobs
+from llmkit.api.reasoning import refuse_thinking
 from llmkit.core.types import Chunk, GenerateRequest, Logprob, ToolCallDelta
 from llmkit.engines.base import Engine
+from llmkit.engines.local import LocalEngine
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from llmkit.errors import EngineError, InvalidRequestError, LlmkitError
+from llmkit.errors import EngineError, InvalidRequestError, LlmkitError, ThinkingUnsupportedError
 
 T = TypeVar("T")
 log = logging.getLogger("llmkit.api")
@@ -145,21 +147,27 @@ async def collect(
     engine: Engine, reqs: list[GenerateRequest], watch: Watch | None = None
 ) -> list[tuple[str, Chunk]]:
     """Run to the end; per choice, the whole text and the final chunk (which
-    carries every tool-call delta and log-probability of the choice)."""
+    carries every tool-call delta and log-probability of the choice, and its
+    whole thinking as ``reasoning``)."""
     texts: list[list[str]] = [[] for _ in reqs]
+    thought: list[list[str]] = [[] for _ in reqs]
     calls: list[list[ToolCallDelta]] = [[] for _ in reqs]
     scored: list[list[Logprob]] = [[] for _ in reqs]
     last: list[Chunk] = [Chunk() for _ in reqs]
     stream = await open_streams(engine, reqs, watch)
     async for i, chunk in stream:
         texts[i].append(chunk.text)
+        thought[i].append(chunk.reasoning)
         calls[i].extend(chunk.tool_calls)
         scored[i].extend(chunk.logprobs)
         if chunk.finish_reason is not None:
             last[i] = chunk
     return [
-        ("".join(t), dataclasses.replace(c, tool_calls=tuple(d), logprobs=tuple(lps)))
-        for t, d, lps, c in zip(texts, calls, scored, last, strict=True)
+        (
+            "".join(t),
+            dataclasses.replace(c, tool_calls=tuple(d), logprobs=tuple(lps), reasoning="".join(r)),
+        )
+        for t, r, d, lps, c in zip(texts, thought, calls, scored, last, strict=True)
     ]
 
 
@@ -196,11 +204,17 @@ def served(request: Request, name: str) -> ServedModel:
 
 @dataclass(frozen=True)
 class Generation:
-    """A request resolved to its model and its engine requests, ready to run."""
+    """A request resolved to its model and its engine requests, ready to run.
+
+    ``think_param`` and ``asked``: the field that asked for thinking and the
+    model's name as the request gave it, so that an engine's own refusal of
+    thinking (``ThinkingUnsupportedError``) names them as ``start``'s does."""
 
     request: Request
     model: ServedModel
     reqs: list[GenerateRequest]
+    think_param: str = "think"
+    asked: str = ""
 
     @property
     def engine(self) -> Engine:
@@ -209,12 +223,25 @@ class Generation:
     async def streamed(self) -> AsyncIterator[tuple[int, Chunk]]:
         """Start every generation (a refusal is still a plain error status) and
         merge their chunks as ``(choice index, chunk)``: ``open_streams``."""
-        return await open_streams(self.engine, self.reqs, watcher(self.request, self.model.name))
+        with self._named_refusal():
+            return await open_streams(
+                self.engine, self.reqs, watcher(self.request, self.model.name)
+            )
 
     async def whole(self) -> list[tuple[str, Chunk]]:
         """Every choice's text and final chunk (``collect``), or ``ClientGone``."""
         watch = watcher(self.request, self.model.name)
-        return await self.unless_gone(collect(self.engine, self.reqs, watch))
+        with self._named_refusal():
+            return await self.unless_gone(collect(self.engine, self.reqs, watch))
+
+    @contextlib.contextmanager
+    def _named_refusal(self) -> Iterator[None]:
+        try:
+            yield
+        except ThinkingUnsupportedError as e:
+            raise ThinkingUnsupportedError(
+                self.asked or self.model.name, param=self.think_param
+            ) from e
 
     async def unless_gone(self, work: Awaitable[T]) -> T:
         """``work``, cancelled (freeing the engine) with ``ClientGone`` if the client leaves."""
@@ -226,6 +253,9 @@ def start(
     model: str | ServedModel,
     make: Callable[[], list[GenerateRequest]],
     sizes: Sizes | None,
+    *,
+    think_param: str = "think",
+    asked_as: str | None = None,
 ) -> Generation:
     """Resolve a request: its sizes checked against this server's limits before
     anything is built (``make`` builds n requests per prompt, and a huge n must
@@ -233,11 +263,27 @@ def start(
     requests as ``make`` builds them. ``sizes`` is None only where the route
     checked them before work of its own (Responses reads a stored history first).
     The model's own defaults (its Modelfile) are applied by the served model
-    itself, once for every dialect."""
+    itself, once for every dialect. Thinking asked of a model that cannot think
+    is refused here, before any work, naming ``think_param`` (the field that asked
+    for it) and the model as the request named it (``asked_as``, where ``model``
+    is already found), where the model is known to this server (``_describes``);
+    elsewhere the engine refuses it itself, named the same (``Generation``)."""
     if sizes is not None:
         limits.check(request, sizes)
     found = served(request, model) if isinstance(model, str) else model
-    return Generation(request, found, within_limits(request, make()))
+    reqs = within_limits(request, make())
+    name = model if isinstance(model, str) else asked_as or found.name
+    if _describes(found):
+        refuse_thinking(name, found.info, reqs, think_param)
+    return Generation(request, found, reqs, think_param, name)
+
+
+def _describes(model: ServedModel) -> bool:
+    """Whether the model's ``capabilities`` say for sure if it can think: a loaded
+    model run in this process (its family read from its own template). A remote
+    server (upstream, vLLM's child) decides for itself and answers with its own
+    error, and a model not loaded yet is described only as far as known."""
+    return model.loaded and isinstance(model.inner, LocalEngine)
 
 
 def as_llmkit_error(exc: Exception, where: str) -> LlmkitError:

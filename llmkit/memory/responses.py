@@ -57,12 +57,20 @@ def message_to_json(m: Message) -> dict[str, Any]:
         "content": m.content,
         "tool_calls": [[c.id, c.name, c.arguments_json] for c in m.tool_calls],
         "tool_call_id": m.tool_call_id,
+        # an assistant turn's thinking, for a chain's later turns (rows before it have none)
+        "reasoning": m.reasoning,
     }
 
 
 def message_from_json(d: dict[str, Any]) -> Message:
     calls = tuple(ToolCall(*c) for c in d.get("tool_calls") or ())
-    return Message(d["role"], d["content"], tool_calls=calls, tool_call_id=d.get("tool_call_id"))
+    return Message(
+        d["role"],
+        d["content"],
+        tool_calls=calls,
+        tool_call_id=d.get("tool_call_id"),
+        reasoning=d.get("reasoning") or "",
+    )
 
 
 def conversation_name(response_id: str, messages: list[Message]) -> str:

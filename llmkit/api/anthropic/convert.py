@@ -6,7 +6,8 @@ registry: the route hands in the id and the model name (``Head``).
 
 Anthropic's turns hold blocks where core messages hold fields: a user turn's
 ``tool_result`` blocks become ``tool`` messages (in their order among its
-text), an assistant turn's ``tool_use`` blocks become its ``tool_calls``. The
+text), an assistant turn's ``tool_use`` blocks become its ``tool_calls`` and
+its ``thinking`` blocks its ``reasoning``. The
 tools go through the same checks and the same engines' calls as the other
 dialects' (``api.tools``); ``any`` is core's ``required``.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from llmkit.api.anthropic import schemas as s
+from llmkit.api.anthropic import thinking as th
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
@@ -105,10 +107,13 @@ def _user_turn(blocks: list[s.Block], i: int) -> list[Message]:
 def _assistant_turn(blocks: list[s.Block], i: int) -> Message:
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thoughts: list[str] = []
     for j, b in enumerate(blocks):
         where = f"messages.{i}.content.{j}"
         if b.type == "text" and b.text is not None:
             texts.append(b.text)
+        elif b.type == "thinking":
+            thoughts.append(b.thinking or "")  # the template decides if the model sees it
         elif b.type == "tool_use":
             if not b.id or not b.name or not isinstance(b.input, dict):
                 raise InvalidRequestError(
@@ -116,11 +121,11 @@ def _assistant_turn(blocks: list[s.Block], i: int) -> Message:
                     param=where,
                 )
             calls.append(ToolCall(b.id, b.name, json.dumps(b.input)))
-        elif b.type in ("thinking", "redacted_thinking"):
-            continue  # what a model thought is not shown to it again
+        elif b.type == "redacted_thinking":
+            continue  # Anthropic's encrypted thinking: nothing a local model can read
         else:
             raise _unsupported(b, where)
-    return Message("assistant", "".join(texts), tool_calls=tuple(calls))
+    return Message("assistant", "".join(texts), tuple(calls), reasoning="".join(thoughts))
 
 
 def from_messages(req: s.PromptFields) -> tuple[Message, ...]:
@@ -190,14 +195,19 @@ def from_tools(req: s.PromptFields) -> ToolsAsked:
     return ToolsAsked(tools, choice, name, parallel=not tc.disable_parallel_tool_use)
 
 
-def _request(req: s.PromptFields, **kw: Any) -> GenerateRequest:
+def _request(req: s.PromptFields, max_tokens: int | None = None, **kw: Any) -> GenerateRequest:
     asked = from_tools(req)
+    think, budget, effort = th.read_thinking(req, max_tokens)
     return GenerateRequest(
         messages=from_messages(req),
         tools=asked.tools,
         tool_choice=asked.choice,
         tool_name=asked.name,
         parallel_tool_calls=asked.parallel,
+        max_tokens=max_tokens,
+        think=think,
+        reasoning_budget=budget,
+        effort=effort,
         **kw,
     )
 
@@ -257,14 +267,24 @@ def stop_reason(last: Chunk) -> s.StopReason:
 def to_usage(usage: Usage | None) -> s.Usage:
     if usage is None:
         return s.Usage(input_tokens=0, output_tokens=0)
-    return s.Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    thought = usage.reasoning_tokens
+    details = s.OutputTokensDetails(thinking_tokens=thought) if thought else None
+    return s.Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        output_tokens_details=details,
+    )
 
 
-def to_message(head: Head, text: str, last: Chunk) -> s.Message:
-    """``last``: the final chunk, holding every call delta (as ``collect`` gives)."""
+def to_message(head: Head, text: str, last: Chunk, *, shown: bool = True) -> s.Message:
+    """``last``: the final chunk, holding every call delta and the whole thinking
+    (as ``collect`` gives); ``shown``: the thinking's text is sent (``thinking.
+    shows_thinking``)."""
     calls = join_calls(last.tool_calls)
-    content: list[s.TextBlock | s.ToolUseBlock] = []
-    if text or not calls:
+    content: list[s.ThinkingBlock | s.TextBlock | s.ToolUseBlock] = []
+    if last.reasoning:
+        content.append(th.block(last.reasoning, shown))
+    if text or not (calls or last.reasoning):
         content.append(s.TextBlock(text=text))
     content += [s.ToolUseBlock(id=tool_use_id(c.id), name=c.name, input=_input(c)) for c in calls]
     reason = stop_reason(last)
@@ -282,13 +302,14 @@ Event = dict[str, Any]
 
 
 async def to_events(
-    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, input_tokens: int
+    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, input_tokens: int, shown: bool = True
 ) -> AsyncIterator[Event]:
     """A stream's events in Anthropic's order: ``message_start``, a ``ping``, then
-    per block a start, its deltas (``text_delta``; a call's ``input_json_delta``)
-    and a stop, then ``message_delta`` (stop reason, usage) and ``message_stop``.
+    per block a start, its deltas (``thinking_delta`` then a ``signature_delta``;
+    ``text_delta``; a call's ``input_json_delta``) and a stop, then
+    ``message_delta`` (stop reason, usage) and ``message_stop``.
     ``input_tokens``: the prompt's count as far as known before the end (the
-    final figure comes again in ``message_delta``)."""
+    final figure comes again in ``message_delta``); ``shown``: as ``to_message``."""
     start = s.Message(
         id=head.id,
         model=head.model,
@@ -298,7 +319,8 @@ async def to_events(
     )
     yield {"type": "message_start", "message": start.model_dump()}
     yield {"type": "ping"}
-    index, open_kind = -1, None  # the block being written: its index and "text" / "tool_use"
+    index, open_kind = -1, None  # the block being written: its index and its type
+    thought: list[str] = []  # the open thinking block's text, which its signature covers
     last = Chunk()
 
     def begin(block: dict[str, Any]) -> list[Event]:
@@ -311,13 +333,25 @@ async def to_events(
         nonlocal open_kind
         if open_kind is None:
             return []
+        events = []
+        if open_kind == "thinking":  # signed just before its stop, as Anthropic's are
+            sig = th.signature("".join(thought))
+            events.append(delta({"type": "signature_delta", "signature": sig}))
+            thought.clear()
         open_kind = None
-        return [{"type": "content_block_stop", "index": index}]
+        return [*events, {"type": "content_block_stop", "index": index}]
 
     def delta(d: dict[str, Any]) -> Event:
         return {"type": "content_block_delta", "index": index, "delta": d}
 
     async for _, chunk in stream:
+        if chunk.reasoning:
+            if open_kind != "thinking":
+                for e in begin({"type": "thinking", "thinking": "", "signature": ""}):
+                    yield e
+            thought.append(chunk.reasoning)
+            if shown:
+                yield delta({"type": "thinking_delta", "thinking": chunk.reasoning})
         if chunk.text:
             if open_kind != "text":
                 for e in begin({"type": "text", "text": ""}):
@@ -345,6 +379,6 @@ async def to_events(
             "stop_reason": reason,
             "stop_sequence": last.stop_sequence if reason == "stop_sequence" else None,
         },
-        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        "usage": usage.model_dump(),
     }
     yield {"type": "message_stop"}

@@ -16,6 +16,7 @@ from sse_starlette import EventSourceResponse
 from llmkit.api.anthropic import convert
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic.errors import error_body
+from llmkit.api.anthropic.thinking import shows_thinking
 from llmkit.api.generation import start
 from llmkit.api.streaming import named, sse
 from llmkit.errors import InvalidRequestError, LlmkitError
@@ -25,8 +26,15 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/messages", response_model=None)
 async def messages(body: s.MessagesRequest, request: Request) -> Response:
-    gen = start(request, body.model, lambda: [convert.from_messages_request(body)], body.sizes())
+    gen = start(
+        request,
+        body.model,
+        lambda: [convert.from_messages_request(body)],
+        body.sizes(),
+        think_param="thinking",
+    )
     head = convert.Head(f"msg_{uuid.uuid4().hex}", body.model)
+    shown = shows_thinking(body)
     if body.stream:
         stream = await gen.streamed()
         # The reply is under way; the prompt's count for message_start is a
@@ -34,14 +42,16 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
         ids = None
         with contextlib.suppress(LlmkitError):
             ids = await gen.engine.encode(gen.reqs[0])
-        return _sse(convert.to_events(head, stream, input_tokens=len(ids or ())))
+        events = convert.to_events(head, stream, input_tokens=len(ids or ()), shown=shown)
+        return _sse(events)
     ((text, last),) = await gen.whole()
-    return JSONResponse(convert.to_message(head, text, last).model_dump())
+    return JSONResponse(convert.to_message(head, text, last, shown=shown).model_dump())
 
 
 @router.post("/messages/count_tokens")
 async def count_tokens(body: s.CountTokensRequest, request: Request) -> s.TokenCount:
-    gen = start(request, body.model, lambda: [convert.from_count_request(body)], body.sizes())
+    make = lambda: [convert.from_count_request(body)]  # noqa: E731
+    gen = start(request, body.model, make, body.sizes(), think_param="thinking")
     ids = await gen.engine.encode(gen.reqs[0])
     if ids is None:
         raise InvalidRequestError("This model's engine cannot count the tokens of messages.")

@@ -1,9 +1,9 @@
 """Wire models of Anthropic's Messages API (``/v1/messages``), as its reference
 describes them.
 
-Requests accept fields we don't know (``metadata``, ``thinking``, ``cache_control``
-on blocks: clients send them routinely) and log them; responses are built the
-way Anthropic's SDKs parse them.
+Requests accept fields we don't know (``cache_control`` on blocks, ``container``:
+clients send them routinely) and log them; responses are built the way
+Anthropic's SDKs parse them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from llmkit.api.limits import Sizes
 
@@ -47,6 +47,9 @@ class Block(BaseModel):
     tool_use_id: str | None = None
     content: str | list[Block] | None = None
     is_error: bool | None = None
+    # thinking (in the assistant's turns; redacted_thinking carries ``data``, dropped)
+    thinking: str | None = None
+    signature: str | None = None
 
 
 class InputMessage(BaseModel):
@@ -86,6 +89,9 @@ class PromptFields(AnthropicRequest):
     system: str | list[Block] | None = None
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
+    # Checked by ``thinking``, whose 400s name the field and the values it takes.
+    thinking: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
 
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built."""
@@ -121,6 +127,12 @@ class TextBlock(BaseModel):
     text: str
 
 
+class ThinkingBlock(BaseModel):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str
+
+
 class ToolUseBlock(BaseModel):
     type: Literal["tool_use"] = "tool_use"
     id: str
@@ -131,9 +143,21 @@ class ToolUseBlock(BaseModel):
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
+class OutputTokensDetails(BaseModel):
+    thinking_tokens: int  # of output_tokens, those that were thinking
+
+
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
+    output_tokens_details: OutputTokensDetails | None = None  # absent when nothing was thought
+
+    @model_serializer(mode="wrap")
+    def _omit_no_details(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("output_tokens_details") is None:
+            out.pop("output_tokens_details", None)
+        return out
 
 
 class Message(BaseModel):
@@ -141,7 +165,7 @@ class Message(BaseModel):
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
     model: str
-    content: list[TextBlock | ToolUseBlock]
+    content: list[ThinkingBlock | TextBlock | ToolUseBlock]
     stop_reason: StopReason | None
     stop_sequence: str | None = None
     usage: Usage

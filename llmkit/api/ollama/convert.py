@@ -1,39 +1,31 @@
 """Pure translations between Ollama wire models and llmkit's core types.
 
-``from_*`` read a request into a ``GenerateRequest``; ``to_*`` build the response
-objects and stream lines (the model listings are in ``listings.py``). Sampling
+``from_*`` read a request into a ``GenerateRequest`` (the answers are built in
+``replies.py``, the model listings in ``listings.py``). Sampling
 values a request leaves out come from the model's Modelfile, then Ollama's own
 defaults (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1), so code
 written for Ollama gets the replies it is used to.
 
-No HTTP, no clock, no registry here: the route reads the clocks (``Timing``,
-``Stamped``, ``now``) and describes the model with a ``ModelView``.
+No HTTP, no clock, no registry here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any
 
-from pydantic import BaseModel
-
-from llmkit.api.logprobs import check_range, token_text
+from llmkit.api.logprobs import check_range
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
+from llmkit.api.ollama.thinking import read_think
 from llmkit.api.tools import check_choice, tool_from_dict
-from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     DEFAULT_SAMPLING,
-    Chunk,
     GenerateRequest,
-    Logprob,
     Message,
     SamplingParams,
     ToolCall,
-    ToolCallDelta,
     ToolChoice,
 )
 from llmkit.errors import InvalidRequestError
@@ -95,8 +87,6 @@ def _stop(opts: s.Options | None) -> tuple[str, ...]:
 def _refuse_unsupported(req: s.GenerationFields, images: bool) -> None:
     if images:
         raise InvalidRequestError(f"{req.model} does not support images.", param="images")
-    if req.think not in (None, False):
-        raise InvalidRequestError(f'"{req.model}" does not support thinking.', param="think")
 
 
 def _logprobs(req: s.GenerationFields) -> int | None:
@@ -108,6 +98,7 @@ def _logprobs(req: s.GenerationFields) -> int | None:
 
 def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
     opts = req.options
+    think, effort = read_think(req.think)
     return GenerateRequest(
         sampling=_sampling(opts, req.format),
         defaults=DEFAULTS,
@@ -115,6 +106,8 @@ def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
         stop=_stop(opts),
         context_limit=opts.num_ctx if opts else None,
         logprobs=_logprobs(req),
+        think=think,
+        effort=effort,
         **what,
     )
 
@@ -151,6 +144,7 @@ def _message(m: s.ChatMessage, i: int) -> Message:
         content=m.content or "",
         tool_calls=tuple(calls),
         tool_call_id=call_id if isinstance(call_id, str) else None,
+        reasoning=(m.thinking or "") if m.role == "assistant" else "",
     )
 
 
@@ -227,202 +221,3 @@ def with_context(
         return req, None
     ids = (context or []) + encoded
     return replace(req, messages=None, prompt=tuple(ids)), ids
-
-
-# -- responses ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Readings of one request on a monotonic nanosecond clock, for Ollama's durations."""
-
-    start: int  # the request came in
-    first: int  # the first chunk was out: the prompt had been read
-    load: int = 0  # time the request waited for its model to load
-
-
-@dataclass(frozen=True)
-class Stamped:
-    """A chunk and when it arrived: ``ns`` on ``Timing``'s clock, ``at`` on the
-    wall clock (Ollama stamps every line with ``created_at``)."""
-
-    chunk: Chunk
-    ns: int
-    at: datetime
-
-
-def rfc3339(at: datetime) -> str:
-    """As Ollama writes ``created_at``: UTC, microseconds, ``Z``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _metrics(model: str, last: Stamped, timing: Timing) -> dict[str, Any]:
-    """The closing fields, from the chunk that ended the generation."""
-    end, usage = last.ns, last.chunk.usage
-    first = timing.first or end
-    return {
-        "model": model,
-        "created_at": rfc3339(last.at),
-        # Ollama ends a reply that called tools with "stop" too.
-        "done_reason": "length" if last.chunk.finish_reason == "length" else "stop",
-        "total_duration": end - timing.start,
-        "load_duration": timing.load,
-        "prompt_eval_count": usage.prompt_tokens if usage else 0,  # the whole prompt, as Ollama
-        # of which read from the KV cache: Ollama's prompt_eval_cached_count, left out at 0
-        "prompt_eval_cached_count": (usage.cached_tokens or None) if usage else None,
-        "prompt_eval_duration": max(0, first - timing.start - timing.load),
-        "eval_count": usage.completion_tokens if usage else 0,
-        "eval_duration": end - first,
-    }
-
-
-def _logprobs_out(entries: list[Logprob] | tuple[Logprob, ...]) -> list[s.Logprob] | None:
-    """Ollama's entries (left out, not empty, when there are none)."""
-
-    def one(e: Logprob) -> s.TokenLogprob:
-        return s.TokenLogprob(token=token_text(e.piece), logprob=e.logprob, bytes=list(e.piece))
-
-    return [
-        s.Logprob(**one(e).model_dump(), top_logprobs=[one(t) for t in e.top] or None)
-        for e in entries
-    ] or None
-
-
-def _said(text: str, calls: list[ToolCall]) -> s.ResponseMessage:
-    return s.ResponseMessage(
-        content=text,
-        tool_calls=[
-            s.ToolCall(
-                id=c.id,
-                function=s.CalledFunction(name=c.name, arguments=json.loads(c.arguments_json)),
-            )
-            for c in calls
-        ]
-        or None,
-    )
-
-
-# Chat and generate answers differ only in where the text goes (and generate's
-# ``context``), so each is a pair of builders over one loop: a piece of text
-# (time stamp, text, calls, log-probabilities), and the end (metrics, the text,
-# the reply's token ids, calls, log-probabilities). Generate has no calls: it
-# never offers tools.
-Line = TypeVar("Line", s.ChatResponse, s.GenerateResponse)
-Done = TypeVar("Done", s.ChatDoneResponse, s.GenerateDoneResponse)
-Scored = list[s.Logprob] | None
-PieceFn = Callable[[str, str, list[ToolCall], Scored], Line]
-DoneFn = Callable[[dict[str, Any], str, list[int], list[ToolCall], Scored], Done]
-
-
-async def _lines(
-    stamped: AsyncIterable[Stamped],
-    piece: PieceFn[Line],
-    done: DoneFn[Done],
-    model: str,
-    timing: Timing,
-) -> AsyncIterator[Line | Done]:
-    ids: list[int] = []
-    async for st in stamped:
-        ids.extend(st.chunk.token_ids)
-        # The engines hand on each call whole, in one chunk: a line of its own, as Ollama's.
-        calls = join_calls(st.chunk.tool_calls)
-        if st.chunk.text or calls or st.chunk.logprobs:
-            scored = _logprobs_out(st.chunk.logprobs)
-            yield piece(rfc3339(st.at), st.chunk.text, calls, scored)
-        if st.chunk.finish_reason:
-            yield done(_metrics(model, st, timing), "", ids, [], None)
-
-
-async def _whole(
-    stamped: AsyncIterable[Stamped], done: DoneFn[Done], model: str, timing: Timing
-) -> Done:
-    texts: list[str] = []
-    ids: list[int] = []
-    deltas: list[ToolCallDelta] = []
-    scored: list[Logprob] = []
-    last: Stamped | None = None
-    async for st in stamped:
-        texts.append(st.chunk.text)
-        ids.extend(st.chunk.token_ids)
-        deltas.extend(st.chunk.tool_calls)
-        scored.extend(st.chunk.logprobs)
-        # A stream cut short has no final chunk: its numbers are unknown, not the
-        # last piece's.
-        last = st if st.chunk.finish_reason else Stamped(Chunk(), st.ns, st.at)
-    if last is None:
-        raise ValueError("a generation yields at least its final chunk")
-    metrics = _metrics(model, last, timing)
-    return done(metrics, "".join(texts), ids, join_calls(deltas), _logprobs_out(scored))
-
-
-def _chat(model: str) -> tuple[PieceFn[s.ChatResponse], DoneFn[s.ChatDoneResponse]]:
-    def piece(at: str, text: str, calls: list[ToolCall], scored: Scored) -> s.ChatResponse:
-        message = _said(text, calls)
-        return s.ChatResponse(model=model, created_at=at, message=message, logprobs=scored)
-
-    def done(
-        metrics: dict[str, Any], text: str, ids: list[int], calls: list[ToolCall], scored: Scored
-    ) -> s.ChatDoneResponse:
-        return s.ChatDoneResponse(**metrics, message=_said(text, calls), logprobs=scored)
-
-    return piece, done
-
-
-def _generate(
-    model: str, prompt_ids: list[int] | None
-) -> tuple[PieceFn[s.GenerateResponse], DoneFn[s.GenerateDoneResponse]]:
-    def piece(at: str, text: str, _calls: list[ToolCall], scored: Scored) -> s.GenerateResponse:
-        return s.GenerateResponse(model=model, created_at=at, response=text, logprobs=scored)
-
-    def done(
-        metrics: dict[str, Any], text: str, ids: list[int], _calls: list[ToolCall], scored: Scored
-    ) -> s.GenerateDoneResponse:
-        # Ollama hands back the conversation so far (prompt, then reply) as token
-        # ids; the next request sends them as ``context`` to continue it.
-        context = None if prompt_ids is None else prompt_ids + ids
-        return s.GenerateDoneResponse(**metrics, response=text, context=context, logprobs=scored)
-
-    return piece, done
-
-
-def to_chat_lines(
-    model: str, timing: Timing, stamped: AsyncIterable[Stamped]
-) -> AsyncIterator[s.ChatResponse | s.ChatDoneResponse]:
-    """A chat stream: a line per piece of text, then the metrics with empty content."""
-    piece, done = _chat(model)
-    return _lines(stamped, piece, done, model, timing)
-
-
-async def to_chat_response(
-    model: str, timing: Timing, stamped: AsyncIterable[Stamped]
-) -> s.ChatDoneResponse:
-    """A chat answered in one object (``stream: false``)."""
-    return await _whole(stamped, _chat(model)[1], model, timing)
-
-
-def to_generate_lines(
-    model: str, timing: Timing, stamped: AsyncIterable[Stamped], prompt_ids: list[int] | None
-) -> AsyncIterator[s.GenerateResponse | s.GenerateDoneResponse]:
-    """A generate stream; ``prompt_ids``: the prompt as token ids, None when unknown."""
-    piece, done = _generate(model, prompt_ids)
-    return _lines(stamped, piece, done, model, timing)
-
-
-async def to_generate_response(
-    model: str, timing: Timing, stamped: AsyncIterable[Stamped], prompt_ids: list[int] | None
-) -> s.GenerateDoneResponse:
-    """A generate answered in one object (``stream: false``)."""
-    return await _whole(stamped, _generate(model, prompt_ids)[1], model, timing)
-
-
-def to_load_answer(
-    model: str, *, chat: bool, unload: bool, now: datetime
-) -> s.ChatLoadResponse | s.GenerateLoadResponse:
-    """What Ollama answers to an empty prompt: the model is (already) loaded."""
-    kind = s.ChatLoadResponse if chat else s.GenerateLoadResponse
-    return kind(model=model, created_at=rfc3339(now), done_reason="unload" if unload else "load")
-
-
-def to_ndjson_line(obj: BaseModel) -> str:
-    """One line of an NDJSON stream, non-ASCII text as it is (as Ollama sends it)."""
-    return json.dumps(obj.model_dump(), ensure_ascii=False) + "\n"

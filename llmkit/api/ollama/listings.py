@@ -11,7 +11,7 @@ from typing import Any
 
 from llmkit.api.models_view import ModelView
 from llmkit.api.ollama import schemas as s
-from llmkit.api.ollama.convert import rfc3339
+from llmkit.api.ollama.replies import rfc3339
 from llmkit.core.types import EngineInfo
 from llmkit.models.modelfile import Modelfile, modelfile_text
 

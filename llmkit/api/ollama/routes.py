@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from llmkit.api.generation import Generation, registry, served, start
 from llmkit.api.models_view import catalog_views, view, views
-from llmkit.api.ollama import convert, listings
+from llmkit.api.ollama import convert, listings, replies
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.embed_schemas import EmbedFields
 from llmkit.api.ollama.errors import error_line
@@ -102,12 +102,14 @@ async def chat(request: Request, body: ChatBody) -> Response:
     begun, loads = time.perf_counter_ns(), model.loads
     if not body.messages:
         return await _load(model, body, chat=True)
-    gen = start(request, model, lambda: [convert.from_chat_request(body)], body.sizes())
+    gen = start(
+        request, model, lambda: [convert.from_chat_request(body)], body.sizes(), asked_as=body.model
+    )
     model.hold(_keep_alive(model, body))
     stamped, timing = await _run(gen, begun, loads)
     if body.stream:
-        return _ndjson(convert.to_chat_lines(body.model, timing, stamped))
-    return await _whole(gen, convert.to_chat_response(body.model, timing, stamped))
+        return _ndjson(replies.to_chat_lines(body.model, timing, stamped))
+    return await _whole(gen, replies.to_chat_response(body.model, timing, stamped))
 
 
 @router.post("/generate", response_model=None)
@@ -117,15 +119,19 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
     gen = start(
-        request, model, lambda: [convert.from_generate_request(body, model.modelfile)], body.sizes()
+        request,
+        model,
+        lambda: [convert.from_generate_request(body, model.modelfile)],
+        body.sizes(),
+        asked_as=body.model,
     )
     model.hold(_keep_alive(model, body))
     (req,) = gen.reqs
     req, prompt_ids = convert.with_context(req, body.context, await gen.engine.encode(req))
     stamped, timing = await _run(dataclasses.replace(gen, reqs=[req]), begun, loads)
     if body.stream:
-        return _ndjson(convert.to_generate_lines(body.model, timing, stamped, prompt_ids))
-    answer = convert.to_generate_response(body.model, timing, stamped, prompt_ids)
+        return _ndjson(replies.to_generate_lines(body.model, timing, stamped, prompt_ids))
+    answer = replies.to_generate_response(body.model, timing, stamped, prompt_ids)
     return await _whole(gen, answer)
 
 
@@ -142,13 +148,13 @@ def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> f
 async def _load(model: ServedModel, body: s.GenerationFields, *, chat: bool) -> JSONResponse:
     """An empty prompt loads the model (or, with keep_alive 0, unloads it), as in Ollama."""
     loaded = await model.keep(_keep_alive(model, body))
-    answer = convert.to_load_answer(body.model, chat=chat, unload=not loaded, now=datetime.now(UTC))
+    answer = replies.to_load_answer(body.model, chat=chat, unload=not loaded, now=datetime.now(UTC))
     return JSONResponse(answer.model_dump())
 
 
 async def _run(
     gen: Generation, begun: int, loads: int
-) -> tuple[AsyncIterator[convert.Stamped], convert.Timing]:
+) -> tuple[AsyncIterator[replies.Stamped], replies.Timing]:
     """Start one generation; its chunks stamped as they arrive, and its timing so far."""
     # Refusals (too long, bad schema) still get a plain error status: nothing is sent yet.
     chunks = await gen.streamed()
@@ -156,17 +162,17 @@ async def _run(
     # ``loads`` moved: this request waited for the model to load, and says how long.
     load = gen.model.last_load_ns if gen.model.loads != loads else 0
 
-    async def stamped() -> AsyncIterator[convert.Stamped]:
+    async def stamped() -> AsyncIterator[replies.Stamped]:
         async for _, chunk in chunks:
-            yield convert.Stamped(chunk, time.perf_counter_ns(), datetime.now(UTC))
+            yield replies.Stamped(chunk, time.perf_counter_ns(), datetime.now(UTC))
 
-    return stamped(), convert.Timing(start=begun, first=first, load=load)
+    return stamped(), replies.Timing(start=begun, first=first, load=load)
 
 
 def _ndjson(lines: AsyncIterator[BaseModel]) -> StreamingResponse:
     # Headers are gone once the first line is out: an error is the last line.
     return ndjson(
-        lines, frame=convert.to_ndjson_line, error=lambda e: convert.to_ndjson_line(error_line(e))
+        lines, frame=replies.to_ndjson_line, error=lambda e: replies.to_ndjson_line(error_line(e))
     )
 
 

@@ -175,9 +175,10 @@ class Logprob(TokenLogprob):
 
 
 class ResponseMessage(Omitting):
-    omit_if_none = ("tool_calls",)
+    omit_if_none = ("thinking", "tool_calls")
     role: Literal["assistant"] = "assistant"
     content: str
+    thinking: str | None = None  # apart from the content; left out when none
     tool_calls: list[ToolCall] | None = None
 
 
@@ -195,10 +196,11 @@ class ChatResponse(Omitting):
 class GenerateResponse(Omitting):
     """A line of a generate stream, before the last."""
 
-    omit_if_none = ("logprobs",)
+    omit_if_none = ("thinking", "logprobs")
     model: str
     created_at: str
     response: str
+    thinking: str | None = None
     done: Literal[False] = False
     logprobs: list[Logprob] | None = None
 
@@ -247,9 +249,10 @@ class ChatDoneResponse(Metrics, Omitting):
 class GenerateDoneResponse(Metrics, Omitting):
     """The last line of a generate stream (empty response), or the whole answer."""
 
-    omit_if_none = ("context", "logprobs", "prompt_eval_cached_count")
+    omit_if_none = ("thinking", "context", "logprobs", "prompt_eval_cached_count")
 
     response: str
+    thinking: str | None = None
     # The conversation so far as token ids, for the next request's ``context``;
     # left out when the engine cannot tell (a remote server).
     context: list[int] | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from llmkit.api.models_view import ModelView
 from llmkit.api.openai import logprobs as lp
 from llmkit.api.openai import schemas as s
+from llmkit.api.openai.reasoning import from_reasoning, message_reasoning
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
@@ -97,6 +98,7 @@ def _message(m: s.ChatMessage, i: int) -> Message:
         content=_content(m, i),
         tool_calls=tuple(calls),
         tool_call_id=m.tool_call_id,
+        reasoning=message_reasoning(m) if m.role == "assistant" else "",
     )
 
 
@@ -143,6 +145,7 @@ def is_legacy(req: s.ChatCompletionRequest) -> bool:
 def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> GenerateRequest:
     messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
     asked = from_tools(req)
+    think, effort, _ = from_reasoning(req)
     sampling = _sampling(req, index=index)
     fmt = req.response_format
     if fmt is not None and fmt.type != "text":
@@ -167,6 +170,8 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
         tool_name=asked.name,
         parallel_tool_calls=asked.parallel,
         logprobs=lp.from_chat(req),
+        think=think,
+        effort=effort,
     )
 
 
@@ -235,6 +240,9 @@ def to_usage(usages: list[Usage]) -> s.UsageInfo:
         prompt_tokens_details=s.PromptTokensDetails(
             cached_tokens=sum(u.cached_tokens for u in usages)
         ),
+        completion_tokens_details=s.CompletionTokensDetails(
+            reasoning_tokens=sum(u.reasoning_tokens for u in usages)
+        ),
     )
 
 
@@ -252,15 +260,20 @@ def _choice(i: int, text: str, last: Chunk, legacy: bool, logprobs: bool) -> s.C
 def _said(i: int, text: str, last: Chunk, legacy: bool) -> s.ChatChoice:
     reason: s.FinishReason = last.finish_reason or "stop"
     calls = join_calls(last.tool_calls)
+    thought = last.reasoning or None  # the whole thinking (``collect``); absent when none
     if not calls:
-        return s.ChatChoice(index=i, message=s.AssistantMessage(content=text), finish_reason=reason)
+        message = s.AssistantMessage(content=text, reasoning_content=thought)
+        return s.ChatChoice(index=i, message=message, finish_reason=reason)
     said = text or None  # a reply that only calls has null content, as OpenAI's
     if legacy:
-        message = s.AssistantMessage(content=said, function_call=_function(calls[0]))
+        message = s.AssistantMessage(
+            content=said, function_call=_function(calls[0]), reasoning_content=thought
+        )
         reason = "function_call" if reason == "tool_calls" else reason
     else:
         message = s.AssistantMessage(
             content=said,
+            reasoning_content=thought,
             tool_calls=[
                 s.ToolCall(
                     id=c.id, function=s.FunctionCall(name=c.name, arguments=c.arguments_json)
@@ -332,6 +345,7 @@ async def to_chat_chunks(
     per chunk with text or a finish reason, then (``include_usage``) the usage.
     A call is a delta with its index, id, type and name, then one with its
     arguments; the finish reason then comes in an empty delta of its own.
+    Thinking goes in ``reasoning_content`` deltas, before the chunk's text.
     ``logprobs``: each chunk's tokens go with its first event."""
 
     def event(
@@ -353,6 +367,8 @@ async def to_chat_chunks(
         if legacy and reason == "tool_calls":
             reason = "function_call"
         scored = lp.to_chat(chunk.logprobs) if logprobs and chunk.logprobs else None
+        if chunk.reasoning:
+            yield event(i, s.ChoiceDelta(reasoning_content=chunk.reasoning), None)
         if chunk.tool_calls:
             if chunk.text or scored:
                 yield event(i, s.ChoiceDelta(content=chunk.text or None), None, scored)
@@ -422,7 +438,11 @@ def _prompt_once(usages: list[Usage | None]) -> list[Usage]:
     if not real:
         return []
     first, rest = real[0], real[1:]
-    return [first, *(Usage(0, u.completion_tokens) for u in rest)]  # cached: counted once too
+    # cached: counted once too; each choice thought its own
+    return [
+        first,
+        *(Usage(0, u.completion_tokens, reasoning_tokens=u.reasoning_tokens) for u in rest),
+    ]
 
 
 # -- model listings ---------------------------------------------------------------

@@ -18,6 +18,7 @@ from llmkit.api.models_view import catalog_views, view
 from llmkit.api.openai import convert
 from llmkit.api.openai import schemas as s
 from llmkit.api.openai.errors import error_body
+from llmkit.api.openai.reasoning import from_reasoning
 from llmkit.api.streaming import sse
 
 router = APIRouter(prefix="/v1")
@@ -47,6 +48,7 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
         body.model,
         lambda: [convert.from_chat_request(body, index=i) for i in range(n)],
         body.sizes(),
+        think_param=from_reasoning(body)[2],
     )
     head = _head("chatcmpl", body.model)
     legacy = convert.is_legacy(body)

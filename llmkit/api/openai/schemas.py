@@ -75,6 +75,9 @@ class ChatMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     function_call: FunctionCall | None = None  # the legacy single call
+    # An assistant turn's thinking sent back: DeepSeek's and vLLM's name, and the newer one.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class FunctionDefinition(BaseModel):
@@ -154,6 +157,11 @@ class ChatCompletionRequest(SamplingFields):
     # The legacy spelling of tools and tool_choice (one call at most).
     functions: list[FunctionDefinition] | None = None
     function_call: Literal["none", "auto"] | FunctionName | None = None
+    # Thinking: OpenAI's effort (its values are checked by ``reasoning``, which
+    # names them in the 400), vLLM's template switches, and llmkit's own switch.
+    reasoning_effort: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    think: bool | None = None
 
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built."""
@@ -203,11 +211,16 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0  # of completion_tokens, those that were thinking
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "function_call"]
@@ -219,12 +232,14 @@ class AssistantMessage(BaseModel):
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
+    # The thinking apart from the answer (DeepSeek's and vLLM's name); absent when none.
+    reasoning_content: str | None = None
 
     @model_serializer(mode="wrap")
     def _omit_no_calls(self, handler: Any) -> dict[str, Any]:
         # content and refusal are nullable in the spec; the calls are absent, not null.
         out = handler(self)
-        for key in ("tool_calls", "function_call"):
+        for key in ("tool_calls", "function_call", "reasoning_content"):
             if out.get(key) is None:
                 out.pop(key, None)
         return out
@@ -275,6 +290,7 @@ class ChoiceDelta(Omitting):
     # The spec's delta has no nullable role: an absent key, not null.
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None  # a piece of the thinking
     tool_calls: list[ToolCallChunk] | None = None
     function_call: FunctionCall | None = None
 

@@ -15,11 +15,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS, Head
+from llmkit.api.responses.reasoning import (
+    ENCRYPTED,
+    read_reasoning,
+    read_reasoning_item,
+    reasoning_item,
+)
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.tools import check_choice, check_schema, tool_from_dict
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     Chunk,
+    Effort,
     GenerateRequest,
     Message,
     SamplingParams,
@@ -47,6 +54,9 @@ class Turn:
     tool_name: str | None = None
     parallel: bool = True
     echo: dict[str, Any] = field(default_factory=dict)  # the request's fields a Response repeats
+    think: bool | None = None
+    effort: Effort | None = None
+    sealed: bool = False  # reasoning items carry encrypted_content (``include``)
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -79,13 +89,15 @@ def _output_text(text: str) -> dict[str, Any]:
 
 def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], list[Message]]:
     """``input`` as items with ids, and as core messages. Consecutive function
-    calls (and an assistant message just before them) are one assistant turn."""
+    calls (and an assistant message just before them) are one assistant turn;
+    a reasoning item gives its thinking to the assistant turn that follows it."""
     if isinstance(value, str):
         value = [{"role": "user", "content": value}]
     if not value:
         raise _bad("input is empty; send a string or at least one item.", "input")
     items: list[dict[str, Any]] = []
     messages: list[Message] = []
+    thought = ""  # a reasoning item's, for the assistant turn after it
     for i, item in enumerate(value):
         where = f"input.{i}"
         if not isinstance(item, dict):
@@ -105,16 +117,24 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
             else:
                 stored |= {"role": role, "status": "completed", "content": parts}
             items.append(stored)
-            messages.append(Message(_ROLES[role], text))  # type: ignore[arg-type]
+            if role == "assistant":
+                messages.append(Message("assistant", text, reasoning=thought))
+                thought = ""
+            else:
+                messages.append(Message(_ROLES[role], text))  # type: ignore[arg-type]
         elif kind == "function_call":
             call = _function_call(item, where)
             items.append({"id": item.get("id") or make_id("fc"), **call, "status": "completed"})
             tool_call = ToolCall(call["call_id"], call["name"], call["arguments"])
             last = messages[-1] if messages else None
-            if last is not None and last.role == "assistant":
+            if last is not None and last.role == "assistant" and not thought:
                 messages[-1] = replace(last, tool_calls=(*last.tool_calls, tool_call))
             else:
-                messages.append(Message("assistant", "", tool_calls=(tool_call,)))
+                messages.append(Message("assistant", "", (tool_call,), reasoning=thought))
+                thought = ""
+        elif kind == "reasoning":
+            stored, thought = read_reasoning_item(item, where)
+            items.append({"id": item.get("id") or make_id("rs"), **stored})
         elif kind == "function_call_output":
             call_id, output = item.get("call_id"), item.get("output")
             if not isinstance(call_id, str) or not call_id:
@@ -134,7 +154,7 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
         else:
             raise _bad(
                 f"{where}: input items of type {kind!r} are not supported; send message, "
-                "function_call or function_call_output items.",
+                "function_call, function_call_output or reasoning items.",
                 f"{where}.type",
             )
     return items, messages
@@ -229,12 +249,14 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
     temperature = DEFAULT_TEMPERATURE if req.temperature is None else req.temperature
     top_p = 1.0 if req.top_p is None else req.top_p
     parallel = req.parallel_tool_calls is not False
+    think, effort, reasoning = read_reasoning(req)
     echo = {
         "instructions": req.instructions,
         "max_output_tokens": req.max_output_tokens,
         "metadata": req.metadata or {},
         "parallel_tool_calls": parallel,
         "previous_response_id": req.previous_response_id,
+        "reasoning": reasoning,
         "store": req.store is not False,
         "temperature": temperature,
         "top_p": top_p,
@@ -244,7 +266,10 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
     }
     if req.user is not None:  # a string when present, never null
         echo["user"] = req.user
-    return Turn(items, messages, sampling, tools, choice, name, parallel, echo)
+    sealed = ENCRYPTED in (req.include or ())
+    return Turn(
+        items, messages, sampling, tools, choice, name, parallel, echo, think, effort, sealed
+    )
 
 
 def to_generate_request(
@@ -260,6 +285,8 @@ def to_generate_request(
         tool_choice=turn.tool_choice,
         tool_name=turn.tool_name,
         parallel_tool_calls=turn.parallel,
+        think=turn.think,
+        effort=turn.effort,
     )
 
 
@@ -272,7 +299,7 @@ def to_usage(usage: Usage | None) -> dict[str, Any]:
         "input_tokens": u.prompt_tokens,
         "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": u.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
         "total_tokens": u.total_tokens,
     }
 
@@ -298,14 +325,21 @@ def call_item(item_id: str, call: ToolCall, status: str = "completed") -> dict[s
     }
 
 
-def to_output(text: str, last: Chunk, make_id: MakeId) -> tuple[list[dict], Message]:
-    """The output items of a finished generation (its text, then its calls), and
-    the assistant message they add to the history."""
+def to_output(
+    text: str, last: Chunk, make_id: MakeId, *, sealed: bool = False
+) -> tuple[list[dict], Message]:
+    """The output items of a finished generation (its thinking, its text, then
+    its calls), and the assistant message they add to the history; ``sealed``:
+    as ``Turn.sealed``."""
     calls = join_calls(last.tool_calls)
     status = "incomplete" if last.finish_reason == "length" else "completed"
-    output = [message_item(make_id("msg"), text, status)] if text or not calls else []
+    # Cut while still thinking: the thinking is what is incomplete.
+    cut = "incomplete" if status == "incomplete" and not (text or calls) else "completed"
+    thought = reasoning_item(make_id("rs"), last.reasoning, cut, sealed=sealed)
+    output = [thought] if last.reasoning else []
+    output += [message_item(make_id("msg"), text, status)] if text or not calls else []
     output += [call_item(make_id("fc"), c) for c in calls]
-    return output, Message("assistant", text, tool_calls=tuple(calls))
+    return output, Message("assistant", text, tool_calls=tuple(calls), reasoning=last.reasoning)
 
 
 def to_response(
@@ -332,7 +366,6 @@ def to_response(
         "incomplete_details": incomplete,
         "model": head.model,
         "output": output,
-        "reasoning": {"effort": None, "summary": None},
         "truncation": "disabled",
         **counted,
         **turn.echo,

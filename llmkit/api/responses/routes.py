@@ -79,6 +79,7 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
         model,
         lambda: [convert.to_generate_request(turn, messages, body.max_output_tokens)],
         None,
+        think_param="reasoning.effort",
     )
     head = Head(make_id("resp"), int(time.time()), body.model)
 
@@ -98,7 +99,7 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
         events = to_events(head, turn, await gen.streamed(), make_id, keep)
         return sse(events, frame=named, error=_error_event)
     ((text, last),) = await gen.whole()
-    output, reply = convert.to_output(text, last, make_id)
+    output, reply = convert.to_output(text, last, make_id, sealed=turn.sealed)
     status = "incomplete" if last.finish_reason == "length" else "completed"
     response = convert.to_response(
         head, turn, status=status, output=output, usage=last.usage, completed_at=int(time.time())

@@ -31,6 +31,15 @@ class TextConfig(BaseModel):
     format: TextFormat | None = None
 
 
+class ReasoningConfig(BaseModel):
+    """``reasoning``: the values are checked by ``reasoning``, whose 400 names them."""
+
+    model_config = ConfigDict(extra="allow")
+    effort: str | None = None
+    summary: str | None = None
+    generate_summary: str | None = None  # the deprecated name of summary
+
+
 class ResponseCreateRequest(OpenAIRequest):
     model: str
     input: str | list[Any]
@@ -42,6 +51,8 @@ class ResponseCreateRequest(OpenAIRequest):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    include: list[str] | None = None  # "reasoning.encrypted_content" is the one read
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
     stream: bool | None = False
     store: bool | None = True

@@ -1,7 +1,10 @@
 """A streamed response: the engine's chunks as the Responses API's typed events.
 
 The order is the one the ``openai`` SDK assembles a ``Response`` from:
-``response.created``, ``response.in_progress``; for the text an
+``response.created``, ``response.in_progress``; for the thinking an
+``output_item.added`` (a reasoning item), ``content_part.added`` (a
+``reasoning_text``), ``reasoning_text.delta`` per piece, ``reasoning_text.done``,
+``content_part.done``, ``output_item.done``; for the text an
 ``output_item.added`` (a message), ``content_part.added``, ``output_text.delta``
 per piece, ``output_text.done``, ``content_part.done``, ``output_item.done``; for
 each call an ``output_item.added`` (a function_call),
@@ -21,6 +24,7 @@ from llmkit.api.generation import as_llmkit_error
 from llmkit.api.openai.convert import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.convert import MakeId, Turn
+from llmkit.api.responses.reasoning import reasoning_item
 from llmkit.core.types import Chunk, Message, ToolCall, Usage
 from llmkit.errors import LlmkitError
 
@@ -42,6 +46,9 @@ class _Events:
         self.said: list[str] = []  # every piece of text, for the history
         self.calls: list[ToolCall] = []
         self.call_item: dict[str, Any] | None = None  # the open call item
+        self.thought_id: str | None = None  # the open reasoning item
+        self.thought: list[str] = []  # its pieces
+        self.thinking: list[str] = []  # every piece of thinking, for the history
 
     def event(self, kind: str, **fields: Any) -> Event:
         out = {"type": kind, "sequence_number": self.seq, **fields}
@@ -60,8 +67,52 @@ class _Events:
             **kw,
         )
 
-    def text_piece(self, piece: str) -> list[Event]:
+    def thought_piece(self, piece: str) -> list[Event]:
         events = []
+        if self.thought_id is None:
+            events += self.close_text("completed") + self.close_call()
+            self.thought_id = self.make_id("rs")
+            item = reasoning_item(self.thought_id, "", "in_progress")
+            added = self.event(
+                "response.output_item.added", output_index=len(self.output), item=item
+            )
+            part = {"type": "reasoning_text", "text": ""}
+            events += [added, self._part("response.content_part.added", part, self.thought_id)]
+        self.thought.append(piece)
+        self.thinking.append(piece)
+        events.append(
+            self.event(
+                "response.reasoning_text.delta",
+                item_id=self.thought_id,
+                output_index=len(self.output),
+                content_index=0,
+                delta=piece,
+            )
+        )
+        return events
+
+    def close_thought(self, status: str) -> list[Event]:
+        if self.thought_id is None:
+            return []
+        text = "".join(self.thought)
+        item = reasoning_item(self.thought_id, text, status, sealed=self.turn.sealed)
+        events = [
+            self.event(
+                "response.reasoning_text.done",
+                item_id=self.thought_id,
+                output_index=len(self.output),
+                content_index=0,
+                text=text,
+            ),
+            self._part("response.content_part.done", item["content"][0], self.thought_id),
+            self.event("response.output_item.done", output_index=len(self.output), item=item),
+        ]
+        self.output.append(item)
+        self.thought_id, self.thought = None, []
+        return events
+
+    def text_piece(self, piece: str) -> list[Event]:
+        events = self.close_thought("completed")
         if self.text_id is None:
             self.text_id = self.make_id("msg")
             item = convert.message_item(self.text_id, "", "in_progress") | {"content": []}
@@ -70,7 +121,7 @@ class _Events:
             )
             events.append(added)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            events.append(self._part("response.content_part.added", part))
+            events.append(self._part("response.content_part.added", part, self.text_id))
         self.text.append(piece)
         self.said.append(piece)
         events.append(
@@ -85,9 +136,9 @@ class _Events:
         )
         return events
 
-    def _part(self, kind: str, part: dict[str, Any]) -> Event:
+    def _part(self, kind: str, part: dict[str, Any], item_id: str | None) -> Event:
         return self.event(
-            kind, item_id=self.text_id, output_index=len(self.output), content_index=0, part=part
+            kind, item_id=item_id, output_index=len(self.output), content_index=0, part=part
         )
 
     def close_text(self, status: str) -> list[Event]:
@@ -104,7 +155,7 @@ class _Events:
                 text=text,
                 logprobs=[],
             ),
-            self._part("response.content_part.done", item["content"][0]),
+            self._part("response.content_part.done", item["content"][0], self.text_id),
             self.event("response.output_item.done", output_index=len(self.output), item=item),
         ]
         self.output.append(item)
@@ -112,7 +163,7 @@ class _Events:
         return events
 
     def call_start(self, call_id: str, name: str) -> list[Event]:
-        events = self.close_text("completed") + self.close_call()
+        events = self.close_thought("completed") + self.close_text("completed") + self.close_call()
         call = ToolCall(call_id, name, "")
         self.call_item = convert.call_item(self.make_id("fc"), call, "in_progress")
         events.append(
@@ -168,6 +219,9 @@ async def to_events(
     last = Chunk()
     try:
         async for _, chunk in stream:
+            if chunk.reasoning:
+                for e in s.thought_piece(chunk.reasoning):
+                    yield e
             if chunk.text:
                 for e in s.text_piece(chunk.text):
                     yield e
@@ -180,10 +234,11 @@ async def to_events(
             if chunk.finish_reason is not None:
                 last = chunk
         status = "incomplete" if last.finish_reason == "length" else "completed"
-        for e in s.close_text(status) + s.close_call():
+        for e in s.close_thought(status) + s.close_text(status) + s.close_call():
             yield e
         final = s.response(status, last.usage)
-        await on_done(final, Message("assistant", "".join(s.said), tool_calls=tuple(s.calls)))
+        reply = Message("assistant", "".join(s.said), tuple(s.calls), reasoning="".join(s.thinking))
+        await on_done(final, reply)
     except Exception as exc:  # the stream has started: the failure is its last events
         err = as_llmkit_error(exc, "in a Responses stream already under way")
         yield s.event("error", code=_code(err), message=err.message, param=err.param)
