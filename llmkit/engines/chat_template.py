@@ -8,8 +8,10 @@ template knows them, in the generic format otherwise (``tool_prompt``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -53,8 +55,11 @@ def render_chat(
     bos_token: str = "",
     eos_token: str = "",
     add_generation_prompt: bool = True,
+    variables: Mapping[str, Any] | None = None,
 ) -> str:
-    """``tools``: the functions offered to the model (none: not a word about tools)."""
+    """``tools``: the functions offered to the model (none: not a word about tools);
+    ``variables``: more for the template (a family's thinking switch,
+    ``Family.template_variables``), as ``apply_chat_template``'s extra keywords."""
     native = template_knows_tools(template)
     extra = {"tools": tools_as_json(tools)} if native and tools else {}
     try:
@@ -63,7 +68,7 @@ def render_chat(
             add_generation_prompt=add_generation_prompt,
             bos_token=bos_token,
             eos_token=eos_token,
-            **extra,
+            **{**dict(variables or {}), **extra},
         )
     except _TemplateError as e:
         raise InvalidRequestError(

@@ -47,6 +47,20 @@ class _Hermes:
         return Parsed(content, "", tuple(calls))
 
 
+class _Text:
+    """No tools offered and no thinking: the reply is all content, as written."""
+
+    thinking = False
+    calls = 0
+    done = False
+
+    def push(self, text: str) -> Parsed:
+        return Parsed(text)
+
+    def flush(self) -> Parsed:
+        return Parsed()
+
+
 class Generic:
     name = "generic"
     thinks = False
@@ -59,8 +73,8 @@ class Generic:
     def opens_thinking(self, prompt: str) -> bool:
         return False
 
-    def parser(self, *, thinking: bool, max_calls: int | None) -> _Hermes:
-        return _Hermes(max_calls)
+    def parser(self, *, thinking: bool, max_calls: int | None) -> _Hermes | _Text:
+        return _Text() if max_calls == 0 else _Hermes(max_calls)
 
     def call_triggers(self) -> tuple[str, ...]:
         return (OPEN,)

@@ -4,16 +4,20 @@ loop.
 
 This file says what is llama.cpp's own in the asyncio face (``LocalEngine``):
 how a request becomes prompt tokens (the model's own chat template, its BOS
-rule) and the sampler chain each sequence carries; and embeddings, from a
-second context on the same weights (``embed``), made the first time one is asked.
+rule), the model's family (from the GGUF's chat template and metadata) and the
+sampler chain each sequence carries; and embeddings, from a second context on
+the same weights (``embed``), made the first time one is asked.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
+from llmkit.core.types import Capability, EngineInfo, GenerateRequest, Message, Tool
 from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.families import Family, detect
 from llmkit.engines.llamacpp.embed import EMBED_CONTEXT, Embedder, capabilities
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.sampler import Sampler
@@ -41,8 +45,14 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         lm = LoadedModel(self.opts)
         if lm.chat_template is None:
             log.warning("%s ships no chat template; using ChatML", self.opts.path)
-        lm.trigger_hazards  # noqa: B018 - scanned now, in the loading thread, not mid-request
         return lm, BatchStep(lm)
+
+    def find_family(self) -> Family:
+        lm = self.lm
+        family = gguf_family(lm.metadata)
+        # Scanned now, in the loading thread, not mid-request.
+        lm.trigger_hazards(tuple(family.call_triggers()))
+        return family
 
     def _unload(self, lm: LoadedModel) -> None:
         if self._embedder is not None:  # before the model it reads
@@ -74,7 +84,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             license=lm.metadata.get("general.license", ""),
             chat_template=lm.chat_template or "",
             metadata=dict(lm.metadata),
-            capabilities=capabilities(lm.metadata),
+            capabilities=thinking_capability(capabilities(lm.metadata), self.family),
         )
 
     # -- tokens ---------------------------------------------------------------------
@@ -85,25 +95,34 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
     def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.detokenize(ids)
 
-    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
+    def chat_text(
+        self, messages: tuple[Message, ...], tools: tuple[Tool, ...], variables: dict[str, Any]
+    ) -> str:
         lm = self.lm
-        bos = lm.token_text(lm.bos_id)
-        text = render_chat(
+        return render_chat(
             lm.chat_template or CHATML,
             messages,
             tools=tools,
-            bos_token=bos,
+            bos_token=lm.token_text(lm.bos_id),
             eos_token=lm.token_text(lm.eos_id),
+            variables=variables,
         )
+
+    def chat_text_tokens(self, text: str) -> list[int]:
+        lm = self.lm
+        bos = lm.token_text(lm.bos_id)
         add_bos = lm.add_bos and not (bos and text.startswith(bos))
         return lm.tokenize(text, add_bos=add_bos, special=True)
 
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
-    def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
+    def new_state(self, req: GenerateRequest, prompt: list[int], after_thinking: bool) -> SeqState:
         lm = self.lm
-        return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
+        sampler = Sampler(
+            req, lm.vocab, lm.n_vocab, lm.trigger_hazards, self.family, after_thinking
+        )
+        return SeqState(sampler)
 
     def drop_state(self, state: SeqState) -> None:
         state.sampler.close()
@@ -127,3 +146,14 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         if self._embedder is None:
             self._embedder = Embedder(self.lm, self.embed_context)
         return self._embedder.embed(seqs)
+
+
+def gguf_family(metadata: Mapping[str, Any]) -> Family:
+    """A GGUF's model family, from its chat template and its (text) metadata."""
+    text = {k: v for k, v in metadata.items() if isinstance(v, str)}
+    return detect(text.get("tokenizer.chat_template", ""), text)
+
+
+def thinking_capability(caps: tuple[Capability, ...], family: Family) -> tuple[Capability, ...]:
+    """``caps``, and "thinking" when the family thinks (Ollama's capability)."""
+    return (*caps, "thinking") if family.thinks and "thinking" not in caps else caps

@@ -59,7 +59,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
 
 def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     from llmkit.engines.llamacpp.embed import capabilities
-    from llmkit.engines.llamacpp.engine import LlamaCppEngine
+    from llmkit.engines.llamacpp.engine import LlamaCppEngine, gguf_family, thinking_capability
     from llmkit.engines.llamacpp.model import LoadOptions
 
     model = resolve_model(ctx.model, ctx.models)
@@ -79,7 +79,8 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
         header = read_gguf_header(model.path).fields
-        describe = replace(describe, capabilities=capabilities(header))
+        caps = thinking_capability(capabilities(header), gguf_family(header))
+        describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None
     return [Built(model.name, engine, describe, created=file_mtime(model.path), modelfile=made)]
