@@ -4,20 +4,18 @@ call schema, and the llama.cpp call grammar. No server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from itertools import count
 
 import pytest
 
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import call_schema, join_calls
-from llmkit.core.types import Chunk, Message, Tool, ToolCall, ToolCallDelta, Usage
+from llmkit.core.types import Message, Tool, ToolCall, ToolCallDelta
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.grammar import tool_grammar, trigger_hazards
 from llmkit.engines.tool_prompt import template_knows_tools, template_messages
-from llmkit.engines.tool_syntax import ToolCallParser, parse_call, with_tool_calls
+from llmkit.engines.tool_syntax import ToolCallParser, parse_call
 from llmkit.errors import InvalidRequestError
 
 CALL = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
@@ -108,31 +106,6 @@ def test_a_repeated_call_or_one_past_the_limit_ends_the_reply():
 )
 def test_parse_call(body, expected):
     assert parse_call(body) == expected
-
-
-async def _chunks(*items: Chunk) -> AsyncIterator[Chunk]:
-    for c in items:
-        yield c
-
-
-def test_a_reply_that_calls_finishes_with_tool_calls():
-    async def go() -> list[Chunk]:
-        src = _chunks(Chunk(text=CALL[:7]), Chunk(text=CALL[7:], finish_reason="stop"))
-        return [c async for c in with_tool_calls(src, parser(), lambda: Usage(1, 1))]
-
-    out = asyncio.run(go())
-    assert out[-1].finish_reason == "tool_calls"
-    assert [c.text for c in out] == ["", ""]
-
-
-def test_a_repeated_call_ends_the_stream_with_usage_so_far():
-    async def go() -> list[Chunk]:
-        src = _chunks(Chunk(text=CALL), Chunk(text=CALL), Chunk(text="never read"))
-        return [c async for c in with_tool_calls(src, parser(), lambda: Usage(5, 9))]
-
-    out = asyncio.run(go())
-    assert out[-1].finish_reason == "tool_calls" and out[-1].usage == Usage(5, 9)
-    assert len(join_calls(d for c in out for d in c.tool_calls)) == 1
 
 
 # -- the generic prompt format --------------------------------------------------

@@ -223,7 +223,8 @@ class BatchStep(Backend[SeqState]):
         seq.state.sampler.bind()
 
     def piece(self, seq: Seq, token: int) -> bytes:
-        return self.lm.piece(token, seq.special)
+        # An end-of-generation token (where the request ignores them) is no marker.
+        return self.lm.piece(token, seq.special and not self.lm.is_eog(token))
 
     def is_eog(self, token: int) -> bool:
         return self.lm.is_eog(token)

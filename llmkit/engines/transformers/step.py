@@ -91,6 +91,8 @@ class TurnStep(Backend[SeqState]):
 
     def piece(self, seq: Seq, token: int) -> bytes:
         st = seq.state
+        if seq.special and token in self.lm.eos_ids:
+            return b""  # an end-of-generation token (where the request ignores them) is no marker
         st.window.append(token)
         return self.lm.delta(st.window, st.offsets, special=seq.special).encode("utf-8")
 
