@@ -236,3 +236,24 @@ def test_thinking_asked_of_a_model_that_cannot_think_is_refused_before_any_work(
     # think false is taken from every model; a family that cannot think has nothing to split
     out = asyncio.run(ask(smol, False))
     assert out.usage.completion_tokens == len(out.ids) > 0 and out.reasoning == ""
+
+
+# -- forced calls end cleanly ----------------------------------------------------------
+
+
+def test_forced_calls_end_with_the_reply_and_usage_counts_what_was_generated(smol):
+    weather = Tool("get_weather", "The weather in a city", json.dumps(WEATHER))
+    ask = (Message("user", "What is the weather in Paris?"),)
+    for one in ({"tool_name": "get_weather"}, {"parallel_tool_calls": False}):
+        out = reply(
+            smol, messages=ask, tools=(weather,), tool_choice="required", **one, max_tokens=200
+        )
+        assert [c.name for c in out.calls if c.name] == ["get_weather"]
+        assert out.finish == "tool_calls" and out.text == ""
+        assert out.usage.completion_tokens == len(out.ids) < 200
+    # Parallel calls allowed: as many as the model makes, each whole; usage is what it took.
+    out = reply(smol, messages=ask, tools=(weather,), tool_choice="required", max_tokens=200)
+    assert out.calls and out.usage.completion_tokens == len(out.ids) <= 200
+    args = [c.arguments for c in out.calls if c.arguments]
+    for a in args:
+        jsonschema.validate(json.loads(a), WEATHER)
