@@ -16,6 +16,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -31,6 +32,7 @@ from llmkit.core.types import (
 from llmkit.engines.chat_template import render_chat
 from llmkit.engines.llamacpp.engine import LlamaCppEngine
 from llmkit.engines.llamacpp.model import LoadOptions
+from llmkit.engines.local import LocalEngine
 from llmkit.engines.registry import ServedModel
 from llmkit.errors import ThinkingUnsupportedError
 from tests.family_models import FamilyModels, template
@@ -64,7 +66,7 @@ class Reply:
     finish: str | None = None
 
 
-async def _reply(engine: LlamaCppEngine, req: GenerateRequest) -> Reply:
+async def _reply(engine: LocalEngine, req: GenerateRequest) -> Reply:
     out = Reply()
     async for c in engine.generate(req):
         out.text += c.text
@@ -75,7 +77,7 @@ async def _reply(engine: LlamaCppEngine, req: GenerateRequest) -> Reply:
     return out
 
 
-def reply(engine: LlamaCppEngine, **kw: object) -> Reply:
+def reply(engine: LocalEngine, **kw: object) -> Reply:
     args: dict = {"messages": ASK, "sampling": GREEDY, "max_tokens": 40, **kw}
     return asyncio.run(_reply(engine, GenerateRequest(**args)))
 
@@ -198,6 +200,29 @@ def test_a_forced_call_after_thinking_is_one_call_in_the_family_syntax(r1):
     assert names == ["get_weather"] and out.finish == "tool_calls"
     jsonschema.validate(json.loads("".join(c.arguments for c in out.calls)), WEATHER)
     assert out.usage.completion_tokens == len(out.ids) < 300
+
+
+def test_the_transformers_engine_closes_a_spent_budget_as_llama_cpp_does(family_models):
+    from llmkit.engines.transformers.engine import TransformersEngine
+    from llmkit.engines.transformers.spec import TransformersOptions
+
+    path = Path(family_models.path(R1))
+    engine = TransformersEngine(
+        TransformersOptions(threads=1, parallel=1),
+        source=path.parent,
+        gguf_file=path.name,
+        n_ctx=512,
+    )
+    asyncio.run(engine.start())
+    try:
+        assert engine.family.thinks and "thinking" in engine.info.capabilities
+        out = reply(engine, think=True, reasoning_budget=8, max_tokens=24, ignore_eos=True)
+        close = engine.tokenize_text(engine.family.close_thinking, True)
+        assert out.ids[8 : 8 + len(close)] == close and out.usage.reasoning_tokens == 8
+        assert out.reasoning.strip() and out.text.strip()
+        assert "</think>" not in out.reasoning
+    finally:
+        asyncio.run(engine.close())
 
 
 # -- the thinking switch ---------------------------------------------------------------
