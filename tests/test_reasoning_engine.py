@@ -21,6 +21,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from llmkit.config.file import ModelEntry
 from llmkit.core.types import (
     GenerateRequest,
     Message,
@@ -34,7 +35,10 @@ from llmkit.engines.llamacpp.engine import LlamaCppEngine
 from llmkit.engines.llamacpp.model import LoadOptions
 from llmkit.engines.local import LocalEngine
 from llmkit.engines.registry import ServedModel
+from llmkit.engines.spec import load_specs
+from llmkit.env import Environment
 from llmkit.errors import ThinkingUnsupportedError
+from llmkit.serving.build import build_models
 from tests.family_models import FamilyModels, template
 
 R1 = "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"
@@ -223,6 +227,28 @@ def test_the_transformers_engine_closes_a_spent_budget_as_llama_cpp_does(family_
         assert "</think>" not in out.reasoning
     finally:
         asyncio.run(engine.close())
+
+
+def test_the_served_model_budget_applies_where_the_request_names_neither_budget_nor_effort(r1):
+    served = ServedModel(["r1"], r1, reasoning_budget=6)
+    served.loaded = True  # the engine is the module's, already started
+
+    def thinking(**kw: object) -> int:
+        req = GenerateRequest(
+            messages=ASK, think=True, sampling=GREEDY, max_tokens=20, ignore_eos=True, **kw
+        )  # type: ignore[arg-type]
+        return asyncio.run(_reply(served.engine, req)).usage.reasoning_tokens
+
+    assert thinking() == 6
+    assert thinking(reasoning_budget=3) == 3  # the request's own
+    assert thinking(effort="high") == 20  # an effort decides: high is no limit
+
+
+def test_reasoning_budget_is_a_served_model_setting(bundled_path, tmp_path):
+    env = Environment.read({"LLMKIT_MODELS": str(tmp_path)})
+    [given] = build_models(ModelEntry(model=bundled_path, reasoning_budget=64), load_specs(), env)
+    [default] = build_models(ModelEntry(model=bundled_path), load_specs(), env)
+    assert (given.reasoning_budget, default.reasoning_budget) == (64, None)
 
 
 # -- the thinking switch ---------------------------------------------------------------
