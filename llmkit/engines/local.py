@@ -269,10 +269,10 @@ class LocalEngine(Engine, Generic[M]):
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
-        reply = None if req.messages is None else self._reply(req, opens)
         # The reply may think first unless the family has switched its thinking off:
         # a grammar then waits for the thinking to end.
         thinks = opens or (self.family.thinks and not self._thinking_off(req))
+        reply = None if req.messages is None else self._reply(req, opens, thinks)
         state = self.new_state(req, prompt, reply is not None and thinks)
         return Prepared(prompt, max_tokens, state, reply)
 
@@ -281,7 +281,7 @@ class LocalEngine(Engine, Generic[M]):
         that cannot switch it off is taken, and its thinking still split out.)"""
         return req.think is False and self.family.thinking_optional
 
-    def _reply(self, req: GenerateRequest, opens: bool) -> Reply:
+    def _reply(self, req: GenerateRequest, opens: bool, thinks: bool) -> Reply:
         family = self.family
         # A named function or parallel calls off: one call, and the reply ends there.
         one = req.offers_tools and (req.tool_name is not None or not req.parallel_tool_calls)
@@ -290,7 +290,8 @@ class LocalEngine(Engine, Generic[M]):
         return Reply(
             family.parser(thinking=opens, max_calls=max_calls),
             one_call=one,
-            budget=thinking_budget(req, family),
+            # Thinking switched off: no budget (nothing is forced past a grammar).
+            budget=thinking_budget(req, family) if thinks else None,
             close=self._close,
         )
 
