@@ -45,7 +45,7 @@ class FakeStep(Backend[Script]):
         self.gate.set()
         self.released: list[Sequence[Script]] = []
         self.forced: list[int] = []  # tokens written, not sampled
-        self.closed: list[int] = []  # when thinking_closed came: after this many tokens
+        self.closed: list[tuple[int, bool]] = []  # when answer_starts came, and how
         self.recovered = 0
         self.delay = 0.002  # a step takes a while, as a real one does
 
@@ -74,8 +74,8 @@ class FakeStep(Backend[Script]):
                 out.append((seq, seq.state.tokens.pop(0)))
         return out
 
-    def thinking_closed(self, seq: Sequence[Script]) -> None:
-        self.closed.append(seq.n_generated)
+    def answer_starts(self, seq: Sequence[Script], after_thinking: bool) -> None:
+        self.closed.append((seq.n_generated, after_thinking))
 
     def piece(self, seq: Sequence[Script], token: int) -> bytes:
         return self.pieces.get(token, b"x")
@@ -326,7 +326,7 @@ def test_a_reply_is_split_and_a_spent_budget_is_closed_with_forced_tokens():
     assert "".join(c.reasoning for c in chunks) == "aaa"
     assert "".join(c.text for c in chunks) == "\naabb"
     assert [t for c in chunks for t in c.token_ids] == [3, 3, 3, 2, 6, 3, 3, 4, 4, EOS]
-    assert backend.forced == [2, 6] and backend.closed == [4]  # bound once, at the close
+    assert backend.forced == [2, 6] and backend.closed == [(4, True)]  # once, at the close
     usage = chunks[-1].usage
     assert (usage.completion_tokens, usage.reasoning_tokens) == (10, 3)
 

@@ -273,6 +273,25 @@ def test_qwen3_think_false_renders_the_no_think_form_and_yields_no_reasoning(qwe
     assert out.text.strip() == text_of(qwen3, out.ids).strip() != ""
 
 
+def test_qwen3_json_and_forced_calls_without_think_switch_the_thinking_off_and_hold(qwen3):
+    # Qwen3's model opens its thinking itself: a grammar for the whole answer cannot
+    # wait for a thinking that may not come, so thinking not asked for is off.
+    tool = Tool("get_weather", "The weather in a city", json.dumps(WEATHER))
+    ask = (Message("user", "What is the weather in Paris?"),)
+    forced = {"messages": ask, "tools": (tool,), "tool_choice": "required", "max_tokens": 200}
+    held = asyncio.run(qwen3.encode(GenerateRequest(**forced)))  # type: ignore[arg-type]
+    assert text_of(qwen3, held).endswith("<think>\n\n</think>\n\n")
+    out = reply(qwen3, **forced, parallel_tool_calls=False)
+    assert [c.name for c in out.calls if c.name] == ["get_weather"]
+    assert out.finish == "tool_calls" and out.reasoning == ""
+    jsonschema.validate(json.loads("".join(c.arguments for c in out.calls)), WEATHER)
+    fmt = SamplingParams(temperature=0, response_format="json", json_schema=json.dumps(ANSWER))
+    out = reply(qwen3, sampling=fmt, max_tokens=80)
+    jsonschema.validate(json.loads(out.text), ANSWER)
+    # Free text is another matter: the model's own default stands.
+    assert "</think>" not in prompt_text(qwen3)
+
+
 def test_thinking_asked_of_a_model_that_cannot_think_is_refused_before_any_work(smol):
     async def ask(engine, think: bool | None) -> Reply:
         return await _reply(engine, GenerateRequest(messages=ASK, think=think, max_tokens=4))

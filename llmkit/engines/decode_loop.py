@@ -116,9 +116,11 @@ class Backend(ABC, Generic[S]):
         """``seq`` is over (or never ran): free its slot, sampler, cache. Called once,
         on the decode thread, or on the event loop for one ``submit`` refused."""
 
-    def thinking_closed(self, seq: Sequence[S]) -> None:
-        """``seq``'s reply has just left its thinking: a grammar that holds only the
-        answer starts now (the llama.cpp engine's ``Sampler.bind``)."""
+    def answer_starts(self, seq: Sequence[S], after_thinking: bool) -> None:
+        """``seq``'s answer starts now: its thinking has just ended
+        (``after_thinking``), or it wrote answer text or a call with no thinking
+        before. A grammar that holds only the answer starts here (the llama.cpp
+        engine's ``Sampler.bind``)."""
 
     def kv_cache(self) -> dict[str, int]:
         """KV-cache cells by state, for ``/metrics``; read from another thread, so
@@ -274,8 +276,8 @@ class DecodeLoop(Generic[S]):
         reply = seq.reply
         out = Parsed(delta) if reply is None else reply.push(delta, forced=forced)
         if reply is not None:
-            if reply.closed_now:
-                self.backend.thinking_closed(seq)
+            if reply.answer_now:
+                self.backend.answer_starts(seq, reply.after_thinking)
             if seq.next_forced is None:
                 seq.force(reply.to_force())
         if seq.text.stopped or (reply is not None and reply.done):

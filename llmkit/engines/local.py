@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from llmkit.core.types import (
@@ -132,7 +132,7 @@ class LocalEngine(Engine, Generic[M]):
         """The engine's own per-sequence state (a sampler); may refuse the request.
         ``after_thinking``: the reply starts (or may start) with thinking, and a
         grammar the request asks for holds only what follows it
-        (``Backend.thinking_closed``). Runs in a worker thread (a grammar takes a
+        (``Backend.answer_starts``). Runs in a worker thread (a grammar takes a
         while to build)."""
 
     def drop_state(self, state: Any) -> None:
@@ -219,19 +219,31 @@ class LocalEngine(Engine, Generic[M]):
         return await within_budget(lambda: self.prompt_tokens(req))
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
-        return self._prompt(req)[0]
+        return self._prompt(req)[1]
 
-    def _prompt(self, req: GenerateRequest) -> tuple[list[int], bool]:
-        """The prompt's tokens, and whether it leaves the reply inside the thinking."""
-        if req.messages is not None:
-            variables = self.family.template_variables(req.think, req.effort)
-            tools = req.tools if req.offers_tools else ()
-            text = self.chat_text(req.messages, tools, dict(variables))
-            return self.chat_text_tokens(text), self.family.opens_thinking(text)
-        if isinstance(req.prompt, tuple):
-            check_token_ids(list(req.prompt), self.n_vocab, "prompt")
-            return list(req.prompt), False
-        return self.prompt_text_tokens(req.prompt or ""), False
+    def _prompt(self, req: GenerateRequest) -> tuple[GenerateRequest, list[int], bool]:
+        """The request as it runs, its prompt's tokens, and whether the prompt leaves
+        the reply inside the thinking."""
+        if req.messages is None:
+            if isinstance(req.prompt, tuple):
+                check_token_ids(list(req.prompt), self.n_vocab, "prompt")
+                return req, list(req.prompt), False
+            return req, self.prompt_text_tokens(req.prompt or ""), False
+        prompt, opens = self._chat(req, req.messages)
+        if not opens and self._held_unasked(req):
+            # A grammar holds the whole answer, and the model would open its thinking
+            # itself (Qwen3): whether a reply starts with thinking is known only once
+            # it has, too late for a grammar that must hold the answer's first token.
+            # Thinking was not asked for, and the family can switch it off: off.
+            req = replace(req, think=False)
+            prompt, opens = self._chat(req, req.messages)
+        return req, prompt, opens
+
+    def _chat(self, req: GenerateRequest, messages: tuple[Message, ...]) -> tuple[list[int], bool]:
+        variables = self.family.template_variables(req.think, req.effort)
+        tools = req.tools if req.offers_tools else ()
+        text = self.chat_text(messages, tools, dict(variables))
+        return self.chat_text_tokens(text), self.family.opens_thinking(text)
 
     # -- generation -------------------------------------------------------------------
 
@@ -264,8 +276,7 @@ class LocalEngine(Engine, Generic[M]):
         """The prompt's tokens, the reply's token budget, its parser and the
         sequence's state (blocking: runs in a worker thread)."""
         # Settled by the served model already; not so when the engine is driven alone.
-        req = req.settled()
-        prompt, opens = self._prompt(req)
+        req, prompt, opens = self._prompt(req.settled())
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
@@ -275,6 +286,22 @@ class LocalEngine(Engine, Generic[M]):
         reply = None if req.messages is None else self._reply(req, opens, thinks)
         state = self.new_state(req, prompt, reply is not None and thinks)
         return Prepared(prompt, max_tokens, state, reply)
+
+    def _held_unasked(self, req: GenerateRequest) -> bool:
+        """JSON output or a forced call (a grammar for the whole answer), thinking
+        not asked for (nor an effort), from a family that can switch it off."""
+        held = (
+            req.tool_choice == "required"
+            if req.offers_tools
+            else (req.sampling.response_format == "json")
+        )
+        return (
+            held
+            and req.think is None
+            and req.effort is None
+            and req.messages is not None
+            and self.family.thinking_optional
+        )
 
     def _thinking_off(self, req: GenerateRequest) -> bool:
         """Did the template switch the thinking off? (``think=False`` for a family

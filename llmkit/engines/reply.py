@@ -73,7 +73,12 @@ class Reply:
         self.budget = budget if close else None
         self.close = tuple(close)
         self.reasoning_tokens = 0
-        self.closed_now = False  # the last push ended the thinking
+        # The last push started the answer: ``after_thinking`` True, by ending the
+        # thinking; False, with answer text or a call where no thinking came first.
+        self.answer_now = False
+        self.after_thinking = False
+        self._answering = False
+        self._thought = parser.thinking
         self._forced = False  # the budget has been spent (once: never twice)
 
     @property
@@ -94,9 +99,15 @@ class Reply:
         """One token's text; ``forced``: written by the engine, not sampled."""
         was = self.parser.thinking
         out = self.parser.push(text) if text else Parsed()
-        if self.parser.thinking and not forced:
+        thinking = self.parser.thinking
+        if thinking and not forced:
             self.reasoning_tokens += 1
-        self.closed_now = was and not self.parser.thinking
+        self._thought = self._thought or thinking
+        closed = was and not thinking
+        answered = closed or (not thinking and not self._thought and bool(out.content or out.calls))
+        self.answer_now = answered and not self._answering
+        self.after_thinking = closed
+        self._answering = self._answering or answered
         return out
 
     def to_force(self) -> tuple[int, ...]:

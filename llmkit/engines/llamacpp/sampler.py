@@ -42,6 +42,7 @@ class Sampler:
             llama_cpp.llama_sampler_chain_default_params()
         )
         self._waiting: llama_cpp.llama_sampler_p | None = None  # the grammar, until bound
+        self._lazy = grammar is not None and grammar.lazy
         self._head = 0  # samplers before the grammar's place in the chain
         add = self._add
         biases = list(params.logit_bias)
@@ -110,11 +111,14 @@ class Sampler:
         penalties count it as they would a sampled one."""
         llama_cpp.llama_sampler_accept(self.chain, token)
 
-    def bind(self) -> None:
-        """The reply's thinking has ended: the grammar holds what follows. Put in
-        its place in the chain (after the biases and penalties, before the
-        sampling), so the chain's other samplers keep their state (seed, penalties)."""
-        if self._waiting is None:
+    def bind(self, after_thinking: bool = True) -> None:
+        """The reply's answer starts: the grammar holds what follows. Put in its
+        place in the chain (after the biases and penalties, before the sampling),
+        so the chain's other samplers keep their state (seed, penalties). An answer
+        that starts without thinking (the model could have thought, and did not)
+        binds only a lazy grammar: the text it has written already is no start of
+        what a whole grammar holds, while a lazy one still waits for its trigger."""
+        if self._waiting is None or not (after_thinking or self._lazy):
             return
         grammar, self._waiting = self._waiting, None
         n = llama_cpp.llama_sampler_chain_n(self.chain)

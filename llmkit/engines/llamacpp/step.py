@@ -219,8 +219,8 @@ class BatchStep(Backend[SeqState]):
         seq.scored = score(logits, token, seq.logprobs, self.lm.piece)
         return token
 
-    def thinking_closed(self, seq: Seq) -> None:
-        seq.state.sampler.bind()
+    def answer_starts(self, seq: Seq, after_thinking: bool) -> None:
+        seq.state.sampler.bind(after_thinking)
 
     def piece(self, seq: Seq, token: int) -> bytes:
         # An end-of-generation token (where the request ignores them) is no marker.
