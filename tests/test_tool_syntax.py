@@ -5,6 +5,7 @@ call schema, and the llama.cpp call grammar. No server."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import count
 
 import pytest
@@ -224,3 +225,26 @@ def test_the_call_grammar_has_one_or_several_tagged_calls():
 def test_trigger_hazards_are_tokens_that_would_break_the_grammar_after_the_tag():
     pieces = [(0, ">"), (1, ">\n"), (2, '>{"'), (3, ">."), (4, "></"), (5, "hello"), (6, "l>x")]
     assert trigger_hazards(pieces) == [3, 4, 6]
+
+
+def test_another_family_trigger_is_safe_only_when_its_token_ends_with_it():
+    pieces = [(0, "]"), (1, "]\n"), (2, "S]"), (3, "[TOOL_CALLS]"), (4, "[TOOL_CALLS]x"), (5, "x")]
+    assert trigger_hazards(pieces, "[TOOL_CALLS]") == [1, 4]
+
+
+def test_lazy_patterns_escape_the_triggers_and_a_grammar_after_thinking_allows_a_little_space():
+    from llmkit.core.types import GenerateRequest, SamplingParams
+    from llmkit.engines.llamacpp.grammar import AFTER_THINKING, Grammar, grammar_for
+
+    assert Grammar("", ("[TOOL_CALLS]", "<tool_call>")).pattern == r"(\[TOOL_CALLS\]|<tool_call>)"
+    req = GenerateRequest(
+        messages=(Message("user", "x"),), sampling=SamplingParams(response_format="json")
+    )
+    held = grammar_for(req, after_thinking=True)
+    assert held.root == AFTER_THINKING and not held.lazy
+    assert f"{AFTER_THINKING} ::= [ \\t\\n]{{0,4}} root" in held.text
+    assert grammar_for(req).root == "root"
+    auto = grammar_for(
+        replace(req, sampling=SamplingParams(), tools=(WEATHER,)), after_thinking=True
+    )
+    assert auto.lazy and auto.root == "root" and auto.triggers == ("<tool_call>",)

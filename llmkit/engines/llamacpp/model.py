@@ -13,7 +13,6 @@ check counted.
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import os
 from collections.abc import Callable
@@ -115,6 +114,7 @@ class LoadedModel:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.bos_id = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self.vocab)
+        self._scanned: dict[str, tuple[int, ...]] = {}  # trigger_hazards, by trigger
 
     def close(self) -> None:
         if self.ctx:
@@ -151,14 +151,16 @@ class LoadedModel:
         second) per trigger, which the engine makes for its family's as it loads."""
         return tuple(sorted({t for trigger in triggers for t in self._hazards(trigger)}))
 
-    @functools.lru_cache(maxsize=16)  # noqa: B019 - one model per engine, for its lifetime
     def _hazards(self, trigger: str) -> tuple[int, ...]:
-        # As the grammar reads them: control tokens with their text.
-        pieces = (
-            (t, self.piece(t, special=True).decode("utf-8", errors="replace"))
-            for t in range(self.n_vocab)
-        )
-        return tuple(trigger_hazards(pieces, trigger))
+        found = self._scanned.get(trigger)
+        if found is None:
+            # As the grammar reads them: control tokens with their text.
+            pieces = (
+                (t, self.piece(t, special=True).decode("utf-8", errors="replace"))
+                for t in range(self.n_vocab)
+            )
+            found = self._scanned[trigger] = tuple(trigger_hazards(pieces, trigger))
+        return found
 
     def token_text(self, token: int) -> str:
         """A token's text including control tokens, as templates write them."""
