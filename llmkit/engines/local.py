@@ -16,7 +16,8 @@ the decode thread (``reply``): the answer, the thinking and the calls apart,
 the thinking closed by the engine when its budget is spent. Raw prompts (the
 completions API) stay raw text. With no tools offered the parser is asked for
 no calls (``max_calls=0``): a model that writes call markup anyway has it in
-its answer, as it wrote it.
+its answer, as it wrote it (a family that cannot think has then nothing to
+take out, and its reply is not parsed at all).
 
 Embeddings do not go through the decode loop: a subclass that can embed runs its
 batches (``embed_ids``) in a worker thread, one request at a time, beside the
@@ -283,7 +284,10 @@ class LocalEngine(Engine, Generic[M]):
         # The reply may think first unless the family has switched its thinking off:
         # a grammar then waits for the thinking to end.
         thinks = opens or (self.family.thinks and not self._thinking_off(req))
-        reply = None if req.messages is None else self._reply(req, opens, thinks)
+        # A family that cannot think, offered no tools, has nothing to take out of a
+        # reply: its text is the answer as it is (what max_calls=0 would give).
+        plain = req.messages is None or not (req.offers_tools or self.family.thinks)
+        reply = None if plain else self._reply(req, opens, thinks)
         state = self.new_state(req, prompt, reply is not None and thinks)
         return Prepared(prompt, max_tokens, state, reply)
 
