@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
-from llmkit.core.types import Chunk
+from llmkit.core.types import Chunk, ToolCallDelta
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
+from llmkit.engines.families.base import Parsed
+from llmkit.engines.reply import Reply
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import ModelFailedError, ServerBusyError
 
@@ -42,6 +44,8 @@ class FakeStep(Backend[Script]):
         self.gate = threading.Event()
         self.gate.set()
         self.released: list[Sequence[Script]] = []
+        self.forced: list[int] = []  # tokens written, not sampled
+        self.closed: list[tuple[int, bool]] = []  # when answer_starts came, and how
         self.recovered = 0
         self.delay = 0.002  # a step takes a while, as a real one does
 
@@ -63,9 +67,15 @@ class FakeStep(Backend[Script]):
         for seq in active:
             if seq is self.fail_one:
                 out.append((seq, RuntimeError("this one broke")))
+            elif seq.next_forced is not None:  # the loop writes it: nothing is sampled
+                self.forced.append(seq.next_forced)
+                out.append((seq, seq.next_forced))
             else:
                 out.append((seq, seq.state.tokens.pop(0)))
         return out
+
+    def answer_starts(self, seq: Sequence[Script], after_thinking: bool) -> None:
+        self.closed.append((seq.n_generated, after_thinking))
 
     def piece(self, seq: Sequence[Script], token: int) -> bytes:
         return self.pieces.get(token, b"x")
@@ -267,3 +277,103 @@ def test_each_step_reaches_the_event_loop_in_one_wake_up():
     results = run(backend, body)
     assert [len(r) for r in results] == [6, 6, 6]
     assert backend.steps == 6 and calls == 6  # 18 chunks, 6 wake-ups
+
+
+# -- chat replies: the family's parser on the decode thread ---------------------------
+
+
+class Marks:
+    """A stand-in ``ReplyParser``: "[" ... "]" is thinking, "@name" a call, every
+    other character content (markers whole, one per piece here)."""
+
+    def __init__(self, thinking: bool = False, max_calls: int | None = None) -> None:
+        self.thinking, self.calls, self.done, self._max = thinking, 0, False, max_calls
+
+    def push(self, text: str) -> Parsed:
+        out = Parsed()
+        for ch in text:
+            if ch in "[]":
+                self.thinking = ch == "["
+            elif ch == "@":
+                if self._max is not None and self.calls >= self._max:
+                    self.done = True
+                    continue
+                out += Parsed(calls=(ToolCallDelta(self.calls, id="c", name="f"),))
+                self.calls += 1
+            else:
+                out += Parsed(reasoning=ch) if self.thinking else Parsed(content=ch)
+        return out
+
+    def flush(self) -> Parsed:
+        return Parsed()
+
+
+THINK = {1: b"[", 2: b"]", 3: b"a", 4: b"b", 5: b"@", 6: b"\n"}
+
+
+def test_a_reply_is_split_and_a_spent_budget_is_closed_with_forced_tokens():
+    backend = FakeStep(pieces=THINK)
+
+    async def body(loop):
+        # It starts inside the thinking (the prompt opened it) and thinks on: after 3
+        # thinking tokens the loop writes the close (2, then 6) and the answer follows.
+        s = seq(
+            [3, 3, 3, 3, 3, 4, 4, EOS], reply=Reply(Marks(thinking=True), budget=3, close=(2, 6))
+        )
+        return await collect(loop, s)
+
+    chunks = run(backend, body)
+    assert "".join(c.reasoning for c in chunks) == "aaa"
+    assert "".join(c.text for c in chunks) == "\naabb"
+    assert [t for c in chunks for t in c.token_ids] == [3, 3, 3, 2, 6, 3, 3, 4, 4, EOS]
+    assert backend.forced == [2, 6] and backend.closed == [(4, True)]  # once, at the close
+    usage = chunks[-1].usage
+    assert (usage.completion_tokens, usage.reasoning_tokens) == (10, 3)
+
+
+def test_a_budget_of_zero_writes_the_close_first_and_a_closed_thinking_is_never_forced():
+    backend = FakeStep(pieces=THINK)
+
+    async def body(loop):
+        zero = Reply(Marks(thinking=True), budget=0, close=(2,))
+        s = seq([4, EOS], reply=zero)
+        s.force(zero.to_force())
+        first = await collect(loop, s)
+        # The model closes its own thinking within the budget: nothing is written.
+        own = await collect(
+            loop, seq([3, 2, 4, EOS], reply=Reply(Marks(True), budget=5, close=(2,)))
+        )
+        return first, own
+
+    first, own = run(backend, body)
+    assert [t for c in first for t in c.token_ids] == [2, 4, EOS]
+    assert first[-1].usage.reasoning_tokens == 0 and "".join(c.text for c in first) == "b"
+    assert backend.forced == [2]  # only the zero budget's close
+    assert own[-1].usage.reasoning_tokens == 1 and "".join(c.text for c in own) == "b"
+
+
+def test_the_one_call_allowed_ends_the_reply_at_its_token_with_exact_usage():
+    async def body(loop):
+        one = await collect(loop, seq([5, 5, 5, 5], reply=Reply(Marks(max_calls=1), one_call=True)))
+        # no tools offered: a raw prompt's text is the reply as it is
+        raw = await collect(loop, seq([3, 5, EOS]))
+        return one, raw
+
+    one, raw = run(FakeStep(pieces=THINK), body)
+    assert [len(c.tool_calls) for c in one] == [1] and one[-1].finish_reason == "tool_calls"
+    assert one[-1].usage.completion_tokens == 1
+    assert "".join(c.text for c in raw) == "a@" and raw[-1].finish_reason == "stop"
+
+
+def test_a_parser_that_fails_ends_its_reply_not_the_loop():
+    class Broken(Marks):
+        def push(self, text: str) -> Parsed:
+            raise ValueError("bad parser")
+
+    async def body(loop):
+        with pytest.raises(ModelFailedError):
+            await collect(loop, seq([3, 3], reply=Reply(Broken())))
+        return await collect(loop, seq([3, EOS]))
+
+    after = run(FakeStep(pieces=THINK), body)
+    assert after[-1].finish_reason == "stop"

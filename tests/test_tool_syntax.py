@@ -4,20 +4,19 @@ call schema, and the llama.cpp call grammar. No server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+from dataclasses import replace
 from itertools import count
 
 import pytest
 
 from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import call_schema, join_calls
-from llmkit.core.types import Chunk, Message, Tool, ToolCall, ToolCallDelta, Usage
+from llmkit.core.types import Message, Tool, ToolCall, ToolCallDelta
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.llamacpp.grammar import tool_grammar, trigger_hazards
 from llmkit.engines.tool_prompt import template_knows_tools, template_messages
-from llmkit.engines.tool_syntax import ToolCallParser, parse_call, with_tool_calls
+from llmkit.engines.tool_syntax import ToolCallParser, parse_call
 from llmkit.errors import InvalidRequestError
 
 CALL = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
@@ -108,31 +107,6 @@ def test_a_repeated_call_or_one_past_the_limit_ends_the_reply():
 )
 def test_parse_call(body, expected):
     assert parse_call(body) == expected
-
-
-async def _chunks(*items: Chunk) -> AsyncIterator[Chunk]:
-    for c in items:
-        yield c
-
-
-def test_a_reply_that_calls_finishes_with_tool_calls():
-    async def go() -> list[Chunk]:
-        src = _chunks(Chunk(text=CALL[:7]), Chunk(text=CALL[7:], finish_reason="stop"))
-        return [c async for c in with_tool_calls(src, parser(), lambda: Usage(1, 1))]
-
-    out = asyncio.run(go())
-    assert out[-1].finish_reason == "tool_calls"
-    assert [c.text for c in out] == ["", ""]
-
-
-def test_a_repeated_call_ends_the_stream_with_usage_so_far():
-    async def go() -> list[Chunk]:
-        src = _chunks(Chunk(text=CALL), Chunk(text=CALL), Chunk(text="never read"))
-        return [c async for c in with_tool_calls(src, parser(), lambda: Usage(5, 9))]
-
-    out = asyncio.run(go())
-    assert out[-1].finish_reason == "tool_calls" and out[-1].usage == Usage(5, 9)
-    assert len(join_calls(d for c in out for d in c.tool_calls)) == 1
 
 
 # -- the generic prompt format --------------------------------------------------
@@ -251,3 +225,26 @@ def test_the_call_grammar_has_one_or_several_tagged_calls():
 def test_trigger_hazards_are_tokens_that_would_break_the_grammar_after_the_tag():
     pieces = [(0, ">"), (1, ">\n"), (2, '>{"'), (3, ">."), (4, "></"), (5, "hello"), (6, "l>x")]
     assert trigger_hazards(pieces) == [3, 4, 6]
+
+
+def test_another_family_trigger_is_safe_only_when_its_token_ends_with_it():
+    pieces = [(0, "]"), (1, "]\n"), (2, "S]"), (3, "[TOOL_CALLS]"), (4, "[TOOL_CALLS]x"), (5, "x")]
+    assert trigger_hazards(pieces, "[TOOL_CALLS]") == [1, 4]
+
+
+def test_lazy_patterns_escape_the_triggers_and_a_grammar_after_thinking_allows_a_little_space():
+    from llmkit.core.types import GenerateRequest, SamplingParams
+    from llmkit.engines.llamacpp.grammar import AFTER_THINKING, Grammar, grammar_for
+
+    assert Grammar("", ("[TOOL_CALLS]", "<tool_call>")).pattern == r"(\[TOOL_CALLS\]|<tool_call>)"
+    req = GenerateRequest(
+        messages=(Message("user", "x"),), sampling=SamplingParams(response_format="json")
+    )
+    held = grammar_for(req, after_thinking=True)
+    assert held.root == AFTER_THINKING and not held.lazy
+    assert f"{AFTER_THINKING} ::= [ \\t\\n]{{0,4}} root" in held.text
+    assert grammar_for(req).root == "root"
+    auto = grammar_for(
+        replace(req, sampling=SamplingParams(), tools=(WEATHER,)), after_thinking=True
+    )
+    assert auto.lazy and auto.root == "root" and auto.triggers == ("<tool_call>",)

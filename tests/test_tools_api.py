@@ -116,6 +116,22 @@ def test_parallel_calls_one_or_more_and_exactly_one_without(client):
     check_calls(one.choices[0].message.tool_calls)
 
 
+def test_a_named_function_is_one_call_and_the_reply_ends_there(client):
+    # Parallel calls allowed (the default): naming the function still means one call,
+    # and the reply ends with it rather than running on to max_tokens.
+    body = {"model": MODEL, "messages": ASK, "tools": [WEATHER, TIME], "temperature": 0}
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    r = client.chat.completions.create(tool_choice=named, max_tokens=200, **body)
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls" and len(ch.message.tool_calls) == 1
+    check_calls(ch.message.tool_calls, ("get_weather",))
+    assert r.usage.completion_tokens < 200
+    calls, reason, _ = stream_calls(
+        client, tool_choice=named, max_tokens=200, stream_options={"include_usage": True}, **body
+    )
+    assert reason == "tool_calls" and [c["name"] for c in calls] == ["get_weather"]
+
+
 def test_a_round_trip_ends_in_a_text_answer(client):
     first = client.chat.completions.create(
         model=MODEL, messages=ASK, tools=[WEATHER], tool_choice="required", temperature=0,

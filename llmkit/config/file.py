@@ -31,7 +31,7 @@ from llmkit.core.durations import parse_keep_alive
 from llmkit.errors import ConfigError
 
 #: The settings every served model has, whatever its engine.
-COMMON_FIELDS = ("engine", "load", "keep_alive")
+COMMON_FIELDS = ("engine", "load", "keep_alive", "reasoning_budget")
 
 
 class ModelFields(BaseModel):
@@ -45,6 +45,14 @@ class ModelFields(BaseModel):
         default="-1",
         description="How long an idle model stays loaded, as Ollama's keep_alive: 5m, 1h, 300 "
         "(seconds), 0 (unload after each request), -1 (forever).",
+    )
+
+    reasoning_budget: int = Field(
+        default=-1,
+        ge=-1,
+        description="The most tokens a reasoning model's thinking may take before the engine "
+        "closes it and the answer follows, for requests that set no budget or effort of their "
+        "own; -1: no limit but max_tokens.",
     )
 
     @field_validator("keep_alive", mode="before")

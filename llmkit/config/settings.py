@@ -34,9 +34,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 
 
 class ServeSettings(ModelFields):
-    """The server's settings; ``engine``, ``load`` and ``keep_alive`` (and the engine
-    ``options``) apply to every ``--model``, or are the defaults of a config file's
-    models."""
+    """The server's settings; ``engine``, ``load``, ``keep_alive`` and
+    ``reasoning_budget`` (and the engine ``options``) apply to every ``--model``, or
+    are the defaults of a config file's models."""
 
     model: list[str] = Field(
         default_factory=list,

@@ -7,7 +7,11 @@ transformers: one forward pass each, taking turns), how a token becomes bytes of
 text and which tokens end a generation. Everything else lives here, so the two
 engines cannot drift apart: admission, cancel, ``max_tokens``, stop strings,
 end-of-generation, usage, log-probabilities held with their text, what a
-failing step does, and shutdown.
+failing step does, and shutdown. A chat reply's text also goes through its
+model family's parser here (``reply``): answer, thinking and calls apart, the
+thinking budget closed with tokens the loop writes itself (``Sequence.forced``:
+the backend feeds them and samples nothing for them), and the reply ended as
+soon as it has made the one call it may.
 
 Results go back to asyncio once per step: everything a step produced for every
 sequence travels in one ``call_soon_threadsafe`` per event loop, so eight
@@ -24,10 +28,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from llmkit.core.types import Chunk, FinishReason, Logprob, Usage
+from llmkit.engines.families.base import Parsed
 from llmkit.engines.logprobs import HeldLogprobs
+from llmkit.engines.reply import Reply
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import LlmkitError, ModelFailedError, ServerBusyError
 
@@ -59,6 +65,22 @@ class Sequence(Generic[S]):
     logprobs: int | None = None
     scored: Logprob | None = None
     held: HeldLogprobs = field(default_factory=HeldLogprobs)
+    # A chat reply's parser (None: a raw prompt, whose text is the reply as it is).
+    reply: Reply | None = None
+    # Control tokens' text is part of the reply's text (``Backend.piece``): a model
+    # family's markers may be such tokens (gpt-oss's channels, Mistral's
+    # ``[THINK]``), and its parser takes them out.
+    special: bool = False
+    # The next token is this one, not sampled (the backend feeds the one before it
+    # and returns this, having its sampler accept it); then those in ``forced``.
+    next_forced: int | None = None
+    forced: collections.deque[int] = field(default_factory=collections.deque)
+
+    def force(self, tokens: tuple[int, ...]) -> None:
+        """Write ``tokens`` next, sampling nothing for them."""
+        self.forced.extend(tokens)
+        if self.next_forced is None and self.forced:
+            self.next_forced = self.forced.popleft()
 
 
 class Backend(ABC, Generic[S]):
@@ -76,11 +98,14 @@ class Backend(ABC, Generic[S]):
         of it) or its ``pending`` token. Return the token sampled for each sequence
         that has one now, or the exception that ended that sequence alone; raise
         when the whole step failed. A sequence with ``logprobs`` set also gets
-        the token's entry in ``scored`` (``logprobs.score``)."""
+        the token's entry in ``scored`` (``logprobs.score``). Where a sequence's
+        ``next_forced`` is set, that is its token: nothing is sampled, but its
+        sampler takes it as if it had been (penalties, a grammar)."""
 
     @abstractmethod
     def piece(self, seq: Sequence[S], token: int) -> bytes:
-        """The bytes ``token`` adds to ``seq``'s text."""
+        """The bytes ``token`` adds to ``seq``'s text (with ``seq.special``, a control
+        token's text too)."""
 
     @abstractmethod
     def is_eog(self, token: int) -> bool:
@@ -90,6 +115,12 @@ class Backend(ABC, Generic[S]):
     def release(self, seq: Sequence[S]) -> None:
         """``seq`` is over (or never ran): free its slot, sampler, cache. Called once,
         on the decode thread, or on the event loop for one ``submit`` refused."""
+
+    def answer_starts(self, seq: Sequence[S], after_thinking: bool) -> None:
+        """``seq``'s answer starts now: its thinking has just ended
+        (``after_thinking``), or it wrote answer text or a call with no thinking
+        before. A grammar that holds only the answer starts here (the llama.cpp
+        engine's ``Sampler.bind``)."""
 
     def kv_cache(self) -> dict[str, int]:
         """KV-cache cells by state, for ``/metrics``; read from another thread, so
@@ -222,12 +253,19 @@ class DecodeLoop(Generic[S]):
                 log.error("decode step failed", exc_info=token)
                 self._end(seq, ModelFailedError(f"The model failed: {token}; retry the request."))
             else:
-                self._accept(seq, token)
+                try:
+                    self._accept(seq, token)
+                except Exception as e:  # a parser's bug ends its reply, not the thread
+                    log.exception("reading a reply failed")
+                    if seq in self._active:
+                        self._end(seq, ModelFailedError(f"The reply could not be read: {e}"))
 
     def _accept(self, seq: Sequence[S], token: int) -> None:
         seq.n_generated += 1
+        forced = seq.next_forced is not None
+        seq.next_forced = seq.forced.popleft() if seq.forced else None
         scored, seq.scored = seq.scored, None
-        if not seq.ignore_eos and self.backend.is_eog(token):
+        if not forced and not seq.ignore_eos and self.backend.is_eog(token):
             # The end-of-generation token is no part of the text: not reported.
             self._finish(seq, "stop", flush=True, token=token)
             return
@@ -235,36 +273,51 @@ class DecodeLoop(Generic[S]):
         if scored is not None:
             seq.held.add(scored, piece)
         delta = seq.text.push(piece)
-        if seq.text.stopped:
-            self._finish(seq, "stop", text=delta, token=token)
+        reply = seq.reply
+        out = Parsed(delta) if reply is None else reply.push(delta, forced=forced)
+        if reply is not None:
+            if reply.answer_now:
+                self.backend.answer_starts(seq, reply.after_thinking)
+            if seq.next_forced is None:
+                seq.force(reply.to_force())
+        if seq.text.stopped or (reply is not None and reply.done):
+            self._finish(seq, "stop", out, token=token)
         elif seq.n_generated >= seq.max_tokens:
-            self._finish(seq, "length", text=delta, flush=True, token=token)
+            self._finish(seq, "length", out, flush=True, token=token)
         else:
             seq.pending = token
             logprobs = seq.held.release(seq.text.sent)
-            self._post(seq, Chunk(text=delta, token_ids=(token,), logprobs=logprobs))
+            self._post(seq, _chunk(out, token_ids=(token,), logprobs=logprobs))
 
     def _finish(
         self,
         seq: Sequence[S],
         reason: FinishReason,
+        out: Parsed = Parsed(),  # noqa: B008 - frozen
         *,
-        text: str = "",
         flush: bool = False,
         token: int | None = None,
     ) -> None:
-        if flush:
-            text += seq.text.flush()
+        rest = seq.text.flush() if flush else ""
+        reply = seq.reply
+        if reply is None:
+            out += Parsed(rest)
+        else:
+            out += reply.finish(rest)
+            # A reply that made calls and ended on its own ends in them.
+            if reply.calls and reason == "stop":
+                reason = "tool_calls"
         # Flushed: every token's text is out. Stopped: those a stop string swallowed stay.
         logprobs = seq.held.release(None if flush else seq.text.sent)
         usage = Usage(
             prompt_tokens=len(seq.prompt),
             completion_tokens=seq.n_generated,
             cached_tokens=seq.cached,
+            reasoning_tokens=reply.reasoning_tokens if reply is not None else 0,
         )
         ids = (token,) if token is not None else ()
-        chunk = Chunk(
-            text=text,
+        chunk = _chunk(
+            out,
             token_ids=ids,
             finish_reason=reason,
             usage=usage,
@@ -296,6 +349,10 @@ class DecodeLoop(Generic[S]):
                 loop.call_soon_threadsafe(_deliver, items)
             except RuntimeError:  # that loop is closed: nobody is listening any more
                 pass
+
+
+def _chunk(out: Parsed, **kw: Any) -> Chunk:
+    return Chunk(text=out.content, reasoning=out.reasoning, tool_calls=out.calls, **kw)
 
 
 def _deliver(items: list[tuple[asyncio.Queue[Item], Item]]) -> None:

@@ -6,8 +6,18 @@ grammar: ``budget``), checked before the first chunk, and handed to the shared
 
 A subclass says how to load its model (into a ``Backend`` for the loop), how a
 request becomes prompt tokens and what each sequence carries (its sampler);
-tool calls are parsed out of the text here, the same for both (``tool_syntax``);
 generation, shutdown and the busy rule are the loop's, the same for both.
+
+Reasoning models and tool calls are the same for both too. At load the model's
+family is found from its chat template and metadata (``families.detect``). A
+chat request's prompt gets the family's thinking switch (``think``, ``effort``)
+as template variables, and every chat reply is read by the family's parser on
+the decode thread (``reply``): the answer, the thinking and the calls apart,
+the thinking closed by the engine when its budget is spent. Raw prompts (the
+completions API) stay raw text. With no tools offered the parser is asked for
+no calls (``max_calls=0``): a model that writes call markup anyway has it in
+its answer, as it wrote it (a family that cannot think has then nothing to
+take out, and its reply is not parsed at all).
 
 Embeddings do not go through the decode loop: a subclass that can embed runs its
 batches (``embed_ids``) in a worker thread, one request at a time, beside the
@@ -19,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from llmkit.core.types import (
@@ -28,15 +39,21 @@ from llmkit.core.types import (
     GenerateRequest,
     Message,
     Tool,
-    Usage,
 )
 from llmkit.engines import embedding
 from llmkit.engines.base import Engine
 from llmkit.engines.budget import within_budget
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
+from llmkit.engines.families import Family
+from llmkit.engines.families.table import GENERIC
+from llmkit.engines.reply import Reply, thinking_budget
 from llmkit.engines.textstream import TextStream
-from llmkit.engines.tool_syntax import ToolCallParser, with_tool_calls
-from llmkit.errors import ContextLengthError, EngineError, InvalidRequestError
+from llmkit.errors import (
+    ContextLengthError,
+    EngineError,
+    InvalidRequestError,
+    ThinkingUnsupportedError,
+)
 
 
 class Loaded(Protocol):
@@ -49,6 +66,16 @@ class Loaded(Protocol):
 M = TypeVar("M", bound=Loaded)
 
 
+@dataclass
+class Prepared:
+    """A request made ready off the event loop: what the decode loop runs."""
+
+    prompt: list[int]
+    max_tokens: int
+    state: Any  # the engine's own (``new_state``)
+    reply: Reply | None  # a chat reply's parser; None for a raw prompt
+
+
 class LocalEngine(Engine, Generic[M]):
     #: The engine's name in messages and in the decode thread's name.
     label: str = "local"
@@ -59,6 +86,9 @@ class LocalEngine(Engine, Generic[M]):
         self.max_queue = max_queue
         self._lm: M | None = None
         self._loop: DecodeLoop[Any] | None = None
+        #: The model's family (thinking, call syntax), found when it loads.
+        self.family: Family = GENERIC
+        self._close: tuple[int, ...] = ()  # ``family.close_thinking``, tokenized
         # One embedding job at a time, and none while the model is being freed.
         self._embedding = asyncio.Lock()
 
@@ -73,8 +103,19 @@ class LocalEngine(Engine, Generic[M]):
         """Free the model; the decode loop has stopped."""
 
     @abstractmethod
-    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
-        """Messages (and the tools offered) through the model's chat template, tokenized."""
+    def find_family(self) -> Family:
+        """The loaded model's family, from its chat template and metadata (``detect``)."""
+
+    @abstractmethod
+    def chat_text(
+        self, messages: tuple[Message, ...], tools: tuple[Tool, ...], variables: dict[str, Any]
+    ) -> str:
+        """Messages (and the tools offered) through the model's chat template, with
+        ``variables`` (the family's thinking switch) for the template."""
+
+    @abstractmethod
+    def chat_text_tokens(self, text: str) -> list[int]:
+        """A rendered chat prompt, tokenized as the model expects (its BOS rule)."""
 
     @abstractmethod
     def prompt_text_tokens(self, text: str) -> list[int]:
@@ -88,9 +129,12 @@ class LocalEngine(Engine, Generic[M]):
     def detokenize_ids(self, ids: list[int]) -> str: ...
 
     @abstractmethod
-    def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
+    def new_state(self, req: GenerateRequest, prompt: list[int], after_thinking: bool) -> Any:
         """The engine's own per-sequence state (a sampler); may refuse the request.
-        Runs in a worker thread (a grammar takes a while to build)."""
+        ``after_thinking``: the reply starts (or may start) with thinking, and a
+        grammar the request asks for holds only what follows it
+        (``Backend.answer_starts``). Runs in a worker thread (a grammar takes a
+        while to build)."""
 
     def drop_state(self, state: Any) -> None:
         """Free a state made for a request that was given up before it ran."""
@@ -119,8 +163,16 @@ class LocalEngine(Engine, Generic[M]):
     # -- lifetime -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._lm, backend = await asyncio.to_thread(self._load)
+        backend = await asyncio.to_thread(self._start)
         self._loop = DecodeLoop(backend, max_queue=self.max_queue, name=f"llmkit-{self.label}")
+
+    def _start(self) -> Backend[Any]:
+        self._lm, backend = self._load()
+        family = self.find_family()
+        close = family.close_thinking
+        self._close = tuple(self.tokenize_text(close, True)) if close else ()
+        self.family = family
+        return backend
 
     async def close(self) -> None:
         if self._loop is not None:
@@ -168,12 +220,31 @@ class LocalEngine(Engine, Generic[M]):
         return await within_budget(lambda: self.prompt_tokens(req))
 
     def prompt_tokens(self, req: GenerateRequest) -> list[int]:
-        if req.messages is not None:
-            return self.chat_tokens(req.messages, req.tools if req.offers_tools else ())
-        if isinstance(req.prompt, tuple):
-            check_token_ids(list(req.prompt), self.n_vocab, "prompt")
-            return list(req.prompt)
-        return self.prompt_text_tokens(req.prompt or "")
+        return self._prompt(req)[1]
+
+    def _prompt(self, req: GenerateRequest) -> tuple[GenerateRequest, list[int], bool]:
+        """The request as it runs, its prompt's tokens, and whether the prompt leaves
+        the reply inside the thinking."""
+        if req.messages is None:
+            if isinstance(req.prompt, tuple):
+                check_token_ids(list(req.prompt), self.n_vocab, "prompt")
+                return req, list(req.prompt), False
+            return req, self.prompt_text_tokens(req.prompt or ""), False
+        prompt, opens = self._chat(req, req.messages)
+        if not opens and self._held_unasked(req):
+            # A grammar holds the whole answer, and the model would open its thinking
+            # itself (Qwen3): whether a reply starts with thinking is known only once
+            # it has, too late for a grammar that must hold the answer's first token.
+            # Thinking was not asked for, and the family can switch it off: off.
+            req = replace(req, think=False)
+            prompt, opens = self._chat(req, req.messages)
+        return req, prompt, opens
+
+    def _chat(self, req: GenerateRequest, messages: tuple[Message, ...]) -> tuple[list[int], bool]:
+        variables = self.family.template_variables(req.think, req.effort)
+        tools = req.tools if req.offers_tools else ()
+        text = self.chat_text(messages, tools, dict(variables))
+        return self.chat_text_tokens(text), self.family.opens_thinking(text)
 
     # -- generation -------------------------------------------------------------------
 
@@ -181,35 +252,79 @@ class LocalEngine(Engine, Generic[M]):
         loop = self._loop  # taken now: a close while the prompt renders ends this one cleanly
         if loop is None:
             raise EngineError(f"The {self.label} engine is not started.")
-        prompt, max_tokens, state = await within_budget(
-            lambda: self._prepare(req), discard=lambda made: self.drop_state(made[2])
+        if req.think and not self.family.thinks:
+            raise ThinkingUnsupportedError(self.info.model)
+        made = await within_budget(
+            lambda: self._prepare(req), discard=lambda made: self.drop_state(made.state)
         )
         seq = Sequence(
-            prompt=prompt,
-            state=state,
-            max_tokens=max_tokens,
+            prompt=made.prompt,
+            state=made.state,
+            max_tokens=made.max_tokens,
             text=TextStream(req.stop),
             ignore_eos=req.ignore_eos,
             logprobs=req.logprobs,
+            reply=made.reply,
+            # A family's markers may be control tokens; the generic family has none.
+            special=made.reply is not None and self.family.name != GENERIC.name,
         )
-        chunks = loop.stream(seq)
-        if req.offers_tools:
-            one = 1 if not req.parallel_tool_calls else None
-            # Read from the decode thread's side: a figure may be a token behind.
-            usage = lambda: Usage(len(prompt), seq.n_generated, seq.cached)  # noqa: E731
-            chunks = with_tool_calls(chunks, ToolCallParser(max_calls=one), usage)
-        async for chunk in chunks:
+        if made.reply is not None:  # a budget of 0 closes the thinking before it starts
+            seq.force(made.reply.to_force())
+        async for chunk in loop.stream(seq):
             yield chunk
 
-    def _prepare(self, req: GenerateRequest) -> tuple[list[int], int, Any]:
-        """The prompt's tokens, the reply's token budget and the sequence's state
-        (blocking: runs in a worker thread)."""
-        prompt = self.prompt_tokens(req)
+    def _prepare(self, req: GenerateRequest) -> Prepared:
+        """The prompt's tokens, the reply's token budget, its parser and the
+        sequence's state (blocking: runs in a worker thread)."""
+        # Settled by the served model already; not so when the engine is driven alone.
+        req, prompt, opens = self._prompt(req.settled())
         if not prompt:
             raise InvalidRequestError("The prompt is empty.", param="prompt")
         max_tokens = reply_budget(len(prompt), req.max_tokens, self.n_ctx, req.context_limit)
-        # Settled by the served model already; not so when the engine is driven alone.
-        return prompt, max_tokens, self.new_state(req.settled(), prompt)
+        # The reply may think first unless the family has switched its thinking off:
+        # a grammar then waits for the thinking to end.
+        thinks = opens or (self.family.thinks and not self._thinking_off(req))
+        # A family that cannot think, offered no tools, has nothing to take out of a
+        # reply: its text is the answer as it is (what max_calls=0 would give).
+        plain = req.messages is None or not (req.offers_tools or self.family.thinks)
+        reply = None if plain else self._reply(req, opens, thinks)
+        state = self.new_state(req, prompt, reply is not None and thinks)
+        return Prepared(prompt, max_tokens, state, reply)
+
+    def _held_unasked(self, req: GenerateRequest) -> bool:
+        """JSON output or a forced call (a grammar for the whole answer), thinking
+        not asked for (nor an effort), from a family that can switch it off."""
+        held = (
+            req.tool_choice == "required"
+            if req.offers_tools
+            else (req.sampling.response_format == "json")
+        )
+        return (
+            held
+            and req.think is None
+            and req.effort is None
+            and req.messages is not None
+            and self.family.thinking_optional
+        )
+
+    def _thinking_off(self, req: GenerateRequest) -> bool:
+        """Did the template switch the thinking off? (``think=False`` for a family
+        that cannot switch it off is taken, and its thinking still split out.)"""
+        return req.think is False and self.family.thinking_optional
+
+    def _reply(self, req: GenerateRequest, opens: bool, thinks: bool) -> Reply:
+        family = self.family
+        # A named function or parallel calls off: one call, and the reply ends there.
+        one = req.offers_tools and (req.tool_name is not None or not req.parallel_tool_calls)
+        # No tools offered: calls are not looked for (0), the thinking is still split out.
+        max_calls = (1 if one else None) if req.offers_tools else 0
+        return Reply(
+            family.parser(thinking=opens, max_calls=max_calls),
+            one_call=one,
+            # Thinking switched off: no budget (nothing is forced past a grammar).
+            budget=thinking_budget(req, family) if thinks else None,
+            close=self._close,
+        )
 
     # -- embeddings -------------------------------------------------------------------
 

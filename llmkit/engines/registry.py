@@ -14,13 +14,17 @@ closed under a running request.
 It is also where a request meets its model, whatever its dialect: the model's
 ``Modelfile`` (a made model's, an Ollama model's layers) fills what the request
 left out, then the request's dialect's defaults fill the rest of its sampling
-(``GenerateRequest.settled``). This is the one place both happen.
+(``GenerateRequest.settled``), and the served model's thinking budget
+(``--reasoning-budget``) applies to a request that names neither a budget nor an
+effort. This is the one place all of it happens. Thinking asked of a model that
+cannot think is refused here in the served model's own name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +40,7 @@ from llmkit.core.types import (
     RerankResult,
 )
 from llmkit.engines.base import Engine
-from llmkit.errors import ModelNotFoundError, ServerBusyError
+from llmkit.errors import ModelNotFoundError, ServerBusyError, ThinkingUnsupportedError
 from llmkit.models.modelfile import Modelfile
 
 log = logging.getLogger("llmkit.registry")
@@ -54,10 +58,13 @@ class ServedModel:
         describe: EngineInfo | None = None,
         modelfile: Modelfile | None = None,
         on_demand: bool = False,
+        reasoning_budget: int | None = None,
     ) -> None:
         """``describe``: what listings show of the model before it first loads;
         ``modelfile``: the model's defaults, applied to each request (``ManagedEngine``);
-        ``on_demand``: served because a request named it, not by the configuration."""
+        ``on_demand``: served because a request named it, not by the configuration;
+        ``reasoning_budget``: the thinking tokens a request that names neither a
+        budget nor an effort may take (None or negative: no limit)."""
         self.names = names  # the first is the canonical name, the rest aliases
         self.inner = engine
         self.engine: Engine = ManagedEngine(self, engine)
@@ -66,6 +73,7 @@ class ServedModel:
         self.preload = preload
         self.modelfile = modelfile
         self.on_demand = on_demand
+        self.reasoning_budget = reasoning_budget
         self.last_used = 0.0  # monotonic time the last request on it ended
         # Set by the registry: frees room (unloads idle models) before this one loads.
         self.before_load: Callable[[ServedModel], Awaitable[None]] | None = None
@@ -228,13 +236,20 @@ class ManagedEngine(Engine):
         """The request as the engine runs it: the model's Modelfile, then the dialect's
         defaults, fill what the request left out (its own values win)."""
         mf = self.served.modelfile
-        return (req if mf is None else mf.apply(req)).settled()
+        req = (req if mf is None else mf.apply(req)).settled()
+        budget = self.served.reasoning_budget
+        if budget is not None and budget >= 0 and req.reasoning_budget is None and not req.effort:
+            req = dataclasses.replace(req, reasoning_budget=budget)
+        return req
 
     async def generate(self, req: GenerateRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
         req = self._resolved(req)
         async with self.served.using():
-            async for chunk in self.inner.generate(req):
-                yield chunk
+            try:
+                async for chunk in self.inner.generate(req):
+                    yield chunk
+            except ThinkingUnsupportedError as e:  # in the name the client used for it
+                raise ThinkingUnsupportedError(self.served.name, param=e.param) from None
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         async with self.served.using():

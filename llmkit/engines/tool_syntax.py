@@ -19,13 +19,11 @@ is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import Callable
 
-from llmkit.core.types import Chunk, ToolCallDelta, Usage
+from llmkit.core.types import ToolCallDelta
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -151,25 +149,3 @@ class ToolCallParser:
         ]
         self.calls += 1
         return ""
-
-
-async def with_tool_calls(
-    chunks: AsyncIterator[Chunk], parser: ToolCallParser, usage: Callable[[], Usage]
-) -> AsyncIterator[Chunk]:
-    """``chunks`` with their calls parsed out; a reply that made calls and ended
-    on its own finishes with "tool_calls". Once the parser is ``done`` the
-    generation is closed (which ends it) and ``usage()`` tells the numbers so far."""
-    async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            text, deltas = parser.push(chunk.text)
-            reason = chunk.finish_reason
-            if parser.done and reason is None:
-                reason, chunk = "stop", replace(chunk, usage=usage())
-            if reason is not None:
-                more, last = parser.flush()
-                text, deltas = text + more, deltas + last
-                if parser.calls and reason == "stop":
-                    reason = "tool_calls"
-            yield replace(chunk, text=text, tool_calls=tuple(deltas), finish_reason=reason)
-            if reason is not None:
-                return

@@ -38,7 +38,7 @@ def model_entries(settings: ServeSettings, specs: EngineSpecs) -> list[ModelEntr
             entry = entry.model_copy(update={"defaults": dict(settings.options)})
             if "engine" not in entry.model_fields_set:
                 entry.engine = specs.implied_engine(entry.options) or settings.engine
-            for k in ("load", "keep_alive"):
+            for k in ("load", "keep_alive", "reasoning_budget"):
                 if k not in entry.model_fields_set:
                     setattr(entry, k, getattr(settings, k))
             entry.engine = _engine(specs, entry)
@@ -94,6 +94,7 @@ def build_models(
             names=entry.served_model_name or [built.name],
             engine=built.engine,
             keep_alive=parse_keep_alive(entry.keep_alive),
+            reasoning_budget=entry.reasoning_budget if entry.reasoning_budget >= 0 else None,
             preload=entry.load == "startup",
             created=built.created,
             describe=built.describe,

@@ -66,6 +66,7 @@ class LocalModels:
             engine=ENGINE,
             load="first-use",
             keep_alive=self.settings.keep_alive,
+            reasoning_budget=self.settings.reasoning_budget,
             defaults=dict(self.settings.options),
             where=f"{entry.name}: ",
         )

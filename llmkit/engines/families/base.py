@@ -78,7 +78,11 @@ class Family(Protocol):
     def parser(
         self, *, thinking: bool, max_calls: int | None, tools: tuple[Tool, ...] = ()
     ) -> ReplyParser:
-        """A parser for one reply; ``thinking``: it starts inside the thinking;
+        """A parser for one reply; ``thinking``: it starts inside the thinking.
+        ``max_calls``: the most calls handed on (None: the family's own limit);
+        0: no tools were offered, so calls are not looked for at all: call markup
+        the model writes anyway stays in the content as written, and only the
+        thinking is split out (the engines parse every chat reply this way).
         ``tools``: the functions offered (their schemas type the values of
         XML-style parameters; without them a value is JSON when it parses)."""
         ...

@@ -4,16 +4,19 @@ loop.
 
 This file says what is llama.cpp's own in the asyncio face (``LocalEngine``):
 how a request becomes prompt tokens (the model's own chat template, its BOS
-rule) and the sampler chain each sequence carries; and embeddings, from a
-second context on the same weights (``embed``), made the first time one is asked,
-as is the rank-pooling context of a reranker (``rerank``).
+rule), the model's family (from the GGUF's chat template and metadata) and the
+sampler chain each sequence carries; and embeddings, from a second context on
+the same weights (``embed``), made the first time one is asked, as is the
+rank-pooling context of a reranker (``rerank``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from llmkit.core.types import (
     Capability,
@@ -27,6 +30,7 @@ from llmkit.core.types import (
 from llmkit.engines import rerank
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.embedding import cannot_embed
+from llmkit.engines.families import Family, detect
 from llmkit.engines.llamacpp.embed import EMBED_BATCH_TOKENS, EMBED_CONTEXT, Embedder
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.rerank import Reranker, model_capabilities, pair_tokens
@@ -59,11 +63,17 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         lm = LoadedModel(self.opts)
         if lm.chat_template is None:
             log.warning("%s ships no chat template; using ChatML", self.opts.path)
-        lm.trigger_hazards  # noqa: B018 - scanned now, in the loading thread, not mid-request
         # llama.cpp's metadata leaves out arrays (a classifier's labels) and tensors.
         header = read_gguf_header(Path(self.opts.path))
         self._capabilities = model_capabilities(header.fields, (n for n, *_ in header.tensors))
         return lm, BatchStep(lm)
+
+    def find_family(self) -> Family:
+        lm = self.lm
+        family = gguf_family(lm.metadata)
+        # Scanned now, in the loading thread, not mid-request.
+        lm.trigger_hazards(tuple(family.call_triggers()))
+        return family
 
     def _unload(self, lm: LoadedModel) -> None:
         for ctx in (self._embedder, self._reranker):  # before the model they read
@@ -96,7 +106,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             license=lm.metadata.get("general.license", ""),
             chat_template=lm.chat_template or "",
             metadata=dict(lm.metadata),
-            capabilities=self._capabilities,
+            capabilities=thinking_capability(self._capabilities, self.family),
         )
 
     # -- tokens ---------------------------------------------------------------------
@@ -107,27 +117,36 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
     def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.detokenize(ids)
 
-    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
+    def chat_text(
+        self, messages: tuple[Message, ...], tools: tuple[Tool, ...], variables: dict[str, Any]
+    ) -> str:
         lm = self.lm
-        bos = lm.token_text(lm.bos_id)
-        text = render_chat(
+        return render_chat(
             lm.chat_template or CHATML,
             messages,
             tools=tools,
-            bos_token=bos,
+            bos_token=lm.token_text(lm.bos_id),
             eos_token=lm.token_text(lm.eos_id),
+            variables=variables,
         )
+
+    def chat_text_tokens(self, text: str) -> list[int]:
+        lm = self.lm
+        bos = lm.token_text(lm.bos_id)
         add_bos = lm.add_bos and not (bos and text.startswith(bos))
         return lm.tokenize(text, add_bos=add_bos, special=True)
 
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
-    def new_state(self, req: GenerateRequest, prompt: list[int]) -> SeqState:
+    def new_state(self, req: GenerateRequest, prompt: list[int], after_thinking: bool) -> SeqState:
         if "rerank" in self._capabilities:  # its head scores pairs; it has no next token
             raise rerank.cannot_generate(self.opts.path)
         lm = self.lm
-        return SeqState(Sampler(req, lm.vocab, lm.n_vocab, lambda: lm.trigger_hazards))
+        sampler = Sampler(
+            req, lm.vocab, lm.n_vocab, lm.trigger_hazards, self.family, after_thinking
+        )
+        return SeqState(sampler)
 
     def drop_state(self, state: SeqState) -> None:
         state.sampler.close()
@@ -175,3 +194,13 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             # (bge-reranker-base: 512): the pairs of a batch are sequences of their own.
             self._reranker = Reranker(self.lm, max(self.embed_context, EMBED_BATCH_TOKENS))
         return self._reranker.scores(pairs)
+
+def gguf_family(metadata: Mapping[str, Any]) -> Family:
+    """A GGUF's model family, from its chat template and its (text) metadata."""
+    text = {k: v for k, v in metadata.items() if isinstance(v, str)}
+    return detect(text.get("tokenizer.chat_template", ""), text)
+
+
+def thinking_capability(caps: tuple[Capability, ...], family: Family) -> tuple[Capability, ...]:
+    """``caps``, and "thinking" when the family thinks (Ollama's capability)."""
+    return (*caps, "thinking") if family.thinks and "thinking" not in caps else caps

@@ -13,7 +13,6 @@ check counted.
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import os
 from collections.abc import Callable
@@ -115,6 +114,7 @@ class LoadedModel:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.bos_id = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos_id = llama_cpp.llama_vocab_eos(self.vocab)
+        self._scanned: dict[str, tuple[int, ...]] = {}  # trigger_hazards, by trigger
 
     def close(self) -> None:
         if self.ctx:
@@ -127,14 +127,15 @@ class LoadedModel:
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
         return self.model.tokenize(text.encode("utf-8"), add_bos, special)
 
-    def piece(self, token: int) -> bytes:
-        """The bytes one token contributes to the output text (none for control tokens)."""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes one token contributes to the output text (none for control
+        tokens, unless ``special``: their text, as a family's markers are read)."""
         # A buffer per call: the decode thread and the event loop both ask for pieces.
         buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:  # a piece longer than the buffer
             big = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, False)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, special)
             return big.raw[:n]
         return buf.raw[:n]
 
@@ -144,12 +145,22 @@ class LoadedModel:
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
-    @functools.cached_property
-    def trigger_hazards(self) -> tuple[int, ...]:
-        """Tokens a lazy tool-call grammar must never sample (``grammar.trigger_hazards``);
-        a scan of the vocabulary (a fraction of a second), which the engine makes as it loads."""
-        pieces = ((t, self.piece(t).decode("utf-8", errors="replace")) for t in range(self.n_vocab))
-        return tuple(trigger_hazards(pieces))
+    def trigger_hazards(self, triggers: tuple[str, ...]) -> tuple[int, ...]:
+        """Tokens a lazy grammar with these triggers must never sample
+        (``grammar.trigger_hazards``); a scan of the vocabulary (a fraction of a
+        second) per trigger, which the engine makes for its family's as it loads."""
+        return tuple(sorted({t for trigger in triggers for t in self._hazards(trigger)}))
+
+    def _hazards(self, trigger: str) -> tuple[int, ...]:
+        found = self._scanned.get(trigger)
+        if found is None:
+            # As the grammar reads them: control tokens with their text.
+            pieces = (
+                (t, self.piece(t, special=True).decode("utf-8", errors="replace"))
+                for t in range(self.n_vocab)
+            )
+            found = self._scanned[trigger] = tuple(trigger_hazards(pieces, trigger))
+        return found
 
     def token_text(self, token: int) -> str:
         """A token's text including control tokens, as templates write them."""

@@ -2,7 +2,9 @@
 ``SamplingParams`` and its grammar (``grammar``: JSON output or tool calls).
 
 Each sequence owns its chain, so temperature, seed, penalties and grammar never
-leak between requests that share a batch.
+leak between requests that share a batch. A grammar that holds only what follows
+a reply's thinking is made with the chain (so a schema it cannot do is refused
+before anything runs) and put in it when the thinking ends (``bind``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Callable, Sequence
 import llama_cpp
 
 from llmkit.core.types import GenerateRequest
-from llmkit.engines.llamacpp.grammar import TRIGGER, Grammar, grammar_for
+from llmkit.engines.families import Family
+from llmkit.engines.families.table import GENERIC
+from llmkit.engines.llamacpp.grammar import Grammar, grammar_for
 from llmkit.errors import InvalidRequestError
 
 
@@ -24,19 +28,26 @@ class Sampler:
         req: GenerateRequest,
         vocab: llama_cpp.llama_vocab_p,
         n_vocab: int,
-        hazards: Callable[[], Sequence[int]] = tuple,
+        hazards: Callable[[tuple[str, ...]], Sequence[int]] = lambda _: (),
+        family: Family = GENERIC,
+        after_thinking: bool = False,
     ):
-        """``hazards``: the tokens a lazy tool-call grammar must not sample (asked
-        for only when there is one)."""
+        """``hazards``: the tokens a lazy grammar with these triggers must not sample
+        (asked for only when there is one); ``family``: whose call syntax;
+        ``after_thinking``: the grammar waits for ``bind`` (the thinking's end)."""
         params = req.sampling
-        grammar = grammar_for(req)  # may refuse the schema: do it before allocating
+        # may refuse the schema: do it before allocating
+        grammar = grammar_for(req, family, after_thinking=after_thinking)
         self.chain = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
+        self._waiting: llama_cpp.llama_sampler_p | None = None  # the grammar, until bound
+        self._lazy = grammar is not None and grammar.lazy
+        self._head = 0  # samplers before the grammar's place in the chain
         add = self._add
         biases = list(params.logit_bias)
         if grammar is not None and grammar.lazy:
-            biases += [(t, float("-inf")) for t in hazards()]
+            biases += [(t, float("-inf")) for t in hazards(grammar.triggers)]
         if biases:
             bias = (llama_cpp.llama_logit_bias * len(biases))()
             for i, (tok, b) in enumerate(biases):
@@ -70,7 +81,11 @@ class Sampler:
                 raise InvalidRequestError(
                     "The JSON schema could not be turned into a grammar.", param=param
                 )
-            add(g)
+            if after_thinking:
+                self._waiting = g
+                self._head = llama_cpp.llama_sampler_chain_n(self.chain)
+            else:
+                add(g)
         if params.temperature <= 0.0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:
@@ -91,16 +106,44 @@ class Sampler:
         """Pick the next token from the logits at ``batch_index`` (and accept it)."""
         return llama_cpp.llama_sampler_sample(self.chain, ctx, batch_index)
 
+    def accept(self, token: int) -> None:
+        """``token`` comes next without being sampled (the engine writes it): the
+        penalties count it as they would a sampled one."""
+        llama_cpp.llama_sampler_accept(self.chain, token)
+
+    def bind(self, after_thinking: bool = True) -> None:
+        """The reply's answer starts: the grammar holds what follows. Put in its
+        place in the chain (after the biases and penalties, before the sampling),
+        so the chain's other samplers keep their state (seed, penalties). An answer
+        that starts without thinking (the model could have thought, and did not)
+        binds only a lazy grammar: the text it has written already is no start of
+        what a whole grammar holds, while a lazy one still waits for its trigger."""
+        if self._waiting is None or not (after_thinking or self._lazy):
+            return
+        grammar, self._waiting = self._waiting, None
+        n = llama_cpp.llama_sampler_chain_n(self.chain)
+        tail = [
+            llama_cpp.llama_sampler_chain_remove(self.chain, self._head)
+            for _ in range(n - self._head)
+        ]
+        self._add(grammar)
+        for smpl in tail:
+            self._add(smpl)
+
     def close(self) -> None:
         if self.chain:
             llama_cpp.llama_sampler_free(self.chain)
             self.chain = None
+        if self._waiting is not None:
+            llama_cpp.llama_sampler_free(self._waiting)
+            self._waiting = None
 
 
 def _grammar_sampler(vocab: llama_cpp.llama_vocab_p, grammar: Grammar) -> llama_cpp.llama_sampler_p:
+    root = grammar.root.encode()
     if not grammar.lazy:
-        return llama_cpp.llama_sampler_init_grammar(vocab, grammar.text.encode(), b"root")
-    patterns = (ctypes.c_char_p * 1)(TRIGGER.encode())
+        return llama_cpp.llama_sampler_init_grammar(vocab, grammar.text.encode(), root)
+    patterns = (ctypes.c_char_p * 1)(grammar.pattern.encode())
     return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
-        vocab, grammar.text.encode(), b"root", patterns, 1, None, 0
+        vocab, grammar.text.encode(), root, patterns, 1, None, 0
     )

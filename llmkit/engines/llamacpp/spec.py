@@ -60,7 +60,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
 
 
 def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
-    from llmkit.engines.llamacpp.engine import LlamaCppEngine
+    from llmkit.engines.llamacpp.engine import LlamaCppEngine, gguf_family, thinking_capability
     from llmkit.engines.llamacpp.model import LoadOptions
     from llmkit.engines.llamacpp.rerank import model_capabilities
 
@@ -82,6 +82,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
         header = read_gguf_header(model.path)
         caps = model_capabilities(header.fields, (n for n, *_ in header.tensors))
+        caps = thinking_capability(caps, gguf_family(header.fields))
         describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None

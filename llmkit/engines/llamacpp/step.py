@@ -205,17 +205,26 @@ class BatchStep(Backend[SeqState]):
         st.lane, st.n_done, st.ready, st.ctx, st.looked, st.leader = -1, 0, 0, [], False, None
 
     def _sample(self, seq: Seq, idx: int) -> int:
+        sampler = seq.state.sampler
+        token = seq.next_forced
+        if token is not None:  # written by the engine: nothing is sampled
+            sampler.accept(token)
         if seq.logprobs is None:
-            return seq.state.sampler.sample(self.lm.ctx, idx)
+            return sampler.sample(self.lm.ctx, idx) if token is None else token
         # The raw row, read before the sampler chain sees it (``logprobs``: why raw).
         ptr = llama_cpp.llama_get_logits_ith(self.lm.ctx, idx)
         logits = np.ctypeslib.as_array(ptr, shape=(self.lm.n_vocab,)).copy()
-        token = seq.state.sampler.sample(self.lm.ctx, idx)
+        if token is None:
+            token = sampler.sample(self.lm.ctx, idx)
         seq.scored = score(logits, token, seq.logprobs, self.lm.piece)
         return token
 
+    def answer_starts(self, seq: Seq, after_thinking: bool) -> None:
+        seq.state.sampler.bind(after_thinking)
+
     def piece(self, seq: Seq, token: int) -> bytes:
-        return self.lm.piece(token)
+        # An end-of-generation token (where the request ignores them) is no marker.
+        return self.lm.piece(token, seq.special and not self.lm.is_eog(token))
 
     def is_eog(self, token: int) -> bool:
         return self.lm.is_eog(token)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
 from llmkit.engines.decode_loop import Backend
+from llmkit.engines.families import Family
 from llmkit.engines.local import LocalEngine
 from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
 from llmkit.errors import EngineError
@@ -49,8 +50,12 @@ class TransformersEngine(LocalEngine[LoadedHF]):
             trust_remote_code=o.trust_remote_code,
             allow_pickle=o.allow_pickle,
         )
-        self._info = lm.info()
         return lm, TurnStep(lm, parallel=o.parallel)
+
+    def find_family(self) -> Family:
+        family = self.lm.family()
+        self._info = self.lm.info(thinks=family.thinks)
+        return family
 
     def _unload(self, lm: LoadedHF) -> None:
         torch = lm.torch
@@ -71,13 +76,19 @@ class TransformersEngine(LocalEngine[LoadedHF]):
     def detokenize_ids(self, ids: list[int]) -> str:
         return self.lm.tokenizer.decode(ids)
 
-    def chat_tokens(self, messages: tuple[Message, ...], tools: tuple[Tool, ...]) -> list[int]:
-        return self.lm.chat_prompt(messages, tools)
+    def chat_text(
+        self, messages: tuple[Message, ...], tools: tuple[Tool, ...], variables: dict[str, Any]
+    ) -> str:
+        return self.lm.chat_text(messages, tools, variables)
+
+    def chat_text_tokens(self, text: str) -> list[int]:
+        # The template writes the special tokens (a BOS) itself.
+        return self.lm.encode_text(text, special=False)
 
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.encode_text(text, special=True)
 
-    def new_state(self, req: GenerateRequest, prompt: list[int]) -> Any:
+    def new_state(self, req: GenerateRequest, prompt: list[int], after_thinking: bool) -> Any:
         from llmkit.engines.transformers import sampler
         from llmkit.engines.transformers.step import new_state
 

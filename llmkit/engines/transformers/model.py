@@ -15,12 +15,14 @@ import importlib.util
 import inspect
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from llmkit.core.tools import tools_as_json
 from llmkit.core.types import EngineInfo, Message, Tool
 from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.families import Family, detect
 from llmkit.engines.tool_prompt import template_knows_tools, template_messages
 from llmkit.errors import ConfigError, EngineError, InvalidRequestError
 from llmkit.models.sizing import human_count
@@ -108,25 +110,51 @@ class LoadedHF:
 
     # -- tokens ---------------------------------------------------------------------
 
-    def chat_prompt(self, messages: tuple[Message, ...], tools: tuple[Tool, ...] = ()) -> list[int]:
+    def chat_text(
+        self,
+        messages: tuple[Message, ...],
+        tools: tuple[Tool, ...] = (),
+        variables: Mapping[str, Any] | None = None,
+    ) -> str:
+        """The prompt through the tokenizer's own chat template; ``variables``: more
+        for the template (a family's thinking switch)."""
         tok = self.tokenizer
-        if tok.chat_template:
-            import jinja2
+        if not tok.chat_template:
+            return render_chat(CHATML, messages, tools=tools, variables=variables)
+        import jinja2
 
-            native = template_knows_tools(str(tok.chat_template))
-            msgs = template_messages(messages, tools, native=native)
-            offered = tools_as_json(tools) if native and tools else None
-            try:
-                text = tok.apply_chat_template(
-                    msgs, tools=offered, tokenize=False, add_generation_prompt=True
+        native = template_knows_tools(str(tok.chat_template))
+        msgs = template_messages(messages, tools, native=native)
+        offered = tools_as_json(tools) if native and tools else None
+        try:
+            return str(
+                tok.apply_chat_template(
+                    msgs,
+                    tools=offered,
+                    tokenize=False,
+                    add_generation_prompt=True,
+                    **dict(variables or {}),
                 )
-            except jinja2.TemplateError as e:
-                raise InvalidRequestError(
-                    f"The model's chat template rejected the messages: {e}", param="messages"
-                ) from e
-        else:
-            text = render_chat(CHATML, messages, tools=tools)
-        return self.encode_text(text, special=False)
+            )
+        except jinja2.TemplateError as e:
+            raise InvalidRequestError(
+                f"The model's chat template rejected the messages: {e}", param="messages"
+            ) from e
+
+    def family(self) -> Family:
+        """The model's family, from the tokenizer's chat template and the config."""
+        meta = {k: str(v) for k, v in self.info_metadata().items()}
+        return detect(str(self.tokenizer.chat_template or ""), meta)
+
+    def info_metadata(self) -> dict[str, str]:
+        """The config's facts, under the GGUF metadata names family detection reads."""
+        arch = str(getattr(self.config, "model_type", "") or "")
+        name = str(getattr(self.config, "_name_or_path", "") or self.source.name)
+        return {
+            "general.architecture": arch,
+            "general.name": name,
+            f"{arch}.context_length": str(self.n_ctx_train),
+        }
 
     def encode_text(self, text: str, *, special: bool) -> list[int]:
         """``special``: add the tokenizer's own special tokens (a BOS) where it would."""
@@ -135,8 +163,9 @@ class LoadedHF:
         with self._encoding:
             return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+    def decode(self, ids: list[int], special: bool = False) -> str:
+        """``special``: control tokens' text too (a model family's markers)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=not special)
 
     def piece_after(self, context: list[int], token: int) -> bytes:
         """The text ``token`` would add after ``context`` (a few tokens before it, so
@@ -144,12 +173,12 @@ class LoadedHF:
         before = self.decode(context)
         return self.decode([*context, token])[len(before) :].encode("utf-8")
 
-    def delta(self, ids: list[int], offsets: list[int]) -> str:
+    def delta(self, ids: list[int], offsets: list[int], *, special: bool = False) -> str:
         """New text of ``ids`` since the last call (``offsets``: [prefix, read], kept by
         the caller). A few earlier tokens are decoded along so word-initial spaces
         come out right; text ending in half a character waits for the rest."""
-        prefix = self.decode(ids[offsets[0] : offsets[1]])
-        full = self.decode(ids[offsets[0] :])
+        prefix = self.decode(ids[offsets[0] : offsets[1]], special)
+        full = self.decode(ids[offsets[0] :], special)
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
             offsets[0], offsets[1] = offsets[1], len(ids)
             return full[len(prefix) :]
@@ -157,7 +186,8 @@ class LoadedHF:
 
     # -- facts --------------------------------------------------------------------
 
-    def info(self) -> EngineInfo:
+    def info(self, thinks: bool = False) -> EngineInfo:
+        """``thinks``: the model's family thinks (Ollama's "thinking" capability)."""
         n_params = sum(p.numel() for p in self.model.parameters())
         size = sum(p.numel() * p.element_size() for p in self.model.parameters())
         arch = str(getattr(self.config, "model_type", "") or "")
@@ -178,6 +208,7 @@ class LoadedHF:
                 "general.architecture": arch,
                 f"{arch}.context_length": str(self.n_ctx_train),
             },
+            capabilities=("completion", "thinking") if thinks else ("completion",),
         )
 
 

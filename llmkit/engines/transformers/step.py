@@ -80,7 +80,9 @@ class TurnStep(Backend[SeqState]):
         logits = out.logits[0, -1].float()
         # The raw row, before the sampler changes it in place (``logprobs``: why raw).
         raw = None if seq.logprobs is None else logits.cpu().numpy().copy()
-        token = sampler.sample(logits, st.sampling, st.generated, st.gen)
+        token = seq.next_forced  # written by the engine: nothing is sampled
+        if token is None:
+            token = sampler.sample(logits, st.sampling, st.generated, st.gen)
         st.generated.append(token)
         if raw is not None:
             context = st.window[-4:]
@@ -89,8 +91,10 @@ class TurnStep(Backend[SeqState]):
 
     def piece(self, seq: Seq, token: int) -> bytes:
         st = seq.state
+        if seq.special and token in self.lm.eos_ids:
+            return b""  # an end-of-generation token (where the request ignores them) is no marker
         st.window.append(token)
-        return self.lm.delta(st.window, st.offsets).encode("utf-8")
+        return self.lm.delta(st.window, st.offsets, special=seq.special).encode("utf-8")
 
     def is_eog(self, token: int) -> bool:
         return token in self.lm.eos_ids
