@@ -38,13 +38,16 @@ CLOSE_THINK = "\n</think>\n\n"
 @dataclass(frozen=True)
 class Row:
     """One family. ``switch``: the template variable that turns thinking on and
-    off (``enable_thinking``...), "" when none; ``effort``: the variable that
-    takes an effort level, "" when none."""
+    off (``enable_thinking``...), "" when none; ``thinks_unasked``: whether it
+    thinks when a request does not say (the switch's default: on for Qwen3,
+    off for DeepSeek V3.1 and Granite); ``effort``: the variable that takes an
+    effort level, "" when none."""
 
     name: str
     syntax: Any  # a ``stream.Syntax``, or ``harmony.Harmony``
     think: tuple[str, str] | None = None
     switch: str = ""
+    thinks_unasked: bool = True
     effort: str = ""
     thinking_optional: bool = False
     close_thinking: str = ""
@@ -68,7 +71,12 @@ class Row:
 
     def template_variables(self, think: bool | None, effort: Effort | None) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.switch and (think is not None or effort is not None):
+        if think is None and effort is None:
+            # The model's default, said out loud where it thinks unasked: llama.cpp's
+            # copies of some templates (R1-distill) read a missing switch as "off".
+            if self.switch and self.thinks_unasked:
+                out[self.switch] = True
+        elif self.switch:
             out[self.switch] = think is not False
         if self.effort and (effort is not None or think is False):
             # a family that always thinks thinks least at "low" when asked not to
@@ -130,7 +138,7 @@ ROWS: tuple[Row, ...] = (
              calls_end_thinking=True),
     Row("kimi-k2", KIMI, has=("<|tool_calls_section_begin|>",)),
     _thinker("deepseek-v3.1", DEEPSEEK_V31, "thinking", has=("tool▁sep", "<think>"),
-             lacks=("```json",)),
+             lacks=("```json",), thinks_unasked=False),
     _thinker("deepseek-r1", DEEPSEEK_R1, has=("tool▁sep", "<think>")),
     Row("deepseek-v3", DEEPSEEK_R1, has=("tool▁sep",)),
     _thinker("qwen3.5", QWEN_XML, "enable_thinking", has=("<tool_call>", "<function=",
@@ -142,7 +150,8 @@ ROWS: tuple[Row, ...] = (
         has=("[TOOL_CALLS]", "[THINK]")),
     Row("mistral", MISTRAL, has=("[TOOL_CALLS]", "[ARGS]")),
     Row("mistral-nemo", MISTRAL_ARRAY, has=("[TOOL_CALLS]",)),
-    _thinker("granite-3.3", GRANITE_THINKING, "thinking", has=("<|tool_call|>", "<think>")),
+    _thinker("granite-3.3", GRANITE_THINKING, "thinking", has=("<|tool_call|>", "<think>"),
+             thinks_unasked=False),
     Row("granite-3", GRANITE, has=("<|tool_call|>",)),
     Row("granite-4", HERMES, has=("<|start_of_role|>", "<tool_call>")),
     Row("phi-4-mini", PHI4, has=("<|tool|>", "<|/tool|>")),
