@@ -8,8 +8,6 @@ what the model says."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import gguf
@@ -18,14 +16,10 @@ TEMPLATE_KEY = gguf.Keys.Tokenizer.CHAT_TEMPLATE
 
 
 def llama_cpp_dir() -> Path:
-    """llama.cpp's reference data: ``$LLMKIT_LLAMA_CPP``, else the running virtual
-    environment's (the main checkout's, for a worktree without one). Missing is a
-    failure, never a skip."""
-    found = os.environ.get("LLMKIT_LLAMA_CPP") or str(Path(sys.prefix) / "llama.cpp")
-    path = Path(found)
-    if not (path / "models" / "templates").is_dir():
-        raise FileNotFoundError(f"{path}: llama.cpp's reference data is missing; run bootstrap")
-    return path
+    """llama.cpp's reference data, in the virtual environment running the tests."""
+    from tests.llama_chat_cases import llama_cpp_dir as found
+
+    return found()
 
 
 def template(name: str) -> str:
