@@ -8,7 +8,9 @@ A page asks for a part with a marker on a line of its own:
 - ``<!-- llmkit:serve-flags -->``: every ``llmkit serve`` flag, its variable, default and help,
   from the serve settings and the built-in engines' declarations;
 - ``<!-- llmkit:variables -->``: every environment variable llmkit reads (``llmkit/env.py``)
-  and the ``LLMKIT_*`` of each serve flag.
+  and the ``LLMKIT_*`` of each serve flag;
+- ``<!-- llmkit:families -->``: the model families llmkit knows (``engines/families/table.py``):
+  how each is recognised, how it thinks and how thinking is switched, how it opens a call.
 
 An unknown marker fails the build. The tests import ``render`` from here to check the
 pages' coverage without running MkDocs.
@@ -131,6 +133,31 @@ def variables_table() -> str:
     return "\n".join(rows)
 
 
+def _code(texts: tuple[str, ...] | list[str]) -> str:
+    # Python-Markdown splits no cell at a pipe inside a code span: none is escaped.
+    # A newline a marker holds is shown as the two characters a template writes.
+    return ", ".join("`" + t.replace("\n", "\\n") + "`" for t in texts)
+
+
+def families_table() -> str:
+    """One row per family of the table, in the order detection tries them."""
+    from llmkit.engines.families.table import GENERIC, ROWS
+
+    rows = [
+        "| family | recognised by its template holding | thinking | switched by | a call opens with |",
+        "|---|---|---|---|---|",
+    ]
+    for row in (*ROWS, GENERIC):
+        found = _code(row.has) if row.has else "(no other family matched)"
+        if row.any_of:
+            found += " and one of " + _code(row.any_of)
+        thinking = _code(row.think) if row.think else ("channels" if row.thinks else "no")
+        switch = _code([v for v in (row.switch, row.effort) if v]) or "—"
+        opens = _code([*getattr(row.syntax, "opens", ()), *row.syntax.triggers])
+        rows.append(f"| {row.name} | {found} | {thinking} | {switch} | {opens} |")
+    return "\n".join(rows)
+
+
 def render(kind: str, arg: str | None = None) -> str:
     """The Markdown a marker stands for."""
     if kind == "cli":
@@ -139,6 +166,8 @@ def render(kind: str, arg: str | None = None) -> str:
         return serve_flags_table()
     if kind == "variables":
         return variables_table()
+    if kind == "families":
+        return families_table()
     raise ValueError(f"unknown marker llmkit:{kind}")
 
 

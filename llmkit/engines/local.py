@@ -27,6 +27,7 @@ loop, so chat keeps streaming while a long list is embedded.
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -54,6 +55,8 @@ from llmkit.errors import (
     InvalidRequestError,
     ThinkingUnsupportedError,
 )
+
+log = logging.getLogger("llmkit.engine")
 
 
 class Loaded(Protocol):
@@ -172,6 +175,8 @@ class LocalEngine(Engine, Generic[M]):
         close = family.close_thinking
         self._close = tuple(self.tokenize_text(close, True)) if close else ()
         self.family = family
+        thinking = "thinks" if family.thinks else "does not think"
+        log.info("%s: chat family %s (%s)", self.label, family.name, thinking)
         return backend
 
     async def close(self) -> None:
