@@ -144,7 +144,7 @@ def families_table() -> str:
     from llmkit.engines.families.table import GENERIC, ROWS
 
     rows = [
-        "| family | recognised by its template holding | thinking | switched by | a call opens with |",
+        "| family | its template holds | thinking | switched by | a call opens with |",
         "|---|---|---|---|---|",
     ]
     for row in (*ROWS, GENERIC):
