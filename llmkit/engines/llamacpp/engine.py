@@ -195,6 +195,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             self._reranker = Reranker(self.lm, max(self.embed_context, EMBED_BATCH_TOKENS))
         return self._reranker.scores(pairs)
 
+
 def gguf_family(metadata: Mapping[str, Any]) -> Family:
     """A GGUF's model family, from its chat template and its (text) metadata."""
     text = {k: v for k, v in metadata.items() if isinstance(v, str)}
