@@ -118,16 +118,19 @@ def _source(version: str, work: Path, progress: Callable[[str], None]) -> Path:
     src = work / "src" / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
     if (src / "CMakeLists.txt").exists():
         return src
-    with tempfile.TemporaryDirectory() as tmp:
+    # scripts/bootstrap.sh keeps the sdist here: downloaded once for both.
+    kept = cache_dir().parent / "sdist"
+    sdist = kept / f"llama_cpp_python-{version}.tar.gz"
+    if not sdist.exists():
         progress(f"==> downloading the llama-cpp-python {version} sdist")
+        kept.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
-               ":all:", f"llama-cpp-python=={version}", "-d", tmp]  # fmt: skip
-        if subprocess.run(pip).returncode:
+               ":all:", f"llama-cpp-python=={version}", "-d", str(kept)]  # fmt: skip
+        if subprocess.run(pip).returncode or not sdist.exists():
             raise BuildError(f"pip could not download the llama-cpp-python {version} sdist")
-        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        progress("==> unpacking vendor/llama.cpp")
-        with tarfile.open(sdist) as tar:
-            tar.extractall(work / "src", filter="data")
+    progress("==> unpacking vendor/llama.cpp")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(work / "src", filter="data")
     if not (src / "CMakeLists.txt").exists():
         raise BuildError(f"the sdist has no vendor/llama.cpp at {src}")
     return src
