@@ -33,8 +33,16 @@ from llmkit.errors import ConfigError, DiskFullError, InsufficientMemoryError, M
 from llmkit.models import derived
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.fit import machine_budget
+from llmkit.models.gguf_header import is_gguf
+from llmkit.models.metadata import read_gguf
 from llmkit.models.modelfile import Modelfile
-from llmkit.models.quantize import QUANT_TYPES, quant_type, quantize, quantized_bytes
+from llmkit.models.quantize import (
+    QUANT_TYPES,
+    gguf_weights,
+    quant_type,
+    quantize,
+    quantized_bytes,
+)
 from llmkit.models.sizing import GIB, format_bytes
 from llmkit.models.watch import ChildRun, run_watched
 
@@ -194,12 +202,17 @@ def make_model(
     derived.check_name(catalog, name)
     if imatrix is not None and not imatrix.is_file():
         raise ModelSpecError(f"No importance matrix at {imatrix}.")
-    from_gguf = source.is_file() and source.suffix.lower() == ".gguf"
+    from_gguf = source.is_file() and is_gguf(source)
     if from_gguf:
         if qtype in ("F16", "BF16"):
             raise ModelSpecError(f"{source.name} is a GGUF already; name a type to quantize it to.")
-        from llmkit.models.quantize import gguf_weights
-
+        stored = read_gguf(source).quantization or "F16"
+        if stored.upper() not in ("F32", "F16", "BF16", "ALL_F32", "MOSTLY_F16", "MOSTLY_BF16"):
+            # As Ollama: requantizing loses twice; start from the unquantized weights.
+            raise ModelSpecError(
+                f"{source.name} is quantized already ({stored}); quantization starts from "
+                "an F32, F16 or BF16 GGUF, or from the safetensors."
+            )
         n_params = gguf_weights(source)[0]
         disk, ram = quantized_bytes(n_params, qtype), quantized_bytes(n_params, qtype)
     else:
