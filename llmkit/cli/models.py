@@ -35,7 +35,7 @@ cache_dir_option = click.option(
     help="Where pulled models are kept. [env: LLMKIT_MODELS; default: <data dir>/models]",
 )
 #: What ``pull --quantize`` fetches of a repository: what the converter reads.
-SAFETENSORS_FILES = ("*.safetensors", "*.json", "tokenizer.model", "*.tiktoken", "*.txt")
+SAFETENSORS_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 gpu_memory_option = click.option(
     "--gpu-memory",
