@@ -14,6 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from llmkit.cli.create_view import run_create
 from llmkit.cli.views import PullView, human_params, mem_lines
 from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
@@ -149,8 +150,6 @@ def pull(
     for entry in entries:
         click.echo(f"pulled {entry.name} ({format_bytes(entry.size_on_disk())}) into {entry.path}")
     if quantize is not None:
-        from llmkit.cli.create import run_create  # it builds on this module
-
         pulled = entries[0]
         name = f"{pulled.name}:{quantize.lower()}"
         made = run_create(settings, name, pulled.path, quantize, None, False)

@@ -19,7 +19,6 @@ import ast
 import importlib.util
 import json
 import math
-import os
 import re
 import shutil
 import struct
@@ -274,17 +273,9 @@ def convert(
     def on_bytes(done: int, total: int) -> None:
         emit(CreateEvent("converting", done, total, "converting model"))
 
-    # The converter's own gguf-py (beside it) is the one it is written against.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return run_watched(
-        cmd,
-        out,
-        src.f16_bytes,
-        on_bytes,
-        what="llama.cpp's converter",
-        cancelled=cancelled,
-        env=env,
-    )
+    # It imports its own gguf-py, beside it: the one it is written against.
+    what = "llama.cpp's converter"
+    return run_watched(cmd, out, src.f16_bytes, on_bytes, what=what, cancelled=cancelled)
 
 
 __all__ = ["QUANT_TYPES", "CreateEvent", "make_model", "supported_architectures"]
