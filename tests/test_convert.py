@@ -390,3 +390,24 @@ def test_imatrix_guides_quantization(env, tiny, ref, tmp_path):
                  "--imatrix", str(tmp_path / "other.gguf"))  # fmt: skip
     assert out.returncode != 0 and "made for another model" in out.stderr
     assert "blk.0.nothing" in out.stderr
+
+
+def test_legacy_imatrix_and_quant_types_read_as_llama_cpp_writes_them(tmp_path):
+    """The legacy .dat layout (entries: name, calls, values stored as mean x calls)
+    and the type names, any case."""
+    import struct
+
+    from llmkit.errors import InvalidRequestError
+    from llmkit.models.quantize import quant_type, read_imatrix
+
+    name = b"blk.0.attn_q.weight"
+    body = struct.pack("<i", 1) + struct.pack("<i", len(name)) + name
+    body += struct.pack("<ii", 4, 3) + struct.pack("<3f", 4.0, 8.0, 2.0)
+    (tmp_path / "m.dat").write_bytes(body + struct.pack("<i", 4))  # trailing: last call
+    assert read_imatrix(tmp_path / "m.dat") == {"blk.0.attn_q.weight": [1.0, 2.0, 0.5]}
+    assert [quant_type(t) for t in ("q4_k_m", "Q8_0", "f16", " q6_K")] == [
+        "Q4_K_M", "Q8_0", "F16", "Q6_K",
+    ]  # fmt: skip
+    with pytest.raises(InvalidRequestError) as e:
+        quant_type("q4_k_x")
+    assert "valid types: F16, BF16, Q8_0, Q6_K, Q5_K_M" in e.value.message
