@@ -57,10 +57,12 @@ def make_model(out: Path, shape: dict) -> int:
 def bare(cmd: list[str]) -> dict:
     """A child run as a user would from the shell: its time and peak RSS."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+    with tempfile.TemporaryFile() as log:  # a pipe would fill up and stall the child
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        err = log.read().decode(errors="replace")[-500:]
     return {"seconds": time.perf_counter() - t, "peak_rss": usage.ru_maxrss * 1024,
             "ok": proc.returncode == 0, "error": "" if proc.returncode == 0 else err}  # fmt: skip
 
