@@ -56,14 +56,22 @@ def make_model(out: Path, shape: dict) -> int:
 
 def bare(cmd: list[str]) -> dict:
     """A child run as a user would from the shell: its time and peak RSS."""
+    from llmkit.models.watch import peak_rss
+
     t = time.perf_counter()
     with tempfile.TemporaryFile() as log:  # a pipe would fill up and stall the child
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0
+        while True:  # VmHWM as it runs: ru_maxrss would carry over this process's peak
+            peak = max(peak, peak_rss(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         err = log.read().decode(errors="replace")[-500:]
-    return {"seconds": time.perf_counter() - t, "peak_rss": usage.ru_maxrss * 1024,
+    return {"seconds": time.perf_counter() - t, "peak_rss": peak,
             "ok": proc.returncode == 0, "error": "" if proc.returncode == 0 else err}  # fmt: skip
 
 

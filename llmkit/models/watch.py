@@ -5,7 +5,7 @@ Both tools write their output front to back (header, then tensor after tensor), 
 the bytes on disk are an honest measure of the work done, whatever each tool prints.
 The child is killed when the caller stops waiting (an error, Ctrl-C, ``cancelled``),
 so nothing keeps writing into a file that is about to be removed. The child's peak
-RSS comes back from ``wait4`` for the benchmark.
+RSS (its VmHWM, read as it runs) comes back for the benchmark.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from pathlib import Path
 
 from llmkit.errors import LlmkitError
 
-#: How often the output's size is looked at.
-POLL_S = 0.2
+#: How often the output's size (and the child's peak RSS) is looked at.
+POLL_S = 0.05
 
 
 @dataclass(frozen=True)
 class ChildRun:
     seconds: float
-    peak_rss: int  # bytes, of the child (and its own children)
+    peak_rss: int  # bytes, of the child, as last read before it exited
 
 
 class ChildFailed(LlmkitError):
@@ -53,7 +53,7 @@ def run_watched(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
         try:
-            status, usage = _wait(proc, output, expected, on_bytes, cancelled)
+            status, peak = _wait(proc, output, expected, on_bytes, cancelled)
         except BaseException:
             _kill(proc)
             raise
@@ -63,8 +63,21 @@ def run_watched(
             tail = log.read().decode(errors="replace")[-4000:]
             raise ChildFailed(f"{what} failed (exit {code}):\n{_last_lines(tail)}")
     on_bytes(expected, expected)
-    # ru_maxrss is in KiB on Linux.
-    return ChildRun(time.perf_counter() - started, usage.ru_maxrss * 1024)
+    return ChildRun(time.perf_counter() - started, peak)
+
+
+def peak_rss(pid: int) -> int:
+    """A live process's peak RSS so far (VmHWM), 0 when it cannot be read. Not
+    ``wait4``'s ru_maxrss: Linux carries that over from the parent across fork and
+    exec, so a child of a big process would report the parent's peak."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _wait(
@@ -73,13 +86,15 @@ def _wait(
     expected: int,
     on_bytes: Callable[[int, int], None],
     cancelled: Callable[[], bool],
-) -> tuple[int, os.struct_rusage]:
+) -> tuple[int, int]:
     last = -1
+    peak = 0
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        peak = max(peak, peak_rss(proc.pid))
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid == proc.pid:
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            return status, usage
+            return status, peak
         if cancelled():
             raise LlmkitError("cancelled")
         try:
