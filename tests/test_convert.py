@@ -411,3 +411,27 @@ def test_legacy_imatrix_and_quant_types_read_as_llama_cpp_writes_them(tmp_path):
     with pytest.raises(InvalidRequestError) as e:
         quant_type("q4_k_x")
     assert "valid types: F16, BF16, Q8_0, Q6_K, Q5_K_M" in e.value.message
+
+
+def test_every_type_quantizes_to_what_it_names(env, tmp_path):
+    """Each type's llama.cpp ftype is the one the GGUF header then says."""
+    from llmkit.models.metadata import read_gguf
+    from llmkit.models.quantize import QUANT_TYPES, quantize
+
+    f16 = Path(catalog_names(env)["tiny-f16"]["path"])
+    for qtype in QUANT_TYPES:
+        if qtype in ("F16", "BF16"):
+            continue
+        out = tmp_path / f"{qtype}.gguf"
+        quantize(f16, out, qtype, lambda done, total: None)
+        assert read_gguf(out).quantization == qtype
+
+
+def test_api_quantizes_a_catalog_f16_model(srv, env):
+    client = ollama.Client(host=srv.url)
+    statuses = [r.status for r in client.create("tiny-q4-0", from_="tiny-f16", quantize="Q4_0",
+                                                system="Be brief.", stream=True)]  # fmt: skip
+    assert "converting model" not in statuses
+    assert statuses[0] == "quantizing F16 model to Q4_0" and statuses[-1] == "success"
+    shown = client.show("tiny-q4-0")
+    assert shown.details.quantization_level == "Q4_0" and "Be brief." in shown.modelfile
