@@ -335,6 +335,11 @@ def test_ctrl_c_mid_conversion_leaves_nothing(env, tiny):
 
 
 def test_pull_a_safetensors_repo_with_quantize(env, srv, hub, ref):
+    # Refused from config.json alone, before a byte of the weights moves.
+    small = {**env, "LLMKIT_MEMORY_GIB": "0.01"}
+    out = llmkit(small, "pull", "org/tiny-llama", "--quantize", "Q4_K_M")
+    assert out.returncode != 0 and "Not enough memory: converting needs" in out.stderr
+    assert hub.gets("config.json") and not hub.gets("model.safetensors")
     out = llmkit(env, "pull", "org/tiny-llama", "--quantize", "Q4_K_M")
     assert out.returncode == 0, out.stderr
     assert "created org/tiny-llama:q4_k_m" in out.stdout

@@ -1,10 +1,12 @@
 """The progress of making a model (``llmkit create``, and ``llmkit pull --quantize``
 after its download): a rich bar per stage on a terminal, a line per stage otherwise;
-llmkit errors and Ctrl-C become one line."""
+llmkit errors and Ctrl-C become one line. And the check ``pull --quantize`` makes
+before fetching any weight."""
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -12,7 +14,10 @@ import click
 from llmkit.env import ModelsSettings
 from llmkit.errors import LlmkitError
 from llmkit.models.catalog import Catalog, CatalogEntry
-from llmkit.models.convert import CreateEvent, make_model
+from llmkit.models.convert import CreateEvent, check_before_pull, make_model
+from llmkit.models.download import fetch_config
+from llmkit.models.metadata import read_facts
+from llmkit.models.sizing import DTYPE_BYTES
 
 
 class CreateView:
@@ -72,3 +77,16 @@ def run_create(
     finally:
         view.close()
     return entry
+
+
+def room_to_convert(repo: str, settings: ModelsSettings, qtype: str) -> None:
+    """Refuse ``pull --quantize`` that cannot fit, from the repository's config.json."""
+    with tempfile.TemporaryDirectory(prefix="llmkit-config-") as tmp:
+        facts = read_facts(fetch_config(repo, settings, Path(tmp)))
+    if not facts.n_params:
+        return  # nothing to judge by: the conversion checks again once the files are here
+    download = facts.n_params * DTYPE_BYTES.get(facts.dtype or "bfloat16", 2)
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    check_before_pull(
+        settings.models_dir, facts.n_params, int(download), qtype, memory_gib=settings.memory_gib
+    )

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from llmkit.cli.create_view import run_create
+from llmkit.cli.create_view import room_to_convert, run_create
 from llmkit.cli.views import PullView, human_params, mem_lines
 from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
@@ -123,12 +123,14 @@ def pull(
     if quantize is not None:
         try:
             quantize = quant_type(quantize)
+            if not force:  # before any weight moves: room for the download and the work
+                with quiet_libraries():
+                    room_to_convert(repo, settings, quantize)
         except LlmkitError as e:
-            raise click.BadParameter(e.message, param_hint="--quantize") from None
-        # The weights, config and tokenizer only; the conversion checks its own fit.
+            raise click.ClickException(e.message) from None
+        # The weights, config and tokenizer only; the GGUF fit check is not for them.
         include = include or SAFETENSORS_FILES
-        force = True
-    if not force:
+    elif not force:
         # No --gpu-memory: the machine's, as the repository's kind says (GGUF: RAM).
         budget = _budget(gpu_memory, settings, gguf=True) if gpu_memory else None
         fit = FitPolicy(choose=choose, budget=budget, context=max_model_len)
@@ -152,7 +154,7 @@ def pull(
     if quantize is not None:
         pulled = entries[0]
         name = f"{pulled.name}:{quantize.lower()}"
-        made = run_create(settings, name, pulled.path, quantize, None, False)
+        made = run_create(settings, name, pulled.path, quantize, None, force)
         click.echo(f"created {made.name} ({format_bytes(made.size_on_disk())}) at {made.path}")
 
 

@@ -177,6 +177,26 @@ def check_room(
         )
 
 
+def room_needed(f16_bytes: int, largest: int, n_params: int, qtype: str) -> tuple[int, int]:
+    """(disk, RAM) bytes making a ``qtype`` model takes: the F16 GGUF and the quantized
+    one on disk at once; in RAM, the converter's working set (a tensor or two in f32,
+    ``largest`` elements, beside torch), and the result, which must fit to be served."""
+    out = 0 if qtype in ("F16", "BF16") else quantized_bytes(n_params, qtype)
+    ram = max(largest * 4 * 2 + CONVERTER_RUNTIME_BYTES, out or f16_bytes)
+    return f16_bytes + out, ram
+
+
+def check_before_pull(
+    where: Path, n_params: int, download: int, qtype: str, *, memory_gib: float | None = None
+) -> None:
+    """``pull --quantize``'s check before any weight is fetched: room for the download
+    and for making the model, estimated from the parameter count (config.json)."""
+    # Without the tensors' shapes, take the largest to be a tenth of the model (the
+    # embeddings of a small model; far less in a large one).
+    disk, ram = room_needed(n_params * 2, n_params // 10, n_params, qtype)
+    check_room(where, disk + download, ram, memory_gib=memory_gib)
+
+
 def _file_stem(name: str) -> str:
     base, _ = derived.split_name(name)
     return re.sub(r"[^A-Za-z0-9._-]", "-", base.rsplit("/", 1)[-1])
@@ -221,11 +241,7 @@ def make_model(
         src = inspect_source(source)
         check_supported(src, supported_architectures(llama_cpp))
         _need_torch()
-        out = 0 if qtype in ("F16", "BF16") else quantized_bytes(src.n_params, qtype)
-        disk = src.f16_bytes + out
-        # The converter holds a tensor or two in f32 at a time; the model must then fit
-        # in RAM to be served at all.
-        ram = max(src.largest_tensor * 4 * 2 + CONVERTER_RUNTIME_BYTES, out or src.f16_bytes)
+        disk, ram = room_needed(src.f16_bytes, src.largest_tensor, src.n_params, qtype)
     if check_fit:
         catalog.models_dir.mkdir(parents=True, exist_ok=True)
         check_room(catalog.models_dir, disk, ram, memory_gib=memory_gib)
