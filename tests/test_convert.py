@@ -440,3 +440,17 @@ def test_api_quantizes_a_catalog_f16_model(srv, env):
     assert statuses[0] == "quantizing F16 model to Q4_0" and statuses[-1] == "success"
     shown = client.show("tiny-q4-0")
     assert shown.details.quantization_level == "Q4_0" and "Be brief." in shown.modelfile
+
+
+def test_a_client_that_leaves_stops_the_conversion(srv, env, tiny):
+    client = ollama.Client(host=srv.url)
+    files = {p.name: client.create_blob(p) for p in sorted(tiny.iterdir()) if p.is_file()}
+    body = {"model": "gone", "files": files, "quantize": "q8_0"}
+    with httpx.stream("POST", srv.url + "/api/create", json=body, timeout=60) as r:
+        first = json.loads(next(r.iter_lines()))
+        assert first == {"status": "converting model"}
+        work = next(iter(Path(env["LLMKIT_MODELS"]).glob(".creating-*")))
+    # The connection is closed mid-conversion: the converter is killed, its files go.
+    until(lambda: not work.exists() or None, timeout=30, what="the work dir to go")
+    until(lambda: not _children_writing_to(work.name) or None, timeout=10)
+    assert leftovers(env) == [] and "gone" not in catalog_names(env)
