@@ -353,6 +353,10 @@ def test_pull_a_safetensors_repo_with_quantize(env, srv, hub, ref):
     assert kl < KL_BOUND["Q4_K_M"]
     tags = httpx.get(srv.url + "/api/tags").json()["models"]
     assert any(m["name"] == "org/tiny-llama:q4_k_m" for m in tags)
+    # The pulled safetensors, named as in the catalog, make another model.
+    out = llmkit(env, "create", "tiny-from-catalog", "--from", "org/tiny-llama", "-q", "q6_k")
+    assert out.returncode == 0, out.stderr
+    assert catalog_names(env)["tiny-from-catalog"]["quantization"] == "Q6_K"
 
 
 def test_imatrix_guides_quantization(env, tiny, ref, tmp_path):

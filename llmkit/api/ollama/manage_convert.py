@@ -67,9 +67,6 @@ async def making(
             f"{name} is a name this server's configuration serves; choose another.",
             param="model",
         )
-    staged = stage(local, body.files or {}) if gguf is None else None
-    source = staged if staged is not None else gguf
-    assert source is not None
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[CreateEvent | None] = asyncio.Queue()
     stop = threading.Event()
@@ -78,6 +75,9 @@ async def making(
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
     def work() -> object:
+        staged = stage(local, body.files or {}) if gguf is None else None
+        source = staged if staged is not None else gguf
+        assert source is not None
         try:
             return make_model(
                 local.catalog, name, source, body.quantize, emit, modelfile=mf,
