@@ -149,8 +149,14 @@ def catalog_names(env: dict[str, str]) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(out.stdout)}
 
 
-def test_create_f16_matches_transformers(env, srv, tiny, ref):
-    out = llmkit(env, "create", "tiny-f16", "--from", str(tiny))
+@pytest.fixture(scope="module")
+def f16(env, tiny) -> subprocess.CompletedProcess:
+    """``llmkit create tiny-f16 --from DIR``, once for the tests that start from it."""
+    return llmkit(env, "create", "tiny-f16", "--from", str(tiny))
+
+
+def test_create_f16_matches_transformers(env, srv, tiny, ref, f16):
+    out = f16
     assert out.returncode == 0, out.stderr
     assert "created tiny-f16" in out.stdout
     assert "converting model" in out.stderr  # the stage lines, off a terminal
@@ -359,14 +365,15 @@ def test_pull_a_safetensors_repo_with_quantize(env, srv, hub, ref):
     assert catalog_names(env)["tiny-from-catalog"]["quantization"] == "Q6_K"
 
 
-def test_imatrix_guides_quantization(env, tiny, ref, tmp_path):
+def test_imatrix_guides_quantization(env, tiny, ref, tmp_path, f16):
     """An importance matrix in llama.cpp's GGUF format, made here from transformers'
     activations on the reference prompt, changes the weights chosen and keeps the KL
     bounded; one made for other tensors is refused with the names."""
     import gguf
 
-    row = catalog_names(env).get("tiny-f16")
-    assert row is not None, "test_create_f16_matches_transformers makes tiny-f16 first"
+    from llmkit.models.quantize import quantize
+
+    row = catalog_names(env)["tiny-f16"]
     reader = gguf.GGUFReader(row["path"])
     writer = gguf.GGUFWriter(tmp_path / "imatrix.gguf", arch="imatrix")
     rng = np.random.default_rng(0)
@@ -384,7 +391,8 @@ def test_imatrix_guides_quantization(env, tiny, ref, tmp_path):
     assert out.returncode == 0, out.stderr
     rows = catalog_names(env)
     path = Path(rows["tiny-imat"]["path"])
-    plain = Path(rows["tiny-q4_k_m"]["path"])
+    plain = tmp_path / "plain.gguf"
+    quantize(Path(row["path"]), plain, "Q4_K_M", lambda done, total: None)
     assert path.read_bytes() != plain.read_bytes()
     assert mean_kl(ref, gguf_logprobs(path, IDS)) < KL_BOUND["Q4_K_M"]
 
@@ -422,21 +430,21 @@ def test_legacy_imatrix_and_quant_types_read_as_llama_cpp_writes_them(tmp_path):
     assert "valid types: F16, BF16, Q8_0, Q6_K, Q5_K_M" in e.value.message
 
 
-def test_every_type_quantizes_to_what_it_names(env, tmp_path):
+def test_every_type_quantizes_to_what_it_names(env, tmp_path, f16):
     """Each type's llama.cpp ftype is the one the GGUF header then says."""
     from llmkit.models.metadata import read_gguf
     from llmkit.models.quantize import QUANT_TYPES, quantize
 
-    f16 = Path(catalog_names(env)["tiny-f16"]["path"])
+    source = Path(catalog_names(env)["tiny-f16"]["path"])
     for qtype in QUANT_TYPES:
         if qtype in ("F16", "BF16"):
             continue
         out = tmp_path / f"{qtype}.gguf"
-        quantize(f16, out, qtype, lambda done, total: None)
+        quantize(source, out, qtype, lambda done, total: None)
         assert read_gguf(out).quantization == qtype
 
 
-def test_api_quantizes_a_catalog_f16_model(srv, env):
+def test_api_quantizes_a_catalog_f16_model(srv, env, f16):
     client = ollama.Client(host=srv.url)
     statuses = [r.status for r in client.create("tiny-q4-0", from_="tiny-f16", quantize="Q4_0",
                                                 system="Be brief.", stream=True)]  # fmt: skip
