@@ -182,7 +182,7 @@ def test_create_refuses_what_it_cannot_make(client):
     assert e.value.status_code == 404
     with pytest.raises(ollama.ResponseError) as e:
         client.create("x", from_="smol", quantize="q4_K_M")
-    assert e.value.status_code == 400 and "quantize" in e.value.error
+    assert e.value.status_code == 400 and "quantized already (Q4_1)" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:
         client.create("x", from_="smol", parameters={"temperature": -1})
     assert e.value.status_code == 400 and "parameters.temperature" in e.value.error

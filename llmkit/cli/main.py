@@ -109,3 +109,7 @@ from llmkit.cli.running import ps, stop  # noqa: E402
 
 for _command in (ps, stop, doctor):
     cli.add_command(_command)
+
+from llmkit.cli.create import create  # noqa: E402
+
+cli.add_command(create)

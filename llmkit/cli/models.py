@@ -14,6 +14,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from llmkit.cli.create_view import room_to_convert, run_create
 from llmkit.cli.views import PullView, human_params, mem_lines
 from llmkit.env import SOURCES, Environment, ModelsSettings
 from llmkit.errors import LlmkitError, ModelSpecError
@@ -23,6 +24,7 @@ from llmkit.models.download import pull as pull_model
 from llmkit.models.fit import MEM_FLAGS, Budget, Plan, judge, machine_budget
 from llmkit.models.foreign import machine_catalog
 from llmkit.models.metadata import ModelFacts, read_facts
+from llmkit.models.quantize import quant_type
 from llmkit.models.quiet import quiet_libraries
 from llmkit.models.remote_fit import FitPolicy, FitReport
 from llmkit.models.resolve import locate, looks_like_path, resolve_model
@@ -33,6 +35,8 @@ cache_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where pulled models are kept. [env: LLMKIT_MODELS; default: <data dir>/models]",
 )
+#: What ``pull --quantize`` fetches of a repository: what the converter reads.
+SAFETENSORS_FILES = ("*.safetensors", "*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "*.txt")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 gpu_memory_option = click.option(
     "--gpu-memory",
@@ -80,6 +84,12 @@ def _settings(cache_dir: Path | None) -> ModelsSettings:
     type=click.IntRange(min=1),
     help="Context to judge the fit at. [default: the model's own, at most 8192]",
 )
+@click.option(
+    "--quantize",
+    "-q",
+    help="For a safetensors repository: convert it with llama.cpp and quantize it to "
+    "this type (q4_K_M, q8_0, f16, ...), as the model REPO:TYPE.",
+)
 @gpu_memory_option
 @cache_dir_option
 def pull(
@@ -91,6 +101,7 @@ def pull(
     choose: bool,
     force: bool,
     max_model_len: int | None,
+    quantize: str | None,
     gpu_memory: float | None,
     cache_dir: Path | None,
 ) -> None:
@@ -105,10 +116,21 @@ def pull(
     llmkit pull Qwen/Qwen2-0.5B-Instruct-GGUF --include '*q4_k_m.gguf'
     llmkit pull qwen2-7b-instruct --source modelscope
     HF_ENDPOINT=https://hf-mirror.com llmkit pull HuggingFaceTB/SmolLM2-135M-Instruct
+    llmkit pull HuggingFaceTB/SmolLM2-360M-Instruct --quantize q4_K_M
     """
     settings = _settings(cache_dir)
     fit = None
-    if not force:
+    if quantize is not None:
+        try:
+            quantize = quant_type(quantize)
+            if not force:  # before any weight moves: room for the download and the work
+                with quiet_libraries():
+                    room_to_convert(repo, settings, quantize)
+        except LlmkitError as e:
+            raise click.ClickException(e.message) from None
+        # The weights, config and tokenizer only; the GGUF fit check is not for them.
+        include = include or SAFETENSORS_FILES
+    elif not force:
         # No --gpu-memory: the machine's, as the repository's kind says (GGUF: RAM).
         budget = _budget(gpu_memory, settings, gguf=True) if gpu_memory else None
         fit = FitPolicy(choose=choose, budget=budget, context=max_model_len)
@@ -129,6 +151,11 @@ def pull(
         view.close()
     for entry in entries:
         click.echo(f"pulled {entry.name} ({format_bytes(entry.size_on_disk())}) into {entry.path}")
+    if quantize is not None:
+        pulled = entries[0]
+        name = f"{pulled.name}:{quantize.lower()}"
+        made = run_create(settings, name, pulled.path, quantize, None, force)
+        click.echo(f"created {made.name} ({format_bytes(made.size_on_disk())}) at {made.path}")
 
 
 def _facts(entry: CatalogEntry) -> ModelFacts | None:

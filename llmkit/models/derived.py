@@ -50,23 +50,10 @@ def create(
 ) -> CatalogEntry:
     """Make ``name`` from the GGUF file ``gguf`` (replacing a made model of that name);
     ``filename``: what to call the file (a blob's name is its digest)."""
-    base, tag = split_name(name)
-    if not _NAME_RE.fullmatch(base) or not _TAG_RE.fullmatch(tag):
-        raise InvalidRequestError(
-            f"'{name}' is not a model name: NAME or OWNER/NAME, with an optional :TAG, "
-            "each of letters, digits, '-', '_' and '.'.",
-            param="model",
-        )
+    directory = check_name(catalog, name)
     filename = filename or gguf.name
     if not gguf.is_file() or not filename.lower().endswith(".gguf"):
         raise ModelSpecError(f"{gguf} is not a .gguf file; a model is made from GGUF weights.")
-    folder = base if tag == "latest" else f"{base}-{tag}"
-    directory = catalog.models_dir.joinpath(*folder.split("/"))
-    old = _manifest(directory)
-    if old is not None and old.get("source") != "created":
-        raise InvalidRequestError(
-            f"{canonical(name)} is a pulled model; give the new model another name.", param="model"
-        )
     directory.mkdir(parents=True, exist_ok=True)
     for p in directory.glob("*.gguf"):
         p.unlink()
@@ -88,6 +75,26 @@ def create(
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(directory / MANIFEST)
     return catalog.find(canonical(name))
+
+
+def check_name(catalog: Catalog, name: str) -> Path:
+    """The directory a made model ``name`` goes to; refuses a malformed name, or the
+    name of a pulled model (checked before long work such as a conversion)."""
+    base, tag = split_name(name)
+    if not _NAME_RE.fullmatch(base) or not _TAG_RE.fullmatch(tag):
+        raise InvalidRequestError(
+            f"'{name}' is not a model name: NAME or OWNER/NAME, with an optional :TAG, "
+            "each of letters, digits, '-', '_' and '.'.",
+            param="model",
+        )
+    folder = base if tag == "latest" else f"{base}-{tag}"
+    directory = catalog.models_dir.joinpath(*folder.split("/"))
+    old = _manifest(directory)
+    if old is not None and old.get("source") != "created":
+        raise InvalidRequestError(
+            f"{canonical(name)} is a pulled model; give the new model another name.", param="model"
+        )
+    return directory
 
 
 def _manifest(directory: Path) -> dict[str, Any] | None:

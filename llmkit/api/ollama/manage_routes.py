@@ -1,6 +1,7 @@
 """Ollama's model-management routes, over llmkit's local catalog: ``pull`` (llmkit's
 own pull, its progress as Ollama's lines), ``delete``, ``copy``, ``create`` (a GGUF
-plus the parts of a Modelfile llmkit applies) and ``blobs`` (uploads for
+plus the parts of a Modelfile llmkit applies; safetensors converted and ``quantize``
+quantized by ``manage_convert``) and ``blobs`` (uploads for
 ``create``). HTTP only: the catalog work is ``models/``' and the serving of what
 they make is the wiring's (``api/local_catalog`` says what the routes need of it).
 
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.ollama.errors import error_line
+from llmkit.api.ollama.manage_convert import making, uploads_safetensors
 from llmkit.api.ollama.manage_schemas import (
     CopyBody,
     CreateBody,
@@ -146,14 +148,16 @@ async def copy_model(request: Request, body: CopyBody) -> Response:
 @router.post("/create", response_model=None)
 async def create_model(request: Request, body: CreateBody) -> Response:
     local = _local(request)
-    if body.quantize or body.adapters:
-        which = "quantize" if body.quantize else "adapters"
-        raise InvalidRequestError(f"{which} is not supported by llmkit's create.", param=which)
+    if body.adapters:
+        raise InvalidRequestError("adapters is not supported by llmkit's create.", param="adapters")
     name = body.wanted
     if not name:
         raise InvalidRequestError("model is required", param="model")
     _check_parameters(body.parameters or {})
-    gguf, made, filename = _base(request, local, body)
+    if uploads_safetensors(body):  # converted with llama.cpp's converter (manage_convert)
+        gguf, made, filename = None, None, None
+    else:
+        gguf, made, filename = _base(request, local, body)
     mine = Modelfile(
         system=body.system if body.system is not None else (made.system if made else None),
         template=body.template if body.template is not None else (made.template if made else None),
@@ -161,6 +165,9 @@ async def create_model(request: Request, body: CreateBody) -> Response:
         messages=_messages(body.messages) if body.messages else (made.messages if made else ()),
         adapters=made.adapters if made else (),
     )
+    if gguf is None or body.quantize:
+        progress = await making(local, body, name, gguf, mine)
+        return _lines(progress) if body.stream is not False else await _last(progress)
     await _make(local, name, gguf, mine, filename)
 
     async def steps() -> AsyncIterator[Progress]:
