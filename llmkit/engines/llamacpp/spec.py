@@ -96,7 +96,8 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
     given = [parse_lora(v) for v in o.lora]
     given += [_named(v) for v in o.lora_modules]
     made = model.entry.modelfile if model.entry else None
-    own = [parse_lora(a) for a in made.adapters] if made else []
+    # A Modelfile's ADAPTER is a path, scale 1 (Ollama's): never read as PATH:SCALE.
+    own = [AdapterSpec(Path(a)) for a in made.adapters] if made else []
     if not given and not own:
         return Fitted(estimate)
     cache = ctx.models.models_dir / "adapters"
@@ -170,9 +171,9 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
     for a in fitted.served:
         # Listed as the base with its adapter; /api/show's Modelfile says ADAPTER.
         own = Modelfile(adapters=(str(a.gguf),))
-        out.append(
-            Built(a.spec.label, engine((a,), base_name), describe, created, own, base=base_name)
-        )
+        lora = {"base_model": base_name, "adapters": a.spec.label}
+        seen = replace(describe, details={**describe.details, **lora})
+        out.append(Built(a.spec.label, engine((a,), base_name), seen, created, own, base=base_name))
     return out
 
 
