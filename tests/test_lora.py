@@ -228,6 +228,12 @@ def test_listings_show_each_adapter_as_a_model_with_its_base(srv, monkeypatch) -
     assert {"tiny", "tuned", "peft"} <= {n.removesuffix(":latest") for n in running}
 
 
+def test_catalog_models_served_on_demand_carry_no_adapter_of_the_flags(srv) -> None:
+    # The bundled model is another shape: given --lora-modules' adapter, it would be refused.
+    r = srv.client().completions.create(model="SmolLM2-135M-Instruct", prompt="Hi", max_tokens=2)
+    assert r.choices[0].text is not None
+
+
 def test_an_adapter_for_another_model_is_refused_naming_both(tmp_path, made) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "llmkit", "serve", "--port", "0",
