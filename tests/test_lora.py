@@ -263,3 +263,26 @@ def test_modelfile_adapter_through_api_create(srv, made, refs) -> None:
                       adapters={"tuned.gguf": digest})  # fmt: skip
     assert e.value.status_code == 400
     assert "tuned.gguf" in e.value.error and "SmolLM2" in e.value.error, e.value.error
+
+
+def test_base_and_adapter_contexts_share_one_load_of_the_weights(made) -> None:
+    from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions
+    from llmkit.engines.llamacpp.weights import SharedWeights
+
+    weights = SharedWeights(str(made["base"]))
+
+    def load(adapters: tuple = ()) -> LoadedModel:
+        opts = LoadOptions(str(made["base"]), n_ctx=64, n_threads=1, host_cache_mib=0,
+                           weights=weights, adapters=adapters)  # fmt: skip
+        return LoadedModel(opts)
+
+    base = load()
+    tuned = load(((str(made["lora"]), 1.0, "tuned"),))
+    assert weights.loads == 1 and tuned.model is base.model and weights.users == 2
+    base.close()  # the adapter's context still runs on the weights
+    assert weights.users == 1 and tuned.tokenize("hi", add_bos=False, special=False)
+    tuned.close()
+    assert weights.users == 0
+    again = load()  # the last one gone, the next loads them afresh
+    assert weights.loads == 2
+    again.close()
