@@ -209,6 +209,16 @@ def test_the_base_is_unchanged_while_adapters_serve_at_the_same_time(srv) -> Non
     assert tuned_alone[0] != alone[0][0]  # the adapter's reply is its own
 
 
+def test_an_adapters_model_embeds_through_its_adapter(srv) -> None:
+    def vector(model: str) -> np.ndarray:
+        got = srv.client().embeddings.create(model=model, input="a note about the moon")
+        return np.array(got.data[0].embedding)
+
+    base, tuned, zero = vector("tiny"), vector("tuned"), vector("zero")
+    np.testing.assert_allclose(zero, base, atol=1e-4)  # scale 0: the base's
+    assert float(np.dot(tuned, base)) < 0.999  # unit vectors the adapter moved
+
+
 def test_listings_show_each_adapter_as_a_model_with_its_base(srv, monkeypatch) -> None:
     ids = {m.id: m for m in srv.client().models.list().data}
     assert {"tiny", "tuned", "zero", "peft"} <= set(ids)

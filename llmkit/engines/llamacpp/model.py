@@ -95,6 +95,10 @@ class LoadedModel:
                 f"{n_ctx}-token context; give --kv-cache-size at least {n_ctx}."
             )
         self.host_cache_bytes = max(0, opts.host_cache_mib) << 20
+        self.adapters = tuple(label for _, _, label in opts.adapters)
+        # The adapters with their scales (loaded once on the weights), for this context
+        # and any other made on the model for it: the adapter's model embeds with it.
+        self.lora = [(self.weights.adapter(p, label), s) for p, s, label in opts.adapters]
         # Sequence ids beyond the running ones keep finished sequences' cells as cache.
         self.lanes = min(LANES_MAX, max(4 * self.parallel, 64))
         cparams = llama_cpp.llama_context_default_params()
@@ -126,13 +130,9 @@ class LoadedModel:
                 f"llama.cpp could not create a KV cache of {self.kv_cells} tokens; lower "
                 "--kv-cache-size, --max-model-len or --parallel."
             )
-        self.adapters = tuple(label for _, _, label in opts.adapters)
-        if opts.adapters:
+        if self.lora:
             try:
-                set_adapters(
-                    self.ctx,
-                    [(self.weights.adapter(p, label), scale) for p, scale, label in opts.adapters],
-                )
+                set_adapters(self.ctx, self.lora)
             except BaseException:
                 llama_cpp.llama_free(self.ctx)
                 self.ctx = None
