@@ -296,3 +296,38 @@ def test_base_and_adapter_contexts_share_one_load_of_the_weights(made) -> None:
     again = load()  # the last one gone, the next loads them afresh
     assert weights.loads == 2
     again.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "path", "scale", "name"),
+    [
+        ("a.gguf", "a.gguf", 1.0, None),
+        ("/x/a.gguf:0.5", "/x/a.gguf", 0.5, None),
+        ("sql=/x/a.gguf:2", "/x/a.gguf", 2.0, "sql"),
+        ("sql=./peft-dir", "peft-dir", 1.0, "sql"),
+        ("/x/we:ird", "/x/we:ird", 1.0, None),  # a ':' that is no scale stays in the path
+    ],
+)
+def test_lora_flags_read_as_llama_server_and_vllm_write_them(given, path, scale, name) -> None:
+    from llmkit.models.lora import parse_lora
+
+    spec = parse_lora(given)
+    assert (spec.path, spec.scale, spec.name) == (Path(path), scale, name)
+
+
+def test_the_fit_check_counts_each_adapters_context(made) -> None:
+    from llmkit.errors import InsufficientMemoryError
+    from llmkit.models.fit import fit_adapters, fit_before_serving
+
+    est = fit_before_serving(made["base"], "tiny", max_model_len=256, parallel=2, memory_gib=1)
+    size = made["lora"].stat().st_size
+    gib = 1024**3
+    one = fit_adapters(est, "tiny", [("tuned", size)], contexts=1, memory_gib=1)
+    assert one == est.per_device_bytes + size + est.kv_bytes + est.overhead_bytes
+    with pytest.raises(InsufficientMemoryError) as e:  # room for the base and one more context
+        fit_adapters(est, "tiny", [("a", size), ("b", size)], contexts=2, memory_gib=one / gib)
+    assert (
+        "tiny" in e.value.message
+        and "a, b" in e.value.message
+        and "2 context(s)" in e.value.message
+    )
