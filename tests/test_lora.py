@@ -125,6 +125,24 @@ def refs(made) -> dict[str, np.ndarray]:
     return {"base": reference(made["hf"], None), "tuned": reference(made["hf"], made["peft"])}
 
 
+def write_ollama_store(root: Path, gguf: Path, adapter: Path) -> None:
+    """An Ollama install's store holding ``ollama-tuned``: the base's blob and an
+    adapter layer, as Ollama's ``create`` writes a Modelfile's ``ADAPTER``."""
+    import hashlib
+
+    media = "application/vnd.ollama.image."
+    (root / "blobs").mkdir(parents=True)
+    layers = []
+    for kind, path in (("model", gguf), ("adapter", adapter)):
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        (root / "blobs" / f"sha256-{digest}").write_bytes(data)
+        layers.append({"mediaType": media + kind, "digest": f"sha256:{digest}", "size": len(data)})
+    where = root / "manifests/registry.ollama.ai/library/ollama-tuned"
+    where.mkdir(parents=True)
+    (where / "latest").write_text(json.dumps({"schemaVersion": 2, "layers": layers}))
+
+
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, made) -> Server:
     tmp = tmp_path_factory.mktemp("srv")
@@ -177,6 +195,17 @@ def test_served_adapters_match_transformers_with_the_adapter_merged(srv, refs) -
     assert_matches(top5(srv, "peft"), refs["tuned"])  # its PEFT directory, converted by llmkit
     assert_matches(top5(srv, "zero"), refs["base"])  # scale 0: nothing added
     assert_matches(top5(srv, "tiny"), refs["base"])
+
+
+def test_an_ollama_model_with_an_adapter_layer_is_served_with_it(tmp_path, made, refs) -> None:
+    write_ollama_store(tmp_path / "ollama", made["base"], made["lora"])
+    env = {"OLLAMA_MODELS": str(tmp_path / "ollama"), "LLMKIT_MODELS": str(tmp_path / "m")}
+    s = start_server(tmp_path, "--model", "ollama-tuned", "--max-model-len", "256", env=env)
+    try:
+        assert "ADAPTER " in ollama.Client(host=s.url).show("ollama-tuned").modelfile
+        assert_matches(top5(s, "ollama-tuned"), refs["tuned"])
+    finally:
+        s.stop()
 
 
 def test_the_base_is_unchanged_while_adapters_serve_at_the_same_time(srv) -> None:
