@@ -171,10 +171,18 @@ async def create_model(request: Request, body: CreateBody) -> Response:
     return _lines(steps()) if body.stream is not False else await _last(steps())
 
 
-def _adapters(local: LocalCatalog, given: dict[str, str], gguf: Path, base: str) -> tuple[str, ...]:
+def _adapters(
+    local: LocalCatalog, given: dict[str, str], gguf: Path | None, base: str
+) -> tuple[str, ...]:
     """The LoRA adapters ``adapters`` names (file name -> uploaded blob, as Ollama's
     client sends them), each a GGUF adapter checked against the base now: one made
     for another model is refused here, with both names, not when it first loads."""
+    if given and gguf is None:  # a base still to be converted: no shapes to check yet
+        raise InvalidRequestError(
+            "adapters apply to a GGUF base: create the model from its files first, then "
+            "another from it with the adapters.",
+            param="adapters",
+        )
     out = []
     for filename, digest in given.items():
         path = local.blobs.path(digest)
