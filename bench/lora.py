@@ -114,7 +114,7 @@ def serve(base: Path, adapters: int, lora: Path, args: argparse.Namespace) -> tu
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "llmkit", "serve", "--port", str(port), "--model", str(base),
-           "--served-model-name", "base", "--max-model-len", "1024",
+           "--served-model-name", "base", "--max-model-len", str(args.max_model_len),
            "--parallel", str(args.streams), "--kv-host-cache", "0"]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -137,6 +137,7 @@ def main() -> None:
     p.add_argument("--streams", type=int, default=4)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--max-model-len", type=int, default=512)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base, lora = (args.base, args.adapter) if args.base else make_models(Path(tmp))
