@@ -73,6 +73,9 @@ class Built:
     describe: EngineInfo | None = None
     created: int = 0  # the model file's mtime, for listings
     modelfile: Modelfile | None = None  # applied to each request by the served model
+    # A LoRA adapter served under its own name: the served model whose weights it
+    # shares (its name is its own, never the entry's --served-model-name).
+    base: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from llmkit.models import derived
 from llmkit.models.catalog import Catalog, CatalogEntry
 from llmkit.models.fit import machine_budget
 from llmkit.models.gguf_header import is_gguf
+from llmkit.models.llama_source import llama_cpp_dir
 from llmkit.models.metadata import read_gguf
 from llmkit.models.modelfile import Modelfile
 from llmkit.models.quantize import (
@@ -78,10 +79,6 @@ class CreateStats:
 
     convert: ChildRun | None
     quantize: ChildRun | None
-
-
-def llama_cpp_dir() -> Path:
-    return Path(sys.prefix) / "llama.cpp"
 
 
 def supported_architectures(source: Path | None = None) -> list[str]:

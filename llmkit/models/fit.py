@@ -412,3 +412,34 @@ def fit_before_transformers(
         sequences=parallel,
     )
     return check_fit(facts, plan, machine_budget(gpu=on_gpu, memory_gib=memory_gib), what=name)
+
+
+def fit_adapters(
+    estimate: MemoryEstimate,
+    name: str,
+    adapters: list[tuple[str, int]],
+    *,
+    contexts: int,
+    memory_gib: float | None,
+) -> int:
+    """The base model's ``estimate`` plus LoRA adapters on its weights: each adapter's
+    tensors (``adapters``: name, bytes), and for each of ``contexts`` adapters served
+    as models of their own a second KV pool and compute buffers (llama.cpp applies an
+    adapter per context). The weights are counted once. The bytes needed, or
+    InsufficientMemoryError with the terms."""
+    budget = machine_budget(gpu=False, memory_gib=memory_gib)
+    tensors = sum(size for _, size in adapters)
+    per_context = estimate.kv_bytes + estimate.overhead_bytes
+    need = estimate.per_device_bytes + tensors + contexts * per_context
+    if need <= budget.bytes:
+        return need
+    names = ", ".join(n for n, _ in adapters)
+    raise InsufficientMemoryError(
+        f"{name} with the LoRA adapters {names} needs {format_bytes(need)} (the base "
+        f"{format_bytes(estimate.per_device_bytes)} + adapters {format_bytes(tensors)} + "
+        f"{contexts} context(s) of their own, KV cache and buffers "
+        f"{format_bytes(per_context)} each) but only {format_bytes(budget.bytes)} is there "
+        f"({budget.source}). Try: fewer adapters served at once, a shorter --max-model-len, "
+        "or a smaller --parallel.",
+        estimate=estimate,
+    )

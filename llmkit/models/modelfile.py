@@ -1,5 +1,6 @@
 """A model's defaults, as Ollama's Modelfile states them: ``SYSTEM``, ``TEMPLATE``,
-``PARAMETER`` lines, ``MESSAGE`` turns (and ``ADAPTER``s, not applied yet).
+``PARAMETER`` lines, ``MESSAGE`` turns, ``ADAPTER``s (LoRA adapters in GGUF, which
+the llama.cpp engine applies to the model's context: ``models/lora.py``).
 
 One type for every source: the layers of a model in Ollama's store
 (``ollama_store.py``), a model made here with ``create`` or ``copy``
@@ -43,7 +44,7 @@ class Modelfile:
     # PARAMETER lines as Ollama's options name them: temperature, stop, num_ctx, num_predict...
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: tuple[Message, ...] = ()  # turns every chat starts with, after the system message
-    adapters: tuple[str, ...] = ()  # LoRA adapters: kept, not applied yet
+    adapters: tuple[str, ...] = ()  # LoRA adapters' GGUF paths, applied at scale 1
 
     @classmethod
     def from_manifest(cls, data: dict[str, Any] | None) -> Modelfile | None:

@@ -2,8 +2,9 @@
 nothing written): ``<OLLAMA_MODELS>/manifests/<host>/<namespace>/<name>/<tag>``
 are JSON manifests whose layers point at ``blobs/sha256-<hex>``. The layer of
 media type ``application/vnd.ollama.image.model`` is the GGUF; ``.system``,
-``.params``, ``.template`` and ``.messages`` layers say how Ollama runs it: the entry's
-``Modelfile``, as a model made with Ollama's ``create`` would have it.
+``.params``, ``.template``, ``.messages`` and ``.adapter`` (a GGUF LoRA) layers say
+how Ollama runs it: the entry's ``Modelfile``, as a model made with Ollama's
+``create`` would have it.
 
 Names are Ollama's own: ``llama3.2:latest`` for the library, ``user/name:tag``
 for another namespace, ``host/namespace/name:tag`` for another registry.
@@ -54,11 +55,19 @@ def _entry(root: Path, manifest: Path) -> CatalogEntry | None:
     model = layers.get("model")
     if model is None or not model.is_file():
         return None
+    try:  # every adapter layer (a model may stack several), in the manifest's order
+        adapters = [
+            str(root / "blobs" / _blob(layer["digest"]))
+            for layer in data["layers"]
+            if layer.get("mediaType") == _MEDIA + "adapter"
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
     return CatalogEntry(
         name=ollama_name(manifest, root / "manifests"),
         path=model,
         source="ollama",
-        modelfile=_modelfile(layers),
+        modelfile=_modelfile(layers, adapters),
     )
 
 
@@ -87,7 +96,7 @@ def _json(path: Path | None) -> Any:
         return None
 
 
-def _modelfile(layers: dict[str, Path]) -> Modelfile | None:
+def _modelfile(layers: dict[str, Path], adapters: list[str]) -> Modelfile | None:
     params = _json(layers.get("params"))
     turns = _json(layers.get("messages"))
     turns = turns if isinstance(turns, list) else []
@@ -98,6 +107,7 @@ def _modelfile(layers: dict[str, Path]) -> Modelfile | None:
             "template": _text(layers.get("template")),
             "parameters": params if isinstance(params, dict) else {},
             "messages": turns,
+            "adapters": adapters,  # GGUF LoRA blobs: the llama.cpp engine applies them
         }
     )
     return made if made != Modelfile() else None

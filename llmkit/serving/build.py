@@ -91,7 +91,8 @@ def build_models(
     fit = spec.fit(ctx, opts) if spec.fit is not None else None
     return [
         ServedModel(
-            names=entry.served_model_name or [built.name],
+            # An adapter keeps its own name; the entry's names are the base model's.
+            names=[built.name] if built.base else (entry.served_model_name or [built.name]),
             engine=built.engine,
             keep_alive=parse_keep_alive(entry.keep_alive),
             reasoning_budget=entry.reasoning_budget if entry.reasoning_budget >= 0 else None,

@@ -32,6 +32,8 @@ from llmkit.models.derived import Blobs
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.serving.build import build_models
 
+LORA_OPTIONS = ("lora", "lora_modules")
+
 log = logging.getLogger("llmkit.registry")
 
 #: The engine catalog models are served on (the one that loads GGUF in-process).
@@ -67,7 +69,9 @@ class LocalModels:
             load="first-use",
             keep_alive=self.settings.keep_alive,
             reasoning_budget=self.settings.reasoning_budget,
-            defaults=dict(self.settings.options),
+            # --lora and --lora-modules are the configured model's adapters, not every
+            # catalog model's (a made model brings its own, its Modelfile's ADAPTER).
+            defaults={k: v for k, v in self.settings.options.items() if k not in LORA_OPTIONS},
             where=f"{entry.name}: ",
         )
         served = build_models(spec, self.specs, self.env)[0]

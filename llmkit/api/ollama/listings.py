@@ -35,6 +35,8 @@ def details(info: EngineInfo) -> s.ModelDetails:
         families=[info.family] if info.family else None,
         parameter_size=info.parameter_size,
         quantization_level=info.quantization,
+        # A LoRA adapter served as a model: the served model whose weights it runs on.
+        parent_model=str(info.details.get("base_model", "")),
     )
 
 
@@ -98,6 +100,9 @@ def to_show(m: ModelView, made: Modelfile | None = None) -> s.ShowResponse:
         k: _number(v) for k, v in info.metadata.items() if k != "tokenizer.chat_template"
     }
     model_info["general.parameter_count"] = info.parameter_count
+    for key in ("base_model", "adapters"):  # a LoRA adapter's base and the adapters applied
+        if key in info.details:
+            model_info[f"llmkit.lora.{key}"] = info.details[key]
     params = f"num_ctx {info.context_length}"
     if made is not None:
         # num_ctx is the context served with, said first; the Modelfile's would repeat it.

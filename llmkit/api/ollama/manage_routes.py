@@ -44,6 +44,7 @@ from llmkit.models import derived
 from llmkit.models.catalog import CatalogEntry
 from llmkit.models.download import PullEvent, pull
 from llmkit.models.hf_names import to_pull_request
+from llmkit.models.lora import check_adapter
 from llmkit.models.modelfile import Modelfile
 from llmkit.models.verify import verify
 
@@ -148,8 +149,6 @@ async def copy_model(request: Request, body: CopyBody) -> Response:
 @router.post("/create", response_model=None)
 async def create_model(request: Request, body: CreateBody) -> Response:
     local = _local(request)
-    if body.adapters:
-        raise InvalidRequestError("adapters is not supported by llmkit's create.", param="adapters")
     name = body.wanted
     if not name:
         raise InvalidRequestError("model is required", param="model")
@@ -158,12 +157,13 @@ async def create_model(request: Request, body: CreateBody) -> Response:
         gguf, made, filename = None, None, None
     else:
         gguf, made, filename = _base(request, local, body)
+    adapters = _adapters(local, body.adapters or {}, gguf, body.from_ or filename or name)
     mine = Modelfile(
         system=body.system if body.system is not None else (made.system if made else None),
         template=body.template if body.template is not None else (made.template if made else None),
         parameters={**(made.parameters if made else {}), **(body.parameters or {})},
         messages=_messages(body.messages) if body.messages else (made.messages if made else ()),
-        adapters=made.adapters if made else (),
+        adapters=(*(made.adapters if made else ()), *adapters),
     )
     if gguf is None or body.quantize:
         progress = await making(local, body, name, gguf, mine)
@@ -175,6 +175,39 @@ async def create_model(request: Request, body: CreateBody) -> Response:
             yield Progress(status=status)
 
     return _lines(steps()) if body.stream is not False else await _last(steps())
+
+
+def _adapters(
+    local: LocalCatalog, given: dict[str, str], gguf: Path | None, base: str
+) -> tuple[str, ...]:
+    """The LoRA adapters ``adapters`` names (file name -> uploaded blob, as Ollama's
+    client sends them), each a GGUF adapter checked against the base now: one made
+    for another model is refused here, with both names, not when it first loads."""
+    if given and gguf is None:  # a base still to be converted: no shapes to check yet
+        raise InvalidRequestError(
+            "adapters apply to a GGUF base: create the model from its files first, then "
+            "another from it with the adapters.",
+            param="adapters",
+        )
+    out = []
+    for filename, digest in given.items():
+        path = local.blobs.path(digest)
+        if not path.is_file():
+            raise InvalidRequestError(
+                f"No blob {digest} on this server: upload it first (POST /api/blobs/{digest}).",
+                param="adapters",
+            )
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":
+                raise InvalidRequestError(
+                    f"adapters: {filename} is not a GGUF LoRA adapter; convert a PEFT adapter "
+                    "with llama.cpp's convert_lora_to_gguf.py (or serve its directory with "
+                    "llmkit serve --lora DIR, which converts it).",
+                    param="adapters",
+                )
+        check_adapter(path, gguf, filename, base)
+        out.append(str(path))
+    return tuple(out)
 
 
 def _check_parameters(given: dict) -> None:

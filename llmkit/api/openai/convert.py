@@ -449,7 +449,13 @@ def _prompt_once(usages: list[Usage | None]) -> list[Usage]:
 
 
 def to_model_card(name: str, model: ModelView) -> s.ModelCard:
-    return s.ModelCard(id=name, created=model.created, max_model_len=model.context_length)
+    base = model.info.details.get("base_model")
+    return s.ModelCard(
+        id=name,
+        created=model.created,
+        max_model_len=model.context_length,
+        parent=str(base) if base else None,
+    )
 
 
 def to_model_list(models: list[ModelView]) -> s.ModelList:

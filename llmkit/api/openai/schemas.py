@@ -345,6 +345,8 @@ class ModelCard(BaseModel):
     owned_by: str = "llmkit"
     # vLLM reports this too; clients use it to size requests.
     max_model_len: int | None = None
+    # vLLM's field for a LoRA adapter served as a model: the base model it runs on.
+    parent: str | None = None
 
 
 class ModelList(BaseModel):

@@ -23,6 +23,7 @@ import llama_cpp
 from llmkit.core.types import Capability
 from llmkit.engines.embedding import cannot_embed, pack
 from llmkit.engines.llamacpp.model import LoadedModel, batch_put
+from llmkit.engines.llamacpp.weights import set_adapters
 from llmkit.errors import EngineError
 
 #: Tokens one embedding batch (and so one input) may hold at most. Each token of a
@@ -94,6 +95,8 @@ class Embedder:
         self.ctx = llama_cpp.llama_init_from_model(lm.model.model, p)
         if not self.ctx:
             raise EngineError(f"llama.cpp could not create an embedding context of {n_ctx} tokens.")
+        if lm.lora:  # an adapter's model embeds through its adapter, as it generates
+            set_adapters(self.ctx, lm.lora)
         self.memory = llama_cpp.llama_get_memory(self.ctx)  # NULL for encoder-only models
         self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
 

@@ -47,9 +47,12 @@ log = logging.getLogger("llmkit.engine.llamacpp")
 class LlamaCppEngine(LocalEngine[LoadedModel]):
     label = "llama.cpp"
 
-    def __init__(self, opts: LoadOptions, *, max_queue: int = 64) -> None:
+    def __init__(self, opts: LoadOptions, *, max_queue: int = 64, base: str | None = None) -> None:
+        """``base``: for a LoRA adapter served under its own name, the served model
+        whose weights its context shares (``weights``)."""
         super().__init__(max_queue=max_queue)
         self.opts = opts
+        self.base = base
         self._embedder: Embedder | None = None  # made on the first embedding request
         self._reranker: Reranker | None = None  # made on the first rerank request
         self._capabilities: tuple[Capability, ...] = ()
@@ -96,6 +99,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
                 "threads": lm.n_threads,
                 "trained_context": lm.n_ctx_train,
                 "architecture": lm.metadata.get("general.architecture", "?"),
+                **self._lora_details(),
             },
             format="gguf",
             family=lm.metadata.get("general.architecture", ""),
@@ -108,6 +112,19 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             metadata=dict(lm.metadata),
             capabilities=thinking_capability(self._capabilities, self.family),
         )
+
+    def _lora_details(self) -> dict[str, str]:
+        """What /api/show and the logs say of the LoRA adapters this context applies."""
+        if not self.opts.adapters:
+            return {}
+        out = {
+            "adapters": ", ".join(
+                f"{label} ({path}, scale {scale:g})" for path, scale, label in self.opts.adapters
+            )
+        }
+        if self.base:
+            out["base_model"] = self.base
+        return out
 
     # -- tokens ---------------------------------------------------------------------
 

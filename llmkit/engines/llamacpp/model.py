@@ -24,6 +24,7 @@ from llama_cpp import _internals, _logger
 
 from llmkit.engines.llamacpp.build_info import packed_attention
 from llmkit.engines.llamacpp.grammar import trigger_hazards
+from llmkit.engines.llamacpp.weights import SharedWeights, set_adapters
 from llmkit.errors import EngineError
 
 log = logging.getLogger("llmkit.engine.llamacpp")
@@ -47,6 +48,11 @@ class LoadOptions:
     kv_cells: int | None = None  # the KV pool; None: parallel x n_ctx
     host_cache_mib: int = 8192  # host memory for sequences evicted from the pool; 0: none
     on_progress: Callable[[float], None] | None = None
+    # Weights shared with the other served models on the same GGUF (``weights``);
+    # None: this engine's own.
+    weights: SharedWeights | None = None
+    # LoRA adapters this context applies: (GGUF path, scale, how to name it)
+    adapters: tuple[tuple[str, float, str], ...] = ()
 
 
 class LoadedModel:
@@ -60,10 +66,22 @@ class LoadedModel:
         self._progress_cb = _progress_callback(opts.on_progress)
         if self._progress_cb is not None:
             mparams.progress_callback = self._progress_cb
+        self.weights = opts.weights or SharedWeights(opts.path)
+
+        def load() -> _internals.LlamaModel:
+            try:
+                return _internals.LlamaModel(path_model=opts.path, params=mparams, verbose=False)
+            except ValueError as e:
+                raise EngineError(f"llama.cpp could not load {opts.path}: {e}") from e
+
+        self.model = self.weights.acquire(load)
         try:
-            self.model = _internals.LlamaModel(path_model=opts.path, params=mparams, verbose=False)
-        except ValueError as e:
-            raise EngineError(f"llama.cpp could not load {opts.path}: {e}") from e
+            self._init_context(opts)
+        except BaseException:
+            self.weights.release()
+            raise
+
+    def _init_context(self, opts: LoadOptions) -> None:
         self.vocab = self.model.vocab
         self.metadata = self.model.metadata()
         self.parallel = max(1, opts.parallel)
@@ -72,12 +90,15 @@ class LoadedModel:
 
         self.kv_cells = opts.kv_cells or n_ctx * self.parallel
         if self.kv_cells < n_ctx:
-            self.model.close()
             raise EngineError(
                 f"A KV cache of {self.kv_cells} tokens cannot hold one sequence of the "
                 f"{n_ctx}-token context; give --kv-cache-size at least {n_ctx}."
             )
         self.host_cache_bytes = max(0, opts.host_cache_mib) << 20
+        self.adapters = tuple(label for _, _, label in opts.adapters)
+        # The adapters with their scales (loaded once on the weights), for this context
+        # and any other made on the model for it: the adapter's model embeds with it.
+        self.lora = [(self.weights.adapter(p, label), s) for p, s, label in opts.adapters]
         # Sequence ids beyond the running ones keep finished sequences' cells as cache.
         self.lanes = min(LANES_MAX, max(4 * self.parallel, 64))
         cparams = llama_cpp.llama_context_default_params()
@@ -105,11 +126,17 @@ class LoadedModel:
         cparams.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(self.model.model, cparams)
         if not self.ctx:
-            self.model.close()
             raise EngineError(
                 f"llama.cpp could not create a KV cache of {self.kv_cells} tokens; lower "
                 "--kv-cache-size, --max-model-len or --parallel."
             )
+        if self.lora:
+            try:
+                set_adapters(self.ctx, self.lora)
+            except BaseException:
+                llama_cpp.llama_free(self.ctx)
+                self.ctx = None
+                raise
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.bos_id = llama_cpp.llama_vocab_bos(self.vocab)
@@ -120,7 +147,7 @@ class LoadedModel:
         if self.ctx:
             llama_cpp.llama_free(self.ctx)
             self.ctx = None
-        self.model.close()
+        self.weights.release()  # the weights go when no other context holds them
 
     # -- tokens ---------------------------------------------------------------
 

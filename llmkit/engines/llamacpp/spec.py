@@ -6,8 +6,8 @@ Nothing heavy is imported here: ``llama_cpp`` loads when a model is built.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from pydantic import Field
 
@@ -15,9 +15,11 @@ from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ModelSpecError
-from llmkit.models.fit import available_ram, fit_before_serving
+from llmkit.models.fit import MemoryEstimate, available_ram, fit_adapters, fit_before_serving
 from llmkit.models.gguf_header import read_gguf_header
+from llmkit.models.lora import AdapterSpec, adapter_gguf, check_adapter, parse_lora
 from llmkit.models.metadata import describe_files, file_mtime
+from llmkit.models.modelfile import Modelfile
 from llmkit.models.resolve import ResolvedModel, resolve_model
 
 
@@ -42,13 +44,47 @@ class LlamaCppOptions(LocalEngineOptions):
             "the RAM available; 0: off)."
         ),
     )
+    lora: list[str] = Field(
+        default_factory=list,
+        description=(
+            "A LoRA adapter, PATH[:SCALE] (a GGUF adapter, or a PEFT directory that "
+            "llama.cpp's converter turns into one), served as its own model named after "
+            "its file, on the base model's weights; repeat for more."
+        ),
+    )
+    lora_modules: list[str] = Field(
+        default_factory=list,
+        description=(
+            "A LoRA adapter served as the model NAME (as vLLM's --lora-modules), "
+            "NAME=PATH[:SCALE], on the base model's weights; repeat for more."
+        ),
+    )
 
 
-def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
+@dataclass(frozen=True)
+class Adapter:
+    """One LoRA adapter, ready to load: as given, its GGUF, its size."""
+
+    spec: AdapterSpec
+    gguf: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What ``_fit`` hands ``_build``: the base's estimate; the adapters each served as
+    a model of its own; those the base model itself carries (a Modelfile's)."""
+
+    estimate: MemoryEstimate
+    served: tuple[Adapter, ...] = ()
+    own: tuple[Adapter, ...] = ()
+
+
+def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
     # Refuse with the numbers now rather than die out of memory half-way through loading.
     model = resolve_model(ctx.model, ctx.models)
     ranks = _reranker_context(model)
-    return fit_before_serving(
+    estimate = fit_before_serving(
         model.path,
         model.name,
         max_model_len=o.max_model_len or _modelfile_context(model) or ranks,
@@ -57,26 +93,69 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Any:
         memory_gib=ctx.models.memory_gib,
         kv_cache_size=o.kv_cache_size,
     )
+    given = [parse_lora(v) for v in o.lora]
+    given += [_named(v) for v in o.lora_modules]
+    made = model.entry.modelfile if model.entry else None
+    # A Modelfile's ADAPTER is a path, scale 1 (Ollama's): never read as PATH:SCALE.
+    own = [AdapterSpec(Path(a)) for a in made.adapters] if made else []
+    if not given and not own:
+        return Fitted(estimate)
+    cache = ctx.models.models_dir / "adapters"
+
+    def ready(spec: AdapterSpec) -> Adapter:
+        gguf = adapter_gguf(spec, cache)  # a PEFT directory is converted here, once
+        return Adapter(spec, gguf, check_adapter(gguf, model.path, spec.label, model.name))
+
+    served, mine = tuple(ready(a) for a in given), tuple(ready(a) for a in own)
+    # Each served adapter is a context of its own: its KV pool and buffers, and the
+    # adapter's tensors; the weights are counted once, with the base.
+    fit_adapters(
+        estimate,
+        model.name,
+        [(a.spec.label, a.size) for a in (*served, *mine)],
+        contexts=len(served),
+        memory_gib=ctx.models.memory_gib,
+    )
+    return Fitted(estimate, served, mine)
 
 
-def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
+def _named(value: str) -> AdapterSpec:
+    spec = parse_lora(value)
+    if spec.name is None:
+        raise ModelSpecError(f"--lora-modules {value!r}: give NAME=PATH[:SCALE].")
+    return spec
+
+
+def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]:
     from llmkit.engines.llamacpp.engine import LlamaCppEngine, gguf_family, thinking_capability
     from llmkit.engines.llamacpp.model import LoadOptions
     from llmkit.engines.llamacpp.rerank import model_capabilities
+    from llmkit.engines.llamacpp.weights import SharedWeights
 
     model = resolve_model(ctx.model, ctx.models)
-    engine = LlamaCppEngine(
-        LoadOptions(
-            path=str(model.path),
-            n_ctx=estimate.context,  # the context the fit check chose, no other
-            n_threads=o.threads,
-            parallel=estimate.sequences,  # what the fit check chose, as n_ctx
-            kv_cells=estimate.kv_tokens,
-            host_cache_mib=_host_cache_mib(o),
-            on_progress=ctx.on_progress,
-        ),
-        max_queue=o.max_queue,
-    )
+    estimate = fitted.estimate
+    # One llama_model for the base and every served adapter (``weights``).
+    weights = SharedWeights(str(model.path))
+    # Each context keeps its own host cache: the one budget, split between them.
+    host_mib = _host_cache_mib(o) // (1 + len(fitted.served))
+
+    def engine(adapters: tuple[Adapter, ...], base: str | None) -> LlamaCppEngine:
+        return LlamaCppEngine(
+            LoadOptions(
+                path=str(model.path),
+                n_ctx=estimate.context,  # the context the fit check chose, no other
+                n_threads=o.threads,
+                parallel=estimate.sequences,  # what the fit check chose, as n_ctx
+                kv_cells=estimate.kv_tokens,
+                host_cache_mib=host_mib,
+                on_progress=ctx.on_progress,
+                weights=weights,
+                adapters=tuple((str(a.gguf), a.spec.scale, a.spec.label) for a in adapters),
+            ),
+            max_queue=o.max_queue,
+            base=base,
+        )
+
     describe = describe_files("llama.cpp", model.path, estimate.context)
     # Listings tell chat models from embedding models before the model first loads.
     with contextlib.suppress(OSError, ValueError):  # a header it cannot read: the defaults
@@ -86,7 +165,16 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, estimate: Any) -> list[Built]:
         describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None
-    return [Built(model.name, engine, describe, created=file_mtime(model.path), modelfile=made)]
+    created = file_mtime(model.path)
+    out = [Built(model.name, engine(fitted.own, None), describe, created, modelfile=made)]
+    base_name = ctx.served_names[0] if ctx.served_names else model.name
+    for a in fitted.served:
+        # Listed as the base with its adapter; /api/show's Modelfile says ADAPTER.
+        own = Modelfile(adapters=(str(a.gguf),))
+        lora = {"base_model": base_name, "adapters": a.spec.label}
+        seen = replace(describe, details={**describe.details, **lora})
+        out.append(Built(a.spec.label, engine((a,), base_name), seen, created, own, base=base_name))
+    return out
 
 
 def _host_cache_mib(o: LlamaCppOptions) -> int:
