@@ -77,8 +77,8 @@ def bare(cmd: list[str]) -> dict:
 
 def run_shape(name: str, qtype: str, tmp: Path) -> dict:
     from llmkit.models.catalog import Catalog
-    from llmkit.models.convert import llama_cpp_dir
     from llmkit.models.convert import make_model as create
+    from llmkit.models.llama_source import llama_cpp_dir
 
     src = tmp / f"src-{name}"
     n_params = make_model(src, SHAPES[name])
