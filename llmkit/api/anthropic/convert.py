@@ -242,6 +242,11 @@ class Head:
 
 
 def tool_use_id(call_id: str) -> str:
+    """Anthropic's id for an engine's call: ``call_x`` is ``toolu_x``; an id of
+    another form (Mistral's nine letters and digits, which its templates insist
+    on when the call comes back) is kept as it is."""
+    if not call_id.startswith(_CALL_PREFIX):
+        return call_id
     return _TOOLU_PREFIX + call_id.removeprefix(_CALL_PREFIX)
 
 

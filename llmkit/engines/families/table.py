@@ -26,7 +26,7 @@ from llmkit.engines.families.kimi import KIMI
 from llmkit.engines.families.llama3 import LLAMA3
 from llmkit.engines.families.mistral import MISTRAL, MISTRAL_ARRAY
 from llmkit.engines.families.qwen_xml import QWEN_XML
-from llmkit.engines.families.stream import Stream, Syntax
+from llmkit.engines.families.stream import Stream, Syntax, new_call_id
 
 __all__ = ["BY_NAME", "GENERIC", "MAX_CALLS", "ROWS", "Row", "detect"]
 
@@ -93,6 +93,8 @@ class Row:
             return HarmonyParser(thinking=thinking, max_calls=max_calls)
         return Stream(
             self.syntax,
+            # a syntax whose templates take ids of one form only makes its own
+            new_id=getattr(self.syntax, "new_id", new_call_id),
             tools=tools,
             think=self.think,
             thinking=thinking,
