@@ -1,5 +1,5 @@
 """The families' parsers where llama.cpp's cases say nothing: the generic family
-keeps ``ToolCallParser``'s behaviour, the syntaxes llama.cpp's tests do not
+parses llmkit's own format, the syntaxes llama.cpp's tests do not
 write (Llama 3 calls, Granite 3, Phi-4-mini), the shared rules (unclosed
 thinking, ``max_calls``, a repeated call, a malformed call, a cut call), and
 each family's thinking switch as its own template reads it."""
@@ -19,8 +19,8 @@ from tests.llama_chat_cases import llama_cpp_dir, render_prompt
 
 TEMPLATES = llama_cpp_dir() / "models/templates"
 
-# ToolCallParser's own table (tests/test_tool_syntax.py): the generic family
-# must keep its behaviour.
+# The table of the generic family (llmkit's own format, once ToolCallParser's):
+# every case split everywhere.
 CALL_ = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
 CALL2_ = '<tool_call>{"name": "g", "arguments": {"y": "a<b"}}</tool_call>'
 CASES = [
