@@ -78,6 +78,9 @@ TOOL = {
     "function": {"name": "get_weather", "description": WHAT, "parameters": WEATHER},
 }
 CALL_TOKENS = 160
+GREEDY = {"temperature": 0}  # Anthropic's SDK has no temperature argument
+# Ollama's own defaults add a repeat penalty (1.1): off, so every dialect decodes alike
+OLLAMA_GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 MARKERS = ("<think>", "</think>", "[THINK]", "[/THINK]", "<|channel|>")
 
 
@@ -189,7 +192,7 @@ def test_a_forced_call_in_each_familys_syntax_through_every_dialect(served, fami
 
     claude = anthropic.Anthropic(base_url=served.url, api_key="unused", max_retries=0)
     msg = claude.messages.create(
-        model=family, messages=ASK, max_tokens=CALL_TOKENS, temperature=0,
+        model=family, messages=ASK, max_tokens=CALL_TOKENS, extra_body=GREEDY,
         tools=[{"name": "get_weather", "description": WHAT, "input_schema": WEATHER}],
         tool_choice={"type": "tool", "name": "get_weather"},
     )  # fmt: skip
@@ -201,7 +204,7 @@ def test_a_forced_call_in_each_familys_syntax_through_every_dialect(served, fami
     olla = ollama.Client(host=served.url)
     o = olla.chat(
         model=family, messages=ASK, tools=[TOOL],
-        options={"temperature": 0, "num_predict": CALL_TOKENS, "tool_choice": named},
+        options={**OLLAMA_GREEDY, "num_predict": CALL_TOKENS, "tool_choice": named},
     )  # fmt: skip
     [ocall] = o.message.tool_calls
     assert ocall.function.name == "get_weather"
@@ -247,6 +250,7 @@ def test_r1_distill_thinks_apart_from_its_answer_in_every_dialect_whole_and_stre
 
     claude = anthropic.Anthropic(base_url=served.url, api_key="unused", max_retries=0)
     think = {"thinking": {"type": "adaptive"}}
+    kw = {"model": "deepseek-r1", "extra_body": GREEDY}  # the SDK takes no temperature
     m = claude.messages.create(messages=R1_ASK, max_tokens=R1_TOKENS, **think, **kw)
     assert m.content[0].type == "thinking" and m.content[0].thinking == thinking
     assert "".join(b.text for b in m.content if b.type == "text") == answer
@@ -257,7 +261,7 @@ def test_r1_distill_thinks_apart_from_its_answer_in_every_dialect_whole_and_stre
     assert "".join(d.text for d in deltas if d.type == "text_delta") == answer
 
     olla = ollama.Client(host=served.url)
-    opts = {"temperature": 0, "num_predict": R1_TOKENS}
+    opts = {**OLLAMA_GREEDY, "num_predict": R1_TOKENS}
     o = olla.chat(model="deepseek-r1", messages=R1_ASK, think=True, options=opts)
     assert (o.message.thinking, o.message.content) == (thinking, answer)
     lines = list(
@@ -285,7 +289,7 @@ def test_anthropic_without_thinking_asked_leaves_the_thinking_out(served):
     """Anthropic sends thinking blocks only when thinking is on: a request without
     ``thinking`` gets the answer alone, its usage still counting every token."""
     claude = anthropic.Anthropic(base_url=served.url, api_key="unused", max_retries=0)
-    kw = {"model": "deepseek-r1", "messages": R1_ASK, "max_tokens": R1_TOKENS, "temperature": 0}
+    kw = {"model": "deepseek-r1", "messages": R1_ASK, "max_tokens": R1_TOKENS, "extra_body": GREEDY}
     shown = claude.messages.create(thinking={"type": "adaptive"}, **kw)
     plain = claude.messages.create(**kw)
     assert [b.type for b in plain.content] == [
@@ -319,6 +323,6 @@ def test_qwen3_thinking_off_in_every_dialect_is_the_no_think_prompt(served):
     m = claude.messages.create(messages=ASK, max_tokens=8, thinking={"type": "disabled"}, **kw)
     assert [b.type for b in m.content] == ["text"] and m.usage.input_tokens == off
     o = ollama.Client(host=served.url).chat(
-        model="qwen3", messages=ASK, think=False, options={"temperature": 0, "num_predict": 8}
+        model="qwen3", messages=ASK, think=False, options={**OLLAMA_GREEDY, "num_predict": 8}
     )
     assert o.message.thinking is None and o.prompt_eval_count == off
