@@ -25,7 +25,6 @@ from llmkit.engines.families.stream import CallBook, Out, new_call_id, partial_s
 START, CHANNEL, MESSAGE = "<|start|>", "<|channel|>", "<|message|>"
 ENDS = ("<|end|>", "<|call|>", "<|return|>")
 # What ends the thinking when a budget is spent: the answer follows.
-OPEN_THINKING = "<|channel|>analysis<|message|>"
 CLOSE_THINKING = "<|end|><|start|>assistant<|channel|>final<|message|>"
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
 _HEADS = ("<|", "to=")
