@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any
 
 from llmkit.core.tools import tools_as_json
 from llmkit.core.types import Message, Tool, ToolCall
 from llmkit.engines.families.hermes import CLOSE, OPEN
-from llmkit.engines.families.table import GENERIC, detect
 
 _READS_TOOLS = re.compile(r"\btools\b")
 
@@ -43,14 +41,8 @@ To call a function, reply with one block per call, in exactly this form:
 The results come back in <tool_response> blocks."""
 
 
-@lru_cache(maxsize=64)
 def template_knows_tools(template: str) -> bool:
-    """A template that reads ``tools`` and renders calls: either it names
-    ``tool_calls`` or it is a family's own (Granite 3.3 writes its calls from
-    the messages' content, and its model is told its own syntax, not llmkit's)."""
-    if not _READS_TOOLS.search(template):
-        return False
-    return "tool_calls" in template or detect(template, {}) is not GENERIC
+    return bool(_READS_TOOLS.search(template)) and "tool_calls" in template
 
 
 def template_messages(
