@@ -7,12 +7,16 @@ serving the bundled weights under each family's real chat template
   arguments that hold to the schema, ``tool_calls`` / ``tool_use``, no markup
   left in the content. The prompt the server counted is the family's own
   template rendered by jinja as transformers does (its token count, through the
-  server's ``/tokenize``), so each family's template really was the one used.
+  server's ``/tokenize``), so each family's template really was the one used
+  (a template that cannot list tools, R1-distill's, is told them in llmkit's
+  generic words, as the engine does).
 - A template that opens ``<think>`` itself (R1-distill) gives reasoning apart
   from the answer in all four dialects, whole and streamed, the same in each,
   no think markers in either.
 - A thinking budget (the served model's ``reasoning_budget``) closes the
   thinking after exactly that many tokens and an answer follows.
+- Anthropic's dialect leaves the thinking out where the request does not ask
+  for it (the usage still counts it).
 - Qwen3 with thinking switched off in each dialect's words renders the
   template's no-think form and answers with no thinking.
 
