@@ -234,13 +234,18 @@ class LocalEngine(Engine, Generic[M]):
                 return req, list(req.prompt), False
             return req, self.prompt_text_tokens(req.prompt or ""), False
         prompt, opens = self._chat(req, req.messages)
-        if not opens and self._held_unasked(req):
+        if self._held_unasked(req):
             # A grammar holds the whole answer, and the model would open its thinking
             # itself (Qwen3): whether a reply starts with thinking is known only once
             # it has, too late for a grammar that must hold the answer's first token.
-            # Thinking was not asked for, and the family can switch it off: off.
-            req = replace(req, think=False)
-            prompt, opens = self._chat(req, req.messages)
+            # Where the prompt opens it (Qwen3.5), a call the model starts inside its
+            # thinking ends the thinking mid-call, too late for the grammar's start.
+            # Thinking was not asked for, and the family can switch it off: off,
+            # where the switch leaves the prompt with the thinking closed.
+            off = replace(req, think=False)
+            off_prompt, off_opens = self._chat(off, off.messages)
+            if not off_opens:
+                req, prompt, opens = off, off_prompt, off_opens
         return req, prompt, opens
 
     def _chat(self, req: GenerateRequest, messages: tuple[Message, ...]) -> tuple[list[int], bool]:
