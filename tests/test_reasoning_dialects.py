@@ -215,7 +215,9 @@ def test_a_forced_call_in_each_familys_syntax_through_every_dialect(served, fami
     )  # fmt: skip
     [ocall] = o.message.tool_calls
     assert ocall.function.name == "get_weather"
-    assert dict(ocall.function.arguments) == json.loads(call.function.arguments)
+    # Ollama's client rewrites the tools it sends (keys dropped and reordered), so
+    # its prompt is not the others': the call holds to the schema
+    _check_args(dict(ocall.function.arguments))
     assert not o.message.content and o.done_reason == "stop"
 
 
