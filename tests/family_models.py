@@ -8,6 +8,7 @@ what the model says."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import gguf
@@ -27,9 +28,12 @@ def template(name: str) -> str:
     return (llama_cpp_dir() / "models" / "templates" / f"{name}.jinja").read_text()
 
 
-def with_template(src: str | Path, dst: Path, chat_template: str) -> Path:
+def with_template(
+    src: str | Path, dst: Path, chat_template: str, extra: Mapping[str, str] | None = None
+) -> Path:
     """A copy of the GGUF ``src`` at ``dst`` whose chat template is ``chat_template``:
-    every other field and every tensor as they were."""
+    every other field and every tensor as they were; ``extra``: string fields
+    added (a second template: ``tokenizer.chat_template.tool_use``)."""
     reader = gguf.GGUFReader(src)
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     writer = gguf.GGUFWriter(dst, arch, endianess=reader.endianess)
@@ -41,6 +45,8 @@ def with_template(src: str | Path, dst: Path, chat_template: str) -> Path:
         sub = f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(f.name, f.contents(), kind, sub_type=sub)
     writer.add_chat_template(chat_template)
+    for key, value in (extra or {}).items():
+        writer.add_string(key, value)
     for t in reader.tensors:
         writer.add_tensor_info(
             t.name, t.data.shape, t.data.dtype, t.data.nbytes, raw_dtype=t.tensor_type

@@ -352,6 +352,26 @@ def test_a_budget_of_zero_writes_the_close_first_and_a_closed_thinking_is_never_
     assert own[-1].usage.reasoning_tokens == 1 and "".join(c.text for c in own) == "b"
 
 
+def test_a_thinking_opened_for_the_model_is_written_first_and_closed_by_the_budget():
+    """``open_first`` (a grammar for the whole answer of a family that always
+    thinks): the open marker goes in before any sampled token, is not thinking
+    itself, and the budget's close comes after the budget's tokens."""
+    backend = FakeStep(pieces=THINK)
+
+    async def body(loop):
+        opened = Reply(Marks(), budget=2, close=(2,), open_first=(1,))
+        s = seq([3, 3, 3, 4, EOS], reply=opened)
+        s.force(opened.to_force())
+        return await collect(loop, s)
+
+    chunks = run(backend, body)
+    assert [t for c in chunks for t in c.token_ids] == [1, 3, 3, 2, 3, 4, EOS]
+    assert "".join(c.reasoning for c in chunks) == "aa"
+    assert "".join(c.text for c in chunks) == "ab"
+    assert backend.forced == [1, 2] and backend.closed == [(4, True)]
+    assert chunks[-1].usage.reasoning_tokens == 2
+
+
 def test_the_one_call_allowed_ends_the_reply_at_its_token_with_exact_usage():
     async def body(loop):
         one = await collect(loop, seq([5, 5, 5, 5], reply=Reply(Marks(max_calls=1), one_call=True)))

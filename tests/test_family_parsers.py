@@ -1,5 +1,5 @@
 """The families' parsers where llama.cpp's cases say nothing: the generic family
-keeps ``ToolCallParser``'s behaviour, the syntaxes llama.cpp's tests do not
+parses llmkit's own format, the syntaxes llama.cpp's tests do not
 write (Llama 3 calls, Granite 3, Phi-4-mini), the shared rules (unclosed
 thinking, ``max_calls``, a repeated call, a malformed call, a cut call), and
 each family's thinking switch as its own template reads it."""
@@ -19,8 +19,8 @@ from tests.llama_chat_cases import llama_cpp_dir, render_prompt
 
 TEMPLATES = llama_cpp_dir() / "models/templates"
 
-# ToolCallParser's own table (tests/test_tool_syntax.py): the generic family
-# must keep its behaviour.
+# The table of the generic family (llmkit's own format, once ToolCallParser's):
+# every case split everywhere.
 CALL_ = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
 CALL2_ = '<tool_call>{"name": "g", "arguments": {"y": "a<b"}}</tool_call>'
 CASES = [
@@ -267,3 +267,41 @@ def test_bare_values_are_typed_by_the_schema_when_the_tools_are_known():
     out = p.push(glm) + p.flush()
     assert json.loads(join_calls(out.calls)[0].arguments_json) == {"phone": "612"}
     assert run("glm-4.5", [glm])[2] == [("f", {"phone": 612})]
+
+
+@pytest.mark.parametrize(
+    ("family", "name"),
+    [
+        ("mistral", "Mistral-Small-3.2-24B-Instruct-2506.jinja"),
+        ("mistral-nemo", "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
+        ("magistral", "mistralai-Ministral-3-14B-Reasoning-2512.jinja"),
+    ],
+)
+def test_mistral_call_ids_are_what_its_templates_take_so_a_tool_turn_renders(family, name):
+    """Mistral's templates refuse a call id that is not 9 letters or digits: the
+    families' parsers make ids of that form, and the calls they read go back
+    through the template, with their results, and render (Anthropic's dialect
+    keeps such an id as it is)."""
+    from llmkit.api.anthropic.convert import tool_use_id
+    from llmkit.core.types import Message, ToolCall
+    from llmkit.engines.chat_template import render_chat
+
+    text = (
+        '[TOOL_CALLS][{"name": "f", "arguments": {"x": 1}}]'
+        if family == "mistral-nemo"
+        else ('[TOOL_CALLS]f[ARGS]{"x": 1}')
+    )
+    p = BY_NAME[family].parser(thinking=False, max_calls=None)
+    out = p.push(text) + p.flush()
+    [call] = join_calls(out.calls)
+    assert len(call.id) == 9 and call.id.isalnum() and call.id.isascii()
+    assert tool_use_id(call.id) == call.id and tool_use_id("call_1") == "toolu_1"
+    turns = (
+        Message("user", "x?"),
+        Message("assistant", "", (ToolCall(call.id, "f", call.arguments_json),)),
+        Message("tool", "1", tool_call_id=call.id),
+    )
+    tool = Tool("f", "", '{"type": "object", "properties": {"x": {"type": "integer"}}}')
+    source = (TEMPLATES / name).read_text()
+    prompt = render_chat(source, turns, tools=(tool,))
+    assert (call.id in prompt) == ("tool_call.id" in source)  # where the template writes ids

@@ -281,7 +281,9 @@ def test_anthropic_thinking_blocks_whole_and_streamed(claude, engines):
 
 def test_anthropic_thinking_then_a_call_and_omitted_thinking(claude):
     tool = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
-    msg = claude.messages.create(model="caller", max_tokens=64, messages=ASK, tools=[tool])
+    msg = claude.messages.create(
+        model="caller", max_tokens=64, messages=ASK, tools=[tool], thinking={"type": "adaptive"}
+    )
     assert [b.type for b in msg.content] == ["thinking", "tool_use"]
     assert msg.stop_reason == "tool_use" and msg.content[1].input == {"city": "Oslo"}
     hidden = {"type": "enabled", "budget_tokens": 1024, "display": "omitted"}

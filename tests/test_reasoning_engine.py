@@ -292,6 +292,23 @@ def test_qwen3_json_and_forced_calls_without_think_switch_the_thinking_off_and_h
     assert "</think>" not in prompt_text(qwen3)
 
 
+def test_a_template_that_opens_the_thinking_is_switched_off_for_a_forced_call_unasked(r1):
+    # R1-distill's prompt opens the thinking (llama.cpp's copy takes the switch): a
+    # call the model started inside it would end it mid-call, past the grammar's
+    # start, so a forced call not asking for thinking gets the no-think prompt.
+    tool = Tool("get_weather", "The weather in a city", json.dumps(WEATHER))
+    forced = {"messages": ASK, "tools": (tool,), "tool_choice": "required", "max_tokens": 300}
+
+    def prompt(**kw: object) -> str:
+        return text_of(r1, asyncio.run(r1.encode(GenerateRequest(**forced, **kw))))  # type: ignore[arg-type]
+
+    assert not prompt().rstrip().endswith("<think>")
+    assert prompt(think=True).rstrip().endswith("<think>")  # asked for: it stays
+    out = reply(r1, **forced, tool_name="get_weather")
+    assert [c.name for c in out.calls if c.name] == ["get_weather"]
+    assert out.finish == "tool_calls" and out.reasoning == "" and out.usage.reasoning_tokens == 0
+
+
 def test_thinking_asked_of_a_model_that_cannot_think_is_refused_before_any_work(smol):
     async def ask(engine, think: bool | None) -> Reply:
         return await _reply(engine, GenerateRequest(messages=ASK, think=think, max_tokens=4))

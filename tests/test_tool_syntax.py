@@ -14,59 +14,34 @@ from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.tools import call_schema, join_calls
 from llmkit.core.types import Message, Tool, ToolCall, ToolCallDelta
 from llmkit.engines.chat_template import CHATML, render_chat
+from llmkit.engines.families import detect
+from llmkit.engines.families.base import Parsed, ReplyParser
+from llmkit.engines.families.stream import Stream
 from llmkit.engines.llamacpp.grammar import tool_grammar, trigger_hazards
 from llmkit.engines.tool_prompt import template_knows_tools, template_messages
-from llmkit.engines.tool_syntax import ToolCallParser, parse_call
 from llmkit.errors import InvalidRequestError
 
 CALL = '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>'
 CALL2 = '<tool_call>{"name": "g", "arguments": {"y": "a<b"}}</tool_call>'
 
 
-def parser() -> ToolCallParser:
+def parser(max_calls: int | None = None) -> ReplyParser:
+    """The generic family's parser (a template no row knows: llmkit's format),
+    its call ids numbered. Its table of cases split everywhere is
+    test_family_parsers' ``test_generic_family_parses_as_tool_call_parser``."""
     ids = count()
-    return ToolCallParser(new_id=lambda: f"call_{next(ids)}")
+    generic = detect("", {})
+    return Stream(generic.syntax, max_calls=max_calls, new_id=lambda: f"call_{next(ids)}")
 
 
-def run_split(text: str, cut: list[int], p: ToolCallParser | None = None):
+def run_split(text: str, cut: list[int], p: ReplyParser | None = None):
     """Feed ``text`` in pieces cut at ``cut``; the content and the calls it makes."""
     p = p or parser()
-    content, deltas = [], []
+    out = Parsed()
     for a, b in zip([0, *cut], [*cut, len(text)], strict=True):
-        t, d = p.push(text[a:b])
-        content.append(t)
-        deltas += d
-    t, d = p.flush()
-    content.append(t)
-    deltas += d
-    return "".join(content), [(c.name, json.loads(c.arguments_json)) for c in join_calls(deltas)]
-
-
-CASES = [
-    ("plain text", "Hello there.\n", "Hello there.\n", []),
-    ("one call", CALL, "", [("f", {"x": 1})]),
-    ("text before", "Let me look.\n" + CALL, "Let me look.", [("f", {"x": 1})]),
-    ("text after", CALL + "\n\nDone.", "Done.", [("f", {"x": 1})]),
-    ("two calls", CALL + "\n" + CALL2, "", [("f", {"x": 1}), ("g", {"y": "a<b"})]),
-    ("unclosed at the end", '<tool_call>{"name": "f", "arguments": {}}', "", [("f", {})]),
-    ("malformed json", "<tool_call>{not json</tool_call>", "{not json", []),
-    ("cut off mid call", 'Hm.<tool_call>{"name": "f", "argu', "Hm.", []),
-    ("a lone angle bracket", "a < b and <tool", "a < b and <tool", []),
-    ("parameters spelling", '<tool_call>{"name": "f", "parameters": {"x": 2}}</tool_call>', "",
-     [("f", {"x": 2})]),
-    ("arguments as a string", '<tool_call>{"name": "f", "arguments": "{\\"x\\": 3}"}</tool_call>',
-     "", [("f", {"x": 3})]),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("text", "content", "calls"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-def test_parser_at_every_split(text, content, calls):
-    for i in range(len(text) + 1):
-        assert run_split(text, [i]) == (content, calls), f"split at {i}"
-    # and one character at a time
-    assert run_split(text, list(range(1, len(text)))) == (content, calls)
+        out += p.push(text[a:b])
+    out += p.flush()
+    return out.content, [(c.name, json.loads(c.arguments_json)) for c in join_calls(out.calls)]
 
 
 def test_markup_never_reaches_content_at_any_two_splits():
@@ -79,8 +54,7 @@ def test_markup_never_reaches_content_at_any_two_splits():
 
 
 def test_call_deltas_give_id_and_name_first_then_arguments():
-    _, deltas = parser().push(CALL)
-    assert deltas == [
+    assert list(parser().push(CALL).calls) == [
         ToolCallDelta(0, id="call_0", name="f"),
         ToolCallDelta(0, arguments='{"x": 1}'),
     ]
@@ -90,7 +64,7 @@ def test_a_repeated_call_or_one_past_the_limit_ends_the_reply():
     p = parser()
     p.push(CALL + CALL)
     assert p.calls == 1 and p.done
-    one = ToolCallParser(max_calls=1)
+    one = parser(max_calls=1)
     one.push(CALL + CALL2)
     assert one.calls == 1 and one.done
 
@@ -98,15 +72,18 @@ def test_a_repeated_call_or_one_past_the_limit_ends_the_reply():
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('{"name": "f", "arguments": {}}', ("f", "{}")),
+        ('{"name": "f", "arguments": {}}', [("f", {})]),
         ('{"name": 1, "arguments": {}}', None),
         ('{"name": "f", "arguments": [1]}', None),
         ("[]", None),
-        ('{"name": "f"}', ("f", "{}")),
+        ('{"name": "f"}', [("f", {})]),
     ],
 )
-def test_parse_call(body, expected):
-    assert parse_call(body) == expected
+def test_one_calls_json(body, expected):
+    """A call's body is a name and an object of arguments; anything else is the
+    content it was (never lost)."""
+    content, calls = run_split(f"<tool_call>{body}</tool_call>", [])
+    assert (content, calls) == (("", expected) if expected else (body, []))
 
 
 # -- the generic prompt format --------------------------------------------------

@@ -92,6 +92,7 @@ class LocalEngine(Engine, Generic[M]):
         #: The model's family (thinking, call syntax), found when it loads.
         self.family: Family = GENERIC
         self._close: tuple[int, ...] = ()  # ``family.close_thinking``, tokenized
+        self._open: tuple[int, ...] = ()  # ``family.open_thinking``, tokenized
         # One embedding job at a time, and none while the model is being freed.
         self._embedding = asyncio.Lock()
 
@@ -174,6 +175,8 @@ class LocalEngine(Engine, Generic[M]):
         family = self.find_family()
         close = family.close_thinking
         self._close = tuple(self.tokenize_text(close, True)) if close else ()
+        opening = family.open_thinking
+        self._open = tuple(self.tokenize_text(opening, True)) if opening else ()
         self.family = family
         thinking = "thinks" if family.thinks else "does not think"
         log.info("%s: chat family %s (%s)", self.label, family.name, thinking)
@@ -236,13 +239,18 @@ class LocalEngine(Engine, Generic[M]):
                 return req, list(req.prompt), False
             return req, self.prompt_text_tokens(req.prompt or ""), False
         prompt, opens = self._chat(req, req.messages)
-        if not opens and self._held_unasked(req):
+        if self._held_unasked(req):
             # A grammar holds the whole answer, and the model would open its thinking
             # itself (Qwen3): whether a reply starts with thinking is known only once
             # it has, too late for a grammar that must hold the answer's first token.
-            # Thinking was not asked for, and the family can switch it off: off.
-            req = replace(req, think=False)
-            prompt, opens = self._chat(req, req.messages)
+            # Where the prompt opens it (Qwen3.5), a call the model starts inside its
+            # thinking ends the thinking mid-call, too late for the grammar's start.
+            # Thinking was not asked for, and the family can switch it off: off,
+            # where the switch leaves the prompt with the thinking closed.
+            off = replace(req, think=False)
+            off_prompt, off_opens = self._chat(off, off.messages)
+            if not off_opens:
+                req, prompt, opens = off, off_prompt, off_opens
         return req, prompt, opens
 
     def _chat(self, req: GenerateRequest, messages: tuple[Message, ...]) -> tuple[list[int], bool]:
@@ -292,20 +300,22 @@ class LocalEngine(Engine, Generic[M]):
         # A family that cannot think, offered no tools, has nothing to take out of a
         # reply: its text is the answer as it is (what max_calls=0 would give).
         plain = req.messages is None or not (req.offers_tools or self.family.thinks)
-        reply = None if plain else self._reply(req, opens, thinks)
+        reply = None if plain else self._reply(req, opens, thinks, self._held(req))
         state = self.new_state(req, prompt, reply is not None and thinks)
         return Prepared(prompt, max_tokens, state, reply)
+
+    @staticmethod
+    def _held(req: GenerateRequest) -> bool:
+        """JSON output or a forced call: a grammar for the whole answer."""
+        if req.offers_tools:
+            return req.tool_choice == "required"
+        return req.messages is not None and req.sampling.response_format == "json"
 
     def _held_unasked(self, req: GenerateRequest) -> bool:
         """JSON output or a forced call (a grammar for the whole answer), thinking
         not asked for (nor an effort), from a family that can switch it off."""
-        held = (
-            req.tool_choice == "required"
-            if req.offers_tools
-            else (req.sampling.response_format == "json")
-        )
         return (
-            held
+            self._held(req)
             and req.think is None
             and req.effort is None
             and req.messages is not None
@@ -317,7 +327,7 @@ class LocalEngine(Engine, Generic[M]):
         that cannot switch it off is taken, and its thinking still split out.)"""
         return req.think is False and self.family.thinking_optional
 
-    def _reply(self, req: GenerateRequest, opens: bool, thinks: bool) -> Reply:
+    def _reply(self, req: GenerateRequest, opens: bool, thinks: bool, held: bool) -> Reply:
         family = self.family
         # A named function or parallel calls off: one call, and the reply ends there.
         one = req.offers_tools and (req.tool_name is not None or not req.parallel_tool_calls)
@@ -329,6 +339,11 @@ class LocalEngine(Engine, Generic[M]):
             # Thinking switched off: no budget (nothing is forced past a grammar).
             budget=thinking_budget(req, family) if thinks else None,
             close=self._close,
+            # A grammar for the whole answer waits for the thinking's end; a model
+            # that would think (the family cannot switch it off) but starts with
+            # its answer would find the grammar never bound: the thinking is
+            # opened for it, and ends by the model or by the budget.
+            open_first=self._open if held and thinks and not opens else (),
         )
 
     # -- embeddings -------------------------------------------------------------------

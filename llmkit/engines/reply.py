@@ -64,10 +64,14 @@ class Reply:
         one_call: bool = False,
         budget: int | None = None,
         close: Sequence[int] = (),
+        open_first: Sequence[int] = (),
     ) -> None:
         """``one_call``: the reply ends with its first call (a named tool_choice, or
         parallel calls off); ``budget``: thinking tokens before the engine writes
-        ``close`` (the family's ``close_thinking``, tokenized) into the reply."""
+        ``close`` (the family's ``close_thinking``, tokenized) into the reply;
+        ``open_first``: tokens the engine writes first (the family's
+        ``open_thinking``), so a grammar waiting for the thinking's end is sure to
+        get one."""
         self.parser = parser
         self.one_call = one_call
         self.budget = budget if close else None
@@ -80,6 +84,7 @@ class Reply:
         self._answering = False
         self._thought = parser.thinking
         self._forced = False  # the budget has been spent (once: never twice)
+        self._open_first = tuple(open_first)
 
     @property
     def thinking(self) -> bool:
@@ -113,7 +118,10 @@ class Reply:
     def to_force(self) -> tuple[int, ...]:
         """The tokens to write now (not sample) to close the thinking: the budget is
         spent and the thinking still open; empty otherwise. Asked after each token
-        (and before the first: a budget of 0)."""
+        (and before the first: a budget of 0, or ``open_first``)."""
+        if self._open_first:
+            first, self._open_first = self._open_first, ()
+            return first
         if (
             self.budget is None
             or self._forced

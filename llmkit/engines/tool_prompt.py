@@ -26,7 +26,7 @@ from typing import Any
 
 from llmkit.core.tools import tools_as_json
 from llmkit.core.types import Message, Tool, ToolCall
-from llmkit.engines.tool_syntax import CLOSE, OPEN
+from llmkit.engines.families.hermes import CLOSE, OPEN
 
 _READS_TOOLS = re.compile(r"\btools\b")
 

@@ -242,6 +242,11 @@ class Head:
 
 
 def tool_use_id(call_id: str) -> str:
+    """Anthropic's id for an engine's call: ``call_x`` is ``toolu_x``; an id of
+    another form (Mistral's nine letters and digits, which its templates insist
+    on when the call comes back) is kept as it is."""
+    if not call_id.startswith(_CALL_PREFIX):
+        return call_id
     return _TOOLU_PREFIX + call_id.removeprefix(_CALL_PREFIX)
 
 
@@ -276,15 +281,19 @@ def to_usage(usage: Usage | None) -> s.Usage:
     )
 
 
-def to_message(head: Head, text: str, last: Chunk, *, shown: bool = True) -> s.Message:
+def to_message(
+    head: Head, text: str, last: Chunk, *, shown: bool = True, blocks: bool = True
+) -> s.Message:
     """``last``: the final chunk, holding every call delta and the whole thinking
     (as ``collect`` gives); ``shown``: the thinking's text is sent (``thinking.
-    shows_thinking``)."""
+    shows_thinking``); ``blocks``: thinking blocks are sent at all (``thinking.
+    gives_blocks``; the usage counts the thinking either way)."""
     calls = join_calls(last.tool_calls)
     content: list[s.ThinkingBlock | s.TextBlock | s.ToolUseBlock] = []
-    if last.reasoning:
-        content.append(th.block(last.reasoning, shown))
-    if text or not (calls or last.reasoning):
+    reasoning = last.reasoning if blocks else ""
+    if reasoning:
+        content.append(th.block(reasoning, shown))
+    if text or not (calls or reasoning):
         content.append(s.TextBlock(text=text))
     content += [s.ToolUseBlock(id=tool_use_id(c.id), name=c.name, input=_input(c)) for c in calls]
     reason = stop_reason(last)
@@ -302,14 +311,20 @@ Event = dict[str, Any]
 
 
 async def to_events(
-    head: Head, stream: AsyncIterable[tuple[int, Chunk]], *, input_tokens: int, shown: bool = True
+    head: Head,
+    stream: AsyncIterable[tuple[int, Chunk]],
+    *,
+    input_tokens: int,
+    shown: bool = True,
+    blocks: bool = True,
 ) -> AsyncIterator[Event]:
     """A stream's events in Anthropic's order: ``message_start``, a ``ping``, then
     per block a start, its deltas (``thinking_delta`` then a ``signature_delta``;
     ``text_delta``; a call's ``input_json_delta``) and a stop, then
     ``message_delta`` (stop reason, usage) and ``message_stop``.
     ``input_tokens``: the prompt's count as far as known before the end (the
-    final figure comes again in ``message_delta``); ``shown``: as ``to_message``."""
+    final figure comes again in ``message_delta``); ``shown``, ``blocks``: as
+    ``to_message``."""
     start = s.Message(
         id=head.id,
         model=head.model,
@@ -345,7 +360,7 @@ async def to_events(
         return {"type": "content_block_delta", "index": index, "delta": d}
 
     async for _, chunk in stream:
-        if chunk.reasoning:
+        if chunk.reasoning and blocks:
             if open_kind != "thinking":
                 for e in begin({"type": "thinking", "thinking": "", "signature": ""}):
                     yield e

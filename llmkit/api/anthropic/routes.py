@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse
 from llmkit.api.anthropic import convert
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic.errors import error_body
-from llmkit.api.anthropic.thinking import shows_thinking
+from llmkit.api.anthropic.thinking import gives_blocks, shows_thinking
 from llmkit.api.generation import start
 from llmkit.api.streaming import named, sse
 from llmkit.errors import InvalidRequestError, LlmkitError
@@ -34,7 +34,7 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
         think_param="thinking",
     )
     head = convert.Head(f"msg_{uuid.uuid4().hex}", body.model)
-    shown = shows_thinking(body)
+    shown, blocks = shows_thinking(body), gives_blocks(body)
     if body.stream:
         stream = await gen.streamed()
         # The reply is under way; the prompt's count for message_start is a
@@ -42,10 +42,14 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
         ids = None
         with contextlib.suppress(LlmkitError):
             ids = await gen.engine.encode(gen.reqs[0])
-        events = convert.to_events(head, stream, input_tokens=len(ids or ()), shown=shown)
+        events = convert.to_events(
+            head, stream, input_tokens=len(ids or ()), shown=shown, blocks=blocks
+        )
         return _sse(events)
     ((text, last),) = await gen.whole()
-    return JSONResponse(convert.to_message(head, text, last, shown=shown).model_dump())
+    return JSONResponse(
+        convert.to_message(head, text, last, shown=shown, blocks=blocks).model_dump()
+    )
 
 
 @router.post("/messages/count_tokens")

@@ -80,6 +80,13 @@ def _effort(req: s.PromptFields) -> Any:
     return cfg.get("effort") if isinstance(cfg, dict) else None
 
 
+def gives_blocks(req: s.PromptFields) -> bool:
+    """Thinking blocks only where thinking is on (``enabled``, ``adaptive``), as
+    Anthropic sends them: a request that does not ask gets the answer alone, even
+    from a model that thinks unasked (R1-distill)."""
+    return bool(req.thinking) and req.thinking.get("type") in ("enabled", "adaptive")
+
+
 def shows_thinking(req: s.PromptFields) -> bool:
     """False with ``display: "omitted"``: blocks are sent without their text."""
     return not (req.thinking and req.thinking.get("display") == "omitted")

@@ -64,6 +64,10 @@ class Family(Protocol):
     thinking_optional: bool
     #: the text the engine writes to end thinking when a budget is spent
     close_thinking: str
+    #: the text that opens the thinking ("" where there is none to write): the
+    #: engine writes it where a grammar must hold the whole answer of a family
+    #: that always thinks, so the answer comes after a thinking that surely came
+    open_thinking: str
 
     def template_variables(self, think: bool | None, effort: Effort | None) -> dict[str, Any]:
         """Extra variables for the chat template (``enable_thinking``,

@@ -7,6 +7,8 @@ array: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]``.
 from __future__ import annotations
 
 import re
+import secrets
+import string
 
 from llmkit.core.types import Tool
 from llmkit.engines.families.gbnf import WS, Rules, chosen, lit, repeat
@@ -17,11 +19,19 @@ OPEN, ARGS = "[TOOL_CALLS]", "[ARGS]"
 _HEAD = re.compile(r"\s*([\w.\-]+)(?:\[CALL_ID\][\w\-]*)?")
 _NAME = re.compile(r"\s*[\w.\-]*")
 _ID = re.compile(r"[\w\-]*")
+_ID_CHARS = string.ascii_letters + string.digits
+
+
+def new_call_id() -> str:
+    """A call id as Mistral's templates take them: 9 letters or digits (they
+    refuse any other, so a tool turn sent back would not render)."""
+    return "".join(secrets.choice(_ID_CHARS) for _ in range(9))
 
 
 class Mistral:
     triggers = (OPEN,)
     layout = ()
+    new_id = staticmethod(new_call_id)
 
     def __init__(self, array: bool) -> None:
         self._array = array  # the grammar writes the older JSON-array form

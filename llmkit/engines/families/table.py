@@ -26,7 +26,7 @@ from llmkit.engines.families.kimi import KIMI
 from llmkit.engines.families.llama3 import LLAMA3
 from llmkit.engines.families.mistral import MISTRAL, MISTRAL_ARRAY
 from llmkit.engines.families.qwen_xml import QWEN_XML
-from llmkit.engines.families.stream import Stream, Syntax
+from llmkit.engines.families.stream import Stream, Syntax, new_call_id
 
 __all__ = ["BY_NAME", "GENERIC", "MAX_CALLS", "ROWS", "Row", "detect"]
 
@@ -57,6 +57,13 @@ class Row:
     any_of: tuple[str, ...] = ()
     lacks: tuple[str, ...] = ()
     archs: tuple[str, ...] = field(default=())  # GGUF general.architecture, no template
+
+    @property
+    def open_thinking(self) -> str:
+        # Not gpt-oss's analysis channel: a call grammar bound after its budget's
+        # close (into the final channel) ends in a llama.cpp abort ("empty grammar
+        # stack"), which a forced call must not reach.
+        return self.think[0] if self.think else ""
 
     @property
     def thinks(self) -> bool:
@@ -93,6 +100,8 @@ class Row:
             return HarmonyParser(thinking=thinking, max_calls=max_calls)
         return Stream(
             self.syntax,
+            # a syntax whose templates take ids of one form only makes its own
+            new_id=getattr(self.syntax, "new_id", new_call_id),
             tools=tools,
             think=self.think,
             thinking=thinking,

@@ -139,7 +139,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
     ) -> str:
         lm = self.lm
         return render_chat(
-            lm.chat_template or CHATML,
+            chat_template(lm.metadata, bool(tools)) or CHATML,
             messages,
             tools=tools,
             bos_token=lm.token_text(lm.bos_id),
@@ -213,10 +213,25 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         return self._reranker.scores(pairs)
 
 
+TOOL_USE_TEMPLATE = "tokenizer.chat_template.tool_use"
+
+
+def chat_template(metadata: Mapping[str, Any], tools: bool) -> str:
+    """The GGUF's chat template for a request that offers tools or not: a GGUF
+    may carry a second one for tools (``tokenizer.chat_template.tool_use``:
+    Hermes 2 Pro and 3, Command-R), which llama.cpp uses whenever tools are
+    offered; "" when it has none."""
+    default = metadata.get("tokenizer.chat_template") or ""
+    return (metadata.get(TOOL_USE_TEMPLATE) or default) if tools else default
+
+
 def gguf_family(metadata: Mapping[str, Any]) -> Family:
-    """A GGUF's model family, from its chat template and its (text) metadata."""
+    """A GGUF's model family, from its chat template and its (text) metadata. A
+    GGUF with a template for tools is the family that template writes: the
+    family's syntax matters only where calls are made, and there that template
+    is the one in use."""
     text = {k: v for k, v in metadata.items() if isinstance(v, str)}
-    return detect(text.get("tokenizer.chat_template", ""), text)
+    return detect(chat_template(text, tools=True), text)
 
 
 def thinking_capability(caps: tuple[Capability, ...], family: Family) -> tuple[Capability, ...]:

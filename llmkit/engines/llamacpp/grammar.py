@@ -32,8 +32,8 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from llmkit.core.types import GenerateRequest, SamplingParams
 from llmkit.engines.families import Family
 from llmkit.engines.families.gbnf import astral as _astral
+from llmkit.engines.families.hermes import OPEN
 from llmkit.engines.families.table import GENERIC
-from llmkit.engines.tool_syntax import OPEN
 from llmkit.errors import InvalidRequestError
 
 # The rule a grammar bound after the thinking starts from: a little whitespace
