@@ -326,7 +326,9 @@ def test_a_reply_is_split_and_a_spent_budget_is_closed_with_forced_tokens():
     assert "".join(c.reasoning for c in chunks) == "aaa"
     assert "".join(c.text for c in chunks) == "\naabb"
     assert [t for c in chunks for t in c.token_ids] == [3, 3, 3, 2, 6, 3, 3, 4, 4, EOS]
-    assert backend.forced == [2, 6] and backend.closed == [(4, True)]  # once, at the close
+    # The answer's grammar binds once, after the last token the loop wrote: the
+    # close ended the thinking at its first token (2), but 6 was still to come.
+    assert backend.forced == [2, 6] and backend.closed == [(5, True)]
     usage = chunks[-1].usage
     assert (usage.completion_tokens, usage.reasoning_tokens) == (10, 3)
 

@@ -44,11 +44,10 @@ from tests.family_models import FamilyModels, template
 from tests.llama_chat_cases import _env
 
 # family (a row of the table) -> the llama.cpp template that is it. Not here:
-# phi-4-mini (no template in llama.cpp's set), firefunction-v2 (its template
-# wants a ``functions`` variable llmkit does not pass: every request is a 400)
-# and gpt-oss (a forced call after its thinking's close aborts llama.cpp's
-# grammar): known faults, to be fixed before they join.
+# phi-4-mini (no template in llama.cpp's set) and firefunction-v2 (its template
+# wants a ``functions`` variable llmkit does not pass: every request is a 400).
 FAMILIES = {
+    "gpt-oss": "openai-gpt-oss-120b",
     "hermes": "Qwen-Qwen2.5-7B-Instruct",
     "qwen3": "Qwen-Qwen3-0.6B",
     "qwq": "Qwen-QwQ-32B",

@@ -75,6 +75,9 @@ class Sequence(Generic[S]):
     # and returns this, having its sampler accept it); then those in ``forced``.
     next_forced: int | None = None
     forced: collections.deque[int] = field(default_factory=collections.deque)
+    # The answer has started (after thinking: True) while forced tokens were still
+    # to be written: ``Backend.answer_starts`` waits for the last of them.
+    answer_pending: bool | None = None
 
     def force(self, tokens: tuple[int, ...]) -> None:
         """Write ``tokens`` next, sampling nothing for them."""
@@ -277,7 +280,14 @@ class DecodeLoop(Generic[S]):
         out = Parsed(delta) if reply is None else reply.push(delta, forced=forced)
         if reply is not None:
             if reply.answer_now:
-                self.backend.answer_starts(seq, reply.after_thinking)
+                seq.answer_pending = reply.after_thinking
+            # The answer's grammar binds once the engine's own tokens are written:
+            # bound sooner, it would be handed tokens it never chose, and llama.cpp
+            # aborts on one its grammar refuses (a budget's close may end the
+            # thinking at its first token and write more after it).
+            if seq.answer_pending is not None and seq.next_forced is None:
+                self.backend.answer_starts(seq, seq.answer_pending)
+                seq.answer_pending = None
             if seq.next_forced is None:
                 seq.force(reply.to_force())
         if seq.text.stopped or (reply is not None and reply.done):

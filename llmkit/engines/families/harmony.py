@@ -26,8 +26,12 @@ START, CHANNEL, MESSAGE = "<|start|>", "<|channel|>", "<|message|>"
 ENDS = ("<|end|>", "<|call|>", "<|return|>")
 # What ends the thinking when a budget is spent: the answer follows.
 CLOSE_THINKING = "<|end|><|start|>assistant<|channel|>final<|message|>"
+# What opens it, where the engine opens the thinking for the model.
+OPEN_THINKING = "<|channel|>analysis<|message|>"
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
 _HEADS = ("<|", "to=")
+# What starts a new message's header where a body was expected.
+_OPENS = (START, CHANNEL)
 _TO = re.compile(r"to=([^\s<]+)")
 
 
@@ -94,17 +98,20 @@ class HarmonyParser:
             self._open(buf[:at])
             self._buf = buf[at + len(MESSAGE) :]
             return True
-        ends = [i for i in (buf.find(e) for e in ENDS) if i >= 0]
+        ends = [i for i in (buf.find(e) for e in (*ENDS, *_OPENS)) if i >= 0]
         if ends:
             at = min(ends)
-            end = next(e for e in ENDS if buf.startswith(e, at))
+            end = next(e for e in (*ENDS, *_OPENS) if buf.startswith(e, at))
             self._close(buf[:at], out)
-            self._buf = buf[at + len(end) :].lstrip()
-            self._buf = self._buf.removeprefix(START)
+            # A header met in a body ends the message without its end marker (an
+            # engine's budget closes the thinking into the final channel, and a
+            # grammar may then write a call's header): it is read as a header.
+            rest = buf[at + len(end) :] if end in ENDS else buf[at:]
+            self._buf = rest.lstrip().removeprefix(START)
             return True
         if self._kind in ("call", "drop"):
             return False
-        keep = partial_suffix(buf, ENDS)
+        keep = partial_suffix(buf, (*ENDS, *_OPENS))
         body = buf[: len(buf) - keep].rstrip()
         self._text(body, out)
         self._buf = buf[len(body) :]

@@ -19,7 +19,12 @@ from llmkit.engines.families.base import Family, ReplyParser
 from llmkit.engines.families.deepseek import DEEPSEEK_R1, DEEPSEEK_V31
 from llmkit.engines.families.gbnf import MAX_CALLS
 from llmkit.engines.families.glm import GLM
-from llmkit.engines.families.harmony import CLOSE_THINKING, HARMONY, HarmonyParser
+from llmkit.engines.families.harmony import (
+    CLOSE_THINKING,
+    HARMONY,
+    OPEN_THINKING,
+    HarmonyParser,
+)
 from llmkit.engines.families.hermes import HERMES
 from llmkit.engines.families.json_list import GRANITE, GRANITE_THINKING, PHI4
 from llmkit.engines.families.kimi import KIMI
@@ -60,9 +65,8 @@ class Row:
 
     @property
     def open_thinking(self) -> str:
-        # Not gpt-oss's analysis channel: a call grammar bound after its budget's
-        # close (into the final channel) ends in a llama.cpp abort ("empty grammar
-        # stack"), which a forced call must not reach.
+        if self.syntax is HARMONY:
+            return OPEN_THINKING
         return self.think[0] if self.think else ""
 
     @property
