@@ -176,8 +176,6 @@ class RemoteEngine(Engine):
                     scored = held.release(text.sent)
                     if out or scored:
                         yield Chunk(text=out, logprobs=scored)
-                    if chunk.reasoning:  # the upstream's thinking, apart from the answer
-                        yield Chunk(reasoning=chunk.reasoning)
                     if chunk.tool_calls:
                         yield Chunk(tool_calls=chunk.tool_calls)
                     if text.stopped:
