@@ -199,6 +199,7 @@ def test_model_list_names_every_alias():
                 "created": 1700000000,
                 "owned_by": "llmkit",
                 "max_model_len": 8192,
+                "parent": None,  # vLLM's: the base model of an adapter, None for a base
             }
             for name in ("m", "alias")
         ],
