@@ -62,6 +62,8 @@ def test_every_route_of_every_dialect_needs_the_key():
                 assert isinstance(body["error"], str)  # Ollama's shape
             elif path.startswith("/v1/messages"):
                 assert body["error"]["type"] == "authentication_error"  # Anthropic's shape
+            elif path.startswith("/v2/"):
+                assert "key" in body["message"]  # Cohere's shape (/v2/rerank)
             else:
                 assert body["error"]["code"] == "invalid_api_key"  # OpenAI's shape
     assert call(app, "GET", "/health").status_code == 200
