@@ -36,30 +36,13 @@ import numpy as np
 import ollama
 import pytest
 
-from llmkit.models.bundled import bundled_model_path
 from tests.conftest import Server, start_server, until
 from tests.standin_hub import StandinHub
+from tests.tiny_models import make_llama
 
 IDS = list(range(1000, 1032))  # a prompt as token ids: no tokenizer differences to argue
 F16_TOL = 0.05
 KL_BOUND = {"Q8_0": 0.01, "Q4_K_M": 0.35}
-
-
-def make_llama(out: Path, seed: int = 0) -> None:
-    import torch
-    import transformers
-
-    gguf = Path(bundled_model_path())
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        initializer_range=0.1,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    transformers.LlamaForCausalLM(cfg).to(torch.float16).save_pretrained(out)
-    tok.save_pretrained(out)
 
 
 def reference_logprobs(directory: Path, ids: list[int]) -> np.ndarray:

@@ -34,36 +34,19 @@ from click.testing import CliRunner
 
 from llmkit.cli.main import cli
 from llmkit.models.bundled import bundled_model_path
+from llmkit.models.llama_source import llama_cpp_dir
 from tests.conftest import Server, start_server
+from tests.tiny_models import make_llama
 
 IDS = list(range(1000, 1032))  # a prompt as token ids: no tokenizer differences to argue
 TOL = 0.05
 
 
 def llama_cpp_source() -> Path:
-    """llama.cpp's kept sources (scripts/bootstrap.sh): the venv's, or main's."""
-    given = os.environ.get("LLMKIT_LLAMA_CPP_SRC")
-    here = Path(sys.prefix) / "llama.cpp"
-    path = Path(given) if given else here
+    """llama.cpp's kept sources (scripts/bootstrap.sh puts them in the venv)."""
+    path = llama_cpp_dir()
     assert (path / "convert_lora_to_gguf.py").is_file(), f"no llama.cpp sources at {path}"
     return path
-
-
-def make_llama(out: Path, seed: int = 0) -> None:
-    import torch
-    import transformers
-
-    gguf = Path(bundled_model_path())
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    cfg = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        initializer_range=0.1,
-    )  # fmt: skip
-    torch.manual_seed(seed)
-    transformers.LlamaForCausalLM(cfg).to(torch.float16).save_pretrained(out)
-    tok.save_pretrained(out)
 
 
 def make_lora(base: Path, out: Path, seed: int = 1) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from llmkit.models.bundled import bundled_model_path
+
 #: The shape every tiny model has (a Llama with grouped-query attention).
 SHAPE = dict(n_layers=2, hidden=64, heads=4, kv_heads=2, ff=128, vocab=256, ctx=512)
 
@@ -244,3 +246,23 @@ def _declared_tensors() -> dict[str, tuple]:
             f"blk.{i}.ffn_down.weight": (s["hidden"], s["ff"]),
         }
     return shapes
+
+
+def make_llama(out: Path, seed: int = 0) -> None:
+    """A tiny Llama-architecture causal LM in safetensors (f16, random weights) with
+    the bundled model's tokenizer, rebuilt from its GGUF by transformers (no
+    download): what the conversion and LoRA tests hold llmkit to transformers on."""
+    import torch
+    import transformers
+
+    bundled = Path(bundled_model_path())
+    tok = transformers.AutoTokenizer.from_pretrained(str(bundled.parent), gguf_file=bundled.name)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        initializer_range=0.1,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    transformers.LlamaForCausalLM(cfg).to(torch.float16).save_pretrained(out)
+    tok.save_pretrained(out)
