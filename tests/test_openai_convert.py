@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import pytest
 
 from llmkit.api.models_view import ModelView
-from llmkit.api.openai import convert
+from llmkit.api.openai import convert, replies
 from llmkit.api.openai import schemas as s
 from llmkit.core.types import Chunk, EngineInfo, Usage
 
 T = TypeVar("T")
 FP = s.SYSTEM_FINGERPRINT
-HEAD = convert.Head("chatcmpl-1", 1700000000, "m")
+HEAD = replies.Head("chatcmpl-1", 1700000000, "m")
 CHAT = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000, "model": "m"}
 TEXT = {"id": "chatcmpl-1", "object": "text_completion", "created": 1700000000, "model": "m"}
 
@@ -97,8 +97,8 @@ CHAT_STREAMS = [
 
 @pytest.mark.parametrize(("n", "include_usage", "chunks", "expected"), CHAT_STREAMS)
 def test_chat_stream_events(n, include_usage, chunks, expected):
-    events = run(convert.to_chat_chunks(HEAD, scripted(chunks), n=n, include_usage=include_usage))
-    assert [convert.to_sse_data(e, include_usage=include_usage) for e in events] == expected
+    events = run(replies.to_chat_chunks(HEAD, scripted(chunks), n=n, include_usage=include_usage))
+    assert [replies.to_sse_data(e, include_usage=include_usage) for e in events] == expected
 
 
 COMPLETION_STREAMS = [
@@ -133,16 +133,16 @@ COMPLETION_STREAMS = [
 
 @pytest.mark.parametrize(("echo", "include_usage", "chunks", "expected"), COMPLETION_STREAMS)
 def test_completion_stream_events(echo, include_usage, chunks, expected):
-    head = convert.Head("chatcmpl-1", 1700000000, "m")
-    stream = convert.to_completion_chunks(
+    head = replies.Head("chatcmpl-1", 1700000000, "m")
+    stream = replies.to_completion_chunks(
         head, scripted(chunks), echo=echo, include_usage=include_usage
     )
-    assert [convert.to_sse_data(e, include_usage=include_usage) for e in run(stream)] == expected
+    assert [replies.to_sse_data(e, include_usage=include_usage) for e in run(stream)] == expected
 
 
 def test_whole_chat_completion_counts_the_prompt_once():
     results = [("Hello", stop(Usage(7, 2, 3))), ("Hi", stop(Usage(7, 1, 3), "length"))]
-    got = convert.to_chat_completion(HEAD, results).model_dump()
+    got = replies.to_chat_completion(HEAD, results).model_dump()
     message = {"role": "assistant", "content": "Hello", "refusal": None}
     assert got == {
         "id": "chatcmpl-1",
@@ -165,7 +165,7 @@ def test_whole_chat_completion_counts_the_prompt_once():
 
 def test_whole_completion_puts_the_echo_first():
     results = [("!", stop(Usage(1, 1))), ("?", stop(Usage(2, 1), "length"))]
-    got = convert.to_completion(HEAD, results, ["Hi", ""]).model_dump()
+    got = replies.to_completion(HEAD, results, ["Hi", ""]).model_dump()
     assert [(c["text"], c["finish_reason"]) for c in got["choices"]] == [
         ("Hi!", "stop"),
         ("?", "length"),
@@ -190,7 +190,7 @@ def test_completion_echo(body, echo):
 def test_model_list_names_every_alias():
     info = EngineInfo(engine="llama.cpp", model="/x.gguf", context_length=8192)
     view = ModelView(("m", "alias"), info, created=1700000000, loaded=False, expires_at=None)
-    assert convert.to_model_list([view]).model_dump() == {
+    assert replies.to_model_list([view]).model_dump() == {
         "object": "list",
         "data": [
             {

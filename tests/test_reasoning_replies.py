@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from llmkit.api.anthropic import convert as aconv
 from llmkit.api.anthropic.thinking import signature
 from llmkit.api.ollama import replies
-from llmkit.api.openai import convert as chat
+from llmkit.api.openai import replies as chat
 from llmkit.api.responses import convert as rconv
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from llmkit.api.openai.convert import Head
+from llmkit.api.openai.replies import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest

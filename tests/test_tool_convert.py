@@ -15,7 +15,7 @@ import pytest
 from llmkit.api.ollama import convert as oconv
 from llmkit.api.ollama import replies as oreplies
 from llmkit.api.ollama import schemas as os_
-from llmkit.api.openai import convert
+from llmkit.api.openai import convert, replies
 from llmkit.api.openai import schemas as s
 from llmkit.core.types import Chunk, Message, ToolCall, ToolCallDelta, Usage
 from llmkit.errors import InvalidRequestError
@@ -24,7 +24,7 @@ FN = {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}
 TOOL = {"type": "function", "function": FN}
 USER = [{"role": "user", "content": "hi"}]
 CALL = (ToolCallDelta(0, id="call_1", name="get_weather"), ToolCallDelta(0, arguments='{"a": 1}'))
-HEAD = convert.Head("chatcmpl-1", 1, "m")
+HEAD = replies.Head("chatcmpl-1", 1, "m")
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
@@ -87,7 +87,7 @@ def test_openai_history_keeps_calls_and_results():
 
 def test_openai_reply_with_calls_has_null_content():
     last = Chunk(finish_reason="tool_calls", usage=Usage(3, 4), tool_calls=CALL)
-    out = convert.to_chat_completion(HEAD, [("", last)]).model_dump()
+    out = replies.to_chat_completion(HEAD, [("", last)]).model_dump()
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert out["choices"][0]["message"] == {
         "role": "assistant",
@@ -98,7 +98,7 @@ def test_openai_reply_with_calls_has_null_content():
              "function": {"name": "get_weather", "arguments": '{"a": 1}'}}
         ],
     }  # fmt: skip
-    legacy = convert.to_chat_completion(HEAD, [("", last)], legacy=True).model_dump()
+    legacy = replies.to_chat_completion(HEAD, [("", last)], legacy=True).model_dump()
     assert legacy["choices"][0]["finish_reason"] == "function_call"
     assert legacy["choices"][0]["message"]["function_call"] == {
         "name": "get_weather",
@@ -120,7 +120,7 @@ async def _scripted(*chunks: Chunk) -> AsyncIterator[tuple[int, Chunk]]:
 
 def test_openai_stream_sends_the_call_head_then_its_arguments():
     chunks = _scripted(Chunk(tool_calls=CALL, finish_reason="tool_calls", usage=Usage(1, 2)))
-    events = _drain(convert.to_chat_chunks(HEAD, chunks, n=1, include_usage=False))
+    events = _drain(replies.to_chat_chunks(HEAD, chunks, n=1, include_usage=False))
     got = [(e.model_dump()["choices"][0]["delta"], e.choices[0].finish_reason) for e in events]
     assert got == [
         ({"role": "assistant", "content": ""}, None),

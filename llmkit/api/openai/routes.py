@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from llmkit.api import limits
 from llmkit.api.generation import registry, served, start
 from llmkit.api.models_view import catalog_views, view
-from llmkit.api.openai import convert
+from llmkit.api.openai import convert, replies
 from llmkit.api.openai import schemas as s
 from llmkit.api.openai.errors import error_body
 from llmkit.api.openai.reasoning import from_reasoning
@@ -26,18 +26,18 @@ router = APIRouter(prefix="/v1")
 DONE = {"data": "[DONE]"}
 
 
-def _head(prefix: str, model: str) -> convert.Head:
-    return convert.Head(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model)
+def _head(prefix: str, model: str) -> replies.Head:
+    return replies.Head(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model)
 
 
 @router.get("/models")
 async def list_models(request: Request) -> s.ModelList:
-    return convert.to_model_list(catalog_views(registry(request), request.app.state.local_models))
+    return replies.to_model_list(catalog_views(registry(request), request.app.state.local_models))
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> s.ModelCard:
-    return convert.to_model_card(model_id, view(registry(request).get(model_id)))
+    return replies.to_model_card(model_id, view(registry(request).get(model_id)))
 
 
 @router.post("/chat/completions", response_model=None)
@@ -55,11 +55,11 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     scored = gen.reqs[0].logprobs is not None
     if body.stream:
         usage = convert.include_usage(body)
-        chunks = convert.to_chat_chunks(
+        chunks = replies.to_chat_chunks(
             head, await gen.streamed(), n=n, include_usage=usage, legacy=legacy, logprobs=scored
         )
         return _sse(chunks, usage)
-    answer = convert.to_chat_completion(head, await gen.whole(), legacy=legacy, logprobs=scored)
+    answer = replies.to_chat_completion(head, await gen.whole(), legacy=legacy, logprobs=scored)
     return JSONResponse(answer.model_dump())
 
 
@@ -82,11 +82,11 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
     scored = gen.reqs[0].logprobs is not None
     if body.stream:
         usage = convert.include_usage(body)
-        events = convert.to_completion_chunks(
+        events = replies.to_completion_chunks(
             head, await gen.streamed(), echo=echo, include_usage=usage, logprobs=scored
         )
         return _sse(events, usage)
-    answer = convert.to_completion(head, await gen.whole(), echo, logprobs=scored)
+    answer = replies.to_completion(head, await gen.whole(), echo, logprobs=scored)
     return JSONResponse(answer.model_dump())
 
 
@@ -95,7 +95,7 @@ def _sse(
 ) -> EventSourceResponse:
     return sse(
         events,
-        frame=lambda event: {"data": convert.to_sse_data(event, include_usage=include_usage)},
+        frame=lambda event: {"data": replies.to_sse_data(event, include_usage=include_usage)},
         error=lambda e: {"data": error_body(e).model_dump_json()},
         end=DONE,
     )

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS, Head
+from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS
+from llmkit.api.openai.replies import Head
 from llmkit.api.responses.reasoning import (
     ENCRYPTED,
     read_reasoning,

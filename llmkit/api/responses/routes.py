@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmkit.api import limits
 from llmkit.api.generation import served, start
-from llmkit.api.openai.convert import Head
+from llmkit.api.openai.replies import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from llmkit.api.generation import as_llmkit_error
-from llmkit.api.openai.convert import Head
+from llmkit.api.openai.replies import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.convert import MakeId, Turn
 from llmkit.api.responses.reasoning import reasoning_item
