@@ -34,16 +34,23 @@ def uploads_safetensors(body: CreateBody) -> bool:
     return any(n.lower().endswith(".safetensors") for n in (body.files or {}))
 
 
+def uploaded_blob(local: LocalCatalog, digest: str, param: str) -> Path:
+    """The uploaded blob ``digest``; refused when it was never uploaded."""
+    path = local.blobs.path(digest)
+    if not path.is_file():
+        raise InvalidRequestError(
+            f"No blob {digest} on this server: upload it first (POST /api/blobs/{digest}).",
+            param=param,
+        )
+    return path
+
+
 def stage(local: LocalCatalog, files: dict[str, str]) -> Path:
     """The uploaded blobs as a model directory (hard links, named as uploaded)."""
     for filename, digest in files.items():
         if not inside(filename) or not filename:
             raise InvalidRequestError(f"'{filename}' is not a file name inside a model directory.")
-        if not local.blobs.path(digest).is_file():
-            raise InvalidRequestError(
-                f"No blob {digest} on this server: upload it first (POST /api/blobs/{digest}).",
-                param="files",
-            )
+        uploaded_blob(local, digest, "files")
     directory = local.catalog.models_dir / f".staging-{uuid.uuid4().hex[:12]}"
     for filename, digest in files.items():
         target = directory / filename

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from llmkit.api.local_catalog import LocalCatalog
 from llmkit.api.ollama.errors import error_line
-from llmkit.api.ollama.manage_convert import making, uploads_safetensors
+from llmkit.api.ollama.manage_convert import making, uploaded_blob, uploads_safetensors
 from llmkit.api.ollama.manage_schemas import (
     CopyBody,
     CreateBody,
@@ -43,6 +43,7 @@ from llmkit.errors import (
 from llmkit.models import derived
 from llmkit.models.catalog import CatalogEntry
 from llmkit.models.download import PullEvent, pull
+from llmkit.models.gguf_header import is_gguf
 from llmkit.models.hf_names import to_pull_request
 from llmkit.models.lora import check_adapter
 from llmkit.models.modelfile import Modelfile
@@ -191,20 +192,14 @@ def _adapters(
         )
     out = []
     for filename, digest in given.items():
-        path = local.blobs.path(digest)
-        if not path.is_file():
+        path = uploaded_blob(local, digest, "adapters")
+        if not is_gguf(path):
             raise InvalidRequestError(
-                f"No blob {digest} on this server: upload it first (POST /api/blobs/{digest}).",
+                f"adapters: {filename} is not a GGUF LoRA adapter; convert a PEFT adapter "
+                "with llama.cpp's convert_lora_to_gguf.py (or serve its directory with "
+                "llmkit serve --lora DIR, which converts it).",
                 param="adapters",
             )
-        with path.open("rb") as f:
-            if f.read(4) != b"GGUF":
-                raise InvalidRequestError(
-                    f"adapters: {filename} is not a GGUF LoRA adapter; convert a PEFT adapter "
-                    "with llama.cpp's convert_lora_to_gguf.py (or serve its directory with "
-                    "llmkit serve --lora DIR, which converts it).",
-                    param="adapters",
-                )
         check_adapter(path, gguf, filename, base)
         out.append(str(path))
     return tuple(out)
@@ -238,15 +233,9 @@ def _base(
                 "files must name one .gguf file (llmkit's create takes one GGUF).", param="files"
             )
         [(filename, digest)] = ggufs.items()
-        path = local.blobs.path(digest)
-        if not path.is_file():
-            raise InvalidRequestError(
-                f"No blob {digest} on this server: upload it first (POST /api/blobs/{digest}).",
-                param="files",
-            )
-        with path.open("rb") as f:
-            if f.read(4) != b"GGUF":
-                raise InvalidRequestError(f"{filename} ({digest}) is not a GGUF file.")
+        path = uploaded_blob(local, digest, "files")
+        if not is_gguf(path):
+            raise InvalidRequestError(f"{filename} ({digest}) is not a GGUF file.")
         return path, None, Path(filename).name
     if not body.from_:
         raise InvalidRequestError("create needs 'from' (a model or a .gguf) or 'files'.")
