@@ -13,7 +13,7 @@ from typing import Literal
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls"]
 # What a served model can do, in the words Ollama's ``capabilities`` uses.
-Capability = Literal["completion", "embedding", "thinking", "rerank"]
+Capability = Literal["completion", "embedding", "thinking", "rerank", "vision"]
 # How hard a reasoning model thinks: a level its template takes (gpt-oss), or a
 # thinking budget (``GenerateRequest.reasoning_budget``) where it takes none.
 Effort = Literal["low", "medium", "high"]
@@ -54,6 +54,22 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image a user turn carries, already decoded from its wire form (a data
+    URI, base64, a fetched URL) and checked by the API layer: a known format,
+    within the size limits. ``sha256`` (of ``data``) is its identity: the
+    engine's cache of encoded images and the store's copy are keyed by it."""
+
+    data: bytes
+    mime: str  # "image/png", "image/jpeg", "image/webp", "image/gif"
+    sha256: str
+    width: int
+    height: int
+    # OpenAI's ``detail``; an engine whose projector has one resolution ignores it.
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
+@dataclass(frozen=True)
 class Message:
     role: Role
     content: str
@@ -64,6 +80,9 @@ class Message:
     # An assistant turn's thinking (a reasoning model's), apart from its content;
     # the chat template decides whether an earlier turn's is shown to the model.
     reasoning: str = ""
+    # A user turn's images, in order; the model sees them before ``content``
+    # (as Ollama's ``images`` and most vision chat templates place them).
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)
