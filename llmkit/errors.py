@@ -6,7 +6,8 @@ shape, and the client turns HTTP errors back into them.
     LlmkitError
     ├── ClientError                  the caller can fix it (4xx)
     │   ├── InvalidRequestError      400: a field is wrong (``param`` names it)
-    │   │   └── ContextLengthError   400: prompt + completion do not fit the context
+    │   │   ├── ContextLengthError   400: prompt + completion do not fit the context
+    │   │   └── ImagesUnsupportedError  400: images sent to a model without "vision"
     │   ├── AuthenticationError      401: missing or wrong API key
     │   ├── ForbiddenError           403: a foreign Host or Origin (DNS rebinding, CSRF)
     │   ├── PayloadTooLargeError     413: the request body is over the limit
@@ -120,6 +121,25 @@ class ThinkingUnsupportedError(InvalidRequestError):
         self.model = model
 
     fields = ("model",)
+
+
+class ImagesUnsupportedError(InvalidRequestError):
+    """Images were sent to a model that cannot see (its capabilities lack
+    "vision"); the message names the model and what it can do."""
+
+    def __init__(
+        self, model: str, capabilities: tuple[str, ...] = (), *, param: str | None = "messages"
+    ) -> None:
+        can = ", ".join(capabilities) or "text only"
+        super().__init__(
+            f'"{model}" does not support images (it supports: {can}); send text only, or '
+            "serve a vision model with its projector (--mmproj).",
+            param=param,
+        )
+        self.model = model
+        self.capabilities = list(capabilities)
+
+    fields = ("model", "capabilities")
 
 
 class AuthenticationError(ClientError):

@@ -46,6 +46,7 @@ class LimitSettings(Protocol):
     max_schema_size: int
     max_schema_depth: int
     max_schema_enum: int
+    max_images: int
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Sizes:
     tools_param: str = "tools"
     inputs: int = 0
     inputs_param: str = "input"
+    images: int = 0  # all the request's messages together
+    images_param: str = "messages"
     # (param, the schemas counted together): a request's tools make one grammar.
     schemas: Sequence[tuple[str, Sequence[Any]]] = field(default_factory=tuple)
 
@@ -99,6 +102,7 @@ def check_sizes(limits: LimitSettings, sizes: Sizes) -> None:
             )
     _at_most(sizes.tools, limits.max_tools, sizes.tools_param, "tools", "--max-tools")
     _at_most(sizes.inputs, limits.max_inputs, sizes.inputs_param, "inputs", "--max-inputs")
+    _at_most(sizes.images, limits.max_images, sizes.images_param, "images", "--max-images")
     for param, schemas in sizes.schemas:
         check_schemas(limits, [s for s in schemas if s is not None], param)
 

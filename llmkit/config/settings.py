@@ -135,6 +135,36 @@ class ServeSettings(ModelFields):
         "values, anyOf and oneOf branches, '|' in patterns), which constrained decoding checks "
         "at every token; more get 400.",
     )
+    max_images: int = Field(
+        default=16,
+        ge=0,
+        description="The most images one request may carry (all its messages together); more "
+        "get 400.",
+    )
+    max_image_mb: float = Field(
+        default=20,
+        gt=0,
+        description="The largest image, in MiB (decoded from base64, or fetched); larger gets "
+        "400 before it is decoded.",
+    )
+    max_image_pixels: int = Field(
+        default=7680 * 4320,
+        ge=1,
+        description="The most pixels (width x height) in one image, read from its header "
+        "before it is decoded; more get 400.",
+    )
+    image_fetch: bool = Field(
+        default=False,
+        description="Fetch images that requests give by http(s) URL. Off: such an image is a "
+        "400. On, the server fetches any URL a client names, internal addresses too: turn it "
+        "on for clients you trust.",
+    )
+    image_fetch_timeout: float = Field(
+        default=10,
+        gt=0,
+        description="Seconds one request's image URLs may take to arrive, all of them "
+        "(connection, redirects, body); slower gets 400.",
+    )
     shutdown_timeout: float = Field(
         default=10,
         ge=0,

@@ -135,6 +135,33 @@ responses = sa.Table(
     sa.Column("last_message_id", sa.Integer),
 )
 
+# m007_message_images: a user turn's images, stored once each by content hash, and the
+# links from messages to them, in order (``memory/images.py``).
+images = sa.Table(
+    "images",
+    schema,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("mime", sa.String(32), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+message_images = sa.Table(
+    "message_images",
+    schema,
+    sa.Column(
+        "message_id",
+        sa.Integer,
+        sa.ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("images.sha256"), nullable=False),
+    sa.Column("detail", sa.String(8), nullable=False, server_default="auto"),
+)
+
 applied = sa.Table(
     "_llmkit_migrations",
     sa.MetaData(),
@@ -271,12 +298,50 @@ def m005_message_reasoning(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE messages ADD COLUMN reasoning TEXT"))
 
 
+def m007_message_images(conn: Connection) -> None:
+    """Images of user turns (issue 30): ``images`` holds each image once, keyed by
+    the SHA-256 of its bytes (a picture sent in ten turns is kept once);
+    ``message_images`` links a message to its images in order, with the
+    ``detail`` the turn asked for. Self-contained: it names only ``messages``."""
+    meta = sa.MetaData()
+    sa.Table("messages", meta, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "images",
+        meta,
+        sa.Column("sha256", sa.String(64), primary_key=True),
+        sa.Column("mime", sa.String(32), nullable=False),
+        sa.Column("width", sa.Integer, nullable=False),
+        sa.Column("height", sa.Integer, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+    )
+    sa.Table(
+        "message_images",
+        meta,
+        sa.Column(
+            "message_id",
+            sa.Integer,
+            sa.ForeignKey("messages.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("sha256", sa.String(64), sa.ForeignKey("images.sha256"), nullable=False),
+        sa.Column("detail", sa.String(8), nullable=False, server_default="auto"),
+        # "which messages still link this image?", asked when messages are deleted
+        sa.Index("ix_message_images_sha256", "sha256"),
+    )
+    meta.tables["images"].create(conn)
+    meta.tables["message_images"].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
     m003_conversation_sampling,
     m004_responses,
     m005_message_reasoning,
+    # (m006 belongs to another branch: it goes here when they are merged)
+    m007_message_images,
     # append new migrations here
 )
 

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from llmkit.core.types import Message, ToolCall
 from llmkit.errors import ResponseNotFoundError
+from llmkit.memory.images import image_from_json, image_to_json
 from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 from llmkit.memory.migrations import responses as R
@@ -59,6 +60,8 @@ def message_to_json(m: Message) -> dict[str, Any]:
         "tool_call_id": m.tool_call_id,
         # an assistant turn's thinking, for a chain's later turns (rows before it have none)
         "reasoning": m.reasoning,
+        # a user turn's images, inline: a chain's later turns send them again
+        **({"images": [image_to_json(i) for i in m.images]} if m.images else {}),
     }
 
 
@@ -70,6 +73,7 @@ def message_from_json(d: dict[str, Any]) -> Message:
         tool_calls=calls,
         tool_call_id=d.get("tool_call_id"),
         reasoning=d.get("reasoning") or "",
+        images=tuple(image_from_json(i) for i in d.get("images") or ()),
     )
 
 

@@ -17,21 +17,22 @@ engine so). The export document and the Markdown transcript are built by
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmkit.core.types import Message, Role
+from llmkit.core.types import Image, Message, Role
 from llmkit.errors import (
     ConversationExistsError,
     ConversationNotFoundError,
     InvalidRequestError,
     StoreError,
 )
+from llmkit.memory import images as stored_images
 from llmkit.memory import transcript
 from llmkit.memory.database import open_engine
 from llmkit.memory.migrations import conversations as C
@@ -77,16 +78,18 @@ class Entry:
     created_at: datetime
     # An assistant turn's thinking (a reasoning model's), kept apart from ``content``.
     reasoning: str = ""
+    # A user turn's images, in order (stored once each: ``memory/images.py``).
+    images: tuple[Image, ...] = ()
 
     @property
     def message(self) -> Message:
         """The turn as history sends it: the answer only. Earlier thinking is not
         sent back by default (``with_reasoning`` has it, for a template that wants it)."""
-        return Message(self.role, self.content)
+        return Message(self.role, self.content, images=self.images)
 
     @property
     def with_reasoning(self) -> Message:
-        return Message(self.role, self.content, reasoning=self.reasoning)
+        return Message(self.role, self.content, reasoning=self.reasoning, images=self.images)
 
 
 def check_name(name: str) -> str:
@@ -150,7 +153,9 @@ class Store:
 
     def _entries(self, conn: Connection, cid: int) -> list[Entry]:
         rows = conn.execute(sa.select(M).where(M.c.conversation_id == cid).order_by(M.c.id))
-        return [_entry(r) for r in rows]
+        entries = [_entry(r) for r in rows]
+        pictures = stored_images.load(conn, (e.id for e in entries if e.role == "user"))
+        return [replace(e, images=pictures[e.id]) if e.id in pictures else e for e in entries]
 
     def _conversations(self, conn: Connection, *where: Any) -> list[Conversation]:
         turns = (
@@ -254,6 +259,7 @@ class Store:
         with self._write() as conn:
             # messages go by ON DELETE CASCADE, and explicitly for backends without it
             cid = self._id(conn, name)
+            stored_images.unlink(conn, sa.select(M.c.id).where(M.c.conversation_id == cid))
             conn.execute(M.delete().where(M.c.conversation_id == cid))
             conn.execute(C.delete().where(C.c.id == cid))
 
@@ -274,13 +280,17 @@ class Store:
         *,
         interrupted: bool = False,
         reasoning: str = "",
+        images: Sequence[Image] = (),
     ) -> Entry:
         """Store one message now (committed when this returns); marks the conversation
-        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``."""
+        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``;
+        ``images``: a user turn's, stored once each by their hash."""
         if role not in _ROLES:
             raise InvalidRequestError(
                 f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
             )
+        if images and role != "user":
+            raise InvalidRequestError("Only user turns carry images.", param="images")
         now = _now()
         status = "interrupted" if interrupted else "complete"
         with self._write() as conn:
@@ -288,8 +298,9 @@ class Store:
             row = dict(conversation_id=cid, role=role, content=content, status=status)
             row["reasoning"] = reasoning or None
             new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
+            stored_images.save(conn, new_id, images)
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return Entry(new_id, role, content, interrupted, now, reasoning)
+        return Entry(new_id, role, content, interrupted, now, reasoning, tuple(images))
 
     def entries(self, name: str) -> list[Entry]:
         """The conversation's messages, oldest first."""
@@ -309,7 +320,9 @@ class Store:
                 raise InvalidRequestError(
                     f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
                 )
-            conn.execute(M.delete().where(M.c.conversation_id == cid, M.c.id >= entry_id))
+            gone = M.c.conversation_id == cid, M.c.id >= entry_id
+            stored_images.unlink(conn, sa.select(M.c.id).where(*gone))
+            conn.execute(M.delete().where(*gone))
             conn.execute(
                 C.update()
                 .where(C.c.id == cid, C.c.summary_upto >= entry_id)
@@ -345,7 +358,8 @@ class Store:
                     f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
                 )
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return _entry(row)
+            pictures = stored_images.load(conn, [entry_id]).get(entry_id, ())
+        return replace(_entry(row), images=pictures)  # the text changes; its images stay
 
     def search(self, text: str) -> list[tuple[str, Entry]]:
         """Messages containing ``text`` (any case), oldest first, with their conversation."""
@@ -359,6 +373,11 @@ class Store:
         )
         with self._read() as conn:
             return [(r.name, _entry(r)) for r in conn.execute(query)]
+
+    def image(self, sha256: str) -> Image | None:
+        """A stored image by its hash (None unless some message carries it)."""
+        with self._read() as conn:
+            return stored_images.get(conn, sha256)
 
     # -- transcripts ------------------------------------------------------------------
 
@@ -397,8 +416,13 @@ class Store:
                 )
                 for m in doc.messages
             ]
-            if rows:
-                conn.execute(M.insert(), rows)
+            for row, m in zip(rows, doc.messages, strict=True):
+                # one by one where a turn has images: each needs its own new id
+                if m.images:
+                    new_id = conn.execute(M.insert().values(**row)).inserted_primary_key[0]
+                    stored_images.save(conn, new_id, m.images)
+                else:
+                    conn.execute(M.insert().values(**row))
             if doc.summary_covers:
                 ids = conn.scalars(
                     sa.select(M.c.id).where(M.c.conversation_id == cid).order_by(M.c.id)

@@ -8,7 +8,9 @@ The JSON form is what ``Store.export`` returns and ``Store.import_`` reads back:
      "summary_covers": k,   # the summary folds messages[:k]
      "created_at", "updated_at",          # ISO 8601, UTC
      "messages": [{"role", "content", "interrupted", "created_at",
-                   "reasoning"}, ...]}      # reasoning: only where a turn has some
+                   "reasoning",             # only where a turn has some
+                   "images": [sha256, ...]}, ...],  # only where a turn has some
+     "images": {sha256: {"mime", "width", "height", "data"}}}  # base64, once each
 
 Entry ids stay in the database they came from; the summary's coverage travels as
 a message count instead.
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
-from llmkit.core.types import Role
+from llmkit.core.types import Image, Role
 from llmkit.errors import InvalidRequestError
+from llmkit.memory.images import check_imported, image_to_json
 from llmkit.memory.strategies import parse_strategy
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ _ROLES = get_args(Role)
 
 
 def to_dict(conv: Conversation, entries: list[Entry]) -> dict[str, Any]:
+    pictures = {i.sha256: i for e in entries for i in e.images}
     return {
         "version": VERSION,
         "name": conv.name,
@@ -50,9 +54,20 @@ def to_dict(conv: Conversation, entries: list[Entry]) -> dict[str, Any]:
                 "interrupted": e.interrupted,
                 "created_at": e.created_at.isoformat(),
                 **({"reasoning": e.reasoning} if e.reasoning else {}),
+                **({"images": [i.sha256 for i in e.images]} if e.images else {}),
             }
             for e in entries
         ],
+        **(
+            {
+                "images": {
+                    sha: {k: v for k, v in image_to_json(i).items() if k != "sha256"}
+                    for sha, i in pictures.items()
+                }
+            }
+            if pictures
+            else {}
+        ),
     }
 
 
@@ -70,7 +85,8 @@ def to_markdown(conv: Conversation, entries: list[Entry]) -> str:
         if e.reasoning:  # quoted above the answer: apart from it in any Markdown viewer
             quoted = [f"> {line}".rstrip() for line in e.reasoning.splitlines()]
             lines += ["> *Thinking*", ">", *quoted, ""]
-        lines += [e.content, ""]
+        lines += [f"![image](sha256:{i.sha256})" for i in e.images]
+        lines += ([""] if e.images else []) + [e.content, ""]
         if e.interrupted:
             lines += ["*(interrupted: this reply did not finish)*", ""]
     return "\n".join(lines)
@@ -87,6 +103,7 @@ class ImportedMessage:
     interrupted: bool
     created_at: datetime
     reasoning: str = ""
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,10 @@ def from_dict(data: Any, *, name: str | None = None) -> Imported:
         _bad(f"version {data.get('version')!r} is not one this llmkit reads ({VERSION})")
     now = datetime.now(UTC)
     msgs = []
+    pictures = data.get("images") or {}
+    if not isinstance(pictures, dict):
+        _bad("'images' must map each image's sha256 to the image")
+    checked: dict[str, Image] = {}
     for i, m in enumerate(data["messages"]):
         if not isinstance(m, dict) or m.get("role") not in _ROLES:
             _bad(f"message {i} has no valid role (one of {', '.join(_ROLES)})")
@@ -122,7 +143,16 @@ def from_dict(data: Any, *, name: str | None = None) -> Imported:
             _bad(f"message {i} has a 'reasoning' that is not text")
         when = _time(m.get("created_at"), f"message {i}", now)
         interrupted, thought = bool(m.get("interrupted")), m.get("reasoning") or ""
-        msgs.append(ImportedMessage(m["role"], m["content"], interrupted, when, thought))
+        shas = m.get("images") or []
+        if not isinstance(shas, list) or (shas and m["role"] != "user"):
+            _bad(f"message {i} has 'images' that are not a user turn's list of hashes")
+        for sha in shas:
+            if not isinstance(sha, str) or sha not in pictures:
+                _bad(f"message {i} names an image the document does not hold: {sha!r}")
+            if sha not in checked:
+                checked[sha] = check_imported(pictures[sha], sha, f"images.{sha[:12]}")
+        seen = tuple(checked[sha] for sha in shas)
+        msgs.append(ImportedMessage(m["role"], m["content"], interrupted, when, thought, seen))
     for key in ("model", "url", "system", "summary"):
         if data.get(key) is not None and not isinstance(data[key], str):
             _bad(f"'{key}' must be text")

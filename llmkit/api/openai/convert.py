@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
+from llmkit.api.images import ImageRef, Images
 from llmkit.api.openai import logprobs as lp
 from llmkit.api.openai import schemas as s
 from llmkit.api.openai.reasoning import from_reasoning, message_reasoning
@@ -17,6 +18,7 @@ from llmkit.api.tools import check_choice, tool_from_dict
 from llmkit.core.types import (
     DEFAULT_SAMPLING,
     GenerateRequest,
+    Image,
     Message,
     SamplingParams,
     Tool,
@@ -61,24 +63,35 @@ def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
-def _content(msg: s.ChatMessage, i: int) -> str:
+def _content(msg: s.ChatMessage, i: int, images: Images) -> tuple[str, tuple[Image, ...]]:
+    """A message's text, and its images in order (a user message's only)."""
     if msg.content is None:
-        return ""
+        return "", ()
     if isinstance(msg.content, str):
-        return msg.content
-    texts = []
-    for part in msg.content:
-        if not isinstance(part, s.TextPart):
+        return msg.content, ()
+    texts, seen = [], []
+    for j, part in enumerate(msg.content):
+        if isinstance(part, s.TextPart):
+            texts.append(part.text)
+        elif isinstance(part, s.ImagePart):
+            param = f"messages.{i}.content.{j}"
+            if msg.role != "user":
+                raise InvalidRequestError(
+                    f"Images go in user messages; messages.{i} is a {msg.role} message.",
+                    param=param,
+                )
+            ref = ImageRef(part.image_url.url, f"{param}.image_url.url")
+            seen.append(images.get(ref, part.image_url.detail))
+        else:
             raise InvalidRequestError(
-                f"Content parts of type '{part.type}' are not supported by this model; "
-                "send text parts only.",
+                f"Content parts of type '{part.type}' are not supported; send text and "
+                "image_url parts.",
                 param=f"messages.{i}.content",
             )
-        texts.append(part.text)
-    return "".join(texts)
+    return "".join(texts), tuple(seen)
 
 
-def _message(m: s.ChatMessage, i: int) -> Message:
+def _message(m: s.ChatMessage, i: int, images: Images) -> Message:
     calls = [
         ToolCall(c.id, c.function.name or "", c.function.arguments or "{}")
         for c in m.tool_calls or ()
@@ -86,12 +99,14 @@ def _message(m: s.ChatMessage, i: int) -> Message:
     if m.function_call is not None:  # legacy: one call, no id
         fc = m.function_call
         calls.append(ToolCall(f"call_{i}", fc.name or "", fc.arguments or "{}"))
+    text, seen = _content(m, i, images)
     return Message(
         role=_ROLES.get(m.role, m.role),  # type: ignore[arg-type]
-        content=_content(m, i),
+        content=text,
         tool_calls=tuple(calls),
         tool_call_id=m.tool_call_id,
         reasoning=message_reasoning(m) if m.role == "assistant" else "",
+        images=seen,
     )
 
 
@@ -135,8 +150,13 @@ def is_legacy(req: s.ChatCompletionRequest) -> bool:
     return bool(req.functions) and not req.tools
 
 
-def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> GenerateRequest:
-    messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
+def from_chat_request(
+    req: s.ChatCompletionRequest, images: Images | None = None, *, index: int = 0
+) -> GenerateRequest:
+    """The engine request for choice ``index``; ``images``: the request's images as
+    ``api.images.read_images`` read them (a converter called alone decodes its own)."""
+    images = images if images is not None else Images()
+    messages = tuple(_message(m, i, images) for i, m in enumerate(req.messages))
     asked = from_tools(req)
     think, effort, _ = from_reasoning(req)
     sampling = _sampling(req, index=index)

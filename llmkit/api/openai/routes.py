@@ -14,6 +14,7 @@ from sse_starlette import EventSourceResponse
 
 from llmkit.api import limits
 from llmkit.api.generation import registry, served, start
+from llmkit.api.images import read_images
 from llmkit.api.models_view import catalog_views, view
 from llmkit.api.openai import convert, replies
 from llmkit.api.openai import schemas as s
@@ -43,12 +44,16 @@ async def get_model(model_id: str, request: Request) -> s.ModelCard:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> Response:
     n = body.n or 1
+    limits.check(request, body.sizes())  # before the images are read
+    model = served(request, body.model)
+    pics = await read_images(request, body.image_refs(), model, asked_as=body.model)
     gen = start(
         request,
-        body.model,
-        lambda: [convert.from_chat_request(body, index=i) for i in range(n)],
-        body.sizes(),
+        model,
+        lambda: [convert.from_chat_request(body, pics, index=i) for i in range(n)],
+        None,
         think_param=from_reasoning(body)[2],
+        asked_as=body.model,
     )
     head = _head("chatcmpl", body.model)
     legacy = convert.is_legacy(body)

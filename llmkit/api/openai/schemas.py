@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from llmkit.api.images import ImageRef
 from llmkit.api.limits import MAX_LOGIT_BIAS, Sizes, stops
 from llmkit.version import __version__
 
@@ -36,6 +37,17 @@ class OpenAIRequest(BaseModel):
 class TextPart(BaseModel):
     type: Literal["text"]
     text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str  # a base64 data URI, or an http(s) URL the server may fetch (--image-fetch)
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
+class ImagePart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageURL
 
 
 class OtherPart(BaseModel):
@@ -70,7 +82,7 @@ class ToolCall(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart | OtherPart] | None = None
+    content: str | list[TextPart | ImagePart | OtherPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -163,6 +175,16 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: dict[str, Any] | None = None
     think: bool | None = None
 
+    def image_refs(self) -> list[ImageRef]:
+        """Where the messages' images are, in order (``api.images`` reads them)."""
+        return [
+            ImageRef(part.image_url.url, f"messages.{i}.content.{j}.image_url.url")
+            for i, m in enumerate(self.messages)
+            if isinstance(m.content, list)
+            for j, part in enumerate(m.content)
+            if isinstance(part, ImagePart)
+        ]
+
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built."""
         functions = [t.function for t in self.tools or ()] + list(self.functions or ())
@@ -174,6 +196,7 @@ class ChatCompletionRequest(SamplingFields):
             stop=stops(self.stop),
             tools=len(functions),
             tools_param="tools" if self.tools else "functions",
+            images=len(self.image_refs()),
             schemas=(
                 ("tools" if self.tools else "functions", [f.parameters for f in functions]),
                 ("response_format", [schema]),

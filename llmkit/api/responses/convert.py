@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmkit.api.images import ImageRef, Images
 from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS
 from llmkit.api.openai.replies import Head
 from llmkit.api.responses.reasoning import (
@@ -29,6 +30,7 @@ from llmkit.core.types import (
     Chunk,
     Effort,
     GenerateRequest,
+    Image,
     Message,
     SamplingParams,
     Tool,
@@ -64,34 +66,64 @@ def _bad(message: str, param: str) -> InvalidRequestError:
     return InvalidRequestError(message, param=param)
 
 
-def _text_of(content: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
-    """A message's content (a string or text parts) as one text, and as parts."""
+def _text_of(
+    content: Any, where: str, images: Images | None = None, role: str = "user"
+) -> tuple[str, list[dict[str, Any]], tuple[Image, ...]]:
+    """A message's content (a string or parts) as one text, as parts, and its
+    images (``input_image`` parts: a user message's, where ``images`` is given)."""
     if isinstance(content, str):
-        return content, [{"type": "input_text", "text": content}]
+        return content, [{"type": "input_text", "text": content}], ()
     if not isinstance(content, list):
         raise _bad(f"{where} must be a string or a list of content parts.", where)
-    texts = []
+    texts, parts, seen = [], [], []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "input_image" and images is not None and role == "user":
+            ref = image_ref(part, f"{where}.{j}")
+            detail = part.get("detail") or "auto"
+            if detail not in ("auto", "low", "high"):
+                raise _bad(f"{where}.{j}.detail must be auto, low or high.", f"{where}.{j}.detail")
+            seen.append(images.get(ref, detail))
+            parts.append({"type": "input_image", "image_url": ref.source, "detail": detail})
+            continue
         if kind not in _TEXT_PARTS or not isinstance(part.get("text"), str):
+            also = " and input_image parts (in user messages)" if images is not None else ""
             raise _bad(
-                f"{where}.{j}: content parts of type {kind!r} are not supported; send "
-                "input_text (or output_text) parts with a 'text' string.",
+                f"{where}.{j}: content parts of type {kind!r} are not supported here; send "
+                f"input_text (or output_text) parts with a 'text' string{also}.",
                 f"{where}.{j}",
             )
         texts.append(part["text"])
-    text = "".join(texts)
-    return text, [{"type": "input_text", "text": t} for t in texts]
+        parts.append({"type": "input_text", "text": part["text"]})
+    return "".join(texts), parts, tuple(seen)
+
+
+def image_ref(part: dict[str, Any], where: str) -> ImageRef:
+    """Where an ``input_image`` part's image is: its ``image_url`` (a data URI or a URL)."""
+    url = part.get("image_url")
+    if isinstance(url, dict):  # the Chat Completions spelling, which clients mix up
+        url = url.get("url")
+    if not isinstance(url, str) or not url:
+        what = "file_id images are not supported; send" if part.get("file_id") else "send"
+        raise _bad(
+            f"{where}: {what} the image as image_url (a base64 data URI or an http(s) URL).",
+            f"{where}.image_url",
+        )
+    return ImageRef(url, f"{where}.image_url")
 
 
 def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], list[Message]]:
+def read_input(
+    value: str | list[Any], make_id: MakeId, images: Images | None = None
+) -> tuple[list[dict], list[Message]]:
     """``input`` as items with ids, and as core messages. Consecutive function
     calls (and an assistant message just before them) are one assistant turn;
-    a reasoning item gives its thinking to the assistant turn that follows it."""
+    a reasoning item gives its thinking to the assistant turn that follows it.
+    ``images``: the request's images as ``api.images`` read them."""
+    images = images if images is not None else Images()
     if isinstance(value, str):
         value = [{"role": "user", "content": value}]
     if not value:
@@ -111,7 +143,7 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
                     f"{where}.role must be user, system, developer or assistant; got {role!r}.",
                     f"{where}.role",
                 )
-            text, parts = _text_of(item.get("content"), f"{where}.content")
+            text, parts, seen = _text_of(item.get("content"), f"{where}.content", images, role)
             stored: dict[str, Any] = {"id": item.get("id") or make_id("msg"), "type": "message"}
             if role == "assistant":
                 stored |= {"role": role, "status": "completed", "content": [_output_text(text)]}
@@ -122,7 +154,7 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
                 messages.append(Message("assistant", text, reasoning=thought))
                 thought = ""
             else:
-                messages.append(Message(_ROLES[role], text))  # type: ignore[arg-type]
+                messages.append(Message(_ROLES[role], text, images=seen))  # type: ignore[arg-type]
         elif kind == "function_call":
             call = _function_call(item, where)
             items.append({"id": item.get("id") or make_id("fc"), **call, "status": "completed"})
@@ -141,7 +173,7 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
             if not isinstance(call_id, str) or not call_id:
                 raise _bad(f"{where}.call_id must be the call's id.", f"{where}.call_id")
             if not isinstance(output, str):
-                output, _ = _text_of(output, f"{where}.output")
+                output, _, _ = _text_of(output, f"{where}.output")
             items.append(
                 {
                     "id": item.get("id") or make_id("fco"),
@@ -239,8 +271,8 @@ def read_format(
     return sampling, echo
 
 
-def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
-    items, messages = read_input(req.input, make_id)
+def from_request(req: ResponseCreateRequest, make_id: MakeId, images: Images | None = None) -> Turn:
+    items, messages = read_input(req.input, make_id, images)
     tools, tools_echo = read_tools(req)
     choice, name = read_tool_choice(req)
     check_choice(tools, choice, name, "tool_choice")

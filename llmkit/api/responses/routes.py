@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmkit.api import limits
 from llmkit.api.generation import served, start
+from llmkit.api.images import read_images
 from llmkit.api.openai.replies import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses.history import fit
@@ -62,7 +63,8 @@ async def _history(request: Request, previous: str | None) -> tuple[list[Message
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
     limits.check(request, body.sizes())  # before the stored history is read
     model = served(request, body.model)
-    turn = convert.from_request(body, make_id)
+    pics = await read_images(request, body.image_refs(), model, asked_as=body.model, param="input")
+    turn = convert.from_request(body, make_id, pics)
     store = _store(request) if turn.echo["store"] else None
     history, memory = await _history(request, body.previous_response_id)
     offered = turn.tools if turn.tool_choice != "none" else ()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmkit.api.images import ImageRef
 from llmkit.api.limits import Sizes
 from llmkit.api.openai.schemas import OpenAIRequest
 
@@ -59,6 +60,10 @@ class ResponseCreateRequest(OpenAIRequest):
     previous_response_id: str | None = None
     user: str | None = None
 
+    def image_refs(self) -> list[ImageRef]:
+        """Where the input's images are (``input_image`` parts), for ``api.images``."""
+        return input_image_refs(self.input)
+
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built: input items
         count as messages."""
@@ -67,9 +72,28 @@ class ResponseCreateRequest(OpenAIRequest):
         return Sizes(
             messages=len(self.input) if isinstance(self.input, list) else 1,
             messages_param="input",
+            images=len(self.image_refs()),
+            images_param="input",
             tools=len(tools),
             schemas=(
                 ("tools", [t.get("parameters") for t in tools if isinstance(t, dict)]),
                 ("text.format", [fmt.schema_ if fmt is not None else None]),
             ),
         )
+
+
+def input_image_refs(value: str | list[Any]) -> list[ImageRef]:
+    """The ``input_image`` parts of ``input``'s user messages, in order (for
+    ``api.images``); malformed ones are left to ``read_input``'s 400."""
+    refs = []
+    for i, item in enumerate(value if isinstance(value, list) else ()):
+        if not isinstance(item, dict) or item.get("role") != "user":
+            continue
+        content = item.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and part.get("type") == "input_image":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, dict) else url
+                if isinstance(url, str) and url:
+                    refs.append(ImageRef(url, f"input.{i}.content.{j}.image_url"))
+    return refs
