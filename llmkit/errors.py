@@ -7,7 +7,7 @@ shape, and the client turns HTTP errors back into them.
     ├── ClientError                  the caller can fix it (4xx)
     │   ├── InvalidRequestError      400: a field is wrong (``param`` names it)
     │   │   ├── ContextLengthError   400: prompt + completion do not fit the context
-    │   │   └── ImagesUnsupportedError  400: images sent to a model without "vision"
+    │   │   └── VisionUnsupportedError  400: images sent to a model without "vision"
     │   ├── AuthenticationError      401: missing or wrong API key
     │   ├── ForbiddenError           403: a foreign Host or Origin (DNS rebinding, CSRF)
     │   ├── PayloadTooLargeError     413: the request body is over the limit
@@ -123,23 +123,23 @@ class ThinkingUnsupportedError(InvalidRequestError):
     fields = ("model",)
 
 
-class ImagesUnsupportedError(InvalidRequestError):
-    """Images were sent to a model that cannot see (its capabilities lack
-    "vision"); the message names the model and what it can do."""
+class VisionUnsupportedError(InvalidRequestError):
+    """Images were sent to a model that cannot see (its capabilities lack "vision")."""
+
+    code = "vision_unsupported"
+    fields = ("model", "supports")
 
     def __init__(
-        self, model: str, capabilities: tuple[str, ...] = (), *, param: str | None = "messages"
+        self, model: str, supports: list[str] | None = None, *, param: str | None = "messages"
     ) -> None:
-        can = ", ".join(capabilities) or "text only"
+        self.model = model
+        self.supports = list(supports or [])
+        can = ", ".join(self.supports) or "nothing else"
         super().__init__(
-            f'"{model}" does not support images (it supports: {can}); send text only, or '
-            "serve a vision model with its projector (--mmproj).",
+            f"The model '{model}' does not take images: it supports {can}. Send text only, "
+            "or serve a vision model with its projector (--mmproj).",
             param=param,
         )
-        self.model = model
-        self.capabilities = list(capabilities)
-
-    fields = ("model", "capabilities")
 
 
 class AuthenticationError(ClientError):

@@ -30,7 +30,7 @@ from llmkit.core.images import Detail, ImageLimits
 from llmkit.core.types import EngineInfo, Image
 from llmkit.engines.local import LocalEngine
 from llmkit.engines.registry import ServedModel
-from llmkit.errors import ImagesUnsupportedError, InvalidRequestError
+from llmkit.errors import InvalidRequestError, VisionUnsupportedError
 
 MAX_REDIRECTS = 3
 
@@ -116,7 +116,7 @@ class Images:
 def refuse_images(model: str, info: EngineInfo, param: str) -> None:
     """The dialect's 400 for images sent to a model that cannot see, naming what it can do."""
     if "vision" not in info.capabilities:
-        raise ImagesUnsupportedError(model, tuple(info.capabilities), param=param)
+        raise VisionUnsupportedError(model, list(info.capabilities), param=param)
 
 
 def _describes(model: ServedModel) -> bool:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+from llmkit.core.images import to_base64
 from llmkit.core.types import Effort, GenerateRequest, Message, Tool
 from llmkit.errors import InvalidRequestError
 
@@ -103,9 +104,20 @@ def _messages(messages: list[Message]) -> list[Body]:
                 out.append({"role": "user", "content": [result]})
         elif m.role == "assistant":
             out.append({"role": "assistant", "content": _assistant(m)})
+        elif m.images:  # images first, as Anthropic's docs advise and templates place them
+            blocks: list[Body] = [
+                {"type": "image", "source": {"type": "base64", "media_type": i.mime,
+                                             "data": to_base64(i)}}
+                for i in m.images
+            ]  # fmt: skip
+            out.append({"role": "user", "content": blocks + _text_block(m.content)})
         else:
             out.append({"role": "user", "content": m.content})
     return out
+
+
+def _text_block(text: str) -> list[Body]:
+    return [{"type": "text", "text": text}] if text else []
 
 
 def _assistant(m: Message) -> str | list[Body]:

@@ -26,6 +26,7 @@ from typing import Any, get_args
 
 from llmkit.client.anthropic import to_anthropic
 from llmkit.client.protocol import Dialect
+from llmkit.core.images import to_base64, to_data_uri
 from llmkit.core.types import Effort, GenerateRequest, Message, SamplingParams, Tool
 from llmkit.errors import InvalidRequestError
 
@@ -182,8 +183,19 @@ def _openai_tools(req: GenerateRequest) -> Body:
     return out
 
 
+def openai_content(m: Message) -> str | list[Body]:
+    """A message's ``content``: its text, or with images, image parts then text."""
+    if not m.images:
+        return m.content
+    parts: list[Body] = [
+        {"type": "image_url", "image_url": {"url": to_data_uri(i), "detail": i.detail}}
+        for i in m.images
+    ]
+    return parts + ([{"type": "text", "text": m.content}] if m.content else [])
+
+
 def _openai_message(m: Message) -> Body:
-    out: Body = {"role": m.role, "content": m.content}
+    out: Body = {"role": m.role, "content": openai_content(m)}
     if m.tool_calls:
         out["content"] = m.content or None
         out["tool_calls"] = [
@@ -207,6 +219,8 @@ def _ollama_message(m: Message) -> Body:
         ]
     if m.reasoning and m.role == "assistant":
         out["thinking"] = m.reasoning
+    if m.images:
+        out["images"] = [to_base64(i) for i in m.images]
     return out
 
 

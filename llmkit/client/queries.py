@@ -20,7 +20,7 @@ import httpx
 
 from llmkit.client import protocol as p
 from llmkit.client.anthropic import VERSION as ANTHROPIC_VERSION
-from llmkit.client.bodies import Body, Path, Think, think_fields, to_request
+from llmkit.client.bodies import Body, Path, Think, openai_content, think_fields, to_request
 from llmkit.client.protocol import Dialect
 from llmkit.core.types import EngineInfo, GenerateRequest, Message, SamplingParams
 from llmkit.errors import (
@@ -210,7 +210,7 @@ class Queries:
         """The server's ``{"tokens", "count"}`` for a text or chat messages."""
         body: dict[str, Any] = {"model": model}
         if messages is not None:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in messages]
+            body["messages"] = [{"role": m.role, "content": openai_content(m)} for m in messages]
         else:
             body["prompt"] = text
         if special is not None:

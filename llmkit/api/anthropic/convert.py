@@ -22,12 +22,15 @@ from typing import Any
 
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic import thinking as th
+from llmkit.api.images import Images
 from llmkit.api.tools import check_choice, tool_from_dict
+from llmkit.core.images import FORMATS
 from llmkit.core.tools import join_calls
 from llmkit.core.types import (
     DEFAULT_SAMPLING,
     Chunk,
     GenerateRequest,
+    Image,
     Message,
     SamplingParams,
     Tool,
@@ -68,26 +71,50 @@ def _text(blocks: str | list[s.Block] | None, where: str) -> str:
 def _unsupported(b: s.Block, where: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"{where}: content blocks of type '{b.type}' are not supported here; send text, "
-        "tool_use (assistant) and tool_result (user) blocks.",
+        "image (user), tool_use (assistant) and tool_result (user) blocks.",
         param=where,
     )
 
 
-def _user_turn(blocks: list[s.Block], i: int) -> list[Message]:
-    """A user turn's blocks in order: runs of text as user messages, each
-    ``tool_result`` as a tool message answering its call."""
+def _image(b: s.Block, where: str, images: Images) -> Image:
+    """An ``image`` block's image: its source is base64 data of a declared
+    supported type, or a URL (fetched only where the server allows it)."""
+    ref = s.image_ref(b, where)
+    if ref is None:
+        raise InvalidRequestError(
+            f"{where}.source must be {{'type': 'base64', 'media_type', 'data'}} or "
+            "{'type': 'url', 'url'}.",
+            param=f"{where}.source",
+        )
+    declared = (b.source or {}).get("media_type")
+    if ref.kind == "base64" and declared not in FORMATS.values():
+        raise InvalidRequestError(
+            f"{where}.source.media_type must be one of {', '.join(FORMATS.values())}; "
+            f"got {declared!r}.",
+            param=f"{where}.source.media_type",
+        )
+    return images.get(ref)
+
+
+def _user_turn(blocks: list[s.Block], i: int, images: Images) -> list[Message]:
+    """A user turn's blocks in order: runs of text and images as user messages,
+    each ``tool_result`` as a tool message answering its call."""
     out: list[Message] = []
     texts: list[str] = []
+    seen: list[Image] = []
 
     def flush() -> None:
-        if texts:
-            out.append(Message("user", "".join(texts)))
+        if texts or seen:
+            out.append(Message("user", "".join(texts), images=tuple(seen)))
             texts.clear()
+            seen.clear()
 
     for j, b in enumerate(blocks):
         where = f"messages.{i}.content.{j}"
         if b.type == "text" and b.text is not None:
             texts.append(b.text)
+        elif b.type == "image":
+            seen.append(_image(b, where, images))
         elif b.type == "tool_result":
             if not b.tool_use_id:
                 raise InvalidRequestError(
@@ -128,8 +155,10 @@ def _assistant_turn(blocks: list[s.Block], i: int) -> Message:
     return Message("assistant", "".join(texts), tuple(calls), reasoning="".join(thoughts))
 
 
-def from_messages(req: s.PromptFields) -> tuple[Message, ...]:
-    """``system`` first, then each turn (a user turn may become several messages)."""
+def from_messages(req: s.PromptFields, images: Images | None = None) -> tuple[Message, ...]:
+    """``system`` first, then each turn (a user turn may become several messages);
+    ``images``: the request's images as ``api.images`` read them."""
+    images = images if images is not None else Images()
     out: list[Message] = []
     system = _text(req.system, "system")
     if system:
@@ -142,7 +171,7 @@ def from_messages(req: s.PromptFields) -> tuple[Message, ...]:
         if isinstance(m.content, str):
             out.append(Message(m.role, m.content))
         elif m.role == "user":
-            out.extend(_user_turn(m.content, i))
+            out.extend(_user_turn(m.content, i, images))
         else:
             out.append(_assistant_turn(m.content, i))
     return tuple(out)
@@ -195,11 +224,13 @@ def from_tools(req: s.PromptFields) -> ToolsAsked:
     return ToolsAsked(tools, choice, name, parallel=not tc.disable_parallel_tool_use)
 
 
-def _request(req: s.PromptFields, max_tokens: int | None = None, **kw: Any) -> GenerateRequest:
+def _request(
+    req: s.PromptFields, images: Images | None, max_tokens: int | None = None, **kw: Any
+) -> GenerateRequest:
     asked = from_tools(req)
     think, budget, effort = th.read_thinking(req, max_tokens)
     return GenerateRequest(
-        messages=from_messages(req),
+        messages=from_messages(req, images),
         tools=asked.tools,
         tool_choice=asked.choice,
         tool_name=asked.name,
@@ -212,7 +243,7 @@ def _request(req: s.PromptFields, max_tokens: int | None = None, **kw: Any) -> G
     )
 
 
-def from_messages_request(req: s.MessagesRequest) -> GenerateRequest:
+def from_messages_request(req: s.MessagesRequest, images: Images | None = None) -> GenerateRequest:
     # Unset fields are the model's (its Modelfile), then ``DEFAULTS``.
     sampling = SamplingParams(temperature=req.temperature, top_p=req.top_p, top_k=req.top_k)
     stops = tuple(req.stop_sequences or ())
@@ -221,13 +252,13 @@ def from_messages_request(req: s.MessagesRequest) -> GenerateRequest:
             "stop_sequences may not hold empty strings.", param="stop_sequences"
         )
     return _request(
-        req, sampling=sampling, defaults=DEFAULTS, max_tokens=req.max_tokens, stop=stops
+        req, images, sampling=sampling, defaults=DEFAULTS, max_tokens=req.max_tokens, stop=stops
     )
 
 
-def from_count_request(req: s.CountTokensRequest) -> GenerateRequest:
+def from_count_request(req: s.CountTokensRequest, images: Images | None = None) -> GenerateRequest:
     """The prompt a message with the same fields would be generated from."""
-    return _request(req)
+    return _request(req, images)
 
 
 # -- responses ------------------------------------------------------------------

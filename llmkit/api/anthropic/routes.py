@@ -13,12 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
+from llmkit.api import limits
 from llmkit.api.anthropic import convert
 from llmkit.api.anthropic import schemas as s
 from llmkit.api.anthropic.errors import error_body
 from llmkit.api.anthropic.thinking import gives_blocks, shows_thinking
-from llmkit.api.generation import start
+from llmkit.api.generation import served, start
+from llmkit.api.images import Images, read_images
 from llmkit.api.streaming import named, sse
+from llmkit.engines.registry import ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 
 router = APIRouter(prefix="/v1")
@@ -26,12 +29,14 @@ router = APIRouter(prefix="/v1")
 
 @router.post("/messages", response_model=None)
 async def messages(body: s.MessagesRequest, request: Request) -> Response:
+    model, pics = await _images(request, body)
     gen = start(
         request,
-        body.model,
-        lambda: [convert.from_messages_request(body)],
-        body.sizes(),
+        model,
+        lambda: [convert.from_messages_request(body, pics)],
+        None,
         think_param="thinking",
+        asked_as=body.model,
     )
     head = convert.Head(f"msg_{uuid.uuid4().hex}", body.model)
     shown, blocks = shows_thinking(body), gives_blocks(body)
@@ -54,12 +59,20 @@ async def messages(body: s.MessagesRequest, request: Request) -> Response:
 
 @router.post("/messages/count_tokens")
 async def count_tokens(body: s.CountTokensRequest, request: Request) -> s.TokenCount:
-    make = lambda: [convert.from_count_request(body)]  # noqa: E731
-    gen = start(request, body.model, make, body.sizes(), think_param="thinking")
+    model, pics = await _images(request, body)
+    make = lambda: [convert.from_count_request(body, pics)]  # noqa: E731
+    gen = start(request, model, make, None, think_param="thinking", asked_as=body.model)
     ids = await gen.engine.encode(gen.reqs[0])
     if ids is None:
         raise InvalidRequestError("This model's engine cannot count the tokens of messages.")
     return s.TokenCount(input_tokens=len(ids))
+
+
+async def _images(request: Request, body: s.PromptFields) -> tuple[ServedModel, Images]:
+    """The request's model and images, read once its sizes are checked."""
+    limits.check(request, body.sizes())
+    model = served(request, body.model)
+    return model, await read_images(request, body.image_refs(), model, asked_as=body.model)
 
 
 def _sse(events: AsyncIterator[convert.Event]) -> EventSourceResponse:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from llmkit.api.images import ImageRef
 from llmkit.api.limits import Sizes
 
 log = logging.getLogger("llmkit.api.anthropic")
@@ -50,6 +51,8 @@ class Block(BaseModel):
     # thinking (in the assistant's turns; redacted_thinking carries ``data``, dropped)
     thinking: str | None = None
     signature: str | None = None
+    # image (user turns): {"type": "base64", "media_type", "data"} or {"type": "url", "url"}
+    source: dict[str, Any] | None = None
 
 
 class InputMessage(BaseModel):
@@ -93,10 +96,24 @@ class PromptFields(AnthropicRequest):
     thinking: dict[str, Any] | None = None
     output_config: dict[str, Any] | None = None
 
+    def image_refs(self) -> list[ImageRef]:
+        """Where the user turns' ``image`` blocks are, in order (for ``api.images``);
+        a malformed source is left to ``convert``'s 400."""
+        refs = []
+        for i, m in enumerate(self.messages):
+            if m.role != "user" or isinstance(m.content, str):
+                continue
+            for j, b in enumerate(m.content):
+                ref = image_ref(b, f"messages.{i}.content.{j}") if b.type == "image" else None
+                if ref is not None:
+                    refs.append(ref)
+        return refs
+
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built."""
         tools = self.tools or []
         return Sizes(
+            images=len(self.image_refs()),
             messages=len(self.messages),
             stop=getattr(self, "stop_sequences", None) or (),
             stop_param="stop_sequences",
@@ -183,3 +200,14 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     type: Literal["error"] = "error"
     error: ErrorDetail
+
+
+def image_ref(b: Block, where: str) -> ImageRef | None:
+    """Where an ``image`` block's image is: base64 data, or a URL; None when its
+    source is neither (``convert`` says what is wrong)."""
+    src = b.source or {}
+    if src.get("type") == "base64" and isinstance(src.get("data"), str):
+        return ImageRef(src["data"], f"{where}.source.data", kind="base64")
+    if src.get("type") == "url" and isinstance(src.get("url"), str):
+        return ImageRef(src["url"], f"{where}.source.url")
+    return None

@@ -15,6 +15,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from llmkit.api.images import ImageRef, Images
 from llmkit.api.logprobs import check_range
 from llmkit.api.ollama import schemas as s
 from llmkit.api.ollama.template import render_go_template
@@ -84,11 +85,6 @@ def _stop(opts: s.Options | None) -> tuple[str, ...]:
     return (opts.stop,) if isinstance(opts.stop, str) else tuple(opts.stop)
 
 
-def _refuse_unsupported(req: s.GenerationFields, images: bool) -> None:
-    if images:
-        raise InvalidRequestError(f"{req.model} does not support images.", param="images")
-
-
 def _logprobs(req: s.GenerationFields) -> int | None:
     """``top_logprobs`` alone asks for them too: alternatives without the token
     they are alternatives to would make no sense."""
@@ -127,7 +123,7 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[ToolChoice, str |
     return "required", name
 
 
-def _message(m: s.ChatMessage, i: int) -> Message:
+def _message(m: s.ChatMessage, i: int, images: Images) -> Message:
     calls = []
     for j, c in enumerate(m.tool_calls or ()):
         fn = c.get("function") if isinstance(c, dict) else None
@@ -139,17 +135,28 @@ def _message(m: s.ChatMessage, i: int) -> Message:
         text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
         calls.append(ToolCall(str(c.get("id") or f"call_{i}_{j}"), fn["name"], text))
     call_id = (m.model_extra or {}).get("tool_call_id")
+    if m.images and m.role != "user":
+        raise InvalidRequestError(
+            f"Images go in user messages; messages.{i} is a {m.role} message.",
+            param=f"messages.{i}.images",
+        )
+    seen = tuple(
+        images.get(ImageRef(b64, f"messages.{i}.images.{k}", kind="base64"))
+        for k, b64 in enumerate(m.images or ())
+    )
     return Message(
         role=m.role,
         content=m.content or "",
         tool_calls=tuple(calls),
         tool_call_id=call_id if isinstance(call_id, str) else None,
         reasoning=(m.thinking or "") if m.role == "assistant" else "",
+        images=seen,
     )
 
 
-def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
-    _refuse_unsupported(req, any(m.images for m in req.messages))
+def from_chat_request(req: s.ChatRequest, images: Images | None = None) -> GenerateRequest:
+    """``images``: the request's images as ``api.images`` read them."""
+    images = images if images is not None else Images()
     tools = tuple(
         tool_from_dict(t.get("function"), f"tools.{i}.function")
         for i, t in enumerate(req.tools or ())
@@ -158,7 +165,7 @@ def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
     extra = (req.options.model_extra or {}) if req.options else {}
     choice, name = _tool_choice(req.tool_choice or extra.get("tool_choice"))
     check_choice(tools, choice, name, "tool_choice")
-    messages = tuple(_message(m, i) for i, m in enumerate(req.messages))
+    messages = tuple(_message(m, i, images) for i, m in enumerate(req.messages))
     parallel = req.parallel_tool_calls
     if parallel is None:
         parallel = extra.get("parallel_tool_calls") is not False
@@ -172,12 +179,21 @@ def from_chat_request(req: s.ChatRequest) -> GenerateRequest:
     )
 
 
-def from_generate_request(req: s.GenerateRequest, made: Modelfile | None = None) -> GenerateRequest:
+def from_generate_request(
+    req: s.GenerateRequest, made: Modelfile | None = None, images: Images | None = None
+) -> GenerateRequest:
     """Raw prompts go to the model as they are; otherwise ``template`` (a Go
     template) or the model's own chat template wraps ``system`` and ``prompt``.
     ``made``: the model's Modelfile, whose ``TEMPLATE`` (with its ``SYSTEM``) wraps
-    the prompt when the request brings no template of its own, as in Ollama."""
-    _refuse_unsupported(req, bool(req.images))
+    the prompt when the request brings no template of its own, as in Ollama.
+    ``images`` go with the prompt as a user turn's, through the chat template
+    (the one that knows where the model's image tokens go)."""
+    pictures = tuple((images or Images()).get(ref) for ref in req.image_refs())
+    if pictures and (req.raw or req.template):
+        raise InvalidRequestError(
+            "images go through the model's chat template: send them without raw or template.",
+            param="raw" if req.raw else "template",
+        )
     if req.suffix:
         raise InvalidRequestError(f"{req.model} does not support insert (suffix).", param="suffix")
     prompt = req.prompt or ""
@@ -186,12 +202,12 @@ def from_generate_request(req: s.GenerateRequest, made: Modelfile | None = None)
     if req.template:
         text = render_go_template(req.template, system=req.system or "", prompt=prompt)
         return _request(req, prompt=text)
-    if made is not None and made.template:
+    if made is not None and made.template and not pictures:
         system = req.system if req.system is not None else made.system
         text = _model_template(made.template, system or "", prompt)
         if text is not None:
             return _request(req, prompt=text)
-    messages = [Message("user", prompt)]
+    messages = [Message("user", prompt, images=pictures)]
     if req.system:
         messages.insert(0, Message("system", req.system))
     return _request(req, messages=tuple(messages))
@@ -212,7 +228,12 @@ def with_context(
 ) -> tuple[GenerateRequest, list[int] | None]:
     """Put Ollama's ``context`` (a conversation so far, as token ids) before the
     prompt's own tokens (``encoded``, None when the engine cannot tokenize); with
-    the prompt as token ids, which the answer hands back with the reply's."""
+    the prompt as token ids, which the answer hands back with the reply's. A prompt
+    with images stays messages: token ids cannot carry an image."""
+    if req.messages and any(m.images for m in req.messages):
+        if context:
+            raise InvalidRequestError("context cannot go with images.", param="context")
+        return req, None
     if encoded is None:
         if context:
             raise InvalidRequestError(

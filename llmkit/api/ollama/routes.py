@@ -18,7 +18,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from llmkit.api import limits
 from llmkit.api.generation import Generation, registry, served, start
+from llmkit.api.images import Images, read_images
 from llmkit.api.models_view import catalog_views, view, views
 from llmkit.api.ollama import convert, listings, replies
 from llmkit.api.ollama import schemas as s
@@ -102,8 +104,9 @@ async def chat(request: Request, body: ChatBody) -> Response:
     begun, loads = time.perf_counter_ns(), model.loads
     if not body.messages:
         return await _load(model, body, chat=True)
+    pics = await _images(request, model, body)
     gen = start(
-        request, model, lambda: [convert.from_chat_request(body)], body.sizes(), asked_as=body.model
+        request, model, lambda: [convert.from_chat_request(body, pics)], None, asked_as=body.model
     )
     model.hold(_keep_alive(model, body))
     stamped, timing = await _run(gen, begun, loads)
@@ -118,11 +121,12 @@ async def generate(request: Request, body: GenerateBody) -> Response:
     begun, loads = time.perf_counter_ns(), model.loads
     if not body.prompt and not body.system and not body.template:
         return await _load(model, body, chat=False)
+    pics = await _images(request, model, body)
     gen = start(
         request,
         model,
-        lambda: [convert.from_generate_request(body, model.modelfile)],
-        body.sizes(),
+        lambda: [convert.from_generate_request(body, model.modelfile, pics)],
+        None,
         asked_as=body.model,
     )
     model.hold(_keep_alive(model, body))
@@ -133,6 +137,13 @@ async def generate(request: Request, body: GenerateBody) -> Response:
         return _ndjson(replies.to_generate_lines(body.model, timing, stamped, prompt_ids))
     answer = replies.to_generate_response(body.model, timing, stamped, prompt_ids)
     return await _whole(gen, answer)
+
+
+async def _images(request: Request, model: ServedModel, body: ChatBody | GenerateBody) -> Images:
+    """The request's images, read once its sizes are checked (``api.images``)."""
+    limits.check(request, body.sizes())
+    param = "messages" if isinstance(body, s.ChatRequest) else "images"
+    return await read_images(request, body.image_refs(), model, asked_as=body.model, param=param)
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:

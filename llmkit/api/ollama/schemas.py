@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from llmkit.api.images import ImageRef
 from llmkit.api.limits import Sizes, stops
 
 log = logging.getLogger("llmkit.api.ollama")
@@ -96,6 +97,14 @@ class ChatRequest(GenerationFields):
     # in ``options``.
     parallel_tool_calls: bool | None = None
 
+    def image_refs(self) -> list[ImageRef]:
+        """Each message's ``images`` (base64), in order, for ``api.images``."""
+        return [
+            ImageRef(b64, f"messages.{i}.images.{k}", kind="base64")
+            for i, m in enumerate(self.messages)
+            for k, b64 in enumerate(m.images or ())
+        ]
+
     def sizes(self) -> Sizes:
         tools = self.tools or []
         fns = [t.get("function") for t in tools]
@@ -104,6 +113,7 @@ class ChatRequest(GenerationFields):
         return replace(
             common,
             messages=len(self.messages),
+            images=len(self.image_refs()),
             tools=len(tools),
             schemas=(*common.schemas, ("tools", params)),
         )
@@ -117,6 +127,15 @@ class GenerateRequest(GenerationFields):
     context: list[int] | None = None
     raw: bool | None = False
     images: list[str] | None = None
+
+    def image_refs(self) -> list[ImageRef]:
+        """``images`` (base64), in order, for ``api.images``."""
+        return [
+            ImageRef(b64, f"images.{k}", kind="base64") for k, b64 in enumerate(self.images or ())
+        ]
+
+    def sizes(self) -> Sizes:
+        return replace(super().sizes(), images=len(self.image_refs()), images_param="images")
 
 
 class ModelRequest(OllamaRequest):
