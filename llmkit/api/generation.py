@@ -62,7 +62,9 @@ async def open_streams(
     observer per generation, which sees each of its chunks (the metrics)."""
     if requests_log.isEnabledFor(logging.INFO):
         for r in reqs:
-            requests_log.info("request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False))
+            requests_log.info(
+                "request: %s", json.dumps(dataclasses.asdict(r), ensure_ascii=False, default=_bytes)
+            )
     _refuse_tools(engine, reqs)
     refuse_logprobs(engine, reqs)
     gens = [engine.generate(r) for r in reqs]
@@ -74,6 +76,13 @@ async def open_streams(
         await asyncio.gather(*(g.aclose() for g in gens), return_exceptions=True)
         raise
     return _merge(gens, firsts)
+
+
+def _bytes(value: object) -> str:
+    # An image's bytes: the log says how many, never what they are (its sha256 is beside).
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    raise TypeError(f"not JSON: {type(value).__name__}")
 
 
 def _refuse_tools(engine: Engine, reqs: list[GenerateRequest]) -> None:

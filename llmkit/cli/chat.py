@@ -63,6 +63,7 @@ def chat(
     temperature: float | None,
     plain: bool,
     think: str | None,
+    images: tuple[str, ...],
     hide_thinking: bool,
 ) -> None:
     """Chat in the terminal, with memory, against any server.
@@ -71,6 +72,7 @@ def chat(
     llmkit chat                                 # the local llmkit serve
     llmkit chat --session work --memory tokens  # a named conversation, fitted to the context
     llmkit chat --continue                      # resume the last conversation
+    llmkit chat --image photo.png               # the first message goes with the image
     llmkit chat --url http://127.0.0.1:11434 --model llama3.2   # an Ollama
     llmkit chat --url https://api.openai.com --api-key $KEY --model gpt-4o-mini
     """
@@ -87,6 +89,7 @@ def chat(
         not plain,
         THINK[think] if think else None,
         not hide_thinking,
+        images,
     )
     try:
         Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()
@@ -120,6 +123,7 @@ def run(
     temperature: float | None,
     plain: bool,
     think: str | None,
+    images: tuple[str, ...],
     hide_thinking: bool,
 ) -> None:
     """Run MODEL: chat with it, or answer PROMPT (or what stdin pipes in) and exit.
@@ -134,6 +138,7 @@ def run(
     llmkit run SmolLM2-135M-Instruct "Name three colours."   # one answer, plainly
     cat notes.txt | llmkit run SmolLM2-135M-Instruct "Summarise:"  # PROMPT, then stdin
     llmkit run --session notes --memory summary
+    llmkit run my-vlm "What is in it?" --image photo.jpg   # an image with PROMPT
     """
     from llmkit.cli.run_model import run_model
 
@@ -156,6 +161,7 @@ def run(
         not plain,
         THINK[think] if think else None,
         not hide_thinking,
+        images,
     )
     try:
         stored = (lambda o: _open_chat(o, session, resume, env)) if session or resume else None

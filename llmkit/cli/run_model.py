@@ -26,6 +26,7 @@ from llmkit.client.manage import ModelManager, PullLine
 from llmkit.core.types import Message
 from llmkit.env import Environment
 from llmkit.memory.chat import Chat
+from llmkit.memory.images import as_image
 
 Talk = Callable[[ChatOptions], None]
 #: The conversation to keep a one-shot answer in (None: keep it nowhere).
@@ -101,7 +102,7 @@ def _finish(opts: ChatOptions, text: str | None, talk: Talk, stored: Stored) -> 
     if stored is not None:
         chat = stored(opts)
         try:
-            for piece in chat.stream(text):
+            for piece in chat.stream(text, images=opts.images):
                 click.echo(piece, nl=False)
         finally:
             chat.close()
@@ -111,9 +112,10 @@ def _finish(opts: ChatOptions, text: str | None, talk: Talk, stored: Stored) -> 
     with Client(opts.url, api_key=opts.api_key, dialect=opts.dialect) as client:  # type: ignore[arg-type]
         model = opts.model or client.models()[0]
         messages = [Message("system", opts.system)] if opts.system else []
+        images = tuple(as_image(p, p) for p in opts.images)
         chunks = client.stream_chat(
             model,
-            [*messages, Message("user", text)],
+            [*messages, Message("user", text, images=images)],
             max_tokens=opts.max_tokens,
             temperature=opts.temperature,
             think=opts.think,

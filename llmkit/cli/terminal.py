@@ -26,9 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 from llmkit.client.bodies import Think
+from llmkit.core.types import Image
 from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import Chat, Thought, new_session_name
+from llmkit.memory.images import as_image
 
 HELP = """\
 /new [NAME]        start a new conversation (same server, model and system prompt)
@@ -38,6 +40,7 @@ HELP = """\
 /memory [STRATEGY] show or set the memory: buffer, window:N, tokens, summary
 /history           the whole transcript of this conversation
 /retry             drop the last reply and ask again
+/image PATH        attach an image (PNG, JPEG, WebP, GIF) to your next message
 /thinking          the last reply's thinking (a reasoning model's)
 /export FILE       write this conversation to FILE (.md for Markdown, else JSON)
 /help              this list
@@ -57,6 +60,7 @@ class ChatOptions:
     markdown: bool = True
     think: Think = None  # a reasoning model's thinking: on, off, a level; None: its default
     show_thinking: bool = True  # False: one "thinking..." line instead of the thinking
+    images: tuple[str, ...] = ()  # --image: files that go with the first message
 
 
 # --think's words, as ``Chat``'s ``think=`` takes them
@@ -93,6 +97,14 @@ def chat_options(fn: Callable[..., None]) -> Callable[..., None]:
                 "high). Default: the model's own.",
             ),
             click.option(
+                "--image",
+                "images",
+                multiple=True,
+                metavar="PATH",
+                help="An image (PNG, JPEG, WebP, GIF) to send with the first message; "
+                "repeat for several. Needs a vision model.",
+            ),
+            click.option(
                 "--hide-thinking",
                 is_flag=True,
                 help="Show a reasoning model's thinking as one 'thinking...' line "
@@ -118,6 +130,8 @@ class Terminal:
         self.opts = opts
         self.env = env or Environment.read()
         self.console = console or Console(highlight=False)
+        # Images for the next message: --image's, then each /image's (checked when named).
+        self.pending: list[Image] = [as_image(p, p) for p in opts.images]
 
     # -- input -----------------------------------------------------------------------
 
@@ -151,7 +165,8 @@ class Terminal:
                 if not self._command(text):
                     return
                 continue
-            self._reply(self.chat.stream(text, thinking=True))
+            images, self.pending = self.pending, []
+            self._reply(self.chat.stream(text, thinking=True, images=images))
 
     def _banner(self) -> None:
         c = self.chat
@@ -259,6 +274,8 @@ class Terminal:
             self.console.print(Markdown(c.store.to_markdown(c.name)))
         elif cmd == "/retry":
             self._reply(c.retry(thinking=True))
+        elif cmd == "/image":
+            self._attach(arg)
         elif cmd == "/thinking":
             said = next((e for e in reversed(c.entries) if e.role == "assistant"), None)
             if said is None or not said.reasoning:
@@ -286,6 +303,18 @@ class Terminal:
             **kw,  # type: ignore[arg-type]
         )
         self._banner()
+
+    def _attach(self, arg: str) -> None:
+        if not arg:
+            names = ", ".join(f"{i.width}x{i.height} {i.mime}" for i in self.pending)
+            self.console.print(f"next message's images: {names}" if names else "usage: /image PATH")
+            return
+        image = as_image(arg, arg)  # a bad file is refused now, not after the message
+        self.pending.append(image)
+        self.console.print(
+            f"attached {arg} ({image.width}x{image.height} {image.mime}); it goes with your "
+            "next message"
+        )
 
     def _export(self, arg: str) -> None:
         if not arg:

@@ -20,6 +20,13 @@ returns a ``Reply`` (the answer, a str) whose ``.reasoning`` is the thinking;
 fitted and sent by the answers alone: earlier thinking is not sent back unless
 ``resend_reasoning=True`` (for a chat template that shows it to the model).
 ``think=`` asks for thinking on, off or at a level ("low", "medium", "high").
+
+Images. ``send(text, images=[...])`` (paths, bytes or ``Image``s) checks each
+image before anything is stored, keeps it with the turn (once each in the store,
+by its hash) and sends it to the model with that turn. Later turns send earlier
+images again as the memory strategy decides (``keep_images=N``: only the N most
+recent; the budget drops old images before whole exchanges); a message whose
+images were dropped says so in its text, and ``last_dropped_images`` counts them.
 """
 
 from __future__ import annotations
@@ -32,11 +39,12 @@ from llmkit.client.bodies import Think, think_fields
 from llmkit.client.http import AsyncClient, Client
 from llmkit.client.local import local_url
 from llmkit.client.protocol import Dialect
-from llmkit.core.types import Chunk, Message
+from llmkit.core.types import Chunk, Image, Message
 from llmkit.env import Environment
 from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory import strategies as st
 from llmkit.memory.database import store_url
+from llmkit.memory.images import ImageInput, as_image
 from llmkit.memory.store import Conversation, Entry, Store
 
 # When a server doesn't say its context length (a hosted OpenAI-style API):
@@ -91,6 +99,7 @@ class Chat:
         env: Environment | None = None,
         think: Think = None,
         resend_reasoning: bool = False,
+        keep_images: int | None = None,
     ) -> None:
         """Open (or start) the conversation ``session`` (a new name when None).
 
@@ -101,6 +110,8 @@ class Chat:
         environment to read them from; the process's when None). ``think``: a
         reasoning model's thinking on, off or at a level (None: the model's own
         default); ``resend_reasoning``: send earlier turns' thinking back with them.
+        ``keep_images``: how many images of earlier turns are sent again (None: as
+        many as the context holds).
         """
         think_fields(think)  # a bad value is refused before anything is stored
         env = env or Environment.read()
@@ -123,6 +134,7 @@ class Chat:
         self.temperature = temperature
         self.think = think
         self.resend_reasoning = resend_reasoning
+        self.keep_images = keep_images
         changes = {"url": self.url, "model": self.model}
         if system is not None:
             changes["system"] = system
@@ -132,6 +144,8 @@ class Chat:
         self.last_sent: list[Message] = []  # what the last request carried
         self.last_reply: Chunk | None = None  # its final piece: finish_reason, usage
         self.last_reasoning = ""  # the last reply's thinking
+        self.last_dropped_images = 0  # earlier images the last request left out
+        self._image_costs: dict[str, int] = {}  # by sha256: what an image costs this model
         self._count: Callable[[Sequence[Message]], int] | bool | None = False
 
     def _first_model(self) -> str:
@@ -186,22 +200,35 @@ class Chat:
 
     def _counter(self) -> Callable[[Sequence[Message]], int] | None:
         """The server's own token count when it has one (llmkit, vLLM), else None
-        (the strategies then estimate)."""
+        (the strategies then estimate). Images are counted once each (what one
+        costs on this model), not uploaded again at every count."""
         if self._count is False:
             probe = self.client.count_tokens(self.model, [Message("user", "hi")])
-            self._count = (
-                None
-                if probe is None
-                else (lambda ms: self.client.count_tokens(self.model, list(ms)) or 0)
-            )
+            self._count = None if probe is None else self._count_with_images
         return self._count  # type: ignore[return-value]
 
-    def prepare(self, text: str) -> list[Message]:
-        """Store the user's turn, fold old turns into the summary if that is the
-        strategy, and return the messages to send."""
-        if not text.strip():
+    def _count_with_images(self, messages: Sequence[Message]) -> int:
+        bare = [m if not m.images else Message(m.role, m.content) for m in messages]
+        text = self.client.count_tokens(self.model, bare) or 0
+        return text + sum(self._image_cost(i) for m in messages for i in m.images)
+
+    def _image_cost(self, image: Image) -> int:
+        """The prompt tokens ``image`` adds on this model: a user turn counted with
+        it and without it, asked once per image."""
+        if image.sha256 not in self._image_costs:
+            with_it = self.client.count_tokens(self.model, [Message("user", "", images=(image,))])
+            without = self.client.count_tokens(self.model, [Message("user", "")])
+            cost = (with_it or 0) - (without or 0)
+            self._image_costs[image.sha256] = cost if cost > 0 else st.IMAGE_TOKENS_ESTIMATE
+        return self._image_costs[image.sha256]
+
+    def prepare(self, text: str, images: Sequence[ImageInput] = ()) -> list[Message]:
+        """Store the user's turn (its images checked first), fold old turns into the
+        summary if that is the strategy, and return the messages to send."""
+        pictures = [as_image(x, f"images.{k}") for k, x in enumerate(images)]
+        if not text.strip() and not pictures:
             raise InvalidRequestError("The message is empty.")
-        self.store.append(self.name, "user", text)
+        self.store.append(self.name, "user", text, images=pictures)
         return self.plan()
 
     def plan(self, before: int | None = None) -> list[Message]:
@@ -224,7 +251,9 @@ class Chat:
             summarized=conv.summarized(entries),
             budget=ctx - self.reply_budget(),
             count_tokens=count,
+            keep_images=self.keep_images,
         )
+        self.last_dropped_images = st.dropped_images(self.last_sent, history)
         return self.last_sent
 
     def _fold(
@@ -274,10 +303,12 @@ class Chat:
             self.name, "assistant", text, interrupted=interrupted, reasoning=self.last_reasoning
         )
 
-    def stream(self, text: str, *, thinking: bool = False) -> Iterator[str]:
-        """Send ``text``; yield the reply's answer as it is generated, and with
-        ``thinking`` its thinking too, as ``Thought`` pieces."""
-        messages = self.prepare(text)
+    def stream(
+        self, text: str, *, thinking: bool = False, images: Sequence[ImageInput] = ()
+    ) -> Iterator[str]:
+        """Send ``text`` (with ``images``); yield the reply's answer as it is
+        generated, and with ``thinking`` its thinking too, as ``Thought`` pieces."""
+        messages = self.prepare(text, images)
         self.last_reply, self.last_reasoning = None, ""
         parts: list[str] = []
         thoughts: list[str] = []
@@ -303,9 +334,10 @@ class Chat:
         # Only when asked: a client that predates ``think`` (an in-process one) works on.
         return {} if self.think is None else {"think": self.think}
 
-    def send(self, text: str) -> Reply:
-        """Send ``text``; the reply's answer, with its thinking as ``.reasoning``."""
-        answer = "".join(self.stream(text))
+    def send(self, text: str, images: Sequence[ImageInput] = ()) -> Reply:
+        """Send ``text`` (with ``images``: paths, bytes or ``Image``s); the reply's
+        answer, with its thinking as ``.reasoning``."""
+        answer = "".join(self.stream(text, images=images))
         return Reply(answer, self.last_reasoning)
 
     def retry(self, *, thinking: bool = False) -> Iterator[str]:
@@ -314,7 +346,7 @@ class Chat:
         if last_user is None:
             raise InvalidRequestError("There is nothing to retry yet.")
         self.store.delete_entries_from(self.name, last_user.id)
-        return self.stream(last_user.content, thinking=thinking)
+        return self.stream(last_user.content, thinking=thinking, images=last_user.images)
 
     def close(self) -> None:
         self.client.close()
@@ -338,9 +370,11 @@ class AsyncChat:
     def __getattr__(self, name: str) -> object:
         return getattr(self._chat, name)  # name, model, history, reset, set_system...
 
-    async def stream(self, text: str, *, thinking: bool = False) -> AsyncIterator[str]:
+    async def stream(
+        self, text: str, *, thinking: bool = False, images: Sequence[ImageInput] = ()
+    ) -> AsyncIterator[str]:
         chat = self._chat
-        messages = await asyncio.to_thread(chat.prepare, text)
+        messages = await asyncio.to_thread(chat.prepare, text, images)
         chat.last_reply, chat.last_reasoning = None, ""
         parts: list[str] = []
         thoughts: list[str] = []
@@ -362,8 +396,8 @@ class AsyncChat:
             raise
         await asyncio.to_thread(chat.finish, parts, interrupted=False, thoughts=thoughts)
 
-    async def send(self, text: str) -> Reply:
-        answer = "".join([d async for d in self.stream(text)])
+    async def send(self, text: str, images: Sequence[ImageInput] = ()) -> Reply:
+        answer = "".join([d async for d in self.stream(text, images=images)])
         return Reply(answer, self._chat.last_reasoning)
 
     async def aclose(self) -> None:

@@ -12,8 +12,10 @@ document and the Responses store, and the cheap reading of a JSON one back.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,3 +153,32 @@ def check_imported(d: Any, sha256: str, where: str) -> Image:
             param="file",
         )
     return image
+
+
+# -- what a caller hands ``Chat`` ---------------------------------------------------------
+
+ImageInput = Image | bytes | str | os.PathLike[str]
+
+
+def as_image(source: ImageInput, where: str = "images") -> Image:
+    """A path (str or Path), bytes or an ``Image``, checked as a server checks one
+    (``core.images``, the default bounds): a bad file fails here, before anything
+    is stored or sent."""
+    from llmkit.core.images import DEFAULT_LIMITS, ImageError, check_bytes, from_bytes
+
+    if isinstance(source, Image):
+        return source
+    try:
+        if isinstance(source, bytes):
+            return from_bytes(source, param=where)
+        path = Path(source).expanduser()
+        try:
+            check_bytes(path.stat().st_size, DEFAULT_LIMITS, str(path))  # before reading it
+            data = path.read_bytes()
+        except OSError as e:
+            raise InvalidRequestError(
+                f"Can't read the image {path}: {e.strerror or e}", param=where
+            ) from e
+        return from_bytes(data, param=str(path))
+    except ImageError as e:
+        raise InvalidRequestError(e.message, param=where) from e

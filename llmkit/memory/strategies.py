@@ -21,6 +21,14 @@ asked to send the thinking back), so the history is fitted by its answers.
 An *exchange* is a user message and the replies that follow it. History is cut
 only between exchanges, so it never starts with an assistant message answering
 a question the model no longer sees.
+
+Images. The newest user message always goes with its images. Earlier images are
+sent again as long as they are in the history sent, but a strategy may drop
+them and says so: ``keep_images=N`` sends only the N most recent of them, and
+with a budget, when keeping old images would cost whole exchanges of text, the
+old images go first (an image costs hundreds of tokens; the words around it
+usually say what it showed). A message whose images were dropped tells the
+model in its text (``[1 earlier image not sent again]``).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from llmkit.core.types import Message
@@ -38,6 +46,9 @@ Kind = Literal["buffer", "window", "tokens", "summary"]
 CountTokens = Callable[[list[Message]], int]
 
 DEFAULT_SUMMARY_KEEP = 4
+# What an image is taken to cost where the server cannot count: high, as for text
+# (vision projectors give 64 to 1,000+ tokens an image; most a few hundred).
+IMAGE_TOKENS_ESTIMATE = 768
 _FORMS = "'buffer', 'window:N', 'tokens', 'summary' or 'summary:N' (N a whole number >= 1)"
 
 
@@ -89,7 +100,12 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     """
     # Thinking counts only where it is sent (``Chat``'s ``resend_reasoning``):
     # by default history is the answers alone.
-    return 3 + sum(4 + math.ceil(len((m.content + m.reasoning).encode()) / 3) for m in messages)
+    return 3 + sum(
+        4
+        + math.ceil(len((m.content + m.reasoning).encode()) / 3)
+        + IMAGE_TOKENS_ESTIMATE * len(m.images)
+        for m in messages
+    )
 
 
 def exchanges(history: Sequence[Message]) -> list[tuple[int, int]]:
@@ -188,6 +204,39 @@ def _fit(
     return None if k is None else build(k)
 
 
+def without_images(m: Message) -> Message:
+    """``m`` without its images, its text saying that they were there."""
+    if not m.images:
+        return m
+    n = len(m.images)
+    note = f"[{n} earlier image{'s' if n > 1 else ''} not sent again]"
+    return replace(m, images=(), content=f"{note}\n{m.content}" if m.content else note)
+
+
+def keep_recent_images(past: list[list[Message]], keep: int | None) -> list[list[Message]]:
+    """``past`` with the images of all but its ``keep`` most recent images
+    dropped (None: all kept). A message keeps all its images or none."""
+    if keep is None:
+        return past
+    left = keep
+    out: list[list[Message]] = []
+    for ex in reversed(past):
+        kept = []
+        for m in reversed(ex):
+            if m.images and len(m.images) <= left:
+                left -= len(m.images)
+                kept.append(m)
+            else:
+                kept.append(without_images(m))
+        out.append(kept[::-1])
+    return out[::-1]
+
+
+def dropped_images(sent: Sequence[Message], history: Sequence[Message]) -> int:
+    """How many of ``history``'s images the messages ``sent`` leave out."""
+    return sum(len(m.images) for m in history) - sum(len(m.images) for m in sent)
+
+
 def select_messages(
     strategy: Strategy,
     *,
@@ -197,6 +246,7 @@ def select_messages(
     summarized: int | None = None,
     budget: int | None = None,
     count_tokens: CountTokens | None = None,
+    keep_images: int | None = None,
 ) -> list[Message]:
     """The messages to send for the newest user message, ``history[-1]``.
 
@@ -212,7 +262,9 @@ def select_messages(
     else ``estimate_tokens``, is at most ``budget``. If even the system prompt
     (then without the summary) and the new message don't fit, raises
     ``InvalidRequestError``. ``tokens`` needs a budget; the others without one
-    send everything they select.
+    send everything they select. ``keep_images``: how many images of earlier
+    turns may go again (None: all; the newest message's always go); with a budget,
+    old images are dropped before whole exchanges would be.
     """
     spans = _check(history)
     past = [list(history[a:b]) for a, b in spans[:-1]]
@@ -229,12 +281,19 @@ def select_messages(
     elif strategy.kind == "tokens" and budget is None:
         raise ValueError("the 'tokens' strategy needs a budget: context length - reply budget")
 
+    past = keep_recent_images(past, keep_images)
     if budget is None:
         head = heads[0]
         return ([head] if head else []) + [m for ex in past for m in ex] + new
     count = count_tokens or estimate_tokens
+    bare = [[without_images(m) for m in ex] for ex in past]
     for head in heads:
         chosen = _fit([head] if head else [], past, new, budget, count)
+        if chosen is not None and _cut(chosen, past) and bare != past:
+            # Whole exchanges would go: drop the old images instead, if that keeps more.
+            text_first = _fit([head] if head else [], bare, new, budget, count)
+            if text_first is not None and len(text_first) > len(chosen):
+                return text_first
         if chosen is not None:
             return chosen
     raise InvalidRequestError(
@@ -244,6 +303,12 @@ def select_messages(
         "Shorten the message or the system prompt, or reserve fewer tokens for the reply.",
         param="messages",
     )
+
+
+def _cut(chosen: list[Message], past: list[list[Message]]) -> bool:
+    """Whether fitting left some exchange of ``past`` out."""
+    users = sum(1 for m in chosen if m.role == "user")
+    return users - 1 < len(past)
 
 
 @dataclass(frozen=True)
@@ -340,7 +405,10 @@ def summary_prompt(previous_summary: str | None, messages: Sequence[Message]) ->
     Its reply replaces ``previous_summary``; the transcript is quoted as text in
     one user message, so the model summarises it rather than continuing it.
     """
-    lines = "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in messages)
+    # The summariser reads text: an image is named where it was, not sent.
+    lines = "\n\n".join(
+        f"{m.role.capitalize()}: {'[image] ' * len(m.images)}{m.content}" for m in messages
+    )
     return [
         Message("system", _SUMMARISER),
         Message(

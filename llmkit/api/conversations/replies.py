@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -28,7 +28,7 @@ from llmkit.api.conversations.inprocess import generate_request
 from llmkit.api.conversations.service import Conversations
 from llmkit.api.generation import Generation, as_llmkit_error
 from llmkit.api.openai.errors import error_body
-from llmkit.core.types import Chunk, GenerateRequest, Message
+from llmkit.core.types import Chunk, GenerateRequest, Image, Message
 from llmkit.errors import InvalidRequestError
 from llmkit.memory.chat import Chat
 from llmkit.memory.store import Entry
@@ -46,17 +46,20 @@ class Plan:
 Planner = Callable[[Chat], Plan]
 
 
-def send(text: str) -> Planner:
+def send(text: str, images: Sequence[Image] = ()) -> Planner:
     def plan(chat: Chat) -> Plan:
-        messages = chat.prepare(text)  # stores the user turn first
+        messages = chat.prepare(text, images)  # stores the user turn first
         return Plan(_request(chat, messages), user=chat.entries[-1])
 
     return plan
 
 
-def resend(entry_id: int | None, text: str | None) -> Planner:
-    """Drop a user turn and all after it, then send it again (``text``: edited).
-    ``entry_id`` None: the last user turn (regenerate the last reply)."""
+def resend(
+    entry_id: int | None, text: str | None, images: Sequence[Image] | None = None
+) -> Planner:
+    """Drop a user turn and all after it, then send it again (``text``: edited;
+    ``images``: new ones, None keeps the turn's). ``entry_id`` None: the last user
+    turn (regenerate the last reply)."""
 
     def plan(chat: Chat) -> Plan:
         users = [e for e in chat.entries if e.role == "user"]
@@ -70,7 +73,8 @@ def resend(entry_id: int | None, text: str | None) -> Planner:
                 f"Conversation '{chat.name}' has no user message {entry_id}.", param="id"
             )
         chat.store.delete_entries_from(chat.name, target.id)
-        return send(target.content if text is None else text)(chat)
+        pictures = target.images if images is None else images
+        return send(target.content if text is None else text, pictures)(chat)
 
     return plan
 
@@ -83,6 +87,10 @@ def go_on(chat: Chat) -> Plan:
         raise InvalidRequestError("The last message is not a reply to continue.")
     cut = entries[-1]
     messages = chat.plan(before=cut.id)
+    if any(m.images for m in messages):  # token ids cannot carry an image
+        raise InvalidRequestError(
+            "A reply whose history holds images cannot be continued; regenerate it instead."
+        )
     ids = chat.client.continuation(chat.model, messages, cut.content)  # type: ignore[attr-defined]
     if ids is None:
         raise InvalidRequestError("This model's engine cannot continue a reply.")

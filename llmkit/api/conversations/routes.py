@@ -6,6 +6,7 @@ the memory strategies, ``replies`` the streaming; errors take the OpenAI shape.
     GET    /conversations/{name}        one, with its messages
     PATCH  /conversations/{name}        rename; system, memory, model, sampling
     DELETE /conversations/{name}
+    GET    /conversations/images/{sha256}       a stored image's bytes
     GET    /conversations/{name}/export?format=json|markdown
     POST   /conversations/import        an export document -> a new conversation
     POST   /conversations/{name}/messages                 send; the reply as SSE
@@ -23,10 +24,13 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
+from llmkit.api import limits
 from llmkit.api.conversations import replies
 from llmkit.api.conversations import schemas as s
 from llmkit.api.conversations.service import Conversations
-from llmkit.errors import InvalidRequestError
+from llmkit.api.images import Images, read_images
+from llmkit.core.types import Image
+from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory.chat import new_session_name
 from llmkit.memory.store import Store
 
@@ -87,6 +91,22 @@ async def create_conversation(request: Request, body: s.NewConversation) -> s.Co
         return store.update(name, **extra) if extra else conv
 
     return s.ConversationOut.of(await asyncio.to_thread(create))
+
+
+@router.get(
+    "/images/{sha256}",
+    response_model=None,
+    responses={200: {"content": {"image/*": {}}, "description": "The image's bytes."}},
+)
+async def get_image(request: Request, sha256: str) -> Response:
+    """A stored image by its hash (what a message's ``images[].url`` names). The
+    URL is the content's hash, so the answer never changes: cached for good."""
+    store = await _store(request)
+    found = await asyncio.to_thread(store.image, sha256.lower())
+    if found is None:
+        raise NotFoundError(f"No stored message has an image with SHA-256 {sha256}.")
+    cache = {"Cache-Control": "private, max-age=31536000, immutable"}
+    return Response(found.data, media_type=found.mime, headers=cache)
 
 
 @router.get(
@@ -170,9 +190,28 @@ async def _reply(request: Request, name: str, planner: replies.Planner) -> Event
     return EventSourceResponse(events, sep="\n")
 
 
+async def _images(request: Request, name: str, body: s.UserTurn) -> Images:
+    """The turn's images, checked and decoded before anything is stored; a 400
+    when the conversation's model cannot see them."""
+    refs = body.image_refs()
+    if not refs:
+        return Images()
+    limits.check(request, limits.Sizes(images=len(refs), images_param="images"))
+    store = await _store(request)
+    conv = await asyncio.to_thread(store.get, name)
+    registry = _svc(request).registry
+    model = registry.get(conv.model or registry.names()[0])
+    return await read_images(request, refs, model, asked_as=model.name, param="images")
+
+
+def _pictures(images: Images, body: s.UserTurn) -> list[Image]:
+    return [images.get(ref) for ref in body.image_refs()]
+
+
 @router.post("/{name:path}/messages", response_model=None, responses=s.SSE_DOC)
 async def send_message(request: Request, name: str, body: s.UserTurn) -> EventSourceResponse:
-    return await _reply(request, name, replies.send(body.content))
+    pictures = _pictures(await _images(request, name, body), body)
+    return await _reply(request, name, replies.send(body.content, pictures))
 
 
 @router.post("/{name:path}/regenerate", response_model=None, responses=s.SSE_DOC)
@@ -184,7 +223,10 @@ async def regenerate(request: Request, name: str) -> EventSourceResponse:
 async def edit_and_resend(
     request: Request, name: str, entry_id: int, body: s.UserTurn
 ) -> EventSourceResponse:
-    return await _reply(request, name, replies.resend(entry_id, body.content))
+    pictures = None
+    if body.images is not None:
+        pictures = _pictures(await _images(request, name, body), body)
+    return await _reply(request, name, replies.resend(entry_id, body.content, pictures))
 
 
 @router.post("/{name:path}/continue", response_model=None, responses=s.SSE_DOC)

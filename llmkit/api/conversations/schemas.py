@@ -6,9 +6,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmkit.api.images import ImageRef
+from llmkit.core.types import Image
 from llmkit.memory.store import Conversation, Entry
+
+
+class ImageOut(BaseModel):
+    sha256: str = Field(description="The SHA-256 of the image's bytes: its identity.")
+    mime: str
+    width: int
+    height: int
+    url: str = Field(description="Where its bytes are: GET /conversations/images/{sha256}.")
+
+    @classmethod
+    def of(cls, i: Image) -> ImageOut:
+        return cls(
+            sha256=i.sha256,
+            mime=i.mime,
+            width=i.width,
+            height=i.height,
+            url=f"/conversations/images/{i.sha256}",
+        )
 
 
 class MessageOut(BaseModel):
@@ -21,10 +41,12 @@ class MessageOut(BaseModel):
         default=None,
         description="A reasoning model's thinking before this reply (never in content).",
     )
+    images: list[ImageOut] = Field(default_factory=list, description="A user turn's images.")
 
     @classmethod
     def of(cls, e: Entry) -> MessageOut:
         return cls(
+            images=[ImageOut.of(i) for i in e.images],
             id=e.id,
             role=e.role,
             content=e.content,
@@ -98,7 +120,23 @@ class ConversationPatch(Settings):
 
 class UserTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1)
+    content: str = ""
+    images: list[str] | None = Field(
+        default=None,
+        description="Images as data URIs (data:image/png;base64,...) or bare base64; PNG, "
+        "JPEG, WebP or GIF. On a resend, left out (null) keeps the turn's images.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> UserTurn:
+        if not self.content and not self.images:
+            raise ValueError("a turn needs content or images")
+        return self
+
+    def image_refs(self) -> list[ImageRef]:
+        return [
+            ImageRef(uri, f"images.{k}", kind="base64") for k, uri in enumerate(self.images or ())
+        ]
 
 
 class ReplyUsage(BaseModel):
