@@ -166,8 +166,8 @@ def test_tool_choice(tool_choice, expected):
         ({"tool_choice": {"type": "any"}}, "tool_choice", "offers no tools"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
-            "messages.0.content.0",
-            "'image' are not supported",
+            "messages.0.content.0.source",
+            "must be {'type': 'base64'",
         ),
         (
             {"messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},

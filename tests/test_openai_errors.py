@@ -75,7 +75,7 @@ def test_no_max_tokens_gets_the_rest_of_the_context(client):
         (
             b'{"model": "smol", "messages": [{"role": "user", "content": '
             b'[{"type": "image_url", "image_url": {"url": "x"}}]}]}',
-            "image_url",
+            "does not take images",  # a text-only model
         ),
         (
             b'{"model": "smol", "messages": [{"role": "user", "content": "x"}], '

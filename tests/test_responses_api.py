@@ -207,7 +207,7 @@ def test_store_false_keeps_nothing(client):
         (
             {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             400,
-            "input.0.content.0",
+            "input.0.content.0.image_url",
         ),
         ({"input": "x", "tools": [{"type": "web_search"}]}, 400, "tools.0.type"),
         ({"input": "x", "temperature": 5}, 400, "temperature"),

@@ -86,7 +86,10 @@ def test_items_become_the_turns_a_template_takes():
     [
         ({"input": []}, "input"),
         ({"input": [{"role": "robot", "content": "x"}]}, "input.0.role"),
-        ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input.0.content.0"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            "input.0.content.0.image_url",
+        ),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input.0.type"),
         ({"input": [{"type": "function_call_output", "output": "x"}]}, "input.0.call_id"),
         (

@@ -55,6 +55,14 @@ class Seer(ToyEngine):
             usage=Usage(prompt_tokens=1 + 100 * images, completion_tokens=1),
         )
 
+    async def encode(self, req: GenerateRequest) -> list[int]:
+        """A byte a token of text, and 100 placeholders (-1) an image, as a vision
+        engine counts an image's positions."""
+        ids: list[int] = []
+        for m in req.messages or ():
+            ids += [-1] * 100 * len(m.images) + list(m.content.encode())
+        return ids
+
     @property
     def info(self) -> EngineInfo:
         return EngineInfo(

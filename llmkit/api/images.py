@@ -131,15 +131,16 @@ async def read_images(
     model: ServedModel,
     *,
     asked_as: str | None = None,
-    param: str = "messages",
+    param: str | None = None,
 ) -> Images:
-    """Every image of a request, checked and decoded (see the module's docstring)."""
+    """Every image of a request, checked and decoded (see the module's docstring).
+    A refusal for a model that cannot see names ``param`` (default: the first image's field)."""
     settings = request.app.state.settings
     images = Images(limits_of(settings))
     if not refs:
         return images
     if _describes(model):
-        refuse_images(asked_as or model.name, model.info, param)
+        refuse_images(asked_as or model.name, model.info, param or refs[0].param)
     web = list({r.source: r for r in refs if r.kind == "url" and _is_web(r.source)}.values())
     fetched: dict[str, bytes] = {}
     if web:

@@ -142,8 +142,7 @@ async def generate(request: Request, body: GenerateBody) -> Response:
 async def _images(request: Request, model: ServedModel, body: ChatBody | GenerateBody) -> Images:
     """The request's images, read once its sizes are checked (``api.images``)."""
     limits.check(request, body.sizes())
-    param = "messages" if isinstance(body, s.ChatRequest) else "images"
-    return await read_images(request, body.image_refs(), model, asked_as=body.model, param=param)
+    return await read_images(request, body.image_refs(), model, asked_as=body.model)
 
 
 def _keep_alive(model: ServedModel, body: s.GenerationFields | EmbedFields) -> float | None:

@@ -63,7 +63,7 @@ async def _history(request: Request, previous: str | None) -> tuple[list[Message
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
     limits.check(request, body.sizes())  # before the stored history is read
     model = served(request, body.model)
-    pics = await read_images(request, body.image_refs(), model, asked_as=body.model, param="input")
+    pics = await read_images(request, body.image_refs(), model, asked_as=body.model)
     turn = convert.from_request(body, make_id, pics)
     store = _store(request) if turn.echo["store"] else None
     history, memory = await _history(request, body.previous_response_id)
