@@ -300,7 +300,7 @@ def test_bad_turn_images_are_a_400_and_nothing_is_stored(url):
                 "not an image",
             ),
             ({"content": "x", "images": [uri(RED)] * 4}, "images", "--max-images"),
-            ({"content": "", "images": []}, None, "content or images"),
+            ({"content": "", "images": []}, "content", "needs content"),
         ]
         for body, param, words in cases:
             r = http.post("/conversations/bad/messages", json=body)
@@ -355,3 +355,15 @@ def test_chat_and_run_take_image_flags_and_the_image_command(url, tmp_path):
         cli, ["run", "--url", url, "seer", "x", "--image", str(tmp_path / "none.png")], env=env
     )
     assert bad.exit_code == 1 and "Can't read the image" in bad.output
+
+
+def test_a_responses_chain_sends_its_images_again(url):
+    import openai
+
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+    item = {"role": "user", "content": [{"type": "input_image", "image_url": uri(RED)}]}
+    first = client.responses.create(model="seer", input=[item])
+    second = client.responses.create(model="seer", input="again?", previous_response_id=first.id)
+    assert [s[2] for s in sent(second.output_text)] == [[sha(RED)], [], []]
+    listed = client.responses.input_items.list(first.id).data[0].content[0]
+    assert listed.type == "input_image" and listed.image_url == uri(RED)

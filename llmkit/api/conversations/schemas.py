@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from llmkit.api.images import ImageRef
 from llmkit.core.types import Image
@@ -120,18 +120,20 @@ class ConversationPatch(Settings):
 
 class UserTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: str = ""
+    # images before content: content's check reads them (a turn needs one or the other)
     images: list[str] | None = Field(
         default=None,
         description="Images as data URIs (data:image/png;base64,...) or bare base64; PNG, "
         "JPEG, WebP or GIF. On a resend, left out (null) keeps the turn's images.",
     )
+    content: str = ""
 
-    @model_validator(mode="after")
-    def _something(self) -> UserTurn:
-        if not self.content and not self.images:
-            raise ValueError("a turn needs content or images")
-        return self
+    @field_validator("content")
+    @classmethod
+    def _something(cls, content: str, info: ValidationInfo) -> str:
+        if not content and not info.data.get("images"):
+            raise ValueError("a turn needs content (or images)")
+        return content
 
     def image_refs(self) -> list[ImageRef]:
         return [
