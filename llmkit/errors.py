@@ -131,9 +131,7 @@ class VisionUnsupportedError(InvalidRequestError):
     code = "vision_unsupported"
     fields = ("model", "supports")
 
-    def __init__(
-        self, model: str, supports: list[str], *, param: str | None = "messages"
-    ) -> None:
+    def __init__(self, model: str, supports: list[str], *, param: str | None = "messages") -> None:
         can = ", ".join(supports) or "text"
         super().__init__(
             f"The model '{model}' does not take images: it supports {can}. Send text only, "

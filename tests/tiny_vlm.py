@@ -8,10 +8,12 @@ module that needs it: the safetensors directory is what the transformers engine
 and the transformers reference load, the two GGUFs what llmkit's llama.cpp
 engine and llama.cpp's own ``llama-server`` load.
 
-A 64x64 image is one tile (no splitting): the processor and mtmd both resize it
-to 64x64 and cut 8x8 patches, 64 patches, merged 2x2 by the connector into
-``IMAGE_TOKENS`` embeddings framed by ``<fake_token_around_image><global-img>``
-and ``<fake_token_around_image>``."""
+Both transformers' processor and mtmd cut an image the same way (``TILE``): a
+64x64 image is four 32x32 tiles, each 16 patches of 8x8 merged 2x2 into 4
+embeddings, and the whole image at 32x32, with the same tokens around each
+(``<fake_token_around_image><row_R_col_C>``, ``<global-img>``). Their resizing
+filters differ, but an image of one colour resizes to the same pixels whatever
+the filter, so the tests use such images and both references see the same."""
 
 from __future__ import annotations
 
@@ -24,11 +26,17 @@ from pathlib import Path
 
 from llmkit.models.bundled import bundled_model_path
 
-#: What one image costs in the prompt: 64 patches merged 2x2 (scale factor 2).
-IMAGE_TOKENS = 16
+#: Images are resized to IMAGE_SIZE on their longest edge and cut into tiles of
+#: TILE pixels (the vision tower's size), plus the whole image at TILE (the
+#: "global" one): a 64x64 image is 2x2 tiles and the global image, 5 of them.
 IMAGE_SIZE = 64
+TILE = 32
+#: What one tile costs: 16 patches of 8x8 pixels merged 2x2 (scale factor 2).
+TILE_TOKENS = 4
 #: The tokens SmolVLM's processor and mtmd's idefics3 path put around an image.
-SPECIAL = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+SPECIAL = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
+]
 # The bundled model's ChatML template (string contents, as llmkit renders them);
 # the image marker sits inside the user turn's text.
 TEMPLATE = (
@@ -63,7 +71,7 @@ def make_hf(out: Path, seed: int = 0) -> Path:
     )  # fmt: skip
     vision = dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        image_size=IMAGE_SIZE, patch_size=8, initializer_range=0.2,
+        image_size=TILE, patch_size=8, initializer_range=0.2,
     )  # fmt: skip
     cfg = transformers.Idefics3Config(
         text_config=text, vision_config=vision, scale_factor=2, image_token_id=image_token_id,
@@ -73,12 +81,12 @@ def make_hf(out: Path, seed: int = 0) -> Path:
     model = transformers.Idefics3ForConditionalGeneration(cfg).to(torch.float32)
     model.save_pretrained(out)
     image_processor = transformers.Idefics3ImageProcessor(
-        do_image_splitting=False,
+        do_image_splitting=True,
         size={"longest_edge": IMAGE_SIZE},
-        max_image_size={"longest_edge": IMAGE_SIZE},
+        max_image_size={"longest_edge": TILE},
     )
     processor = transformers.Idefics3Processor(
-        image_processor=image_processor, tokenizer=tok, image_seq_len=IMAGE_TOKENS,
+        image_processor=image_processor, tokenizer=tok, image_seq_len=TILE_TOKENS,
         chat_template=TEMPLATE,
     )  # fmt: skip
     processor.save_pretrained(out)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -35,7 +36,9 @@ from llmkit.engines.llamacpp.kv_pool import KvPool
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.token_prefix import common_prefix
+from llmkit.engines.llamacpp.vision import ImageChunk, Projector
 from llmkit.engines.logprobs import score
+from llmkit.engines.media import split_placeholder
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 
@@ -57,14 +60,20 @@ class SeqState:
     join_at: int = 0
     looked: bool = False  # for a leader, once
     entered: bool = False  # the pool has seen it: ``cached`` counts its first entry only
+    # The images behind ``feed``'s placeholders (``engines.media``), by image key.
+    images: dict[int, ImageChunk] = field(default_factory=dict)
 
 
 Seq = Sequence[SeqState]
 
 
 class BatchStep(Backend[SeqState]):
-    def __init__(self, lm: LoadedModel) -> None:
+    def __init__(self, lm: LoadedModel, projector: Projector | None = None) -> None:
         self.lm = lm
+        self.projector = projector
+        # Image embeddings go in a batch of their own: a llama_batch holds tokens or
+        # embeddings, not both.
+        self._images = _ImageBatch(lm, projector) if projector else None
         self.parallel = lm.parallel
         self.share = lm.shares_prefixes
         # What is saved is only ever restored as a shared prefix.
@@ -119,6 +128,9 @@ class BatchStep(Backend[SeqState]):
             add(seq, token, True)
 
         # Then reading, oldest first, in whatever room the batch and the pool have.
+        images = self._images or _NO_IMAGES
+        images.clear()
+        n_img = 0
         running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
         reserved = sum(_owed(s) for s in order if s.state.lane >= 0)
         blocked = False
@@ -141,23 +153,42 @@ class BatchStep(Backend[SeqState]):
                     st.entered, seq.cached = True, shared
                 running = running | {st.lane}
                 reserved += _owed(seq)
-            take = min(len(st.feed) - st.n_done, N_BATCH - n, pool.free - n)
-            for k in range(st.n_done, st.n_done + take):
+            room = min(len(st.feed) - st.n_done, N_BATCH - n - n_img, pool.free - n - n_img)
+            if room <= 0:
+                continue
+            if st.feed[st.n_done] < 0:  # an image's placeholders: its embeddings
+                take = images.take(seq, room)
+                n_img += take
+                written.setdefault(st.lane, []).extend(st.feed[st.n_done : st.n_done + take])
+                st.ctx.extend(st.feed[st.n_done : st.n_done + take])
+                st.n_done += take
+                continue
+            end = st.n_done + room
+            for k in range(st.n_done, end):
+                if st.feed[k] < 0:  # text up to the next image; it goes in the next step
+                    end = k
+                    break
                 add(seq, st.feed[k], k == len(st.feed) - 1)
-            st.n_done += take
+            st.n_done = end
 
+        results: list[tuple[Seq, int | Exception]] = []
         if n:
             batch.n_tokens = n
             rc = llama_cpp.llama_decode(self.lm.ctx, batch)
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
+            # Sampled now: the image batch's decode overwrites the logits.
+            results = [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+        if n_img:
+            results += images.decode(self._sample)
+        if n or n_img:
             for lane, tokens in written.items():
                 pool.append(lane, tokens)
             for seq in order:
                 seq.state.ready = seq.state.n_done
         self._running = {s.state.lane for s in order if s.state.lane >= 0}
         self._counts = self._split_counts()
-        return failed + [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+        return failed + results
 
     def _split_counts(self) -> dict[str, int]:
         counts = self.pool.split_counts(self._running)
@@ -243,6 +274,97 @@ class BatchStep(Backend[SeqState]):
 
     def close(self) -> None:
         llama_cpp.llama_batch_free(self._batch)
+        if self._images is not None:
+            self._images.close()
+
+
+class _ImageBatch:
+    """The step's image embeddings: runs of placeholders, each one image's (or a
+    part of one), decoded from the images' embeddings in a batch of their own."""
+
+    def __init__(self, lm: LoadedModel, projector: Projector) -> None:
+        self.lm = lm
+        self.projector = projector
+        self.n_embd = projector.n_embd
+        self.batch = llama_cpp.llama_batch_init(N_BATCH, self.n_embd, 1)
+        self.rows = np.ctypeslib.as_array(self.batch.embd, shape=(N_BATCH, self.n_embd))
+        self.runs: list[tuple[Seq, int, int]] = []  # (sequence, first position, count)
+
+    def clear(self) -> None:
+        self.runs = []
+
+    def take(self, seq: Seq, room: int) -> int:
+        """Put up to ``room`` of ``seq``'s next placeholders (one image's) in the
+        batch: how many. An image that must be read whole (full attention among
+        its embeddings) waits for a step with room for all of it."""
+        st = seq.state
+        key, offset = split_placeholder(st.feed[st.n_done])
+        image = st.images[key]
+        left = image.n_tokens - offset
+        if left > room and self.projector.non_causal(image):
+            return 0
+        take = min(left, room)
+        self.runs.append((seq, st.n_done, take))
+        return take
+
+    def decode(self, sample: Callable[[Seq, int], int]) -> list[tuple[Seq, int | Exception]]:
+        """Decode the runs: those read with full attention one by one, the rest
+        together; the token ``sample`` gives each that reached its prompt's end."""
+        full = [r for r in self.runs if self._non_causal(r)]
+        plain = [r for r in self.runs if not self._non_causal(r)]
+        outputs: list[tuple[Seq, int | Exception]] = []
+        for group, causal in [(plain, True)] + [([r], False) for r in full]:
+            if not group:
+                continue
+            n = 0
+            outs = []
+            for seq, start, count in group:
+                st = seq.state
+                key, offset = split_placeholder(st.feed[start])
+                embd = self.projector.embeddings(st.images[key])
+                self.rows[n : n + count] = embd[offset : offset + count]
+                b = self.batch
+                for i in range(count):  # as ``batch_put``, with no token: the row is its input
+                    last = start + i == len(st.feed) - 1
+                    b.pos[n + i], b.n_seq_id[n + i], b.seq_id[n + i][0] = start + i, 1, st.lane
+                    b.logits[n + i] = last
+                    if last:
+                        outs.append((seq, n + i))
+                n += count
+            self.batch.n_tokens = n
+            if not causal:
+                llama_cpp.llama_set_causal_attn(self.lm.ctx, False)
+            try:
+                rc = llama_cpp.llama_decode(self.lm.ctx, self.batch)
+            finally:
+                if not causal:
+                    llama_cpp.llama_set_causal_attn(self.lm.ctx, True)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc} on image embeddings")
+            outputs += [(seq, sample(seq, row)) for seq, row in outs]
+        return outputs
+
+    def _non_causal(self, run: tuple[Seq, int, int]) -> bool:
+        seq, start, _ = run
+        key, _ = split_placeholder(seq.state.feed[start])
+        return self.projector.non_causal(seq.state.images[key])
+
+    def close(self) -> None:
+        llama_cpp.llama_batch_free(self.batch)
+
+
+class _NoImages:
+    """Where the model has no projector: a placeholder is a request that slipped
+    past the engine's check, and fails its sequence rather than the step."""
+
+    def clear(self) -> None:
+        pass
+
+    def take(self, seq: Seq, room: int) -> int:
+        raise RuntimeError("this model has no projector for images")
+
+
+_NO_IMAGES = _NoImages()
 
 
 def _owed(seq: Seq) -> int:
