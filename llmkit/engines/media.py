@@ -55,15 +55,13 @@ class ImagePrompt(list[int]):
 
 
 def with_markers(messages: tuple[Message, ...], marker: str) -> tuple[Message, ...]:
-    """Each message's images as ``marker``s in its content, before its text, one
-    line each: how llama.cpp's server writes image parts into a chat template
-    (the parts, text or image, joined by a newline), so that both render the
-    same prompt."""
+    """Each message's images as ``marker``s in its content, before its text, as
+    llama.cpp's server writes image parts into a chat template (the parts, text
+    or image, joined with nothing between), so that both render the same prompt."""
     out = []
     for m in messages:
         if m.images:
-            parts = [marker] * len(m.images) + ([m.content] if m.content else [])
-            m = replace(m, content="\n".join(parts))
+            m = replace(m, content=marker * len(m.images) + m.content)
         out.append(m)
     return tuple(out)
 

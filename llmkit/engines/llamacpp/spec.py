@@ -193,6 +193,8 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
         header = read_gguf_header(model.path)
         caps = model_capabilities(header.fields, (n for n, *_ in header.tensors))
         caps = thinking_capability(caps, gguf_family(header.fields))
+        if fitted.projector is not None:
+            caps = (*caps, "vision")
         describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None
