@@ -71,9 +71,7 @@ def run(engine: LocalEngine, *reqs: GenerateRequest) -> list[dict]:
 @pytest.fixture(scope="module")
 def engine(vlm: TinyVlm) -> Iterator[LlamaCppEngine]:
     e = LlamaCppEngine(
-        LoadOptions(
-            path=str(vlm.lm), n_ctx=512, parallel=4, n_threads=2, mmproj=str(vlm.mmproj)
-        )
+        LoadOptions(path=str(vlm.lm), n_ctx=512, parallel=4, n_threads=2, mmproj=str(vlm.mmproj))
     )
     asyncio.run(e.start())
     yield e
@@ -120,7 +118,7 @@ def test_first_token_logprobs_match_llama_server_per_image(engine, llama_server)
         assert list(ours) == list(theirs)
         for tok, lp in theirs.items():
             assert ours[tok] == pytest.approx(lp, abs=LOGPROB_TOL), tok
-        firsts[col] = list(theirs)[0]
+        firsts[col] = next(iter(theirs))
     # The images reach the model: the references' first tokens tell them apart.
     assert firsts[RED] != firsts[BLUE]
 
@@ -191,9 +189,9 @@ def test_both_engines_spell_an_image_out_alike(engine, vlm) -> None:
     ours = asyncio.run(engine.encode(ask(RED)))
     image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
     # Placeholders (< 0) where the processor writes its image token, all else equal.
-    text = engine.chat_text(
-        (Message("user", f"{engine.image_marker}{QUESTION}"),), (), {}
-    ).replace(engine.image_marker or "", processor.image_token)
+    text = engine.chat_text((Message("user", f"{engine.image_marker}{QUESTION}"),), (), {}).replace(
+        engine.image_marker or "", processor.image_token
+    )
     theirs = processor(
         text=text, images=[__import__("PIL.Image").Image.new("RGB", (64, 64), RED)],
         add_special_tokens=False,
@@ -227,16 +225,13 @@ def test_the_same_image_twice_is_read_from_the_cache(engine) -> None:
     u1, u2 = first["usage"], second["usage"]
     assert isinstance(u2, Usage)
     # Everything up to the question is cached: the image's cells included.
-    question_at = _common(
-        asyncio.run(engine.encode(ask(green))), asyncio.run(engine.encode(ask(green, "And what shape?")))
-    )
+    before = asyncio.run(engine.encode(ask(green)))
+    question_at = _common(before, asyncio.run(engine.encode(ask(green, "And what shape?"))))
     assert u1.cached_tokens < question_at <= u2.cached_tokens
     assert projector.encoded == encoded  # not encoded again
     # Another history before it: its cells are not shared, but its encoding is.
-    other = GenerateRequest(
-        messages=(Message("system", "Be brief."), Message("user", QUESTION, images=(image(green),))),
-        sampling=GREEDY, max_tokens=2,
-    )  # fmt: skip
+    msgs = (Message("system", "Be brief."), Message("user", QUESTION, images=(image(green),)))
+    other = GenerateRequest(messages=msgs, sampling=GREEDY, max_tokens=2)
     run(engine, other)
     assert projector.encoded == encoded
 
@@ -270,12 +265,11 @@ def test_logprobs_json_and_tools_after_an_image(engine) -> None:
 def test_the_host_tier_keeps_image_cells(vlm) -> None:
     """A pool of one conversation's cells: the second image evicts the first to
     host memory, and asking about the first again restores its cells."""
-    e = LlamaCppEngine(
-        LoadOptions(
-            path=str(vlm.lm), n_ctx=64, parallel=1, kv_cells=64, n_threads=2,
-            mmproj=str(vlm.mmproj), host_cache_mib=64,
-        )  # fmt: skip
-    )
+    opts = LoadOptions(
+        path=str(vlm.lm), n_ctx=64, parallel=1, kv_cells=64, n_threads=2,
+        mmproj=str(vlm.mmproj), host_cache_mib=64,
+    )  # fmt: skip
+    e = LlamaCppEngine(opts)
     asyncio.run(e.start())
     try:
         run(e, ask(RED, max_tokens=2))
