@@ -298,3 +298,27 @@ def test_an_image_to_a_text_only_model_is_the_clear_error(bundled_path) -> None:
             asyncio.run(e.image_tokens(image(RED)))
     finally:
         asyncio.run(e.close())
+
+
+def test_a_reasoning_model_thinks_after_an_image(vlm, tmp_path) -> None:
+    """The tiny VLM's GGUF dressed in Qwen3's template (a thinking family): the
+    family's budget closes the thinking with its marker after the image prompt."""
+    from tests.family_models import template, with_template
+
+    path = with_template(vlm.lm, tmp_path / "thinking-vlm.gguf", template("Qwen-Qwen3-0.6B"))
+    e = LlamaCppEngine(
+        LoadOptions(path=str(path), n_ctx=256, parallel=1, n_threads=2, mmproj=str(vlm.mmproj))
+    )
+    asyncio.run(e.start())
+    try:
+        assert e.family.thinks
+        budget = 4
+        (out,) = run(e, ask(RED, think=True, reasoning_budget=budget, max_tokens=10,
+                            ignore_eos=True))  # fmt: skip
+        close = e.lm.tokenize(e.family.close_thinking, add_bos=False, special=True)
+        assert out["ids"][budget : budget + len(close)] == close
+        assert out["usage"].reasoning_tokens == budget
+        prompt = asyncio.run(e.encode(ask(RED, think=True)))
+        assert sum(t < 0 for t in prompt) == 20  # the image's five tiles are in it
+    finally:
+        asyncio.run(e.close())

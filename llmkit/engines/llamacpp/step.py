@@ -17,6 +17,12 @@ recently used first); until then it waits, its place in line kept. Should the
 running ones outgrow the pool all the same, the newest is preempted: its cells
 go back and it re-enters later with everything it had (its prompt and the
 tokens it generated), so the text it has sent stands.
+
+Images ride along (``engines.media``): an image's positions in a prompt are
+placeholder ids, cached and shared like tokens; their embeddings, from the
+projector (``vision``), go in a second batch of the same step (a llama_batch
+holds tokens or embeddings), a sequence's reading stopping at an image's edge
+so each step reads either text or one image of it, in order.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -32,13 +37,13 @@ import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
 from llmkit.engines.llamacpp.host_cache import HostCache
+from llmkit.engines.llamacpp.image_batch import NO_IMAGES, ImageBatch
 from llmkit.engines.llamacpp.kv_pool import KvPool
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.token_prefix import common_prefix
 from llmkit.engines.llamacpp.vision import ImageChunk, Projector
 from llmkit.engines.logprobs import score
-from llmkit.engines.media import split_placeholder
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 
@@ -73,7 +78,7 @@ class BatchStep(Backend[SeqState]):
         self.projector = projector
         # Image embeddings go in a batch of their own: a llama_batch holds tokens or
         # embeddings, not both.
-        self._images = _ImageBatch(lm, projector) if projector else None
+        self._images = ImageBatch(lm, projector) if projector else None
         self.parallel = lm.parallel
         self.share = lm.shares_prefixes
         # What is saved is only ever restored as a shared prefix.
@@ -128,7 +133,7 @@ class BatchStep(Backend[SeqState]):
             add(seq, token, True)
 
         # Then reading, oldest first, in whatever room the batch and the pool have.
-        images = self._images or _NO_IMAGES
+        images = self._images or NO_IMAGES
         images.clear()
         n_img = 0
         running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
@@ -136,7 +141,7 @@ class BatchStep(Backend[SeqState]):
         blocked = False
         for seq in order:
             st = seq.state
-            if n >= N_BATCH:
+            if n + n_img >= N_BATCH:
                 break
             if st.lane < 0:
                 if blocked or self._waits(seq, order):
@@ -144,7 +149,9 @@ class BatchStep(Backend[SeqState]):
                 # The last token is read: its logits are wanted.
                 limit = len(st.feed) - 1 if self.share else 0
                 need = _owed(seq) - pool.match(st.feed[:limit]) + reserved
-                if pool.free - n < need and pool.reclaim(need + n, keep=running) - n < need:
+                taken = n + n_img  # cells this step writes already
+                short = pool.free - taken < need
+                if short and pool.reclaim(need + taken, keep=running) - taken < need:
                     blocked = True  # first come, first served: none after it enters either
                     continue
                 st.lane, shared = pool.open(st.feed, limit)
@@ -276,95 +283,6 @@ class BatchStep(Backend[SeqState]):
         llama_cpp.llama_batch_free(self._batch)
         if self._images is not None:
             self._images.close()
-
-
-class _ImageBatch:
-    """The step's image embeddings: runs of placeholders, each one image's (or a
-    part of one), decoded from the images' embeddings in a batch of their own."""
-
-    def __init__(self, lm: LoadedModel, projector: Projector) -> None:
-        self.lm = lm
-        self.projector = projector
-        self.n_embd = projector.n_embd
-        self.batch = llama_cpp.llama_batch_init(N_BATCH, self.n_embd, 1)
-        self.rows = np.ctypeslib.as_array(self.batch.embd, shape=(N_BATCH, self.n_embd))
-        self.runs: list[tuple[Seq, int, int]] = []  # (sequence, first position, count)
-
-    def clear(self) -> None:
-        self.runs = []
-
-    def take(self, seq: Seq, room: int) -> int:
-        """Put up to ``room`` of ``seq``'s next placeholders (one image's) in the
-        batch: how many. An image that must be read whole (full attention among
-        its embeddings) waits for a step with room for all of it."""
-        st = seq.state
-        key, offset = split_placeholder(st.feed[st.n_done])
-        image = st.images[key]
-        left = image.n_tokens - offset
-        if left > room and self.projector.non_causal(image):
-            return 0
-        take = min(left, room)
-        self.runs.append((seq, st.n_done, take))
-        return take
-
-    def decode(self, sample: Callable[[Seq, int], int]) -> list[tuple[Seq, int | Exception]]:
-        """Decode the runs: those read with full attention one by one, the rest
-        together; the token ``sample`` gives each that reached its prompt's end."""
-        full = [r for r in self.runs if self._non_causal(r)]
-        plain = [r for r in self.runs if not self._non_causal(r)]
-        outputs: list[tuple[Seq, int | Exception]] = []
-        for group, causal in [(plain, True)] + [([r], False) for r in full]:
-            if not group:
-                continue
-            n = 0
-            outs = []
-            for seq, start, count in group:
-                st = seq.state
-                key, offset = split_placeholder(st.feed[start])
-                embd = self.projector.embeddings(st.images[key])
-                self.rows[n : n + count] = embd[offset : offset + count]
-                b = self.batch
-                for i in range(count):  # as ``batch_put``, with no token: the row is its input
-                    last = start + i == len(st.feed) - 1
-                    b.pos[n + i], b.n_seq_id[n + i], b.seq_id[n + i][0] = start + i, 1, st.lane
-                    b.logits[n + i] = last
-                    if last:
-                        outs.append((seq, n + i))
-                n += count
-            self.batch.n_tokens = n
-            if not causal:
-                llama_cpp.llama_set_causal_attn(self.lm.ctx, False)
-            try:
-                rc = llama_cpp.llama_decode(self.lm.ctx, self.batch)
-            finally:
-                if not causal:
-                    llama_cpp.llama_set_causal_attn(self.lm.ctx, True)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode returned {rc} on image embeddings")
-            outputs += [(seq, sample(seq, row)) for seq, row in outs]
-        return outputs
-
-    def _non_causal(self, run: tuple[Seq, int, int]) -> bool:
-        seq, start, _ = run
-        key, _ = split_placeholder(seq.state.feed[start])
-        return self.projector.non_causal(seq.state.images[key])
-
-    def close(self) -> None:
-        llama_cpp.llama_batch_free(self.batch)
-
-
-class _NoImages:
-    """Where the model has no projector: a placeholder is a request that slipped
-    past the engine's check, and fails its sequence rather than the step."""
-
-    def clear(self) -> None:
-        pass
-
-    def take(self, seq: Seq, room: int) -> int:
-        raise RuntimeError("this model has no projector for images")
-
-
-_NO_IMAGES = _NoImages()
 
 
 def _owed(seq: Seq) -> int:
