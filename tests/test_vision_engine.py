@@ -301,11 +301,12 @@ def test_an_image_to_a_text_only_model_is_the_clear_error(bundled_path) -> None:
 
 
 def test_a_reasoning_model_thinks_after_an_image(vlm, tmp_path) -> None:
-    """The tiny VLM's GGUF dressed in Qwen3's template (a thinking family): the
-    family's budget closes the thinking with its marker after the image prompt."""
+    """The tiny VLM's GGUF dressed in DeepSeek-R1's template (its prompt opens the
+    thinking): the family's budget closes the thinking with its marker after the
+    image prompt."""
     from tests.family_models import template, with_template
 
-    path = with_template(vlm.lm, tmp_path / "thinking-vlm.gguf", template("Qwen-Qwen3-0.6B"))
+    path = with_template(vlm.lm, tmp_path / "thinking-vlm.gguf", template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"))
     e = LlamaCppEngine(
         LoadOptions(path=str(path), n_ctx=256, parallel=1, n_threads=2, mmproj=str(vlm.mmproj))
     )
