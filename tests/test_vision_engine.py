@@ -306,7 +306,8 @@ def test_a_reasoning_model_thinks_after_an_image(vlm, tmp_path) -> None:
     image prompt."""
     from tests.family_models import template, with_template
 
-    path = with_template(vlm.lm, tmp_path / "thinking-vlm.gguf", template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B"))
+    r1 = template("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B")
+    path = with_template(vlm.lm, tmp_path / "thinking-vlm.gguf", r1)
     e = LlamaCppEngine(
         LoadOptions(path=str(path), n_ctx=256, parallel=1, n_threads=2, mmproj=str(vlm.mmproj))
     )
