@@ -21,6 +21,7 @@ import ctypes
 import hashlib
 import io
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 
@@ -70,6 +71,10 @@ class Projector:
         params.print_timings = False
         params.n_threads = n_threads
         params.warmup = False
+        # A marker no user types: text that holds the default one ("<__media__>")
+        # stays text, as llama-server's random marker keeps it.
+        self._marker = f"<__media_{secrets.token_hex(16)}__>".encode()
+        params.media_marker = self._marker
         ctx = mtmd.mtmd_init_from_file(path.encode(), model, params)
         if not ctx:
             raise EngineError(
@@ -88,7 +93,7 @@ class Projector:
                 f"{path}: models with M-RoPE image positions (Qwen2-VL and its kin) are not "
                 "supported by llmkit's llama.cpp engine yet."
             )
-        self.marker = (mtmd.mtmd_default_marker() or b"<__media__>").decode()
+        self.marker = self._marker.decode()
         self._lock = threading.Lock()
         self._embeds: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._embed_bytes = 0
