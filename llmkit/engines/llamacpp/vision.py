@@ -97,7 +97,7 @@ class Projector:
         self._lock = threading.Lock()
         self._embeds: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._embed_bytes = 0
-        self.encoded = 0  # images encoded, all told (for tests and metrics)
+        self.encoded = 0  # tiles encoded, all told (an image is one or more: tests read it)
 
     def close(self) -> None:
         if self.ctx:
