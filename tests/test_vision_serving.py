@@ -99,3 +99,23 @@ def test_an_ollama_model_with_a_projector_layer_carries_it(tmp_path, vlm) -> Non
     manifest.write_text(json.dumps({"layers": layers}))
     (entry,) = ollama_entries(tmp_path)
     assert entry.projector == blobs / f"sha256-{b'projector'.hex().ljust(64, '0')}"
+
+
+def test_the_fit_check_counts_the_projector(vlm) -> None:
+    from llmkit.errors import InsufficientMemoryError
+    from llmkit.models.fit import (
+        IMAGE_EMBED_CACHE_BYTES,
+        fit_before_serving,
+        fit_projector,
+        projector_compute_bytes,
+    )
+    from llmkit.models.gguf_header import read_gguf_header
+
+    est = fit_before_serving(vlm.lm, "vlm", max_model_len=256, parallel=1, memory_gib=64)
+    need = fit_projector(est, "vlm", vlm.mmproj, memory_gib=64)
+    compute = projector_compute_bytes(read_gguf_header(vlm.mmproj).fields)
+    assert compute > 0
+    size = vlm.mmproj.stat().st_size
+    assert need == est.per_device_bytes + size + compute + IMAGE_EMBED_CACHE_BYTES
+    with pytest.raises(InsufficientMemoryError, match=r"projector mmproj\.gguf"):
+        fit_projector(est, "vlm", vlm.mmproj, memory_gib=(need - 1) / 2**30)
