@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import base64
 import io
+import math
 import statistics
 import sys
 import tempfile
@@ -111,7 +112,7 @@ async def level(url: str, n: int, rounds: int, size: int, seed: int) -> dict:
         "ok": len(ok),
         "failed": [o["error"] for o in outs if not o["ok"]][:3],
         "median_s": statistics.median(ok) if ok else None,
-        "p90_s": sorted(ok)[int(0.9 * (len(ok) - 1))] if ok else None,
+        "p90_s": sorted(ok)[math.ceil(0.9 * len(ok)) - 1] if ok else None,
         "images_per_s": len(ok) / wall if wall else None,
     }
 
@@ -201,11 +202,12 @@ def main() -> None:
             made = make(Path(tmp))
             args.model, args.mmproj = made.lm, made.mmproj
             args.size = min(args.size, 64)
+            args.ctx = min(args.ctx, 1024)  # it was made with 2048 positions
         if args.mmproj is None:
             raise SystemExit("--mmproj: the model's projector GGUF is needed with --model")
         par = max(cfg["levels"])
         p1, p2 = serving.free_port(), serving.free_port()
-        ours_cmd = [sys.executable, "-m", "llmkit", "serve", str(args.model),
+        ours_cmd = [sys.executable, "-m", "llmkit", "serve", "--model", str(args.model),
                     "--mmproj", str(args.mmproj), "--served-model-name", "vlm",
                     "--port", str(p1), "--threads", str(threads), "--parallel", str(par),
                     "--max-model-len", str(args.ctx)]  # fmt: skip
