@@ -7,7 +7,7 @@ shape, and the client turns HTTP errors back into them.
     ├── ClientError                  the caller can fix it (4xx)
     │   ├── InvalidRequestError      400: a field is wrong (``param`` names it)
     │   │   ├── ContextLengthError   400: prompt + completion do not fit the context
-    │   │   └── VisionUnsupportedError  400: images sent to a model without "vision"
+    │   │   └── VisionUnsupportedError  400: images sent to a model that takes none
     │   ├── AuthenticationError      401: missing or wrong API key
     │   ├── ForbiddenError           403: a foreign Host or Origin (DNS rebinding, CSRF)
     │   ├── PayloadTooLargeError     413: the request body is over the limit
@@ -124,22 +124,22 @@ class ThinkingUnsupportedError(InvalidRequestError):
 
 
 class VisionUnsupportedError(InvalidRequestError):
-    """Images were sent to a model that cannot see (its capabilities lack "vision")."""
+    """Images were sent to a model that cannot see them (a text-only model, or a
+    vision model served without its projector); ``supports``: what it can do
+    (its capabilities, as listings show them)."""
 
     code = "vision_unsupported"
     fields = ("model", "supports")
 
-    def __init__(
-        self, model: str, supports: list[str] | None = None, *, param: str | None = "messages"
-    ) -> None:
-        self.model = model
-        self.supports = list(supports or [])
-        can = ", ".join(self.supports) or "nothing else"
+    def __init__(self, model: str, supports: list[str], *, param: str | None = "messages") -> None:
+        can = ", ".join(supports) or "text"
         super().__init__(
             f"The model '{model}' does not take images: it supports {can}. Send text only, "
             "or serve a vision model with its projector (--mmproj).",
             param=param,
         )
+        self.model = model
+        self.supports = supports
 
 
 class AuthenticationError(ClientError):

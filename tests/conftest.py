@@ -123,6 +123,15 @@ def client(server: Server) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="session")
+def vlm(tmp_path_factory: pytest.TempPathFactory):  # -> tests.tiny_vlm.TinyVlm
+    """The tiny random SmolVLM (tests/tiny_vlm.py), made and converted once per
+    session: ``vlm.lm`` / ``vlm.mmproj`` (GGUFs), ``vlm.hf_dir`` (safetensors)."""
+    from tests.tiny_vlm import make
+
+    return make(tmp_path_factory.mktemp("tiny-vlm"))
+
+
+@pytest.fixture(scope="session")
 def bundled_path() -> str:
     from llmkit.models.bundled import bundled_model_path
 

@@ -106,6 +106,7 @@ def test_list_json(pulled, models):
         "source": "hf",
         "complete": True,
         "path": str(models / "org/tiny-GGUF/tiny-q8_0.gguf"),
+        "projector": None,
     }
 
 

@@ -27,7 +27,7 @@ from llmkit.models.metadata import ModelFacts, read_facts
 from llmkit.models.quantize import quant_type
 from llmkit.models.quiet import quiet_libraries
 from llmkit.models.remote_fit import FitPolicy, FitReport
-from llmkit.models.resolve import locate, looks_like_path, resolve_model
+from llmkit.models.resolve import locate, looks_like_path, model_projector, resolve_model
 from llmkit.models.sizing import DTYPE_BYTES, GIB, format_bytes
 
 cache_dir_option = click.option(
@@ -176,6 +176,8 @@ def _row(entry: CatalogEntry, facts: ModelFacts | None) -> dict[str, Any]:
         "source": entry.source,
         "complete": entry.complete,
         "path": str(entry.path),
+        # A vision model's projector, served with it (Ollama's "vision" capability).
+        "projector": str(entry.projector) if entry.projector else None,
     }
 
 
@@ -192,8 +194,9 @@ def list_models(as_json: bool, cache_dir: Path | None) -> None:
         return
     table = [("NAME", "FORMAT", "PARAMS", "QUANT/DTYPE", "SIZE", "CONTEXT", "SOURCE")]
     for r in rows:
+        fmt = r["format"] + ("+vision" if r["projector"] else "")
         table.append((
-            r["name"], r["format"], human_params(r["parameters"]), r["quantization"] or "?",
+            r["name"], fmt, human_params(r["parameters"]), r["quantization"] or "?",
             format_bytes(r["size"]), str(r["context_length"] or "?"),
             r["source"] + ("" if r["complete"] else " (incomplete)"),
         ))  # fmt: skip
@@ -212,6 +215,14 @@ def _local_facts(spec: str, settings: ModelsSettings) -> tuple[str, Path, ModelF
     return found.name, path, read_facts(path)
 
 
+def _projector(spec: str, settings: ModelsSettings) -> Path | None:
+    """The vision projector served with a GGUF model (``resolve.model_projector``)."""
+    try:
+        return model_projector(resolve_model(spec, settings))
+    except LlmkitError:  # not a GGUF model: a safetensors one says so in its config
+        return None
+
+
 @click.command()
 @click.argument("name")
 @json_option
@@ -225,8 +236,10 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
     except LlmkitError as e:
         raise click.ClickException(e.message) from None
     made = entry.modelfile if entry else None  # a made model's, or Ollama's manifest layers
+    projector = _projector(name, settings)
     if as_json:
         out = {"name": label, "path": str(path), "facts": facts.to_json()}
+        out["projector"] = str(projector) if projector else None
         click.echo(json.dumps({**out, "modelfile": made.to_manifest() if made else None}, indent=2))
         return
     n = facts.n_params
@@ -247,6 +260,8 @@ def show(name: str, as_json: bool, cache_dir: Path | None) -> None:
         ("chat template", "yes" if facts.chat_template else "no"),
         ("licence", facts.license or "unknown"),
     ]
+    if projector is not None:  # what Ollama's capabilities call "vision"
+        rows.append(("vision", f"yes (projector {projector})"))
     if made is not None:
         rows += [
             ("system", made.system.strip() if made.system else None),

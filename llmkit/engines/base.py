@@ -20,11 +20,13 @@ from llmkit.core.types import (
     EmbedResult,
     EngineInfo,
     GenerateRequest,
+    Image,
     RerankRequest,
     RerankResult,
 )
 from llmkit.engines.embedding import cannot_embed
 from llmkit.engines.rerank import cannot_rerank
+from llmkit.errors import VisionUnsupportedError
 
 
 class LocalEngineOptions(BaseModel):
@@ -78,6 +80,13 @@ class Engine(ABC):
         """The prompt tokens ``req`` would be decoded from (chat template applied),
         or None when the engine cannot tell (a remote server)."""
         return None
+
+    async def image_tokens(self, image: Image) -> int:
+        """Prompt positions ``image`` takes on this model (its embeddings and the
+        tokens around them): what usage and the context budget count for it.
+        VisionUnsupportedError where the model takes no images."""
+        info = self.info
+        raise VisionUnsupportedError(info.model, list(info.capabilities))
 
     async def embed(self, req: EmbedRequest) -> EmbedResult:
         """One vector per input, in order. An engine that cannot embed answers 400."""

@@ -38,6 +38,7 @@ from llmkit.core.types import (
     EmbedRequest,
     EmbedResult,
     GenerateRequest,
+    Image,
     Message,
     Tool,
 )
@@ -47,6 +48,7 @@ from llmkit.engines.budget import within_budget
 from llmkit.engines.decode_loop import Backend, DecodeLoop, Sequence
 from llmkit.engines.families import Family
 from llmkit.engines.families.table import GENERIC
+from llmkit.engines.media import request_images, with_markers
 from llmkit.engines.reply import Reply, thinking_budget
 from llmkit.engines.textstream import TextStream
 from llmkit.errors import (
@@ -54,6 +56,7 @@ from llmkit.errors import (
     EngineError,
     InvalidRequestError,
     ThinkingUnsupportedError,
+    VisionUnsupportedError,
 )
 
 log = logging.getLogger("llmkit.engine")
@@ -139,6 +142,30 @@ class LocalEngine(Engine, Generic[M]):
         grammar the request asks for holds only what follows it
         (``Backend.answer_starts``). Runs in a worker thread (a grammar takes a
         while to build)."""
+
+    # -- what a subclass that sees images supplies ------------------------------------
+
+    @property
+    def image_marker(self) -> str | None:
+        """The text that stands for an image in a rendered chat prompt; None: the
+        model takes no images."""
+        return None
+
+    def chat_image_tokens(self, text: str, images: list[Image]) -> list[int]:
+        """A rendered chat prompt with one ``image_marker`` per image, in order, as
+        tokens and image placeholders (``engines.media.ImagePrompt``)."""
+        raise self.no_vision()
+
+    def no_vision(self) -> VisionUnsupportedError:
+        info = self.info
+        return VisionUnsupportedError(info.model, list(info.capabilities))
+
+    async def image_tokens(self, image: Image) -> int:
+        if self.image_marker is None:
+            raise self.no_vision()
+        return await asyncio.to_thread(
+            lambda: len(self.chat_image_tokens(self.image_marker or "", [image]))
+        )
 
     def drop_state(self, state: Any) -> None:
         """Free a state made for a request that was given up before it ran."""
@@ -256,8 +283,15 @@ class LocalEngine(Engine, Generic[M]):
     def _chat(self, req: GenerateRequest, messages: tuple[Message, ...]) -> tuple[list[int], bool]:
         variables = self.family.template_variables(req.think, req.effort)
         tools = req.tools if req.offers_tools else ()
+        images = request_images(messages)
+        if images:
+            marker = self.image_marker
+            if marker is None:
+                raise self.no_vision()
+            messages = with_markers(messages, marker)
         text = self.chat_text(messages, tools, dict(variables))
-        return self.chat_text_tokens(text), self.family.opens_thinking(text)
+        tokens = self.chat_image_tokens(text, images) if images else self.chat_text_tokens(text)
+        return tokens, self.family.opens_thinking(text)
 
     # -- generation -------------------------------------------------------------------
 

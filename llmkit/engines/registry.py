@@ -36,11 +36,17 @@ from llmkit.core.types import (
     EmbedResult,
     EngineInfo,
     GenerateRequest,
+    Image,
     RerankRequest,
     RerankResult,
 )
 from llmkit.engines.base import Engine
-from llmkit.errors import ModelNotFoundError, ServerBusyError, ThinkingUnsupportedError
+from llmkit.errors import (
+    ModelNotFoundError,
+    ServerBusyError,
+    ThinkingUnsupportedError,
+    VisionUnsupportedError,
+)
 from llmkit.models.modelfile import Modelfile
 
 log = logging.getLogger("llmkit.registry")
@@ -250,6 +256,8 @@ class ManagedEngine(Engine):
                     yield chunk
             except ThinkingUnsupportedError as e:  # in the name the client used for it
                 raise ThinkingUnsupportedError(self.served.name, param=e.param) from None
+            except VisionUnsupportedError as e:
+                raise VisionUnsupportedError(self.served.name, e.supports, param=e.param) from None
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         async with self.served.using():
@@ -263,6 +271,12 @@ class ManagedEngine(Engine):
         req = self._resolved(req)
         async with self.served.using():
             return await self.inner.encode(req)
+
+    async def image_tokens(self, image: Image) -> int:
+        if "vision" not in self.served.info.capabilities:
+            raise VisionUnsupportedError(self.served.name, list(self.served.info.capabilities))
+        async with self.served.using():
+            return await self.inner.image_tokens(image)
 
     async def embed(self, req: EmbedRequest) -> EmbedResult:
         async with self.served.using():

@@ -50,6 +50,8 @@ class CatalogEntry:
     pulled_at: str | None = None
     # The model's defaults: a made model's (create/copy), or an Ollama model's layers.
     modelfile: Modelfile | None = None
+    # A vision model's projector (an mmproj GGUF) that came with it: served with it.
+    projector: Path | None = None
 
     @property
     def format(self) -> str:
@@ -212,6 +214,16 @@ def _model_files(directory: Path) -> list[Path]:
     return out
 
 
+def find_projector(files: list[Path]) -> Path | None:
+    """The vision projector among a repository's files (``mmproj*.gguf``, as
+    llama.cpp's converter and the GGUF publishers name it): the F16 one where
+    there are several (the precision llama.cpp's server downloads by default)."""
+    found = sorted(p for p in files if p.suffix.lower() == ".gguf" and "mmproj" in p.name.lower())
+    if not found:
+        return None
+    return next((p for p in found if "f16" in p.name.lower()), found[0])
+
+
 def _read_entries(manifest: Path) -> list[CatalogEntry]:
     data = _read_manifest(manifest)
     if data is None:
@@ -235,6 +247,7 @@ def _read_entries(manifest: Path) -> list[CatalogEntry]:
         and "mmproj" not in p.name.lower()  # vision projectors are not models on their own
         and (not SHARD_RE.search(p.name) or SHARD_RE.search(p.name).group(1) == "00001")
     )
+    base = replace(base, projector=find_projector(_model_files(directory)))
     if len(ggufs) <= 1:
         return [replace(base, path=ggufs[0] if ggufs else directory)]
     return [replace(base, name=f"{base.name}:{gguf_tag(p)}", path=p) for p in ggufs]

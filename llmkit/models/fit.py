@@ -443,3 +443,49 @@ def fit_adapters(
         "or a smaller --parallel.",
         estimate=estimate,
     )
+
+
+#: Encoded images the llama.cpp engine keeps for reuse (``engines.llamacpp.vision``).
+IMAGE_EMBED_CACHE_BYTES = 64 << 20
+
+
+def projector_compute_bytes(fields: dict) -> int:
+    """What encoding one image tile takes beside the projector's weights, from its
+    GGUF header: the vision tower's activations (patches x width, a dozen live at
+    once through a block: norms, attention's Q/K/V/out, the feed-forward's two)
+    and its attention scores (heads x patches^2), in float32. A floor, as the KV
+    estimate is: llama.cpp's graph allocator reuses buffers."""
+    size = int(fields.get("clip.vision.image_size") or 0)
+    patch = int(fields.get("clip.vision.patch_size") or 0) or 1
+    width = int(fields.get("clip.vision.embedding_length") or 0)
+    ff = int(fields.get("clip.vision.feed_forward_length") or 0) or 4 * width
+    heads = int(fields.get("clip.vision.attention.head_count") or 0) or 1
+    patches = (size // patch) ** 2
+    return 4 * (patches * (12 * width + 2 * ff) + heads * patches * patches)
+
+
+def fit_projector(
+    estimate: MemoryEstimate, name: str, projector: Path, *, memory_gib: float | None
+) -> int:
+    """The model's ``estimate`` plus a vision projector: its weights (the file), one
+    tile's encoding (``projector_compute_bytes``) and the engine's cache of encoded
+    images; an image's tokens take the model's KV cells like text, which the
+    estimate's context holds already. The bytes needed, or InsufficientMemoryError
+    with the terms."""
+    from llmkit.models.gguf_header import read_gguf_header
+
+    header = read_gguf_header(projector)
+    weights = projector.stat().st_size
+    compute = projector_compute_bytes(header.fields) + IMAGE_EMBED_CACHE_BYTES
+    budget = machine_budget(gpu=False, memory_gib=memory_gib)
+    need = estimate.per_device_bytes + weights + compute
+    if need <= budget.bytes:
+        return need
+    raise InsufficientMemoryError(
+        f"{name} with its projector {projector.name} needs {format_bytes(need)} (the model "
+        f"{format_bytes(estimate.per_device_bytes)} + projector {format_bytes(weights)} + "
+        f"image encoding {format_bytes(compute)}) but only {format_bytes(budget.bytes)} is "
+        f"there ({budget.source}). Try: a shorter --max-model-len, a smaller --parallel, or "
+        "a smaller quantisation of the model or the projector.",
+        estimate=estimate,
+    )

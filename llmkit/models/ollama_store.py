@@ -3,7 +3,8 @@ nothing written): ``<OLLAMA_MODELS>/manifests/<host>/<namespace>/<name>/<tag>``
 are JSON manifests whose layers point at ``blobs/sha256-<hex>``. The layer of
 media type ``application/vnd.ollama.image.model`` is the GGUF; ``.system``,
 ``.params``, ``.template``, ``.messages`` and ``.adapter`` (a GGUF LoRA) layers say
-how Ollama runs it: the entry's ``Modelfile``, as a model made with Ollama's
+how Ollama runs it (a ``.projector`` layer: a vision model's projector, served with
+it): the entry's ``Modelfile``, as a model made with Ollama's
 ``create`` would have it.
 
 Names are Ollama's own: ``llama3.2:latest`` for the library, ``user/name:tag``
@@ -68,6 +69,8 @@ def _entry(root: Path, manifest: Path) -> CatalogEntry | None:
         path=model,
         source="ollama",
         modelfile=_modelfile(layers, adapters),
+        # A vision model's projector is a layer of its own (Ollama's ``projector``).
+        projector=layers["projector"] if layers.get("projector", Path()).is_file() else None,
     )
 
 

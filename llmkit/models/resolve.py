@@ -12,7 +12,7 @@ from pathlib import Path
 from llmkit.env import ModelsSettings
 from llmkit.errors import ModelSpecError
 from llmkit.models.bundled import BUNDLED_NAME, bundled_model_path
-from llmkit.models.catalog import Catalog, CatalogEntry, gguf_tag
+from llmkit.models.catalog import Catalog, CatalogEntry, find_projector, gguf_tag
 from llmkit.models.foreign import machine_catalog
 from llmkit.models.gguf_header import SHARD_RE, is_gguf
 
@@ -22,6 +22,7 @@ class ResolvedModel:
     path: Path  # a .gguf file or a model directory
     name: str  # what to call it (the default served name)
     entry: CatalogEntry | None = None  # when it came from the catalog
+    projector: Path | None = None  # a vision projector found beside it (not the catalog's)
 
 
 def locate(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
@@ -93,7 +94,8 @@ def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
         and (not SHARD_RE.search(p.name) or SHARD_RE.search(p.name).group(1) == "00001")
     )
     if len(ggufs) == 1:
-        return ResolvedModel(ggufs[0], found.name, found.entry)
+        beside = find_projector([p for p in found.path.rglob("*.gguf") if ".cache" not in p.parts])
+        return ResolvedModel(ggufs[0], found.name, found.entry, beside)
     if ggufs:
         tags = ", ".join(f"{found.name}:{gguf_tag(p)}" for p in ggufs)
         raise ModelSpecError(
@@ -107,6 +109,15 @@ def resolve_model(spec: str | None, settings: ModelsSettings) -> ResolvedModel:
             "--include '*q4_k_m.gguf'`."
         )
     raise ModelSpecError(f"{found.path} holds no .gguf file and no config.json.")
+
+
+def model_projector(model: ResolvedModel) -> Path | None:
+    """The vision projector that came with ``model``: its catalog entry's (a pulled
+    repository's ``mmproj*.gguf``, an Ollama model's projector layer), or one in the
+    model directory it was found in; None for a text-only model."""
+    if model.entry is not None and model.entry.projector is not None:
+        return model.entry.projector
+    return model.projector
 
 
 def looks_like_path(spec: str) -> bool:

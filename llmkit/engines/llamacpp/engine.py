@@ -22,6 +22,7 @@ from llmkit.core.types import (
     Capability,
     EngineInfo,
     GenerateRequest,
+    Image,
     Message,
     RerankRequest,
     RerankResult,
@@ -36,6 +37,7 @@ from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.rerank import Reranker, model_capabilities, pair_tokens
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.step import BatchStep, SeqState
+from llmkit.engines.llamacpp.vision import Projector
 from llmkit.engines.local import LocalEngine
 from llmkit.errors import EngineError
 from llmkit.models.gguf_header import read_gguf_header
@@ -56,6 +58,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         self._embedder: Embedder | None = None  # made on the first embedding request
         self._reranker: Reranker | None = None  # made on the first rerank request
         self._capabilities: tuple[Capability, ...] = ()
+        self.projector: Projector | None = None  # a vision model's, loaded with it
 
     def _load(self) -> tuple[LoadedModel, BatchStep]:
         if amx_in_build():
@@ -69,7 +72,16 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         # llama.cpp's metadata leaves out arrays (a classifier's labels) and tensors.
         header = read_gguf_header(Path(self.opts.path))
         self._capabilities = model_capabilities(header.fields, (n for n, *_ in header.tensors))
-        return lm, BatchStep(lm)
+        if self.opts.mmproj:
+            try:
+                self.projector = Projector(
+                    self.opts.mmproj, lm.model.model, lm.n_threads, lm.n_embd_input
+                )
+            except BaseException:
+                lm.close()
+                raise
+            self._capabilities = (*self._capabilities, "vision")
+        return lm, BatchStep(lm, self.projector)
 
     def find_family(self) -> Family:
         lm = self.lm
@@ -83,6 +95,9 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
             if ctx is not None:
                 ctx.close()
         self._embedder = self._reranker = None
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         lm.close()
 
     @property
@@ -99,6 +114,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
                 "threads": lm.n_threads,
                 "trained_context": lm.n_ctx_train,
                 "architecture": lm.metadata.get("general.architecture", "?"),
+                **({"projector": self.opts.mmproj} if self.projector else {}),
                 **self._lora_details(),
             },
             format="gguf",
@@ -153,6 +169,18 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         add_bos = lm.add_bos and not (bos and text.startswith(bos))
         return lm.tokenize(text, add_bos=add_bos, special=True)
 
+    @property
+    def image_marker(self) -> str | None:
+        return self.projector.marker if self.projector is not None else None
+
+    def chat_image_tokens(self, text: str, images: list[Image]) -> list[int]:
+        if self.projector is None:
+            raise self.no_vision()
+        lm = self.lm
+        bos = lm.token_text(lm.bos_id)
+        add_bos = lm.add_bos and not (bos and text.startswith(bos))
+        return self.projector.tokenize(text, images, add_bos)
+
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.tokenize(text, add_bos=self.lm.add_bos, special=True)
 
@@ -163,7 +191,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         sampler = Sampler(
             req, lm.vocab, lm.n_vocab, lm.trigger_hazards, self.family, after_thinking
         )
-        return SeqState(sampler)
+        return SeqState(sampler, images=getattr(prompt, "images", None) or {})
 
     def drop_state(self, state: SeqState) -> None:
         state.sampler.close()

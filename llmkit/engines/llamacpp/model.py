@@ -53,6 +53,8 @@ class LoadOptions:
     weights: SharedWeights | None = None
     # LoRA adapters this context applies: (GGUF path, scale, how to name it)
     adapters: tuple[tuple[str, float, str], ...] = ()
+    # A vision model's projector (an mmproj GGUF): images are encoded with it.
+    mmproj: str | None = None
 
 
 class LoadedModel:
@@ -226,6 +228,13 @@ class LoadedModel:
         output projection returns fewer than its hidden size)."""
         n_embd_out = getattr(llama_cpp, "llama_model_n_embd_out", llama_cpp.llama_model_n_embd)
         return int(n_embd_out(self.model.model))
+
+    @property
+    def n_embd_input(self) -> int:
+        """The size of an input embedding row (what an image's projector yields per
+        position): llama.cpp's ``n_embd_inp``, the hidden size where it has none."""
+        n_inp = getattr(llama_cpp, "llama_model_n_embd_inp", llama_cpp.llama_model_n_embd)
+        return int(n_inp(self.model.model))
 
     @property
     def n_params(self) -> int:

@@ -15,12 +15,18 @@ from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ModelSpecError
-from llmkit.models.fit import MemoryEstimate, available_ram, fit_adapters, fit_before_serving
-from llmkit.models.gguf_header import read_gguf_header
+from llmkit.models.fit import (
+    MemoryEstimate,
+    available_ram,
+    fit_adapters,
+    fit_before_serving,
+    fit_projector,
+)
+from llmkit.models.gguf_header import is_gguf, read_gguf_header
 from llmkit.models.lora import AdapterSpec, adapter_gguf, check_adapter, parse_lora
 from llmkit.models.metadata import describe_files, file_mtime
 from llmkit.models.modelfile import Modelfile
-from llmkit.models.resolve import ResolvedModel, resolve_model
+from llmkit.models.resolve import ResolvedModel, model_projector, resolve_model
 
 
 class LlamaCppOptions(LocalEngineOptions):
@@ -42,6 +48,14 @@ class LlamaCppOptions(LocalEngineOptions):
             "MiB of host memory that keep sequences evicted from the KV pool, restored "
             "when a prompt starts with one again (default: 8192, at most a quarter of "
             "the RAM available; 0: off)."
+        ),
+    )
+    mmproj: str | None = Field(
+        default=None,
+        description=(
+            "A vision model's projector (an mmproj GGUF, as llama.cpp's converter makes "
+            "with --mmproj): the model then takes images. Default: the one a pulled "
+            "repository or an Ollama model carries."
         ),
     )
     lora: list[str] = Field(
@@ -78,6 +92,7 @@ class Fitted:
     estimate: MemoryEstimate
     served: tuple[Adapter, ...] = ()
     own: tuple[Adapter, ...] = ()
+    projector: Path | None = None  # a vision model's, counted in the estimate
 
 
 def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
@@ -93,13 +108,16 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
         memory_gib=ctx.models.memory_gib,
         kv_cache_size=o.kv_cache_size,
     )
+    projector = _projector(o, model)
+    if projector is not None:
+        fit_projector(estimate, model.name, projector, memory_gib=ctx.models.memory_gib)
     given = [parse_lora(v) for v in o.lora]
     given += [_named(v) for v in o.lora_modules]
     made = model.entry.modelfile if model.entry else None
     # A Modelfile's ADAPTER is a path, scale 1 (Ollama's): never read as PATH:SCALE.
     own = [AdapterSpec(Path(a)) for a in made.adapters] if made else []
     if not given and not own:
-        return Fitted(estimate)
+        return Fitted(estimate, projector=projector)
     cache = ctx.models.models_dir / "adapters"
 
     def ready(spec: AdapterSpec) -> Adapter:
@@ -116,7 +134,19 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
         contexts=len(served),
         memory_gib=ctx.models.memory_gib,
     )
-    return Fitted(estimate, served, mine)
+    return Fitted(estimate, served, mine, projector)
+
+
+def _projector(o: LlamaCppOptions, model: ResolvedModel) -> Path | None:
+    """``--mmproj`` as given, else the projector that came with the model."""
+    if o.mmproj is None:
+        return model_projector(model)
+    path = Path(o.mmproj).expanduser()
+    if not path.is_file():
+        raise ModelSpecError(f"--mmproj {o.mmproj}: no such file.")
+    if not is_gguf(path):
+        raise ModelSpecError(f"--mmproj {o.mmproj} is not a GGUF file (an mmproj GGUF is).")
+    return path
 
 
 def _named(value: str) -> AdapterSpec:
@@ -151,6 +181,7 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
                 on_progress=ctx.on_progress,
                 weights=weights,
                 adapters=tuple((str(a.gguf), a.spec.scale, a.spec.label) for a in adapters),
+                mmproj=str(fitted.projector) if fitted.projector else None,
             ),
             max_queue=o.max_queue,
             base=base,
@@ -162,6 +193,8 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
         header = read_gguf_header(model.path)
         caps = model_capabilities(header.fields, (n for n, *_ in header.tensors))
         caps = thinking_capability(caps, gguf_family(header.fields))
+        if fitted.projector is not None:
+            caps = (*caps, "vision")
         describe = replace(describe, capabilities=caps)
     # A made or an Ollama model's defaults: the served model applies them to each request.
     made = model.entry.modelfile if model.entry else None

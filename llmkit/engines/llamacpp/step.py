@@ -17,6 +17,12 @@ recently used first); until then it waits, its place in line kept. Should the
 running ones outgrow the pool all the same, the newest is preempted: its cells
 go back and it re-enters later with everything it had (its prompt and the
 tokens it generated), so the text it has sent stands.
+
+Images ride along (``engines.media``): an image's positions in a prompt are
+placeholder ids, cached and shared like tokens; their embeddings, from the
+projector (``vision``), go in a second batch of the same step (a llama_batch
+holds tokens or embeddings), a sequence's reading stopping at an image's edge
+so each step reads either text or one image of it, in order.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
 from llmkit.engines.llamacpp.host_cache import HostCache
+from llmkit.engines.llamacpp.image_batch import NO_IMAGES, ImageBatch
 from llmkit.engines.llamacpp.kv_pool import KvPool
 from llmkit.engines.llamacpp.model import N_BATCH, LoadedModel, batch_put
 from llmkit.engines.llamacpp.sampler import Sampler
 from llmkit.engines.llamacpp.token_prefix import common_prefix
+from llmkit.engines.llamacpp.vision import ImageChunk, Projector
 from llmkit.engines.logprobs import score
 
 log = logging.getLogger("llmkit.engine.llamacpp")
@@ -57,14 +65,20 @@ class SeqState:
     join_at: int = 0
     looked: bool = False  # for a leader, once
     entered: bool = False  # the pool has seen it: ``cached`` counts its first entry only
+    # The images behind ``feed``'s placeholders (``engines.media``), by image key.
+    images: dict[int, ImageChunk] = field(default_factory=dict)
 
 
 Seq = Sequence[SeqState]
 
 
 class BatchStep(Backend[SeqState]):
-    def __init__(self, lm: LoadedModel) -> None:
+    def __init__(self, lm: LoadedModel, projector: Projector | None = None) -> None:
         self.lm = lm
+        self.projector = projector
+        # Image embeddings go in a batch of their own: a llama_batch holds tokens or
+        # embeddings, not both.
+        self._images = ImageBatch(lm, projector) if projector else None
         self.parallel = lm.parallel
         self.share = lm.shares_prefixes
         # What is saved is only ever restored as a shared prefix.
@@ -119,12 +133,15 @@ class BatchStep(Backend[SeqState]):
             add(seq, token, True)
 
         # Then reading, oldest first, in whatever room the batch and the pool have.
+        images = self._images or NO_IMAGES
+        images.clear()
+        n_img = 0
         running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
         reserved = sum(_owed(s) for s in order if s.state.lane >= 0)
         blocked = False
         for seq in order:
             st = seq.state
-            if n >= N_BATCH:
+            if n + n_img >= N_BATCH:
                 break
             if st.lane < 0:
                 if blocked or self._waits(seq, order):
@@ -132,7 +149,9 @@ class BatchStep(Backend[SeqState]):
                 # The last token is read: its logits are wanted.
                 limit = len(st.feed) - 1 if self.share else 0
                 need = _owed(seq) - pool.match(st.feed[:limit]) + reserved
-                if pool.free - n < need and pool.reclaim(need + n, keep=running) - n < need:
+                taken = n + n_img  # cells this step writes already
+                short = pool.free - taken < need
+                if short and pool.reclaim(need + taken, keep=running) - taken < need:
                     blocked = True  # first come, first served: none after it enters either
                     continue
                 st.lane, shared = pool.open(st.feed, limit)
@@ -141,23 +160,42 @@ class BatchStep(Backend[SeqState]):
                     st.entered, seq.cached = True, shared
                 running = running | {st.lane}
                 reserved += _owed(seq)
-            take = min(len(st.feed) - st.n_done, N_BATCH - n, pool.free - n)
-            for k in range(st.n_done, st.n_done + take):
+            room = min(len(st.feed) - st.n_done, N_BATCH - n - n_img, pool.free - n - n_img)
+            if room <= 0:
+                continue
+            if st.feed[st.n_done] < 0:  # an image's placeholders: its embeddings
+                take = images.take(seq, room)
+                n_img += take
+                written.setdefault(st.lane, []).extend(st.feed[st.n_done : st.n_done + take])
+                st.ctx.extend(st.feed[st.n_done : st.n_done + take])
+                st.n_done += take
+                continue
+            end = st.n_done + room
+            for k in range(st.n_done, end):
+                if st.feed[k] < 0:  # text up to the next image; it goes in the next step
+                    end = k
+                    break
                 add(seq, st.feed[k], k == len(st.feed) - 1)
-            st.n_done += take
+            st.n_done = end
 
+        results: list[tuple[Seq, int | Exception]] = []
         if n:
             batch.n_tokens = n
             rc = llama_cpp.llama_decode(self.lm.ctx, batch)
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
+            # Sampled now: the image batch's decode overwrites the logits.
+            results = [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+        if n_img:
+            results += images.decode(self._sample)
+        if n or n_img:
             for lane, tokens in written.items():
                 pool.append(lane, tokens)
             for seq in order:
                 seq.state.ready = seq.state.n_done
         self._running = {s.state.lane for s in order if s.state.lane >= 0}
         self._counts = self._split_counts()
-        return failed + [(seq, self._sample(seq, idx)) for seq, idx in outputs]
+        return failed + results
 
     def _split_counts(self) -> dict[str, int]:
         counts = self.pool.split_counts(self._running)
@@ -243,6 +281,8 @@ class BatchStep(Backend[SeqState]):
 
     def close(self) -> None:
         llama_cpp.llama_batch_free(self._batch)
+        if self._images is not None:
+            self._images.close()
 
 
 def _owed(seq: Seq) -> int:

@@ -11,10 +11,11 @@ import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmkit.core.types import EngineInfo, GenerateRequest, Message, Tool
+from llmkit.core.types import EngineInfo, GenerateRequest, Image, Message, Tool
 from llmkit.engines.decode_loop import Backend
 from llmkit.engines.families import Family
 from llmkit.engines.local import LocalEngine
+from llmkit.engines.media import ImagePrompt
 from llmkit.engines.transformers.model import LoadedHF  # torch only once it loads
 from llmkit.errors import EngineError
 
@@ -85,6 +86,18 @@ class TransformersEngine(LocalEngine[LoadedHF]):
         # The template writes the special tokens (a BOS) itself.
         return self.lm.encode_text(text, special=False)
 
+    @property
+    def image_marker(self) -> str | None:
+        return self.lm.image_marker
+
+    def chat_image_tokens(self, text: str, images: list[Image]) -> list[int]:
+        if self.lm.image_marker is None:
+            raise self.no_vision()
+        ids, inputs = self.lm.encode_with_images(text, images)
+        # Nothing is shared between sequences here: the image inputs ride along
+        # with the prompt, and its first forward pass reads them (``step``).
+        return ImagePrompt(ids, {0: inputs})
+
     def prompt_text_tokens(self, text: str) -> list[int]:
         return self.lm.encode_text(text, special=True)
 
@@ -93,4 +106,8 @@ class TransformersEngine(LocalEngine[LoadedHF]):
         from llmkit.engines.transformers.step import new_state
 
         sampler.check(req, self.lm.n_vocab)
-        return new_state(self.lm, req.sampling, prompt)
+        state = new_state(self.lm, req.sampling, prompt)
+        images = getattr(prompt, "images", None)
+        if images:
+            state.image_inputs = images[0]
+        return state

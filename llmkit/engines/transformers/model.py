@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import io
 import logging
 import threading
 from collections.abc import Mapping
@@ -79,14 +80,21 @@ class LoadedHF:
         self.device = torch.device(_device(torch, device))
         try:
             config = transformers.AutoConfig.from_pretrained(source, **kwargs)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+            # A vision model (a vision tower in its config) reads images through its
+            # processor, which also holds its tokenizer.
+            self.processor = None
+            if getattr(config, "vision_config", None) is not None and not gguf_file:
+                self.processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
+                self.tokenizer = self.processor.tokenizer
+                auto = transformers.AutoModelForImageTextToText
+            else:
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+                auto = transformers.AutoModelForCausalLM
             self.dtype = _dtype(torch, dtype, self.device, config)
             # transformers 5 calls it dtype; 4.x torch_dtype
             major = int(transformers.__version__.split(".")[0])
             dtype_kw = "dtype" if major >= 5 else "torch_dtype"
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                source, **kwargs, **weights_kw, **{dtype_kw: self.dtype}
-            )
+            model = auto.from_pretrained(source, **kwargs, **weights_kw, **{dtype_kw: self.dtype})
         except (OSError, ValueError) as e:
             pickles = not gguf_file and not allow_pickle and not any(source.glob("*.safetensors"))
             if pickles and any(source.glob("*.bin")):
@@ -101,8 +109,10 @@ class LoadedHF:
         params = inspect.signature(self.model.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.n_ctx = n_ctx
-        self.n_ctx_train = int(getattr(config, "max_position_embeddings", 0) or 2048)
-        self.n_vocab = int(getattr(self.model.config, "vocab_size", 0) or len(self.tokenizer))
+        text_config = getattr(config, "text_config", None) or config
+        self.n_ctx_train = int(getattr(text_config, "max_position_embeddings", 0) or 2048)
+        vocab = getattr(self.model.config, "vocab_size", 0) or getattr(text_config, "vocab_size", 0)
+        self.n_vocab = int(vocab or len(self.tokenizer))
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.source = source
         self.gguf_file = gguf_file
@@ -140,6 +150,37 @@ class LoadedHF:
             raise InvalidRequestError(
                 f"The model's chat template rejected the messages: {e}", param="messages"
             ) from e
+
+    # -- images -----------------------------------------------------------------------
+
+    @property
+    def image_marker(self) -> str | None:
+        """The processor's image token, which it expands to the image's tokens."""
+        if self.processor is None:
+            return None
+        return str(getattr(self.processor, "image_token", "") or "") or None
+
+    def encode_with_images(self, text: str, images: list[Any]) -> tuple[list[int], dict]:
+        """A rendered prompt with one ``image_marker`` per image, through the
+        processor: the token ids (each image's tokens spelled out) and the model's
+        image inputs (pixel values, their masks), on the model's device."""
+        from PIL import Image as PILImage
+
+        pics = []
+        for img in images:
+            with PILImage.open(io.BytesIO(img.data)) as pic:
+                pics.append(pic.convert("RGB"))
+        with self._encoding:
+            out = self.processor(
+                text=text, images=pics, add_special_tokens=False, return_tensors="pt"
+            )
+        ids = [int(t) for t in out["input_ids"][0]]
+        extra = {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in out.items()
+            if k not in ("input_ids", "attention_mask")
+        }
+        return ids, extra
 
     def family(self) -> Family:
         """The model's family, from the tokenizer's chat template and the config."""
@@ -208,7 +249,11 @@ class LoadedHF:
                 "general.architecture": arch,
                 f"{arch}.context_length": str(self.n_ctx_train),
             },
-            capabilities=("completion", "thinking") if thinks else ("completion",),
+            capabilities=(
+                "completion",
+                *(("thinking",) if thinks else ()),
+                *(("vision",) if self.image_marker else ()),
+            ),
         )
 
 

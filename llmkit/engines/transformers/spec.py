@@ -6,6 +6,7 @@ torch and transformers are imported only when a model is built and started.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -101,6 +102,8 @@ def _build(ctx: BuildContext, o: TransformersOptions, estimate: Any) -> list[Bui
     # The context the fit check chose is the one the engine loads with.
     engine = TransformersEngine(o, source=source, gguf_file=gguf, n_ctx=estimate.context)
     describe = describe_files("transformers", path, estimate.context)
+    if _has_vision(path):  # its processor reads images (``model.LoadedHF``)
+        describe = replace(describe, capabilities=(*describe.capabilities, "vision"))
     return [Built(found.name, engine, describe, created=file_mtime(path))]
 
 
@@ -112,3 +115,12 @@ SPEC = EngineSpec(
     build=_build,
     aliases=("hf",),
 )
+
+
+def _has_vision(path: Path) -> bool:
+    """A model directory whose config.json has a vision tower (``vision_config``)."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)

@@ -32,6 +32,9 @@ class SeqState:
     cache: Any = None
     fed: int = 0  # prompt tokens in the cache
     generated: list[int] = field(default_factory=list)  # for the penalties
+    # A prompt's images, as the processor gave them (pixel values...): the prompt
+    # is then read in one pass, where the model puts the images in their places.
+    image_inputs: dict[str, Any] | None = None
 
 
 Seq = Sequence[SeqState]
@@ -66,13 +69,16 @@ class TurnStep(Backend[SeqState]):
 
     def _turn(self, seq: Seq) -> int | None:
         st = seq.state
+        extra: dict[str, Any] = {}
         if st.fed < len(seq.prompt):
             feed = seq.prompt[st.fed : st.fed + PREFILL_CHUNK]
+            if st.image_inputs is not None:
+                feed, extra, st.image_inputs = list(seq.prompt), st.image_inputs, None
         else:
             assert seq.pending is not None
             feed = [seq.pending]
         ids = self.lm.torch.tensor([feed], device=self.lm.device)
-        out = self.lm.model(input_ids=ids, use_cache=True, **{self.lm.cache_kw: st.cache})
+        out = self.lm.model(input_ids=ids, use_cache=True, **{self.lm.cache_kw: st.cache}, **extra)
         st.cache = out.get("cache") if "cache" in out else out.past_key_values
         st.fed = min(st.fed + len(feed), len(seq.prompt))
         if seq.pending is None and st.fed < len(seq.prompt):
