@@ -125,9 +125,25 @@ class Backend(ABC, Generic[S]):
         before. A grammar that holds only the answer starts here (the llama.cpp
         engine's ``Sampler.bind``)."""
 
+    def more(self, seq: Sequence[S]) -> int | None:
+        """Speculative decoding: the next token of ``seq`` from the step that just
+        ran, after the loop has taken the one before it (``seq.pending``), or None
+        when the step has no more for it. A backend that verified drafted tokens
+        in the step samples here, one token at a time, so everything the loop
+        does between two tokens (stop strings, the reply's parser, a grammar
+        bound, tokens forced) happens as it would one step per token. Called
+        again after each token taken, until None; where the loop stops asking
+        (the sequence ended), ``release`` follows."""
+        return None
+
     def kv_cache(self) -> dict[str, int]:
         """KV-cache cells by state, for ``/metrics``; read from another thread, so
         a figure may be a step old."""
+        return {}
+
+    def speculation(self) -> dict[str, int]:
+        """Speculative decoding's counts (tokens drafted, accepted, verification
+        steps), for ``/metrics`` and ``/health``; empty where there is none."""
         return {}
 
     def recover(self) -> None:
@@ -258,6 +274,12 @@ class DecodeLoop(Generic[S]):
             else:
                 try:
                     self._accept(seq, token)
+                    # Drafts the step verified: taken one at a time while they hold.
+                    while not seq.cancelled and seq in self._active:
+                        more = self.backend.more(seq)
+                        if more is None:
+                            break
+                        self._accept(seq, more)
                 except Exception as e:  # a parser's bug ends its reply, not the thread
                     log.exception("reading a reply failed")
                     if seq in self._active:

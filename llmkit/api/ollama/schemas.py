@@ -302,6 +302,7 @@ class RunningModel(BaseModel):
     slots: int = 0  # sequences it runs at once; 0: the engine does not say
     slots_in_use: int = 0
     queue: int = 0  # requests waiting for a free slot
+    speculative: str = ""  # speculative decoding: mode and acceptance ("ngram 72%")
 
 
 class PsResponse(BaseModel):

@@ -158,6 +158,7 @@ def from_chat_request(req: s.ChatCompletionRequest, *, index: int = 0) -> Genera
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        speculative=req.speculative,
         tools=asked.tools,
         tool_choice=asked.choice,
         tool_name=asked.name,
@@ -194,6 +195,7 @@ def from_completion_request(
         max_tokens=req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        speculative=req.speculative,
         logprobs=lp.from_completion(req),
     )
 

@@ -53,6 +53,10 @@ class LoadOptions:
     weights: SharedWeights | None = None
     # LoRA adapters this context applies: (GGUF path, scale, how to name it)
     adapters: tuple[tuple[str, float, str], ...] = ()
+    # Speculative decoding: "ngram" (drafts from each sequence's own text), "draft"
+    # (from ``draft_model``, a small GGUF of the same tokenizer) or "off".
+    speculative: str = "ngram"
+    draft_model: str | None = None
 
 
 class LoadedModel:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -15,7 +16,13 @@ from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ModelSpecError
-from llmkit.models.fit import MemoryEstimate, available_ram, fit_adapters, fit_before_serving
+from llmkit.models.fit import (
+    MemoryEstimate,
+    available_ram,
+    fit_adapters,
+    fit_before_serving,
+    fit_draft,
+)
 from llmkit.models.gguf_header import read_gguf_header
 from llmkit.models.lora import AdapterSpec, adapter_gguf, check_adapter, parse_lora
 from llmkit.models.metadata import describe_files, file_mtime
@@ -42,6 +49,21 @@ class LlamaCppOptions(LocalEngineOptions):
             "MiB of host memory that keep sequences evicted from the KV pool, restored "
             "when a prompt starts with one again (default: 8192, at most a quarter of "
             "the RAM available; 0: off)."
+        ),
+    )
+    speculative: Literal["ngram", "draft", "off"] | None = Field(
+        default=None,
+        description=(
+            "Speculative decoding: ngram (drafts from each request's own prompt and "
+            "reply, no second model), draft (from --draft-model) or off; the reply is "
+            "the same, only faster (default: draft with --draft-model, else ngram)."
+        ),
+    )
+    draft_model: str | None = Field(
+        default=None,
+        description=(
+            "A small GGUF of the served model's tokenizer (a model name or a path) that "
+            "drafts tokens for speculative decoding; its memory counts in the fit check."
         ),
     )
     lora: list[str] = Field(
@@ -78,6 +100,7 @@ class Fitted:
     estimate: MemoryEstimate
     served: tuple[Adapter, ...] = ()
     own: tuple[Adapter, ...] = ()
+    draft: Path | None = None  # the draft model's GGUF (``--draft-model``)
 
 
 def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
@@ -93,13 +116,19 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
         memory_gib=ctx.models.memory_gib,
         kv_cache_size=o.kv_cache_size,
     )
+    draft = _draft(ctx, o)
+    if draft is not None:
+        from llmkit.engines.llamacpp.draft_model import SLOTS
+
+        slots = min(SLOTS, estimate.sequences)
+        fit_draft(estimate, model.name, draft, slots=slots, memory_gib=ctx.models.memory_gib)
     given = [parse_lora(v) for v in o.lora]
     given += [_named(v) for v in o.lora_modules]
     made = model.entry.modelfile if model.entry else None
     # A Modelfile's ADAPTER is a path, scale 1 (Ollama's): never read as PATH:SCALE.
     own = [AdapterSpec(Path(a)) for a in made.adapters] if made else []
     if not given and not own:
-        return Fitted(estimate)
+        return Fitted(estimate, draft=draft)
     cache = ctx.models.models_dir / "adapters"
 
     def ready(spec: AdapterSpec) -> Adapter:
@@ -116,7 +145,24 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
         contexts=len(served),
         memory_gib=ctx.models.memory_gib,
     )
-    return Fitted(estimate, served, mine)
+    return Fitted(estimate, served, mine, draft)
+
+
+def _mode(o: LlamaCppOptions) -> str:
+    if o.speculative is not None:
+        return o.speculative
+    return "draft" if o.draft_model else "ngram"
+
+
+def _draft(ctx: BuildContext, o: LlamaCppOptions) -> Path | None:
+    """The draft model's GGUF, when drafting from one; a refusal when it is asked
+    for without one."""
+    mode = _mode(o)
+    if mode == "draft" and not o.draft_model:
+        raise ModelSpecError("--speculative draft needs --draft-model PATH.")
+    if mode != "draft":
+        return None
+    return resolve_model(o.draft_model, ctx.models).path
 
 
 def _named(value: str) -> AdapterSpec:
@@ -151,6 +197,8 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
                 on_progress=ctx.on_progress,
                 weights=weights,
                 adapters=tuple((str(a.gguf), a.spec.scale, a.spec.label) for a in adapters),
+                speculative=_mode(o),
+                draft_model=str(fitted.draft) if fitted.draft else None,
             ),
             max_queue=o.max_queue,
             base=base,
