@@ -47,6 +47,8 @@ class Options(BaseModel):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=1 << 20)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # llmkit's own: false turns speculative decoding off for this request.
+    speculative: bool | None = None
 
 
 # ``format``: "" or "json", or a JSON Schema object.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
@@ -59,6 +59,13 @@ class LlamaCppOptions(LocalEngineOptions):
             "the same, only faster (default: draft with --draft-model, else ngram)."
         ),
     )
+
+    @field_validator("speculative", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        # A config file's ``speculative: off`` reads as false in YAML.
+        return "off" if v is False else v
+
     draft_model: str | None = Field(
         default=None,
         description=(
