@@ -20,14 +20,14 @@ from llmkit.engines.llamacpp.draft import SuffixIndex
 from llmkit.engines.speculation import accept_draft, accept_point_draft
 
 MODEL = "SmolLM2-135M-Instruct"
-CODE = "\n".join(f"def scale_{i}(x):\n    return x * {i} + {i * 3}\n" for i in range(8))
+CODE = "\n".join(f"def scale_{i}(x):\n    return x * {i} + {i * 3}\n" for i in range(5))
 COPY = f"Return this Python code exactly as it is, with no comment:\n\n{CODE}"
 OFF = {"speculative": False}
 
 
 def chat(client, content: str, extra: dict | None = None, **kw):
     args = {"model": MODEL, "messages": [{"role": "user", "content": content}]}
-    args |= {"max_tokens": 80, "temperature": 0, **kw}
+    args |= {"max_tokens": 48, "temperature": 0, **kw}
     return client.chat.completions.create(**args, extra_body=extra or {})
 
 
@@ -124,13 +124,13 @@ def test_greedy_replies_and_logprobs_are_the_same_with_and_without(client, conte
 
 def test_a_copy_heavy_request_has_drafts_accepted_and_the_switch_turns_them_off(server, client):
     before = counts(server)
-    r = chat(client, COPY, max_tokens=120)
+    r = chat(client, COPY, max_tokens=64)
     after = counts(server)
     accepted = after["accepted"] - before.get("accepted", 0)
     assert accepted > 0
     assert after["drafted"] - before.get("drafted", 0) >= accepted
     # max_tokens holds, however many tokens a step brought.
-    assert r.usage.completion_tokens <= 120
+    assert r.usage.completion_tokens <= 64
     health = httpx.get(server.url + "/health").json()
     entry = next(m for m in health["models"] if m["name"] == MODEL)
     assert entry["speculative"]["accepted"] >= after["accepted"]
@@ -139,7 +139,7 @@ def test_a_copy_heavy_request_has_drafts_accepted_and_the_switch_turns_them_off(
 
 
 def test_usage_counts_each_token_once(client):
-    on = chat(client, COPY, max_tokens=100, logprobs=True)
+    on = chat(client, COPY, max_tokens=64, logprobs=True)
     # One log-probability per token generated (the reply's, and an end if it stopped).
     entries = on.choices[0].logprobs.content
     stopped = on.choices[0].finish_reason == "stop"
@@ -170,7 +170,7 @@ def test_json_grammar_tool_call_and_stop_string_are_the_same(client):
     call_on, call_off = on.choices[0].message.tool_calls[0], off.choices[0].message.tool_calls[0]
     assert call_on.function.name == call_off.function.name == "save_person"
     assert call_on.function.arguments == call_off.function.arguments
-    assert on.choices[0].finish_reason == "tool_calls"
+    assert on.choices[0].finish_reason == off.choices[0].finish_reason
 
     on = chat(client, COPY, stop=["scale_3"])
     off = chat(client, COPY, OFF, stop=["scale_3"])
