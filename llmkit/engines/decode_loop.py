@@ -367,7 +367,15 @@ class DecodeLoop(Generic[S]):
         self.backend.release(seq)
 
     def _post(self, seq: Sequence[S], item: Item) -> None:
-        self._outbox.append((seq, item))
+        box = self._outbox
+        if isinstance(item, Chunk) and box and box[-1][0] is seq:
+            # Tokens of one sequence from one step (drafts verified): one chunk, so
+            # the event loop does its per-chunk work once per step, not per token.
+            merged = _merge(box[-1][1], item)
+            if merged is not None:
+                box[-1] = (seq, merged)
+                return
+        box.append((seq, item))
 
     def _flush(self) -> None:
         if not self._outbox:
@@ -385,6 +393,26 @@ class DecodeLoop(Generic[S]):
 
 def _chunk(out: Parsed, **kw: Any) -> Chunk:
     return Chunk(text=out.content, reasoning=out.reasoning, tool_calls=out.calls, **kw)
+
+
+def _merge(prev: Item, item: Chunk) -> Chunk | None:
+    """``prev`` and ``item`` as one chunk, where nothing is lost by it: no calls,
+    no end before ``item``, and answer and thinking not interleaved."""
+    if not isinstance(prev, Chunk) or prev.finish_reason is not None:
+        return None
+    if prev.tool_calls or item.tool_calls:
+        return None
+    if (prev.reasoning or item.reasoning) and (prev.text or item.text):
+        return None
+    return Chunk(
+        text=prev.text + item.text,
+        reasoning=prev.reasoning + item.reasoning,
+        token_ids=prev.token_ids + item.token_ids,
+        finish_reason=item.finish_reason,
+        usage=item.usage,
+        stop_sequence=item.stop_sequence,
+        logprobs=prev.logprobs + item.logprobs,
+    )
 
 
 def _deliver(items: list[tuple[asyncio.Queue[Item], Item]]) -> None:
