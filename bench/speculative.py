@@ -161,7 +161,7 @@ async def concurrent(url: str, tokens: int, extra: dict, n: int = 16) -> dict:
 
 def start_llmkit(model: str, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "llmkit", "serve", model, "--served-model-name", MODEL,
+    cmd = [sys.executable, "-m", "llmkit", "serve", "--model", model, "--served-model-name", MODEL,
            "--port", str(port), "--threads", str(threads), "--parallel", "16",
            "--max-model-len", "4096", "--metrics-public"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
