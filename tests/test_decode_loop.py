@@ -399,3 +399,44 @@ def test_a_parser_that_fails_ends_its_reply_not_the_loop():
 
     after = run(FakeStep(pieces=THINK), body)
     assert after[-1].finish_reason == "stop"
+
+
+class Drafting(FakeStep):
+    """Each step brings a sequence up to ``per_step`` scripted tokens: one from the
+    step, the rest through ``more``, as a backend that verified drafts does."""
+
+    def __init__(self, per_step: int, **kw) -> None:
+        super().__init__(**kw)
+        self.per_step = per_step
+        self.left: dict[int, int] = {}
+        self.asked_after_end = 0
+
+    def step(self, active):
+        out = super().step(active)
+        for s, _ in out:
+            self.left[id(s)] = self.per_step - 1
+        return out
+
+    def more(self, seq):
+        if seq in self.released:
+            self.asked_after_end += 1
+        if self.left.get(id(seq), 0) <= 0 or not seq.state.tokens:
+            return None
+        self.left[id(seq)] -= 1
+        return seq.state.tokens.pop(0)
+
+
+def test_tokens_a_step_brings_are_taken_one_by_one_and_stop_where_the_reply_ends():
+    backend = Drafting(4, pieces={1: b"a", 2: b"b", 3: b"STOP", 4: b"z"})
+
+    async def body(loop):
+        s = seq([1, 2, 1, 2, 1, 3, 4, 4, 4], stop=("STOP",))
+        return await collect(loop, s), s
+
+    chunks, s = run(backend, body)
+    assert "".join(c.text for c in chunks) == "ababa"
+    assert chunks[-1].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 6
+    assert s.state.tokens == [4, 4, 4]  # nothing taken past the stop string
+    assert backend.asked_after_end == 0
+    # The step's tokens travel together: two steps, so at most two chunks.
+    assert len(chunks) <= 2 and backend.steps == 2

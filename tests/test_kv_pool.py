@@ -72,6 +72,29 @@ def test_a_prefix_is_shared_not_copied():
     assert pool.split_counts({b}) == {"used": 4, "cached": 2, "free": 94}
 
 
+def test_drafted_cells_not_accepted_go_back_at_once_and_the_tree_stays_true():
+    cells = Cells()
+    pool = KvPool(100, 8, cells)
+    a, _ = pool.open([1, 2, 3], limit=2)
+    cells.decode(a, [1, 2, 3])
+    pool.append(a, [1, 2, 3])
+    b, shared = pool.open([1, 2, 3, 4], limit=3)  # shares a's three cells
+    assert shared == 3
+    # b's next token (5) and three drafts (6 7 8); two drafts are accepted.
+    cells.decode(b, [5, 6, 7, 8])
+    pool.append(b, [5, 6, 7, 8])
+    pool.truncate(b, 6)
+    assert cells.seen_by(b) == [1, 2, 3, 5, 6, 7] and cells.seen_by(a) == [1, 2, 3]
+    assert pool.used == len(cells.cells) == 6
+    assert pool.match([1, 2, 3, 5, 6, 7, 8]) == 6
+    # None accepted: the node of b's own is gone; its next cells start from the shared ones.
+    pool.truncate(b, 3)
+    assert pool.used == len(cells.cells) == 3 and cells.seen_by(b) == [1, 2, 3]
+    cells.decode(b, [9])
+    pool.append(b, [9])
+    assert pool.match([1, 2, 3, 9]) == 4 and pool.used == 4
+
+
 def test_eviction_frees_what_no_other_lane_sees_least_recently_used_first():
     cells = Cells()
     pool = KvPool(12, 8, cells)

@@ -34,6 +34,7 @@ models:
     served_model_name: [beta]
     keep_alive: 10m
     max_model_len: 512
+    speculative: off
 """
     )
     s = start_server(tmp, "--config", str(config))
@@ -70,6 +71,9 @@ def test_ps_shows_both_models(home, two):
     assert alpha["slots"] == 1 and alpha["slots_in_use"] == 0 and alpha["queue"] == 0
     assert alpha["size"] > 50_000_000
     assert alpha["expires_in_s"] is None  # keep_alive -1: loaded for good
+    # Speculative decoding: on by default (with the share accepted once it drafted),
+    # off as configured.
+    assert alpha["speculative"].split()[0] == "ngram" and beta["speculative"] == "off"
     assert 0 < beta["expires_in_s"] <= 600  # keep_alive 10m
 
     # Ollama's own client reads the same listing (llmkit's extra fields ignored).
@@ -83,7 +87,8 @@ def test_ps_shows_both_models(home, two):
     code, out = llmkit("ps")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "ENGINE", "SIZE", "CONTEXT", "SLOTS", "QUEUE", "UNTIL"]
+    header = ["NAME", "ENGINE", "SIZE", "CONTEXT", "SLOTS", "QUEUE", "SPECULATIVE", "UNTIL"]
+    assert lines[0].split() == header
     row = {line.split()[0]: line for line in lines[1:]}
     assert "alpha (a)" in row["alpha"] and "forever" in row["alpha"]
     assert " 1024 " in row["alpha"] and " 0/1 " in row["alpha"]

@@ -1,7 +1,8 @@
 """Liveness: ``GET /health`` answers 200 once the models served with ``load:
 startup`` are loaded, with what each model is doing: its ``state`` (loading,
 ready, failed, unloaded), the reason of a failure, running generations, queued
-requests and KV-cache cells; 503 while an engine is down (a vLLM restarting)."""
+requests, KV-cache cells and speculative decoding's drafted and accepted
+tokens; 503 while an engine is down (a vLLM restarting)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ async def health(request: Request) -> JSONResponse:
             entry["error"] = m.load_error
         if cells := m.engine.kv_cache():
             entry["kv_cache"] = cells
+        if spec := m.engine.speculation():
+            entry["speculative"] = spec
         models.append(entry)
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "models": models},

@@ -7,8 +7,9 @@ so two servers in one process (tests, ``llmkit run``) never mix their counts.
   layer: the route's template, not the raw path, so ids do not explode it);
 - prompt and completion tokens, time to first token and time per output token
   per model (``Metrics.observer``, fed by the generation streams);
-- queue depth, running sequences and KV-cache cells per model, read from the
-  engines when Prometheus scrapes (``_EngineCollector``).
+- queue depth, running sequences, KV-cache cells and speculative decoding's
+  drafted and accepted tokens per model, read from the engines when Prometheus
+  scrapes (``_EngineCollector``).
 
 ``/metrics`` needs the key like every route, unless ``--metrics-public``.
 """
@@ -29,7 +30,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from llmkit.core.types import Chunk
@@ -39,6 +40,14 @@ router = APIRouter()
 
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _PER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+#: Speculative decoding's counts (``Engine.speculation``), as counters.
+_SPECULATIVE = {
+    "drafted": "Tokens drafted for speculative decoding",
+    "accepted": "Drafted tokens the model accepted",
+    "verify_steps": "Steps that verified a sequence's drafts",
+}
 
 
 class _EngineCollector(Collector):
@@ -58,6 +67,10 @@ class _EngineCollector(Collector):
         kv = GaugeMetricFamily(
             "llmkit_kv_cache_cells", "KV-cache cells by state", labels=["model", "state"]
         )
+        spec = {
+            key: CounterMetricFamily(f"llmkit_speculative_{key}", what, labels=["model"])
+            for key, what in _SPECULATIVE.items()
+        }
         for m in self.models.models:
             r, q = m.engine.load()
             running.add_metric([m.name], r)
@@ -66,7 +79,11 @@ class _EngineCollector(Collector):
             usage = m.engine.kv_cache() if m.loaded else {}
             for state, cells in usage.items():
                 kv.add_metric([m.name, state], cells)
-        yield from (running, queued, loaded, kv)
+            counts = m.engine.speculation() if m.loaded else {}
+            for key, family in spec.items():
+                if key in counts:
+                    family.add_metric([m.name], counts[key])
+        yield from (running, queued, loaded, kv, *spec.values())
 
 
 @dataclass

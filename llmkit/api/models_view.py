@@ -23,6 +23,20 @@ class ModelView:
     expires_at: float | None  # unix seconds of the next unload; None: kept for good
     running: int = 0  # generations running on it now
     queued: int = 0  # requests waiting for a free sequence
+    speculation: tuple[tuple[str, int], ...] = ()  # ``Engine.speculation``'s counts
+
+    @property
+    def speculative(self) -> str:
+        """Speculative decoding as ``llmkit ps`` shows it: the mode, and the share of
+        drafted tokens accepted so far ("ngram 72%"); "" where the engine does none."""
+        mode = self.info.details.get("speculative")
+        if not isinstance(mode, str):
+            return ""
+        counts = dict(self.speculation)
+        drafted = counts.get("drafted", 0)
+        if mode == "off" or not drafted:
+            return mode
+        return f"{mode} {round(100 * counts.get('accepted', 0) / drafted)}%"
 
     @property
     def slots(self) -> int:
@@ -45,6 +59,7 @@ def view(model: ServedModel) -> ModelView:
         expires_at=model.expires_at,
         running=running,
         queued=queued,
+        speculation=tuple(model.engine.speculation().items()),
     )
 
 

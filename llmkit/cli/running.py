@@ -3,7 +3,8 @@
 
 Both ask the server over Ollama's own routes (``/api/ps``; an empty generate with
 ``keep_alive`` 0), so they work against a real Ollama too; llmkit's ``/api/ps``
-adds the engine, the slots in use and the queue.
+adds the engine, the slots in use, the queue and speculative decoding (its mode
+and the share of drafted tokens accepted).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def rows(models: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
             "slots": m.get("slots"),
             "slots_in_use": m.get("slots_in_use"),
             "queue": m.get("queue"),
+            "speculative": m.get("speculative") or "",
             "expires_at": expires,
             "expires_in_s": left,
         }
@@ -110,12 +112,13 @@ def ps(url: str | None, api_key: str | None, as_json: bool) -> None:
     if not found:
         click.echo("No model is loaded.")
         return
-    table = [("NAME", "ENGINE", "SIZE", "CONTEXT", "SLOTS", "QUEUE", "UNTIL")]
+    table = [("NAME", "ENGINE", "SIZE", "CONTEXT", "SLOTS", "QUEUE", "SPECULATIVE", "UNTIL")]
     for r in found:
         name = r["name"] + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
         table.append((
             name, r["engine"], format_bytes(r["size"]), str(r["context_length"] or "?"),
-            _slots(r), "?" if r["queue"] is None else str(r["queue"]), until(r["expires_in_s"]),
+            _slots(r), "?" if r["queue"] is None else str(r["queue"]),
+            r["speculative"] or "-", until(r["expires_in_s"]),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:

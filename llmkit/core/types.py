@@ -181,6 +181,9 @@ class GenerateRequest:
     think: bool | None = None
     effort: Effort | None = None
     reasoning_budget: int | None = None
+    # Speculative decoding, where the engine does it: False, off for this request;
+    # None, the server's choice. It changes speed only, never the reply.
+    speculative: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):

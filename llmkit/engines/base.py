@@ -127,3 +127,9 @@ class Engine(ABC):
         """KV-cache cells by state ("used" by running sequences, "cached" for reuse,
         "free"), where the engine keeps one; empty otherwise."""
         return {}
+
+    def speculation(self) -> dict[str, int]:
+        """Speculative decoding's counts since the model loaded: tokens "drafted",
+        "accepted", and "verify_steps" (a sequence's drafts checked in one step);
+        empty where the engine does none."""
+        return {}

@@ -125,9 +125,25 @@ class Backend(ABC, Generic[S]):
         before. A grammar that holds only the answer starts here (the llama.cpp
         engine's ``Sampler.bind``)."""
 
+    def more(self, seq: Sequence[S]) -> int | None:
+        """Speculative decoding: the next token of ``seq`` from the step that just
+        ran, after the loop has taken the one before it (``seq.pending``), or None
+        when the step has no more for it. A backend that verified drafted tokens
+        in the step samples here, one token at a time, so everything the loop
+        does between two tokens (stop strings, the reply's parser, a grammar
+        bound, tokens forced) happens as it would one step per token. Called
+        again after each token taken, until None; where the loop stops asking
+        (the sequence ended), ``release`` follows."""
+        return None
+
     def kv_cache(self) -> dict[str, int]:
         """KV-cache cells by state, for ``/metrics``; read from another thread, so
         a figure may be a step old."""
+        return {}
+
+    def speculation(self) -> dict[str, int]:
+        """Speculative decoding's counts (tokens drafted, accepted, verification
+        steps), for ``/metrics`` and ``/health``; empty where there is none."""
         return {}
 
     def recover(self) -> None:
@@ -258,6 +274,12 @@ class DecodeLoop(Generic[S]):
             else:
                 try:
                     self._accept(seq, token)
+                    # Drafts the step verified: taken one at a time while they hold.
+                    while not seq.cancelled and seq in self._active:
+                        more = self.backend.more(seq)
+                        if more is None:
+                            break
+                        self._accept(seq, more)
                 except Exception as e:  # a parser's bug ends its reply, not the thread
                     log.exception("reading a reply failed")
                     if seq in self._active:
@@ -345,7 +367,15 @@ class DecodeLoop(Generic[S]):
         self.backend.release(seq)
 
     def _post(self, seq: Sequence[S], item: Item) -> None:
-        self._outbox.append((seq, item))
+        box = self._outbox
+        if isinstance(item, Chunk) and box and box[-1][0] is seq:
+            # Tokens of one sequence from one step (drafts verified): one chunk, so
+            # the event loop does its per-chunk work once per step, not per token.
+            merged = _merge(box[-1][1], item)
+            if merged is not None:
+                box[-1] = (seq, merged)
+                return
+        box.append((seq, item))
 
     def _flush(self) -> None:
         if not self._outbox:
@@ -363,6 +393,26 @@ class DecodeLoop(Generic[S]):
 
 def _chunk(out: Parsed, **kw: Any) -> Chunk:
     return Chunk(text=out.content, reasoning=out.reasoning, tool_calls=out.calls, **kw)
+
+
+def _merge(prev: Item, item: Chunk) -> Chunk | None:
+    """``prev`` and ``item`` as one chunk, where nothing is lost by it: no calls,
+    no end before ``item``, and answer and thinking not interleaved."""
+    if not isinstance(prev, Chunk) or prev.finish_reason is not None:
+        return None
+    if prev.tool_calls or item.tool_calls:
+        return None
+    if (prev.reasoning or item.reasoning) and (prev.text or item.text):
+        return None
+    return Chunk(
+        text=prev.text + item.text,
+        reasoning=prev.reasoning + item.reasoning,
+        token_ids=prev.token_ids + item.token_ids,
+        finish_reason=item.finish_reason,
+        usage=item.usage,
+        stop_sequence=item.stop_sequence,
+        logprobs=prev.logprobs + item.logprobs,
+    )
 
 
 def _deliver(items: list[tuple[asyncio.Queue[Item], Item]]) -> None:

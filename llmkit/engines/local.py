@@ -241,6 +241,9 @@ class LocalEngine(Engine, Generic[M]):
     def kv_cache(self) -> dict[str, int]:
         return self._loop.backend.kv_cache() if self._loop else {}
 
+    def speculation(self) -> dict[str, int]:
+        return self._loop.backend.speculation() if self._loop else {}
+
     # -- tokens ---------------------------------------------------------------------
 
     async def tokenize(self, text: str, *, special: bool = True) -> list[int]:

@@ -316,6 +316,9 @@ class ManagedEngine(Engine):
     def kv_cache(self) -> dict[str, int]:
         return self.inner.kv_cache() if self.served.loaded else {}
 
+    def speculation(self) -> dict[str, int]:
+        return self.inner.speculation() if self.served.loaded else {}
+
 
 class ModelRegistry:
     """The served models by name. ``fallback`` serves a name no model has yet (a

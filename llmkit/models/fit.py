@@ -489,3 +489,30 @@ def fit_projector(
         "a smaller quantisation of the model or the projector.",
         estimate=estimate,
     )
+
+
+def fit_draft(
+    estimate: MemoryEstimate,
+    name: str,
+    draft: Path,
+    *,
+    slots: int,
+    memory_gib: float | None,
+) -> int:
+    """The served model's ``estimate`` plus a draft model for speculative decoding
+    (``--draft-model``): its weights, and a KV cache of the served context for each
+    of ``slots`` sequences it drafts for. The bytes needed, or
+    InsufficientMemoryError with the terms."""
+    budget = machine_budget(gpu=False, memory_gib=memory_gib)
+    own = estimate_for(read_facts(draft), Plan(context=estimate.context, sequences=slots))
+    need = estimate.per_device_bytes + own.per_device_bytes
+    if need <= budget.bytes:
+        return need
+    raise InsufficientMemoryError(
+        f"{name} with the draft model {draft.name} needs {format_bytes(need)} (the model "
+        f"{format_bytes(estimate.per_device_bytes)} + the draft's weights, KV cache and "
+        f"buffers {format_bytes(own.per_device_bytes)}) but only {format_bytes(budget.bytes)} "
+        f"is there ({budget.source}). Try: a smaller draft model, --speculative ngram, or a "
+        "shorter --max-model-len.",
+        estimate=estimate,
+    )

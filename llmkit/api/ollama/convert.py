@@ -104,6 +104,7 @@ def _request(req: s.GenerationFields, **what: Any) -> GenerateRequest:
         logprobs=_logprobs(req),
         think=think,
         effort=effort,
+        speculative=opts.speculative if opts else None,
         **what,
     )
 

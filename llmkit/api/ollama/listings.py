@@ -86,6 +86,7 @@ def to_ps(models: list[ModelView], *, now: datetime) -> s.PsResponse:
                 slots=m.slots,
                 slots_in_use=m.running,
                 queue=m.queued,
+                speculative=m.speculative,
             )
             for m in models
             if m.loaded

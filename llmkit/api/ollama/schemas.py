@@ -48,6 +48,8 @@ class Options(BaseModel):
     repeat_last_n: int | None = Field(default=None, ge=-1, le=1 << 20)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    # llmkit's own: false turns speculative decoding off for this request.
+    speculative: bool | None = None
 
 
 # ``format``: "" or "json", or a JSON Schema object.
@@ -321,6 +323,7 @@ class RunningModel(BaseModel):
     slots: int = 0  # sequences it runs at once; 0: the engine does not say
     slots_in_use: int = 0
     queue: int = 0  # requests waiting for a free slot
+    speculative: str = ""  # speculative decoding: mode and acceptance ("ngram 72%")
 
 
 class PsResponse(BaseModel):

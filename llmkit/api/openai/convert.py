@@ -178,6 +178,7 @@ def from_chat_request(
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        speculative=req.speculative,
         tools=asked.tools,
         tool_choice=asked.choice,
         tool_name=asked.name,
@@ -214,6 +215,7 @@ def from_completion_request(
         max_tokens=req.max_tokens,
         stop=_stop(req.stop),
         ignore_eos=req.ignore_eos,
+        speculative=req.speculative,
         logprobs=lp.from_completion(req),
     )
 

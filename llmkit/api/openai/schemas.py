@@ -155,6 +155,8 @@ class SamplingFields(OpenAIRequest):
     min_p: float | None = None
     repetition_penalty: float | None = None
     ignore_eos: bool = False
+    # llmkit's own: false turns speculative decoding off for this request.
+    speculative: bool | None = None
 
 
 class ChatCompletionRequest(SamplingFields):

@@ -32,6 +32,8 @@ from llmkit.engines import rerank
 from llmkit.engines.chat_template import CHATML, render_chat
 from llmkit.engines.embedding import cannot_embed
 from llmkit.engines.families import Family, detect
+from llmkit.engines.llamacpp.draft import SuffixIndex
+from llmkit.engines.llamacpp.draft_model import DraftModel
 from llmkit.engines.llamacpp.embed import EMBED_BATCH_TOKENS, EMBED_CONTEXT, Embedder
 from llmkit.engines.llamacpp.model import LoadedModel, LoadOptions, amx_in_build
 from llmkit.engines.llamacpp.rerank import Reranker, model_capabilities, pair_tokens
@@ -72,16 +74,24 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         # llama.cpp's metadata leaves out arrays (a classifier's labels) and tensors.
         header = read_gguf_header(Path(self.opts.path))
         self._capabilities = model_capabilities(header.fields, (n for n, *_ in header.tensors))
-        if self.opts.mmproj:
-            try:
+        drafter = None
+        try:
+            if self.opts.mmproj:
                 self.projector = Projector(
                     self.opts.mmproj, lm.model.model, lm.n_threads, lm.n_embd_input
                 )
-            except BaseException:
-                lm.close()
-                raise
-            self._capabilities = (*self._capabilities, "vision")
-        return lm, BatchStep(lm, self.projector)
+                self._capabilities = (*self._capabilities, "vision")
+            if self._speculates(lm) and self.opts.speculative == "draft" and self.opts.draft_model:
+                drafter = DraftModel(self.opts.draft_model, lm)
+            return lm, BatchStep(lm, self.projector, drafter)
+        except BaseException:
+            lm.close()
+            raise
+
+    def _speculates(self, lm: LoadedModel) -> bool:
+        """Speculation needs cells it can take back one by one: not where a cell is
+        more than a token's K and V (a recurrent state, a sliding window)."""
+        return self.opts.speculative != "off" and lm.shares_prefixes
 
     def find_family(self) -> Family:
         lm = self.lm
@@ -113,6 +123,7 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
                 "kv_host_cache_mib": lm.host_cache_bytes >> 20,
                 "threads": lm.n_threads,
                 "trained_context": lm.n_ctx_train,
+                "speculative": self.opts.speculative if self._speculates(lm) else "off",
                 "architecture": lm.metadata.get("general.architecture", "?"),
                 **({"projector": self.opts.mmproj} if self.projector else {}),
                 **self._lora_details(),
@@ -191,7 +202,13 @@ class LlamaCppEngine(LocalEngine[LoadedModel]):
         sampler = Sampler(
             req, lm.vocab, lm.n_vocab, lm.trigger_hazards, self.family, after_thinking
         )
-        return SeqState(sampler, images=getattr(prompt, "images", None) or {})
+        state = SeqState(sampler, images=getattr(prompt, "images", None) or {})
+        if req.speculative is not False and self._speculates(lm):
+            state.spec = True
+            if self.opts.speculative == "ngram":
+                # Built here, in a worker thread, not on the decode thread.
+                state.index = SuffixIndex(prompt)
+        return state
 
     def drop_state(self, state: SeqState) -> None:
         state.sampler.close()

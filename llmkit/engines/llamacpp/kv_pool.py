@@ -158,6 +158,21 @@ class KvPool:
         node.tokens.extend(tokens)
         self.used += len(tokens)
 
+    def truncate(self, lane: int, end: int) -> None:
+        """Free ``lane``'s cells from position ``end`` on: drafted tokens that were
+        not accepted (speculative decoding). They are the last ones ``append``
+        wrote, in the lane's own node."""
+        node = self._tail.get(lane)
+        if node is None or node.end <= end:
+            return  # not a lane from before a ``reset``, or nothing past ``end``
+        assert node.lanes == {lane} and node.start <= end, "drafts sit in the lane's own node"
+        self.memory.seq_rm(lane, end, -1)
+        self.used -= node.end - end
+        del node.tokens[end - node.start :]
+        if not node.tokens and node.parent is not None:
+            node.parent.children.remove(node)
+            self._tail[lane] = node.parent
+
     def close(self, lane: int) -> None:
         """The lane's sequence is over: its cells stay as cache, newest last in line."""
         if lane in self._tail:  # not a lane from before a ``reset``

@@ -55,6 +55,10 @@ class LoadOptions:
     adapters: tuple[tuple[str, float, str], ...] = ()
     # A vision model's projector (an mmproj GGUF): images are encoded with it.
     mmproj: str | None = None
+    # Speculative decoding: "ngram" (drafts from each sequence's own text), "draft"
+    # (from ``draft_model``, a small GGUF of the same tokenizer) or "off".
+    speculative: str = "ngram"
+    draft_model: str | None = None
 
 
 class LoadedModel:

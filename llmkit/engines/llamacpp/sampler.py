@@ -42,6 +42,7 @@ class Sampler:
             llama_cpp.llama_sampler_chain_default_params()
         )
         self._waiting: llama_cpp.llama_sampler_p | None = None  # the grammar, until bound
+        self._grammar: llama_cpp.llama_sampler_p | None = None  # the grammar, once in the chain
         self._lazy = grammar is not None and grammar.lazy
         self._head = 0  # samplers before the grammar's place in the chain
         add = self._add
@@ -86,6 +87,7 @@ class Sampler:
                 self._head = llama_cpp.llama_sampler_chain_n(self.chain)
             else:
                 add(g)
+                self._grammar = g
         if params.temperature <= 0.0:
             add(llama_cpp.llama_sampler_init_greedy())
         else:
@@ -127,13 +129,36 @@ class Sampler:
             for _ in range(n - self._head)
         ]
         self._add(grammar)
+        self._grammar = grammar
         for smpl in tail:
             self._add(smpl)
+
+    def allows(self, tokens: list[int]) -> int:
+        """How many of ``tokens`` (drafts, in order) the grammar lets through from
+        where the reply stands: those past the first it refuses are not worth
+        verifying. A copy of the grammar walks them; the chain's own is untouched."""
+        if self._grammar is None:
+            return len(tokens)
+        g = llama_cpp.llama_sampler_clone(self._grammar)
+        try:
+            cell = llama_cpp.llama_token_data()
+            cur = llama_cpp.llama_token_data_array(ctypes.pointer(cell), 1, -1, False)
+            for i, t in enumerate(tokens):
+                cell.id, cell.logit, cell.p = t, 0.0, 0.0
+                cur.size, cur.selected = 1, -1
+                llama_cpp.llama_sampler_apply(g, ctypes.byref(cur))
+                if cell.logit == float("-inf"):
+                    return i
+                llama_cpp.llama_sampler_accept(g, t)
+            return len(tokens)
+        finally:
+            llama_cpp.llama_sampler_free(g)
 
     def close(self) -> None:
         if self.chain:
             llama_cpp.llama_sampler_free(self.chain)
             self.chain = None
+            self._grammar = None  # the chain's
         if self._waiting is not None:
             llama_cpp.llama_sampler_free(self._waiting)
             self._waiting = None

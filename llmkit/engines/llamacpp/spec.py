@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
@@ -20,6 +21,7 @@ from llmkit.models.fit import (
     available_ram,
     fit_adapters,
     fit_before_serving,
+    fit_draft,
     fit_projector,
 )
 from llmkit.models.gguf_header import is_gguf, read_gguf_header
@@ -48,6 +50,28 @@ class LlamaCppOptions(LocalEngineOptions):
             "MiB of host memory that keep sequences evicted from the KV pool, restored "
             "when a prompt starts with one again (default: 8192, at most a quarter of "
             "the RAM available; 0: off)."
+        ),
+    )
+    speculative: Literal["ngram", "draft", "off"] | None = Field(
+        default=None,
+        description=(
+            "Speculative decoding: ngram (drafts from each request's own prompt and "
+            "reply, no second model), draft (from --draft-model) or off; the reply is "
+            "the same, only faster (default: draft with --draft-model, else ngram)."
+        ),
+    )
+
+    @field_validator("speculative", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        # A config file's ``speculative: off`` reads as false in YAML.
+        return "off" if v is False else v
+
+    draft_model: str | None = Field(
+        default=None,
+        description=(
+            "A small GGUF of the served model's tokenizer (a model name or a path) that "
+            "drafts tokens for speculative decoding; its memory counts in the fit check."
         ),
     )
     mmproj: str | None = Field(
@@ -93,6 +117,7 @@ class Fitted:
     served: tuple[Adapter, ...] = ()
     own: tuple[Adapter, ...] = ()
     projector: Path | None = None  # a vision model's, counted in the estimate
+    draft: Path | None = None  # the draft model's GGUF (``--draft-model``)
 
 
 def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
@@ -111,13 +136,19 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
     projector = _projector(o, model)
     if projector is not None:
         fit_projector(estimate, model.name, projector, memory_gib=ctx.models.memory_gib)
+    draft = _draft(ctx, o)
+    if draft is not None:
+        from llmkit.engines.llamacpp.draft_model import SLOTS
+
+        slots = min(SLOTS, estimate.sequences)
+        fit_draft(estimate, model.name, draft, slots=slots, memory_gib=ctx.models.memory_gib)
     given = [parse_lora(v) for v in o.lora]
     given += [_named(v) for v in o.lora_modules]
     made = model.entry.modelfile if model.entry else None
     # A Modelfile's ADAPTER is a path, scale 1 (Ollama's): never read as PATH:SCALE.
     own = [AdapterSpec(Path(a)) for a in made.adapters] if made else []
     if not given and not own:
-        return Fitted(estimate, projector=projector)
+        return Fitted(estimate, projector=projector, draft=draft)
     cache = ctx.models.models_dir / "adapters"
 
     def ready(spec: AdapterSpec) -> Adapter:
@@ -134,7 +165,7 @@ def _fit(ctx: BuildContext, o: LlamaCppOptions) -> Fitted:
         contexts=len(served),
         memory_gib=ctx.models.memory_gib,
     )
-    return Fitted(estimate, served, mine, projector)
+    return Fitted(estimate, served, mine, projector, draft)
 
 
 def _projector(o: LlamaCppOptions, model: ResolvedModel) -> Path | None:
@@ -147,6 +178,23 @@ def _projector(o: LlamaCppOptions, model: ResolvedModel) -> Path | None:
     if not is_gguf(path):
         raise ModelSpecError(f"--mmproj {o.mmproj} is not a GGUF file (an mmproj GGUF is).")
     return path
+
+
+def _mode(o: LlamaCppOptions) -> str:
+    if o.speculative is not None:
+        return o.speculative
+    return "draft" if o.draft_model else "ngram"
+
+
+def _draft(ctx: BuildContext, o: LlamaCppOptions) -> Path | None:
+    """The draft model's GGUF, when drafting from one; a refusal when it is asked
+    for without one."""
+    mode = _mode(o)
+    if mode == "draft" and not o.draft_model:
+        raise ModelSpecError("--speculative draft needs --draft-model PATH.")
+    if mode != "draft":
+        return None
+    return resolve_model(o.draft_model, ctx.models).path
 
 
 def _named(value: str) -> AdapterSpec:
@@ -182,6 +230,8 @@ def _build(ctx: BuildContext, o: LlamaCppOptions, fitted: Fitted) -> list[Built]
                 weights=weights,
                 adapters=tuple((str(a.gguf), a.spec.scale, a.spec.label) for a in adapters),
                 mmproj=str(fitted.projector) if fitted.projector else None,
+                speculative=_mode(o),
+                draft_model=str(fitted.draft) if fitted.draft else None,
             ),
             max_queue=o.max_queue,
             base=base,

@@ -36,6 +36,7 @@ import llama_cpp
 import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
+from llmkit.engines.llamacpp.draft import Drafter, DraftPolicy, SuffixIndex
 from llmkit.engines.llamacpp.host_cache import HostCache
 from llmkit.engines.llamacpp.image_batch import NO_IMAGES, ImageBatch
 from llmkit.engines.llamacpp.kv_pool import KvPool
@@ -50,6 +51,11 @@ log = logging.getLogger("llmkit.engine.llamacpp")
 #: A shared uncached prefix shorter than this is read by each sequence itself
 #: rather than waited for: joining costs a step or more of waiting.
 JOIN_MIN = 32
+#: Speculation only while at most this many sequences generate and none reads a
+#: prompt: a batch already full of other streams gains nothing from drafts (on a
+#: CPU each extra row costs about what a stream's token does), so under load the
+#: aggregate throughput is what it is without them.
+SPEC_STREAMS = 4
 
 
 @dataclass(eq=False)
@@ -67,18 +73,37 @@ class SeqState:
     entered: bool = False  # the pool has seen it: ``cached`` counts its first entry only
     # The images behind ``feed``'s placeholders (``engines.media``), by image key.
     images: dict[int, ImageChunk] = field(default_factory=dict)
+    # Speculative decoding: on for this sequence; its prompt and reply so far
+    # (drafting from its own text; None with a draft model).
+    spec: bool = False
+    index: SuffixIndex | None = None
+    policy: DraftPolicy = field(default_factory=DraftPolicy)
+    drafts: list[int] | None = None  # drafted this step, being verified
+    base: int = 0  # the batch row of the token fed before the drafts
+    base_pos: int = 0  # and its position
+    checked: int = 0  # drafts accepted so far this step
 
 
 Seq = Sequence[SeqState]
 
 
 class BatchStep(Backend[SeqState]):
-    def __init__(self, lm: LoadedModel, projector: Projector | None = None) -> None:
+    def __init__(
+        self,
+        lm: LoadedModel,
+        projector: Projector | None = None,
+        drafter: Drafter | None = None,
+    ) -> None:
+        """``drafter``: drafts from a small model (``--draft-model``); without one,
+        from each sequence's own text (``draft.SuffixIndex``) where its state has an
+        index."""
         self.lm = lm
         self.projector = projector
         # Image embeddings go in a batch of their own: a llama_batch holds tokens or
         # embeddings, not both.
         self._images = ImageBatch(lm, projector) if projector else None
+        self.drafter = drafter
+        self.spec = {"drafted": 0, "accepted": 0, "verify_steps": 0}
         self.parallel = lm.parallel
         self.share = lm.shares_prefixes
         # What is saved is only ever restored as a shared prefix.
@@ -103,16 +128,20 @@ class BatchStep(Backend[SeqState]):
         written: dict[int, list[int]] = {}
         failed: list[tuple[Seq, int | Exception]] = []
 
-        def add(seq: Seq, token: int, output: bool) -> None:
+        def add(seq: Seq, token: int, output: bool, sample: bool = True) -> None:
+            """``output``: the row's logits are wanted; ``sample``: the step samples
+            from them (a draft's are read later, by ``more``)."""
             nonlocal n
             st = seq.state
-            if output:
+            if output and sample:
                 outputs.append((seq, n))
             batch_put(batch, n, token, len(st.ctx), st.lane, output)
             st.ctx.append(token)
             written.setdefault(st.lane, []).append(token)
             n += 1
 
+        for seq in active:  # settled by the loop already; in case one was not
+            self._settle(seq)
         order = sorted(active, key=lambda s: s.state.order)
         gen = [s for s in order if s.state.lane >= 0 and s.pending is not None]
         running = frozenset(s.state.lane for s in order if s.state.lane >= 0)
@@ -128,9 +157,21 @@ class BatchStep(Backend[SeqState]):
         if pool.free < len(gen):  # the oldest alone outgrew the pool
             failed = [(s, RuntimeError("the KV cache pool is full")) for s in gen]
             gen = []
+        # Drafts only where the batch has room to spare: few streams, no prompt read.
+        room = pool.free - len(gen)
+        if len(gen) > SPEC_STREAMS or any(s.state.ready < len(s.state.feed) for s in order):
+            room = 0
         for seq in gen:  # one token each for sequences already generating
             token, seq.pending = seq.pending, None
+            st = seq.state
+            drafts = self._drafts(seq, token, min(room, N_BATCH - n - 1)) if room > 0 else []
+            st.base, st.base_pos = n, len(st.ctx)
             add(seq, token, True)
+            if drafts:
+                room -= len(drafts)
+                st.drafts, st.checked = drafts, 0
+                for d in drafts:
+                    add(seq, d, True, sample=False)
 
         # Then reading, oldest first, in whatever room the batch and the pool have.
         images = self._images or NO_IMAGES
@@ -197,6 +238,70 @@ class BatchStep(Backend[SeqState]):
         self._counts = self._split_counts()
         return failed + results
 
+    # -- speculative decoding ------------------------------------------------------
+
+    def _drafts(self, seq: Seq, token: int, room: int) -> list[int]:
+        """Tokens to verify after ``token`` in this step, at most ``room``."""
+        st = seq.state
+        if not st.spec or seq.next_forced is not None:
+            return []  # off for it, or the next tokens are the engine's own
+        pos = len(st.ctx)  # ``token``'s; a draft's must stay in the context
+        k = min(room, seq.max_tokens - seq.n_generated - 1, self.lm.n_ctx - pos - 1)
+        if k <= 0:
+            return []
+        k = min(k, st.policy.length())
+        if k <= 0:
+            return []
+        if self.drafter is not None:
+            drafts = self.drafter.draft(st.lane, st.ctx, token, k)
+        elif st.index is not None:
+            drafts = st.index.draft(k)
+        else:
+            return []
+        # An image's placeholders (negative ids, ``engines.media``) are no tokens: a
+        # draft that reaches one stops before it.
+        cut = next((i for i, t in enumerate(drafts) if t < 0), None)
+        if cut is not None:
+            drafts = drafts[:cut]
+        if drafts:
+            drafts = drafts[: st.sampler.allows(drafts)]  # what the grammar refuses: cut
+        return drafts
+
+    def more(self, seq: Seq) -> int | None:
+        st = seq.state
+        drafts = st.drafts
+        if drafts is None:
+            return None
+        i = st.checked
+        # The token just taken is the draft at this row: the draft's own logits
+        # (computed after it) give the next one, as a step of its own would.
+        if i < len(drafts) and seq.next_forced is None and seq.pending == drafts[i]:
+            st.checked = i + 1
+            return self._sample(seq, st.base + i + 1)
+        self._settle(seq)
+        return None
+
+    def _settle(self, seq: Seq) -> None:
+        """The verification of ``seq``'s drafts is over: the cells of those not
+        taken go back to the pool now."""
+        st = seq.state
+        drafts, st.drafts = st.drafts, None
+        if drafts is None:
+            return
+        keep = st.base_pos + 1 + st.checked
+        if len(st.ctx) > keep:
+            del st.ctx[keep:]
+            if st.lane >= 0:
+                self.pool.truncate(st.lane, keep)
+        st.policy.update(len(drafts), st.checked)
+        spec = self.spec
+        spec["drafted"] += len(drafts)
+        spec["accepted"] += st.checked
+        spec["verify_steps"] += 1
+
+    def speculation(self) -> dict[str, int]:
+        return dict(self.spec)
+
     def _split_counts(self) -> dict[str, int]:
         counts = self.pool.split_counts(self._running)
         if self.pool.host is not None:
@@ -243,6 +348,13 @@ class BatchStep(Backend[SeqState]):
         st.lane, st.n_done, st.ready, st.ctx, st.looked, st.leader = -1, 0, 0, [], False, None
 
     def _sample(self, seq: Seq, idx: int) -> int:
+        token = self._pick(seq, idx)
+        index = seq.state.index
+        if index is not None:
+            index.extend(token)
+        return token
+
+    def _pick(self, seq: Seq, idx: int) -> int:
         sampler = seq.state.sampler
         token = seq.next_forced
         if token is not None:  # written by the engine: nothing is sampled
@@ -268,7 +380,10 @@ class BatchStep(Backend[SeqState]):
         return self.lm.is_eog(token)
 
     def release(self, seq: Seq) -> None:
+        self._settle(seq)
         seq.state.sampler.close()
+        if self.drafter is not None:
+            self.drafter.forget(seq.state.lane)
         if seq.state.lane >= 0:
             self.pool.close(seq.state.lane)
             self._running.discard(seq.state.lane)
@@ -283,6 +398,8 @@ class BatchStep(Backend[SeqState]):
         llama_cpp.llama_batch_free(self._batch)
         if self._images is not None:
             self._images.close()
+        if self.drafter is not None:
+            self.drafter.close()
 
 
 def _owed(seq: Seq) -> int:
