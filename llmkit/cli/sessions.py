@@ -53,6 +53,7 @@ def list_(store: Store, as_json: bool) -> None:
         rows = [
             {
                 "name": c.name,
+                "id": c.id,  # OpenAI's /v1/conversations id
                 "model": c.model,
                 "turns": c.turns,
                 "memory": c.memory,
@@ -76,8 +77,8 @@ def list_(store: Store, as_json: bool) -> None:
 @click.argument("name")
 @_with_store
 def show(store: Store, name: str) -> None:
-    """The whole transcript."""
-    text = store.to_markdown(name)
+    """The whole transcript. NAME: a name, or an id of /v1/conversations (conv_...)."""
+    text = store.to_markdown(store.conversation(name).name)
     console = Console()
     console.print(Markdown(text) if console.is_terminal else text, highlight=False)
 

@@ -21,10 +21,20 @@ class MessageOut(BaseModel):
         default=None,
         description="A reasoning model's thinking before this reply (never in content).",
     )
+    item_id: str | None = Field(default=None, description="Its id in /v1/conversations.")
+    item: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Written through OpenAI's APIs and not a plain message (a function or MCP call, "
+            "its output, reasoning): the item itself; content is then its text."
+        ),
+    )
 
     @classmethod
     def of(cls, e: Entry) -> MessageOut:
         return cls(
+            item_id=e.item_id or None,
+            item=e.item,
             id=e.id,
             role=e.role,
             content=e.content,
@@ -36,6 +46,7 @@ class MessageOut(BaseModel):
 
 class ConversationOut(BaseModel):
     name: str
+    id: str = Field(default="", description="Its id in /v1/conversations (conv_...).")
     model: str | None
     url: str | None = Field(description="The server the conversation was last used with.")
     system: str | None
@@ -50,6 +61,7 @@ class ConversationOut(BaseModel):
     def of(cls, c: Conversation) -> ConversationOut:
         return cls(
             name=c.name,
+            id=c.id,
             model=c.model,
             url=c.url,
             system=c.system,
