@@ -236,13 +236,17 @@ def test_responses_grow_a_conversation_turn_after_turn(server, client, http, sto
     raw = http.get(f"/responses/{first.id}").json()
     assert Response.model_validate(raw).conversation.id == conv.id
     # streamed, with the {"id": ...} form
-    with client.responses.stream(
-        model=MODEL,
-        input="What number did I say?",
-        conversation={"id": conv.id},
-        max_output_tokens=8,
-    ) as stream:
-        second = stream.get_final_response()
+    events = list(
+        client.responses.create(
+            model=MODEL,
+            input="What number did I say?",
+            conversation={"id": conv.id},
+            max_output_tokens=8,
+            stream=True,
+        )
+    )
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    second = events[-1].response
     third = client.responses.create(
         model=MODEL, input="And my name?", conversation=conv.id, max_output_tokens=8
     )
