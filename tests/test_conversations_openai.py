@@ -331,3 +331,40 @@ def test_a_second_server_on_postgres_and_a_restart(server, client, store, tmp_pa
         assert len(c.conversations.items.list(conv.id).data) == 5
     finally:
         again.stop()
+
+
+def test_an_older_store_gets_ids_for_its_conversations_and_messages(tmp_path):
+    from llmkit.memory.store import Store
+    from tests.test_chat_thinking import old_database
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old_database(url)  # made before m005 and m006, with a conversation in it
+    with Store(url) as store:
+        conv = store.get("old")
+        assert conv.id.startswith("conv_") and store.conversation(conv.id).name == "old"
+        page, more = store.list_items(conv.id, after=None, limit=10, order="asc")
+        assert [(x["role"], x["content"][0]["text"]) for x in page] == [
+            ("user", "Hi"),
+            ("assistant", "Hello."),
+        ]
+        assert not more and store.get_item(conv.id, page[1]["id"]) == page[1]
+        for x in page:
+            valid_item(x)
+    with Store(url) as again:  # the id was given once, and kept
+        assert again.get("old").id == conv.id
+
+
+def test_calls_and_outputs_of_a_conversation_are_sent_as_tool_turns(server, client):
+    conv = client.conversations.create(items=EVERY_KIND)
+    client.responses.create(model=MODEL, input="Thanks.", conversation=conv.id, max_output_tokens=2)
+    sent = requests_sent(server)[-1]["messages"]
+    # listed tools and approvals are bookkeeping, not context
+    roles = ["user", "assistant", "tool", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in sent] == roles
+    call = {"id": "call_1", "name": "mul", "arguments_json": '{"a":6,"b":7}'}
+    assert sent[1]["tool_calls"] == [call] and sent[2]["tool_call_id"] == "call_1"
+    (mcp,) = sent[3]["tool_calls"]
+    assert mcp["name"] == "add" and sent[4]["tool_call_id"] == mcp["id"]
+    assert (sent[2]["content"], sent[4]["content"]) == ("42", "1")
+    # a reasoning item's thinking goes with the assistant turn after it (here: the call)
+    assert sent[3].get("reasoning") == "6*7" and sent[5]["content"] == "It is 42."
