@@ -210,6 +210,7 @@ def test_unknown_ids_are_404s_and_bounds_400s_before_any_work(client, http):
         ({"items": [USER] * 21}, "items"),
         ({"items": [{"type": "message", "role": "pirate", "content": "x"}]}, "items.0.role"),
         ({"items": [{"type": "mcp_call", "server_label": "s"}]}, "items.0.name"),
+        ({"items": [USER, {**USER, "id": "x" * 65}]}, "items.1.id"),
     ]
     for body, param in cases:
         r = http.post("/conversations", json=body)

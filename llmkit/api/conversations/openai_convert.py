@@ -131,6 +131,9 @@ def read_items(given: list[Any], make_id: MakeId) -> list[dict[str, Any]]:
         where = f"items.{i}"
         if not isinstance(item, dict):
             raise _bad(f"{where} must be an object (an item).", where)
+        given_id = item.get("id")
+        if given_id is not None and not (isinstance(given_id, str) and 0 < len(given_id) <= 64):
+            raise _bad(f"{where}.id must be a string of 1 to 64 characters.", f"{where}.id")
         kind = item.get("type", "message")
         if kind in _READ_BY_RESPONSES:
             try:

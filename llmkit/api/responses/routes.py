@@ -72,6 +72,13 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
     conversation = body.conversation_id()
     model = served(request, body.model)
     turn = convert.from_request(body, make_id)
+    if conversation is not None:  # the items join it: their ids are the store's keys
+        for i, item in enumerate(turn.items):
+            if not isinstance(item["id"], str) or len(item["id"]) > 64:
+                raise InvalidRequestError(
+                    f"input.{i}.id must be a string of at most 64 characters.",
+                    param=f"input.{i}.id",
+                )
     store = _store(request) if turn.echo["store"] else None
     history, memory, conv_id = await _history(request, body.previous_response_id, conversation)
     if conv_id is not None:
