@@ -15,6 +15,8 @@ shape, and the client turns HTTP errors back into them.
     │   ├── NotFoundError            404: no such thing (what a client gets back)
     │   │   ├── ModelNotFoundError   404: no served model has that name
     │   │   ├── ConversationNotFoundError  404: no stored conversation has that name
+    │   │   │   └── ConversationIdNotFoundError  404: nor that id (``conv_...``)
+    │   │   ├── ConversationItemNotFoundError  404: the conversation has no such item
     │   │   └── ResponseNotFoundError  404: no stored response (Responses API) has that id
     │   ├── ConversationExistsError  409: a stored conversation already has that name
     │   ├── ConversationBusyError    409: a reply is already under way in that conversation
@@ -197,6 +199,31 @@ class ConversationNotFoundError(NotFoundError):
             param="name",
         )
         self.name = name
+
+
+class ConversationIdNotFoundError(ConversationNotFoundError):
+    """An id (``conv_...``) of OpenAI's Conversations API that names no conversation."""
+
+    def __init__(self, conversation_id: str, *, param: str | None = None) -> None:
+        super().__init__(conversation_id)
+        self.message = (
+            f"No conversation has the id '{conversation_id}' (nor that name): it was never "
+            "created or was deleted. GET /conversations lists the stored ones."
+        )
+        self.param = param
+
+
+class ConversationItemNotFoundError(NotFoundError):
+    status = 404
+    code = "item_not_found"
+    fields = ("conversation_id", "item_id")
+
+    def __init__(self, conversation_id: str, item_id: str, *, param: str = "item_id") -> None:
+        super().__init__(
+            f"Conversation '{conversation_id}' has no item with the id '{item_id}'.", param=param
+        )
+        self.conversation_id = conversation_id
+        self.item_id = item_id
 
 
 class ResponseNotFoundError(NotFoundError):

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmkit.api import health, tokens
 from llmkit.api.anthropic import routes as anthropic_routes
 from llmkit.api.anthropic.errors import error_response as anthropic_error
+from llmkit.api.conversations import openai_routes as openai_conversation_routes
 from llmkit.api.conversations import routes as conversation_routes
 from llmkit.api.conversations.service import Conversations
 from llmkit.api.generation import INTERNAL_ERROR, ClientGone
@@ -99,6 +100,7 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(openai_routes.router)
     app.include_router(responses_routes.router)
+    app.include_router(openai_conversation_routes.router)
     app.include_router(ollama_routes.root)
     app.include_router(ollama_routes.router)
     app.include_router(openai_embed_routes.router)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -15,7 +16,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from llmkit.env import Environment
-from llmkit.errors import LlmkitError
+from llmkit.errors import ConversationNotFoundError, LlmkitError
 from llmkit.memory.chat import open_store
 from llmkit.memory.store import Store
 
@@ -53,6 +54,7 @@ def list_(store: Store, as_json: bool) -> None:
         rows = [
             {
                 "name": c.name,
+                "id": c.id,  # OpenAI's /v1/conversations id
                 "model": c.model,
                 "turns": c.turns,
                 "memory": c.memory,
@@ -76,7 +78,9 @@ def list_(store: Store, as_json: bool) -> None:
 @click.argument("name")
 @_with_store
 def show(store: Store, name: str) -> None:
-    """The whole transcript."""
+    """The whole transcript. NAME: a name, or an id of /v1/conversations (conv_...)."""
+    with contextlib.suppress(ConversationNotFoundError):  # then to_markdown's error says it
+        name = store.conversation(name).name
     text = store.to_markdown(name)
     console = Console()
     console.print(Markdown(text) if console.is_terminal else text, highlight=False)

@@ -237,6 +237,9 @@ class Chat:
         conv, entries = self.conversation, self.entries
         if before is not None:
             entries = [e for e in entries if e.id < before]
+        # Items stored through OpenAI's APIs that are bookkeeping (listed tools,
+        # approvals, reasoning) are no context; a call and its output are, as text.
+        entries = [e for e in entries if e.in_context]
         strategy = st.parse_strategy(conv.memory)
         history = [e.with_reasoning if self.resend_reasoning else e.message for e in entries]
         count = self._counter()

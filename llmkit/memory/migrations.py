@@ -12,6 +12,7 @@ whole list leaves it, for the store's queries (never for creating tables).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -64,6 +65,10 @@ conversations = sa.Table(
     # m003_conversation_sampling: the chat page's per-conversation settings (None: the server's)
     sa.Column("temperature", sa.Float),
     sa.Column("max_tokens", sa.Integer),
+    # m006_conversation_items: OpenAI's ``conv_...`` id (NULL on rows written by a path
+    # that does not set it: ``store.public_id`` then names it ``conv_<id>``) and metadata
+    sa.Column("public_id", sa.String(64)),
+    sa.Column("metadata_json", sa.Text),
 )
 
 messages = sa.Table(
@@ -82,6 +87,11 @@ messages = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # m005_message_reasoning: an assistant turn's thinking, apart from its answer
     sa.Column("reasoning", sa.Text),
+    # m006_conversation_items: the item's id (``msg_...``; NULL: ``msg_<id>``) and, for an
+    # item that is not a plain chat message (a function call, an MCP call...), the item
+    # itself as JSON; ``role``/``content`` then hold its text as the transcript shows it
+    sa.Column("item_id", sa.String(64)),
+    sa.Column("item_json", sa.Text),
 )
 
 # LangGraph checkpoints (``memory/checkpoints.py``): values are the saver's serde
@@ -298,6 +308,26 @@ def m005_message_reasoning(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE messages ADD COLUMN reasoning TEXT"))
 
 
+def m006_conversation_items(conn: Connection) -> None:
+    """OpenAI's Conversations API over the same rows: a conversation's ``conv_...`` id
+    and metadata; a message row's item id, and the whole item for kinds other than
+    chat messages. Existing conversations get their id here; existing messages keep
+    NULL (their id is ``msg_<row id>``)."""
+    conn.execute(sa.text("ALTER TABLE conversations ADD COLUMN public_id VARCHAR(64)"))
+    conn.execute(sa.text("ALTER TABLE conversations ADD COLUMN metadata_json TEXT"))
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN item_id VARCHAR(64)"))
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN item_json TEXT"))
+    for (cid,) in conn.execute(sa.text("SELECT id FROM conversations")).all():
+        conn.execute(
+            sa.text("UPDATE conversations SET public_id = :p WHERE id = :i"),
+            {"p": f"conv_{uuid.uuid4().hex}", "i": cid},
+        )
+    conn.execute(
+        sa.text("CREATE UNIQUE INDEX ix_conversations_public_id ON conversations (public_id)")
+    )
+    conn.execute(sa.text("CREATE INDEX ix_messages_item ON messages (conversation_id, item_id)"))
+
+
 def m007_message_images(conn: Connection) -> None:
     """Images of user turns (issue 30): ``images`` holds each image once, keyed by
     the SHA-256 of its bytes (a picture sent in ten turns is kept once);
@@ -340,7 +370,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m003_conversation_sampling,
     m004_responses,
     m005_message_reasoning,
-    # (m006 belongs to another branch: it goes here when they are merged)
+    m006_conversation_items,
     m007_message_images,
     # append new migrations here
 )

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from llmkit.core.types import Message, ToolCall
 from llmkit.errors import ResponseNotFoundError
 from llmkit.memory.images import image_from_json, image_to_json
+from llmkit.memory.item_store import insert_items, new_public_id
 from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 from llmkit.memory.migrations import responses as R
@@ -115,46 +116,88 @@ class ResponseStore(Store):
         input_items: list[dict[str, Any]],
         response: dict[str, Any],
         messages: list[Message],
+        conversation: str | None = None,
     ) -> str:
         """Store one turn (one transaction), then evict what retention says; the
-        name of its conversation."""
+        name of its conversation. ``conversation``: the id of an OpenAI conversation
+        the turn belongs to: its input and output items are appended to it there
+        (and stay when the turn is evicted) instead of a transcript."""
         now = _now()
         with self._write() as conn:
-            cid = None
-            if previous_id is not None:
-                cid = conn.scalar(sa.select(R.c.conversation_id).where(R.c.id == previous_id))
-            if cid is None:  # a new chain (or its parent went since it was read)
-                name = conversation_name(response_id, messages)
-                if conn.scalar(sa.select(C.c.id).where(C.c.name == name)) is not None:
-                    name = f"{name}-{response_id}"
-                values = dict(name=name, model=model, memory=MEMORY)
-                cid = conn.execute(
-                    C.insert().values(created_at=now, updated_at=now, **values)
-                ).inserted_primary_key[0]
-            ids = []
-            for m in messages:
-                shown = _transcript(m)
-                if shown is None:
-                    continue
-                row = dict(conversation_id=cid, role=shown[0], content=shown[1], created_at=now)
-                ids.append(conn.execute(M.insert().values(**row)).inserted_primary_key[0])
-            conn.execute(
-                R.insert().values(
-                    id=response_id,
-                    conversation_id=cid,
-                    previous_id=previous_id,
-                    created_at=now,
-                    input_json=json.dumps(input_items, ensure_ascii=False),
-                    response_json=json.dumps(response, ensure_ascii=False),
-                    messages_json=json.dumps([message_to_json(m) for m in messages]),
-                    first_message_id=min(ids, default=None),
-                    last_message_id=max(ids, default=None),
+            if conversation is not None:
+                cid = self._find(conn, conversation, "conversation")
+                insert_items(conn, cid, [*input_items, *response["output"]], now)
+                self._record(conn, response_id, cid, None, now, input_items, response, messages)
+                name = conn.scalar(sa.select(C.c.name).where(C.c.id == cid))
+                conn.execute(C.update().where(C.c.id == cid).values(model=model))
+            else:
+                name = self._save_chain(
+                    conn, response_id, previous_id, model, input_items, response, messages, now
                 )
-            )
-            conn.execute(C.update().where(C.c.id == cid).values(updated_at=now, model=model))
-            name = conn.scalar(sa.select(C.c.name).where(C.c.id == cid))
         self.evict()
         return name
+
+    def _record(
+        self,
+        conn: Connection,
+        response_id: str,
+        cid: int,
+        previous_id: str | None,
+        now: datetime,
+        input_items: list[dict[str, Any]],
+        response: dict[str, Any],
+        messages: list[Message],
+        ids: tuple[int | None, int | None] = (None, None),
+    ) -> None:
+        conn.execute(
+            R.insert().values(
+                id=response_id,
+                conversation_id=cid,
+                previous_id=previous_id,
+                created_at=now,
+                input_json=json.dumps(input_items, ensure_ascii=False),
+                response_json=json.dumps(response, ensure_ascii=False),
+                messages_json=json.dumps([message_to_json(m) for m in messages]),
+                first_message_id=ids[0],
+                last_message_id=ids[1],
+            )
+        )
+
+    def _save_chain(
+        self,
+        conn: Connection,
+        response_id: str,
+        previous_id: str | None,
+        model: str,
+        input_items: list[dict[str, Any]],
+        response: dict[str, Any],
+        messages: list[Message],
+        now: datetime,
+    ) -> str:
+        cid = None
+        if previous_id is not None:
+            cid = conn.scalar(sa.select(R.c.conversation_id).where(R.c.id == previous_id))
+        if cid is None:  # a new chain (or its parent went since it was read)
+            name = conversation_name(response_id, messages)
+            if conn.scalar(sa.select(C.c.id).where(C.c.name == name)) is not None:
+                name = f"{name}-{response_id}"
+            values = dict(name=name, model=model, memory=MEMORY, public_id=new_public_id())
+            cid = conn.execute(
+                C.insert().values(created_at=now, updated_at=now, **values)
+            ).inserted_primary_key[0]
+        ids = []
+        for m in messages:
+            shown = _transcript(m)
+            if shown is None:
+                continue
+            row = dict(conversation_id=cid, role=shown[0], content=shown[1], created_at=now)
+            ids.append(conn.execute(M.insert().values(**row)).inserted_primary_key[0])
+        span = (min(ids, default=None), max(ids, default=None))
+        self._record(
+            conn, response_id, cid, previous_id, now, input_items, response, messages, span
+        )
+        conn.execute(C.update().where(C.c.id == cid).values(updated_at=now, model=model))
+        return conn.scalar(sa.select(C.c.name).where(C.c.id == cid))
 
     def response(self, response_id: str, *, param: str | None = None) -> StoredResponse:
         with self._read() as conn:
@@ -230,8 +273,12 @@ class ResponseStore(Store):
                     M.delete().where(M.c.conversation_id == cid, M.c.id >= first, M.c.id <= last)
                 )
         conn.execute(R.delete().where(R.c.id.in_(ids)))
-        for cid in {r[0] for r in rows}:  # a chain with no turn left goes whole
-            if conn.scalar(sa.select(R.c.id).where(R.c.conversation_id == cid).limit(1)) is None:
+        # A chain with no turn left goes whole; a conversation that holds items of its
+        # own (OpenAI's conversations, a chain continued by ``Chat``) stays.
+        for cid in {r[0] for r in rows}:
+            turn = sa.select(R.c.id).where(R.c.conversation_id == cid).limit(1)
+            kept = sa.select(M.c.id).where(M.c.conversation_id == cid).limit(1)
+            if conn.scalar(turn) is None and conn.scalar(kept) is None:
                 conn.execute(M.delete().where(M.c.conversation_id == cid))
                 conn.execute(C.delete().where(C.c.id == cid))
         return len(rows)

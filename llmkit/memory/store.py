@@ -17,8 +17,9 @@ engine so). The export document and the Markdown transcript are built by
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -33,8 +34,9 @@ from llmkit.errors import (
     StoreError,
 )
 from llmkit.memory import images as stored_images
-from llmkit.memory import transcript
+from llmkit.memory import items, transcript
 from llmkit.memory.database import open_engine
+from llmkit.memory.item_store import ItemStore, insert_items, new_public_id, public_id
 from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 from llmkit.memory.migrations import migrate
@@ -58,6 +60,9 @@ class Conversation:
     turns: int  # user messages
     temperature: float | None = None  # sampling asked for (None: the server's default)
     max_tokens: int | None = None
+    # OpenAI's id of this conversation (``conv_...``) and its metadata (``items.py``)
+    id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def summarized(self, entries: list[Entry]) -> int:
         """How many of ``entries`` (this conversation's, oldest first) the summary
@@ -80,6 +85,15 @@ class Entry:
     reasoning: str = ""
     # A user turn's images, in order (stored once each: ``memory/images.py``).
     images: tuple[Image, ...] = ()
+    # Written through OpenAI's APIs: the item itself (a function call, an MCP call...);
+    # ``content`` is then its text as a transcript shows it. None: a plain chat message.
+    item: dict[str, Any] | None = None
+    item_id: str = ""  # the item's id (``msg_...``)
+
+    @property
+    def in_context(self) -> bool:
+        """Whether the model is sent this row (listed tools, approvals are bookkeeping)."""
+        return items.is_context(self.item)
 
     @property
     def message(self) -> Message:
@@ -106,7 +120,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Store:
+class Store(ItemStore):
     """Conversations by name. Thread-safe; safe across processes on one machine."""
 
     def __init__(self, url: str) -> None:
@@ -165,7 +179,7 @@ class Store:
         )
         query = sa.select(C, turns.label("turns")).where(*where)
         rows = conn.execute(query.order_by(C.c.updated_at.desc(), C.c.id.desc()))
-        return [Conversation(*(getattr(r, f.name) for f in fields(Conversation))) for r in rows]
+        return [_conversation(r) for r in rows]
 
     # -- conversations ----------------------------------------------------------------
 
@@ -177,7 +191,13 @@ class Store:
         url: str | None = None,
         system: str | None = None,
         memory: str = "buffer",
+        metadata: dict[str, str] | None = None,
+        initial: list[dict[str, Any]] | None = None,
+        conv_id: str | None = None,
     ) -> Conversation:
+        """A new conversation; ``metadata``, ``initial`` items (``items.py``, each with
+        its id) and its ``conv_id`` (default: a new one) as OpenAI's Conversations API
+        gives them, in the same transaction."""
         check_name(name)
         memory = str(parse_strategy(memory))
         with self._write() as conn:
@@ -185,10 +205,15 @@ class Store:
                 raise ConversationExistsError(name)
             now = _now()
             values = dict(model=model, url=url, system=system, memory=memory)
+            values["public_id"] = conv_id or new_public_id()
+            values["metadata_json"] = json.dumps(metadata) if metadata else None
             try:
-                conn.execute(C.insert().values(name=name, created_at=now, updated_at=now, **values))
+                cid = conn.execute(
+                    C.insert().values(name=name, created_at=now, updated_at=now, **values)
+                ).inserted_primary_key[0]
             except sa.exc.IntegrityError as e:  # created by another process since the check
                 raise ConversationExistsError(name) from e
+            insert_items(conn, cid, initial or [], now)
             return self._conversations(conn, C.c.name == name)[0]
 
     def get(self, name: str) -> Conversation:
@@ -297,10 +322,20 @@ class Store:
             cid = self._id(conn, name)
             row = dict(conversation_id=cid, role=role, content=content, status=status)
             row["reasoning"] = reasoning or None
+            row["item_id"] = items.new_id("message")
             new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
             stored_images.save(conn, new_id, images)
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return Entry(new_id, role, content, interrupted, now, reasoning, tuple(images))
+        return Entry(
+            new_id,
+            role,
+            content,
+            interrupted,
+            now,
+            reasoning,
+            tuple(images),
+            item_id=row["item_id"],
+        )
 
     def entries(self, name: str) -> list[Entry]:
         """The conversation's messages, oldest first."""
@@ -404,6 +439,7 @@ class Store:
                 raise ConversationExistsError(doc.name)
             keys = "name model url system memory summary created_at updated_at".split()
             values = {k: getattr(doc, k) for k in keys}
+            values["public_id"] = new_public_id()
             cid = conn.execute(C.insert().values(**values)).inserted_primary_key[0]
             rows = [
                 dict(
@@ -442,6 +478,23 @@ class Store:
 
 
 def _entry(r: Any) -> Entry:
+    item = json.loads(r.item_json) if r.item_json is not None else None
     return Entry(
-        r.id, r.role, r.content, r.status == "interrupted", r.created_at, r.reasoning or ""
+        r.id,
+        r.role,
+        r.content,
+        r.status == "interrupted",
+        r.created_at,
+        r.reasoning or "",
+        item=item,
+        item_id=r.item_id or items.row_id(r.id),
     )
+
+
+_PLAIN = frozenset(f.name for f in fields(Conversation)) - {"id", "metadata"}
+
+
+def _conversation(r: Any) -> Conversation:
+    plain = {name: getattr(r, name) for name in _PLAIN}
+    meta = json.loads(r.metadata_json) if r.metadata_json else {}
+    return Conversation(**plain, id=public_id(r.id, r.public_id), metadata=meta)

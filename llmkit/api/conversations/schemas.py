@@ -42,11 +42,21 @@ class MessageOut(BaseModel):
         description="A reasoning model's thinking before this reply (never in content).",
     )
     images: list[ImageOut] = Field(default_factory=list, description="A user turn's images.")
+    item_id: str | None = Field(default=None, description="Its id in /v1/conversations.")
+    item: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Written through OpenAI's APIs and not a plain message (a function or MCP call, "
+            "its output, reasoning): the item itself; content is then its text."
+        ),
+    )
 
     @classmethod
     def of(cls, e: Entry) -> MessageOut:
         return cls(
             images=[ImageOut.of(i) for i in e.images],
+            item_id=e.item_id or None,
+            item=e.item,
             id=e.id,
             role=e.role,
             content=e.content,
@@ -58,6 +68,7 @@ class MessageOut(BaseModel):
 
 class ConversationOut(BaseModel):
     name: str
+    id: str = Field(default="", description="Its id in /v1/conversations (conv_...).")
     model: str | None
     url: str | None = Field(description="The server the conversation was last used with.")
     system: str | None
@@ -72,6 +83,7 @@ class ConversationOut(BaseModel):
     def of(cls, c: Conversation) -> ConversationOut:
         return cls(
             name=c.name,
+            id=c.id,
             model=c.model,
             url=c.url,
             system=c.system,

@@ -28,6 +28,7 @@ from llmkit.api.responses.stream import to_events
 from llmkit.api.streaming import named, sse
 from llmkit.core.types import Message
 from llmkit.errors import InvalidRequestError, LlmkitError
+from llmkit.memory.items import to_messages
 from llmkit.memory.responses import MEMORY, ResponseStore
 from llmkit.memory.strategies import parse_strategy
 
@@ -48,25 +49,42 @@ def _store(request: Request) -> ResponseStore:
     return store
 
 
-async def _history(request: Request, previous: str | None) -> tuple[list[Message], str]:
-    """The messages of ``previous`` and its ancestors, and the memory strategy of
-    their conversation (a new chain's default for none)."""
+async def _history(
+    request: Request, previous: str | None, conversation: str | None
+) -> tuple[list[Message], str, str | None]:
+    """The messages of ``previous`` and its ancestors, or of ``conversation``'s
+    items; the memory strategy of their conversation (a new chain's default for
+    none); the conversation's id when one was named."""
+    if conversation is not None:
+        store = _store(request)
+        conv, stored = await asyncio.to_thread(store.all_items, conversation, param="conversation")
+        return to_messages(stored), conv.memory, conv.id
     if previous is None:
-        return [], MEMORY
+        return [], MEMORY, None
     store = _store(request)
     chain = await asyncio.to_thread(store.chain, previous, param="previous_response_id")
     conv = await asyncio.to_thread(store.get, chain[-1].conversation)
-    return [m for turn in chain for m in turn.messages], conv.memory
+    return [m for turn in chain for m in turn.messages], conv.memory, None
 
 
 @router.post("/responses", response_model=None)
 async def create_response(body: ResponseCreateRequest, request: Request) -> Response:
     limits.check(request, body.sizes())  # before the stored history is read
+    conversation = body.conversation_id()
     model = served(request, body.model)
     pics = await read_images(request, body.image_refs(), model, asked_as=body.model)
     turn = convert.from_request(body, make_id, pics)
+    if conversation is not None:  # the items join it: their ids are the store's keys
+        for i, item in enumerate(turn.items):
+            if not isinstance(item["id"], str) or len(item["id"]) > 64:
+                raise InvalidRequestError(
+                    f"input.{i}.id must be a string of at most 64 characters.",
+                    param=f"input.{i}.id",
+                )
     store = _store(request) if turn.echo["store"] else None
-    history, memory = await _history(request, body.previous_response_id)
+    history, memory, conv_id = await _history(request, body.previous_response_id, conversation)
+    if conv_id is not None:
+        turn.echo["conversation"] = {"id": conv_id}
     offered = turn.tools if turn.tool_choice != "none" else ()
     messages = await fit(
         model.engine,
@@ -95,7 +113,11 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
                 input_items=turn.items,
                 response=response,
                 messages=[*turn.messages, reply],
+                conversation=conv_id,
             )
+        elif conv_id is not None:  # not stored, but its conversation still grows
+            added = [*turn.items, *response["output"]]
+            await asyncio.to_thread(_store(request).append_items, conv_id, added)
 
     if body.stream:
         events = to_events(head, turn, await gen.streamed(), make_id, keep)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmkit.api.images import ImageRef
 from llmkit.api.limits import Sizes
 from llmkit.api.openai.schemas import OpenAIRequest
+from llmkit.errors import InvalidRequestError
 
 
 class TextFormat(BaseModel):
@@ -58,11 +59,33 @@ class ResponseCreateRequest(OpenAIRequest):
     stream: bool | None = False
     store: bool | None = True
     previous_response_id: str | None = None
+    # a conversation's id ("conv_...") or {"id": ...}: its items are the history
+    conversation: str | dict[str, Any] | None = None
     user: str | None = None
 
     def image_refs(self) -> list[ImageRef]:
         """Where the input's images are (``input_image`` parts), for ``api.images``."""
         return input_image_refs(self.input)
+
+    def conversation_id(self) -> str | None:
+        """The id ``conversation`` names; a 400 for a malformed one, or one sent
+        with ``previous_response_id`` (OpenAI allows one or the other)."""
+        conv = self.conversation
+        if conv is None:
+            return None
+        if isinstance(conv, dict):
+            conv = conv.get("id")
+        if not isinstance(conv, str) or not conv:
+            raise InvalidRequestError(
+                "conversation must be a conversation's id or {'id': ...}.", param="conversation"
+            )
+        if self.previous_response_id is not None:
+            raise InvalidRequestError(
+                "Mutually exclusive parameters: send either previous_response_id or "
+                "conversation, not both.",
+                param="conversation",
+            )
+        return conv
 
     def sizes(self) -> Sizes:
         """What ``api.limits`` bounds, counted before anything is built: input items
