@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
 import openai
 import pytest
 import uvicorn
@@ -96,7 +97,7 @@ def start_server(
                 return server
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)  # a refused connection costs nothing: ask often
     proc.kill()
     raise RuntimeError(f"llmkit serve did not become healthy:\n{server.log()}")
 
@@ -136,6 +137,35 @@ def bundled_path() -> str:
     from llmkit.models.bundled import bundled_model_path
 
     return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def family_models(bundled_path: str, tmp_path_factory: pytest.TempPathFactory):
+    """The bundled weights under other families' templates, each copy made once a
+    session for every module that serves one (``tests.family_models``)."""
+    from tests.family_models import FamilyModels
+
+    return FamilyModels(bundled_path, tmp_path_factory.mktemp("family-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tests.tiny_models.make_llama``'s tiny Llama (seed 0), made once a session
+    for the conversion and LoRA tests: they only read it."""
+    from tests.tiny_models import make_llama
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    make_llama(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_ref(tiny_llama: Path) -> np.ndarray:
+    """transformers' next-token log-probabilities of ``tiny_llama`` at each position
+    of ``tests.tiny_models.LLAMA_IDS``, in f32: the reference both hold llmkit to."""
+    from tests.tiny_models import LLAMA_IDS, reference_logprobs
+
+    return reference_logprobs(tiny_llama, LLAMA_IDS)
 
 
 def long_chat(max_tokens: int = 6000, **extra: object) -> dict:

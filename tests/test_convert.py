@@ -38,22 +38,11 @@ import pytest
 
 from tests.conftest import Server, start_server, until
 from tests.standin_hub import StandinHub
-from tests.tiny_models import make_llama
+from tests.tiny_models import LLAMA_IDS, make_llama, reference_logprobs
 
-IDS = list(range(1000, 1032))  # a prompt as token ids: no tokenizer differences to argue
+IDS = LLAMA_IDS  # a prompt as token ids: no tokenizer differences to argue
 F16_TOL = 0.05
 KL_BOUND = {"Q8_0": 0.01, "Q4_K_M": 0.35}
-
-
-def reference_logprobs(directory: Path, ids: list[int]) -> np.ndarray:
-    """transformers' next-token log-probabilities at each position, in f32."""
-    import torch
-    import transformers
-
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    with torch.no_grad():
-        logits = model(torch.tensor([ids])).logits[0]
-    return torch.log_softmax(logits, -1).numpy().astype(np.float64)
 
 
 def gguf_logprobs(path: Path, ids: list[int]) -> np.ndarray:
@@ -71,15 +60,14 @@ def mean_kl(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    make_llama(out)
-    return out
+def tiny(tiny_llama: Path) -> Path:
+    """The tiny Llama (made once a session, shared with the LoRA tests: read only)."""
+    return tiny_llama
 
 
 @pytest.fixture(scope="module")
-def ref(tiny: Path) -> np.ndarray:
-    return reference_logprobs(tiny, IDS)
+def ref(tiny_llama_ref: np.ndarray) -> np.ndarray:
+    return tiny_llama_ref
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +169,13 @@ def test_create_f16_matches_transformers(env, srv, tiny, ref, f16):
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K_M"])
-def test_quantized_kl_is_bounded(env, tiny, ref, qtype, tmp_path):
+def test_quantized_kl_is_bounded(env, tiny, ref, qtype, tmp_path, f16):
     name = f"tiny-{qtype.lower()}"
-    out = llmkit(env, "create", name, "--from", str(tiny), "--quantize", qtype.lower())
+    # Q4_K_M from the safetensors (the converter, then the quantizer); Q8_0 from the
+    # F16 GGUF that same converter made (the quantizer alone: the same weights, the
+    # other source ``create`` takes, one converter run fewer).
+    source = str(tiny) if qtype == "Q4_K_M" else catalog_names(env)["tiny-f16"]["path"]
+    out = llmkit(env, "create", name, "--from", source, "--quantize", qtype.lower())
     assert out.returncode == 0, out.stderr
     row = catalog_names(env)[name]
     assert row["quantization"] == qtype
@@ -348,7 +340,7 @@ def test_pull_a_safetensors_repo_with_quantize(env, srv, hub, ref):
     assert catalog_names(env)["tiny-from-catalog"]["quantization"] == "Q6_K"
 
 
-def test_imatrix_guides_quantization(env, tiny, ref, tmp_path, f16):
+def test_imatrix_guides_quantization(env, ref, tmp_path, f16):
     """An importance matrix in llama.cpp's GGUF format, made here from transformers'
     activations on the reference prompt, changes the weights chosen and keeps the KL
     bounded; one made for other tensors is refused with the names."""
@@ -369,7 +361,9 @@ def test_imatrix_guides_quantization(env, tiny, ref, tmp_path, f16):
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    out = llmkit(env, "create", "tiny-imat", "--from", str(tiny), "-q", "q4_k_m",
+    # From the F16 GGUF: the importance matrix guides the quantizer alone, so the
+    # converter's run (tested above) is not repeated.
+    out = llmkit(env, "create", "tiny-imat", "--from", row["path"], "-q", "q4_k_m",
                  "--imatrix", str(tmp_path / "imatrix.gguf"))  # fmt: skip
     assert out.returncode == 0, out.stderr
     rows = catalog_names(env)
@@ -386,7 +380,7 @@ def test_imatrix_guides_quantization(env, tiny, ref, tmp_path, f16):
     other.write_kv_data_to_file()
     other.write_tensors_to_file()
     other.close()
-    out = llmkit(env, "create", "tiny-imat2", "--from", str(tiny), "-q", "q4_k_m",
+    out = llmkit(env, "create", "tiny-imat2", "--from", row["path"], "-q", "q4_k_m",
                  "--imatrix", str(tmp_path / "other.gguf"))  # fmt: skip
     assert out.returncode != 0 and "made for another model" in out.stderr
     assert "blk.0.nothing" in out.stderr

@@ -34,6 +34,7 @@ from llmkit.env import Environment
 from llmkit.errors import EngineError, ServerBusyError
 from llmkit.serving.build import build_models
 from tests.conftest import Server, start_server
+from tests.tiny_models import bundled_tokenizer
 
 MODEL = "smol-hf"
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
@@ -227,7 +228,7 @@ def test_serve_refuses_what_would_not_fit_before_loading(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory, bundled_path: str) -> Path:
+def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The usual "from source" layout: config.json + safetensors + tokenizer files. A
     tiny random Llama written by transformers itself, with the bundled model's real
     tokenizer."""
@@ -235,8 +236,7 @@ def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory, bundled_path: str) -> 
     import transformers
 
     out = tmp_path_factory.mktemp("tiny-hf")
-    gguf = Path(bundled_path)
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = bundled_tokenizer()  # rebuilt from the bundled GGUF once a session
     config = transformers.LlamaConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,

@@ -36,9 +36,9 @@ from llmkit.cli.main import cli
 from llmkit.models.bundled import bundled_model_path
 from llmkit.models.llama_source import llama_cpp_dir
 from tests.conftest import Server, start_server
-from tests.tiny_models import make_llama
+from tests.tiny_models import LLAMA_IDS, bundled_tokenizer
 
-IDS = list(range(1000, 1032))  # a prompt as token ids: no tokenizer differences to argue
+IDS = LLAMA_IDS  # a prompt as token ids: no tokenizer differences to argue
 TOL = 0.05
 
 
@@ -91,21 +91,23 @@ def reference(base: Path, adapter: Path | None) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> dict[str, Path]:
+def made(tmp_path_factory, tiny_llama: Path) -> dict[str, Path]:
+    """The base is the session's tiny Llama (``make_llama``, shared with the
+    conversion tests: read only)."""
     tmp = tmp_path_factory.mktemp("lora")
-    make_llama(tmp / "base")
-    make_lora(tmp / "base", tmp / "peft")
-    convert("convert_hf_to_gguf.py", str(tmp / "base"), "--outtype", "f16",
+    make_lora(tiny_llama, tmp / "peft")
+    convert("convert_hf_to_gguf.py", str(tiny_llama), "--outtype", "f16",
             "--outfile", str(tmp / "base.gguf"))  # fmt: skip
-    convert("convert_lora_to_gguf.py", str(tmp / "peft"), "--base", str(tmp / "base"),
+    convert("convert_lora_to_gguf.py", str(tmp / "peft"), "--base", str(tiny_llama),
             "--outtype", "f16", "--outfile", str(tmp / "tuned.gguf"))  # fmt: skip
-    names = {"hf": "base", "peft": "peft", "base": "base.gguf", "lora": "tuned.gguf"}
-    return {k: tmp / v for k, v in names.items()}
+    names = {"peft": "peft", "base": "base.gguf", "lora": "tuned.gguf"}
+    return {"hf": tiny_llama} | {k: tmp / v for k, v in names.items()}
 
 
 @pytest.fixture(scope="module")
-def refs(made) -> dict[str, np.ndarray]:
-    return {"base": reference(made["hf"], None), "tuned": reference(made["hf"], made["peft"])}
+def refs(made, tiny_llama_ref: np.ndarray) -> dict[str, np.ndarray]:
+    # the base's: the last position of the session's reference (the same forward pass)
+    return {"base": tiny_llama_ref[-1], "tuned": reference(made["hf"], made["peft"])}
 
 
 def write_ollama_store(root: Path, gguf: Path, adapter: Path) -> None:
@@ -152,11 +154,7 @@ def top5(srv: Server, model: str, prompt: list[int] = IDS) -> dict[str, float]:
 
 
 def token_id(text: str) -> int:
-    import transformers
-
-    gguf = Path(bundled_model_path())
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    [tid] = tok.encode(text, add_special_tokens=False)
+    [tid] = bundled_tokenizer().encode(text, add_special_tokens=False)
     return tid
 
 

@@ -90,9 +90,9 @@ MARKERS = ("<think>", "</think>", "[THINK]", "[/THINK]", "<|channel|>")
 
 
 @pytest.fixture(scope="module")
-def served(bundled_path: str, tmp_path_factory: pytest.TempPathFactory) -> Server:
+def served(family_models: FamilyModels, tmp_path_factory: pytest.TempPathFactory) -> Server:
     tmp = tmp_path_factory.mktemp("families")
-    models = FamilyModels(bundled_path, tmp)
+    models = family_models
     entries = [
         f"  - model: {models.path(t)}\n    served_model_name: [{name}]"
         for name, t in FAMILIES.items()

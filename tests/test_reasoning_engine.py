@@ -86,11 +86,6 @@ def reply(engine: LocalEngine, **kw: object) -> Reply:
     return asyncio.run(_reply(engine, GenerateRequest(**args)))
 
 
-@pytest.fixture(scope="module")
-def family_models(bundled_path: str, tmp_path_factory: pytest.TempPathFactory) -> FamilyModels:
-    return FamilyModels(bundled_path, tmp_path_factory.mktemp("family-models"))
-
-
 def _engine(path: str) -> Iterator[LlamaCppEngine]:
     engine = LlamaCppEngine(LoadOptions(path=path, n_ctx=1024, parallel=2, n_threads=2))
     asyncio.run(engine.start())

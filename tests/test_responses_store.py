@@ -55,14 +55,14 @@ def test_a_chain_survives_a_restart_and_is_a_session(tmp_path):
     assert (session["turns"], session["memory"], session["model"]) == (2, "tokens", MODEL)
 
 
-@pytest.mark.timeout(1800)  # 50 generations: minutes on a busy two-core machine
-def test_fifty_turns_on_a_small_context_are_fitted(tmp_path):
-    context, reply = 256, 8
+@pytest.mark.timeout(1800)  # 35 generations: minutes on a busy two-core machine
+def test_thirty_five_turns_on_a_small_context_are_fitted(tmp_path):
+    context, reply, turns = 256, 8, 35  # the questions alone hold > 6 characters a token
     server = start_server(tmp_path, "--max-model-len", str(context), "--parallel", "1")
     try:
         client = server.client()
         previous, used = None, []
-        for n in range(50):
+        for n in range(turns):
             r = client.responses.create(
                 model=MODEL,
                 input=f"Turn {n}: tell me one fact about the number {n}.",
@@ -75,9 +75,10 @@ def test_fifty_turns_on_a_small_context_are_fitted(tmp_path):
         items = client.responses.input_items.list(previous, limit=100).data
     finally:
         server.stop()
-    # The whole chain is stored: 49 questions and answers, then the 50th question,
+    # The whole chain is stored: 34 questions and answers, then the 35th question,
     # far more text than the context holds (over 6 characters a token) ...
-    assert len(items) == 99 and items[0].content[0].text.startswith("Turn 49:")
+    assert len(items) == 2 * turns - 1
+    assert items[0].content[0].text.startswith(f"Turn {turns - 1}:")
     assert sum(len(i.content[0].text) for i in items) > 6 * context
     # ... and every turn was answered with what fits: the input grew, then stayed
     # within the context less the reply's share.

@@ -8,12 +8,17 @@ from __future__ import annotations
 import json
 import struct
 import tempfile
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gguf
 import numpy as np
 
 from llmkit.models.bundled import bundled_model_path
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: The shape every tiny model has (a Llama with grouped-query attention).
 SHAPE = dict(n_layers=2, hidden=64, heads=4, kv_heads=2, ff=128, vocab=256, ctx=512)
@@ -248,15 +253,29 @@ def _declared_tensors() -> dict[str, tuple]:
     return shapes
 
 
-def make_llama(out: Path, seed: int = 0) -> None:
-    """A tiny Llama-architecture causal LM in safetensors (f16, random weights) with
-    the bundled model's tokenizer, rebuilt from its GGUF by transformers (no
-    download): what the conversion and LoRA tests hold llmkit to transformers on."""
-    import torch
+#: A prompt as token ids for the tiny Llama: no tokenizer differences to argue.
+LLAMA_IDS = list(range(1000, 1032))
+
+
+@cache
+def bundled_tokenizer() -> PreTrainedTokenizerBase:
+    """The bundled model's tokenizer, rebuilt from its GGUF by transformers (no
+    download). Seconds of work: once a process, shared by whoever reads it."""
     import transformers
 
     bundled = Path(bundled_model_path())
-    tok = transformers.AutoTokenizer.from_pretrained(str(bundled.parent), gguf_file=bundled.name)
+    return transformers.AutoTokenizer.from_pretrained(str(bundled.parent), gguf_file=bundled.name)
+
+
+def make_llama(out: Path, seed: int = 0) -> None:
+    """A tiny Llama-architecture causal LM in safetensors (f16, random weights) with
+    the bundled model's tokenizer, rebuilt from its GGUF by transformers (no
+    download): what the conversion and LoRA tests hold llmkit to transformers on.
+    The seed-0 one is made once a session (``tiny_llama`` in conftest)."""
+    import torch
+    import transformers
+
+    tok = bundled_tokenizer()
     cfg = transformers.LlamaConfig(
         vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
@@ -266,3 +285,15 @@ def make_llama(out: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     transformers.LlamaForCausalLM(cfg).to(torch.float16).save_pretrained(out)
     tok.save_pretrained(out)
+
+
+def reference_logprobs(directory: Path, ids: list[int]) -> np.ndarray:
+    """transformers' next-token log-probabilities at each position of ``ids`` for
+    the model in ``directory``, in f32 (float64 out)."""
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0]
+    return torch.log_softmax(logits, -1).numpy().astype(np.float64)
