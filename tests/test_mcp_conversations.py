@@ -111,3 +111,29 @@ def test_unknown_server_is_refused_before_anything_is_stored(http):
     assert r.status_code == 400 and r.json()["error"]["param"] == "mcp"
     assert "web" in r.json()["error"]["message"]
     assert http.get(f"/conversations/{name}").json()["messages"] == []
+
+
+def test_llmkit_chat_prints_the_call_and_asks_yes_or_no(http, mcp):
+    from tests.test_chat_cli import Term
+
+    # The terminal and the server share one store (one data directory), as on one machine.
+    assert http.post("/conversations", json={"name": "cli-mcp", "max_tokens": 64}).is_success
+    t = Term(mcp.server.home, "chat", "--url", mcp.server.url, "--session", "cli-mcp",
+             "--mcp", "web", "--plain")  # fmt: skip
+    t.p.expect(">>>")
+    t.command("/tools", r"\* web \(http\): get_weather")
+    t.p.expect(">>>")
+    t.drain()
+    before = len(mcp.calls())
+    t.p.sendline("/tool get_weather What is the weather in Lima?")
+    t.p.expect(r"tool call web\.get_weather\(\{", timeout=300)  # a busy CI machine
+    t.p.expect(r"Run web\.get_weather\(.*\)\? \[y/N\]")
+    assert len(mcp.calls()) == before  # asked before it ran
+    t.p.sendline("y")
+    t.p.expect("tool result get_weather: WEATHER-REPORT for", timeout=300)
+    t.p.expect(">>>", timeout=300)
+    assert mcp.calls()[before]["tool"] == "get_weather"
+    entries = t.entries("cli-mcp")
+    tool = next(e for e in entries if e.role == "tool")
+    assert tool.content.startswith("WEATHER-REPORT") and not tool.tool_error
+    assert t.exit() == 0

@@ -137,12 +137,14 @@ async def run(
     *,
     max_steps: int,
     decisions: dict[str, bool] | None = None,
-    steps_taken: int = 0,
+    max_calls: int | None = None,
 ) -> AsyncIterator[Event]:
     """Run the loop on ``messages`` (extended in place with each turn and result).
-    ``decisions``: the user's answers to approval requests, by call id."""
+    ``max_steps``: the most turns of the model; ``max_calls``: the most tool calls
+    run (both end the run with ``max_tool_steps``). ``decisions``: the user's
+    answers to approval requests, by call id."""
     decisions = decisions or {}
-    steps = steps_taken
+    steps = calls_run = 0
     last = Chunk()
     while True:
         waiting = False
@@ -168,12 +170,13 @@ async def run(
                     result = await servers.call(
                         offered.server, offered.remote.name, args, offered.headers
                     )
+                calls_run += 1
                 yield Result(call, offered, result, approved=True if offered.approval else None)
             messages.append(Message("tool", result.output, tool_call_id=call.id))
         if waiting:
             yield End("approval_required", last)
             return
-        if steps >= max_steps:
+        if steps >= max_steps or (max_calls is not None and calls_run >= max_calls):
             yield End("max_tool_steps", last)
             return
         stream = await generate(tuple(messages), steps)

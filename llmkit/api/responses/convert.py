@@ -308,6 +308,8 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
         "tools": tools_echo,
         "tool_choice": _choice_echo(req, choice, name),
     }
+    if req.max_tool_calls is not None:
+        echo["max_tool_calls"] = req.max_tool_calls
     if req.user is not None:  # a string when present, never null
         echo["user"] = req.user
     sealed = ENCRYPTED in (req.include or ())

@@ -11,8 +11,8 @@ listing is an ``mcp_list_tools`` item (``mcp_list_tools.in_progress``,
 ``.completed`` or ``.failed``); a call that waits for the user's yes is an
 ``mcp_approval_request`` item, and the response ends there, completed, to go on
 in the next one (``previous_response_id`` and an ``mcp_approval_response``).
-A loop past the step limit (``--mcp-max-steps``) ends incomplete, its reason
-``max_tool_calls``.
+A loop past the step limit (``--mcp-max-steps``) or the request's
+``max_tool_calls`` ends incomplete, its reason ``max_tool_calls``.
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ async def events(
             mcp,
             max_steps=request.app.state.settings.mcp_max_steps,
             decisions=turn.decisions,
+            max_calls=turn.echo.get("max_tool_calls"),
         )
         end: loop.End | None = None
         async for ev in run:
