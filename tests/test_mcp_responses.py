@@ -127,14 +127,14 @@ def test_a_failing_call_is_an_error_and_the_model_goes_on(mcp, tool):
         assert call.error.type == "mcp_protocol_error" and "did not answer" in call.error.message
     else:
         assert call.error.type == "mcp_tool_execution_error"
-        assert "broke" in call.error.content[0]["text"]
+        assert "broken" in call.error.content[0]["text"]  # the SDK's words for a tool that raised
     # The model was sent only the allowed tool, and its next turn the error.
     sent = requests_sent(mcp.server)[-1]
     assert [t["name"] for t in sent["tools"]] == [tool]
     assert sent["messages"][-1]["role"] == "tool"
     metrics = httpx.get(mcp.server.url + "/metrics").text
     outcome = "timeout" if tool == "slow" else "error"
-    assert f'llmkit_mcp_calls_total{{outcome="{outcome}",server="web",tool="{tool}"}}' in metrics
+    assert f'llmkit_mcp_calls_total{{server="web",tool="{tool}",outcome="{outcome}"}}' in metrics
 
 
 def test_past_the_call_limit_it_ends_incomplete(mcp):

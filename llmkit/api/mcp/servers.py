@@ -214,7 +214,6 @@ class McpServers:
     ) -> CallResult:
         """Run ``tool``; whatever goes wrong is the result (``error``), never raised."""
         started = time.perf_counter()
-        outcome: Outcome = "ok"
         try:
             with anyio.fail_after(CONNECT_TIMEOUT + self.timeout):
                 async with self._client(spec, headers) as client:
@@ -222,17 +221,17 @@ class McpServers:
                         result = await client.call_tool(tool, arguments)
             text = _text_of(result)
             if result.is_error:
-                outcome = "error"
+                outcome: Outcome = "error"
                 out = CallResult(self.bounded(text or "the tool failed"), error=True)
             else:
-                out = CallResult(self.bounded(text))
-        except TimeoutError:
-            outcome = "timeout"
-            why = f"the MCP server {spec.name!r} did not answer in {self.timeout:g}s"
-            out = CallResult(why, error=True, protocol=True)
-        except Exception as e:
-            outcome = "unreachable"
-            why = f"the MCP server {spec.name!r} failed: {_why(e)}"
+                outcome, out = "ok", CallResult(self.bounded(text))
+        except Exception as e:  # the task groups may wrap it: look inside
+            if isinstance(_root(e), TimeoutError):
+                outcome = "timeout"
+                why = f"the MCP server {spec.name!r} did not answer in {self.timeout:g}s"
+            else:
+                outcome = "unreachable"
+                why = f"the MCP server {spec.name!r} failed: {_why(e)}"
             out = CallResult(why, error=True, protocol=True)
         seconds = time.perf_counter() - started
         log.info("mcp call server=%s tool=%s %.3fs %s", spec.name, tool, seconds, outcome)
@@ -267,8 +266,14 @@ def _text_of(result: Any) -> str:
     return "\n".join(parts)
 
 
-def _why(e: BaseException) -> str:
-    """One line for an exception, unwrapping the task groups' exception groups."""
+def _root(e: BaseException) -> BaseException:
+    """The first exception inside the task groups' exception groups."""
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
         e = e.exceptions[0]
+    return e
+
+
+def _why(e: BaseException) -> str:
+    """One line for an exception."""
+    e = _root(e)
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
