@@ -138,11 +138,14 @@ async def run(
     max_steps: int,
     decisions: dict[str, bool] | None = None,
     max_calls: int | None = None,
+    external: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Event]:
     """Run the loop on ``messages`` (extended in place with each turn and result).
     ``max_steps``: the most turns of the model; ``max_calls``: the most tool calls
     run (both end the run with ``max_tool_steps``). ``decisions``: the user's
-    answers to approval requests, by call id."""
+    answers to approval requests, by call id. ``external``: the functions the
+    caller runs itself (a call of one ends the run with ``tool_calls``); a call of
+    any other tool outside ``box`` is an error result, never sent anywhere."""
     decisions = decisions or {}
     steps = calls_run = 0
     last = Chunk()
@@ -200,7 +203,7 @@ async def run(
             return
         for call in calls:
             yield Call(call, box.offered.get(call.name))
-        if any(c.name not in box.offered for c in calls):
+        if any(c.name in external and c.name not in box.offered for c in calls):
             # A function the caller runs itself (Responses' function tools): the loop
             # stops there, as a plain tool call would.
             yield End("tool_calls", last)

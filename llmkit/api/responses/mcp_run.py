@@ -192,6 +192,7 @@ async def events(
             max_steps=request.app.state.settings.mcp_max_steps,
             decisions=turn.decisions,
             max_calls=turn.echo.get("max_tool_calls"),
+            external=frozenset(t.name for t in turn.tools),
         )
         end: loop.End | None = None
         async for ev in run:
@@ -206,7 +207,7 @@ async def events(
                 cut = "incomplete" if ev.last.finish_reason == "length" else "completed"
                 out += s.close_all(cut)
             elif isinstance(ev, loop.Call):
-                if ev.offered is None:
+                if ev.offered is None and any(t.name == ev.call.name for t in turn.tools):
                     out += s.function_call(ev.call)
                 elif not ev.offered.approval:
                     out += s.calling(ev.call, ev.offered.server.name, None)
