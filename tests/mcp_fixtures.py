@@ -60,7 +60,7 @@ def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mcp]:
             stdio,
             f"down=http://127.0.0.1:{free_port()}/mcp",
             "--mcp-timeout",
-            "3",
+            "15",  # the slow tool sleeps far longer; a busy machine needs a few seconds
             "--mcp-max-steps",
             "2",
             "--log-requests",
