@@ -16,6 +16,8 @@ from tests.conftest import requests_sent
 from tests.test_conversations_api import events
 
 WEATHER = {"name": "get_weather"}
+# Each test runs the model twice or so; a machine shared by many test runs needs time.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture()
@@ -31,7 +33,7 @@ def post(http: httpx.Client, path: str, body: dict) -> list[tuple[str, dict]]:
 
 
 def new(http: httpx.Client, name: str) -> str:
-    assert http.post("/conversations", json={"name": name, "max_tokens": 64}).status_code == 201
+    assert http.post("/conversations", json={"name": name, "max_tokens": 40}).status_code == 201
     return name
 
 
@@ -117,7 +119,7 @@ def test_llmkit_chat_prints_the_call_and_asks_yes_or_no(http, mcp):
     from tests.test_chat_cli import Term
 
     # The terminal and the server share one store (one data directory), as on one machine.
-    assert http.post("/conversations", json={"name": "cli-mcp", "max_tokens": 64}).is_success
+    assert http.post("/conversations", json={"name": "cli-mcp", "max_tokens": 40}).is_success
     t = Term(mcp.server.home, "chat", "--url", mcp.server.url, "--session", "cli-mcp",
              "--mcp", "web", "--plain")  # fmt: skip
     t.p.expect(">>>")
