@@ -139,7 +139,7 @@ def test_a_failing_call_is_an_error_and_the_model_goes_on(mcp, tool):
     assert sent["messages"][-1]["role"] == "tool"
     metrics = httpx.get(mcp.server.url + "/metrics").text
     outcome = "timeout" if tool == "slow" else "error"
-    assert f'llmkit_mcp_calls_total{{server="web",tool="{tool}",outcome="{outcome}"}}' in metrics
+    assert f'llmkit_mcp_calls_total{{outcome="{outcome}",server="web",tool="{tool}"}}' in metrics
 
 
 def test_past_the_call_limit_it_ends_incomplete(mcp):
