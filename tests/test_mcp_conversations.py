@@ -33,7 +33,8 @@ def post(http: httpx.Client, path: str, body: dict) -> list[tuple[str, dict]]:
 
 
 def new(http: httpx.Client, name: str) -> str:
-    assert http.post("/conversations", json={"name": name, "max_tokens": 40}).status_code == 201
+    settings = {"name": name, "max_tokens": 64, "temperature": 0}  # greedy: the call fits
+    assert http.post("/conversations", json=settings).status_code == 201
     return name
 
 
@@ -119,7 +120,7 @@ def test_llmkit_chat_prints_the_call_and_asks_yes_or_no(http, mcp):
     from tests.test_chat_cli import Term
 
     # The terminal and the server share one store (one data directory), as on one machine.
-    assert http.post("/conversations", json={"name": "cli-mcp", "max_tokens": 40}).is_success
+    new(http, "cli-mcp")
     t = Term(mcp.server.home, "chat", "--url", mcp.server.url, "--session", "cli-mcp",
              "--mcp", "web", "--plain")  # fmt: skip
     t.p.expect(">>>")
