@@ -92,6 +92,10 @@ messages = sa.Table(
     # itself as JSON; ``role``/``content`` then hold its text as the transcript shows it
     sa.Column("item_id", sa.String(64)),
     sa.Column("item_json", sa.Text),
+    # m008_message_tool_calls: an assistant turn's calls of MCP tools (JSON: the calls,
+    # each with its server, and the servers the turn could use); a tool result's call
+    sa.Column("tool_calls", sa.Text),
+    sa.Column("tool_call_id", sa.Text),
 )
 
 # LangGraph checkpoints (``memory/checkpoints.py``): values are the saver's serde
@@ -364,6 +368,14 @@ def m007_message_images(conn: Connection) -> None:
     meta.tables["message_images"].create(conn)
 
 
+def m008_message_tool_calls(conn: Connection) -> None:
+    """Tool calls and their results as conversation messages: an assistant turn's
+    calls (JSON) and, on a ``tool`` message, the id of the call it answers. NULL on
+    every message before it and every message that is neither."""
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN tool_calls TEXT"))
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN tool_call_id TEXT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
@@ -372,6 +384,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m005_message_reasoning,
     m006_conversation_items,
     m007_message_images,
+    m008_message_tool_calls,
     # append new migrations here
 )
 

@@ -26,7 +26,7 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmkit.core.types import Image, Message, Role
+from llmkit.core.types import Image, Message, Role, ToolCall
 from llmkit.errors import (
     ConversationExistsError,
     ConversationNotFoundError,
@@ -90,20 +90,44 @@ class Entry:
     item: dict[str, Any] | None = None
     item_id: str = ""  # the item's id (``msg_...``)
 
+    # An assistant turn's tool calls, each {"id", "name", "arguments", "server"}, and
+    # the MCP servers the turn could use; a ``tool`` message's call id. A tool message
+    # whose call failed (or was denied) is ``tool_error``.
+    tool_calls: tuple[dict[str, str], ...] = ()
+    tool_servers: tuple[str, ...] = ()
+    tool_call_id: str | None = None
+    tool_error: bool = False
+
     @property
     def in_context(self) -> bool:
         """Whether the model is sent this row (listed tools, approvals are bookkeeping)."""
         return items.is_context(self.item)
 
+    def _calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in self.tool_calls)
+
     @property
     def message(self) -> Message:
         """The turn as history sends it: the answer only. Earlier thinking is not
         sent back by default (``with_reasoning`` has it, for a template that wants it)."""
-        return Message(self.role, self.content, images=self.images)
+        return Message(
+            self.role,
+            self.content,
+            tool_calls=self._calls(),
+            tool_call_id=self.tool_call_id,
+            images=self.images,
+        )
 
     @property
     def with_reasoning(self) -> Message:
-        return Message(self.role, self.content, reasoning=self.reasoning, images=self.images)
+        return Message(
+            self.role,
+            self.content,
+            tool_calls=self._calls(),
+            tool_call_id=self.tool_call_id,
+            reasoning=self.reasoning,
+            images=self.images,
+        )
 
 
 def check_name(name: str) -> str:
@@ -306,10 +330,15 @@ class Store(ItemStore):
         interrupted: bool = False,
         reasoning: str = "",
         images: Sequence[Image] = (),
+        tool_calls: list[dict[str, str]] | None = None,
+        tool_servers: list[str] | None = None,
+        tool_call_id: str | None = None,
+        tool_error: bool = False,
     ) -> Entry:
         """Store one message now (committed when this returns); marks the conversation
         used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``;
-        ``images``: a user turn's, stored once each by their hash."""
+        ``images``: a user turn's, stored once each by their hash; ``tool_calls`` (with
+        ``tool_servers``), ``tool_call_id``, ``tool_error``: as ``Entry`` has them."""
         if role not in _ROLES:
             raise InvalidRequestError(
                 f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
@@ -317,12 +346,15 @@ class Store(ItemStore):
         if images and role != "user":
             raise InvalidRequestError("Only user turns carry images.", param="images")
         now = _now()
-        status = "interrupted" if interrupted else "complete"
+        status = "interrupted" if interrupted else "error" if tool_error else "complete"
+        calls = {"calls": tool_calls, "servers": tool_servers or []} if tool_calls else None
         with self._write() as conn:
             cid = self._id(conn, name)
             row = dict(conversation_id=cid, role=role, content=content, status=status)
             row["reasoning"] = reasoning or None
             row["item_id"] = items.new_id("message")
+            row["tool_calls"] = json.dumps(calls) if calls else None
+            row["tool_call_id"] = tool_call_id
             new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
             stored_images.save(conn, new_id, images)
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
@@ -335,6 +367,10 @@ class Store(ItemStore):
             reasoning,
             tuple(images),
             item_id=row["item_id"],
+            tool_calls=tuple(tool_calls or ()),
+            tool_servers=tuple(tool_servers or ()) if tool_calls else (),
+            tool_call_id=tool_call_id,
+            tool_error=tool_error,
         )
 
     def entries(self, name: str) -> list[Entry]:
@@ -479,6 +515,7 @@ class Store(ItemStore):
 
 def _entry(r: Any) -> Entry:
     item = json.loads(r.item_json) if r.item_json is not None else None
+    calls = json.loads(r.tool_calls) if r.tool_calls else {}
     return Entry(
         r.id,
         r.role,
@@ -488,6 +525,10 @@ def _entry(r: Any) -> Entry:
         r.reasoning or "",
         item=item,
         item_id=r.item_id or items.row_id(r.id),
+        tool_calls=tuple(calls.get("calls") or ()),
+        tool_servers=tuple(calls.get("servers") or ()),
+        tool_call_id=r.tool_call_id,
+        tool_error=r.status == "error",
     )
 
 
