@@ -80,7 +80,7 @@ def test_a_reply_streams_in_and_the_conversation_is_there_after_a_reload(page, p
         }).observe(document.getElementById('messages'),
                    {subtree: true, childList: true, characterData: true});
     }""")
-    page.click("#settings summary")  # a short reply: this conversation's own settings
+    page.click("#open-settings")  # a short reply: this conversation's own settings
     page.fill("#max-tokens", "40")
     page.fill("#temperature", "0")
     page.click("text=Save settings")
@@ -151,8 +151,10 @@ def test_switch_rename_search_and_delete(page, page_server):
 def test_the_model_picker_lists_the_served_models_and_sets_the_conversations(page, page_server):
     imported(page_server, "picker", ("user", "Hi"), ("assistant", "Hello."))
     load(page, page_server, "picker")
-    expect(page.locator("#model option")).to_have_text(["SmolLM2-135M-Instruct", "smol"])
-    page.select_option("#model", "smol")
+    options = page.locator("#model-menu [role=option] .name")
+    expect(options).to_have_text(["SmolLM2-135M-Instruct", "smol"])
+    page.click("#model")
+    page.click("#model-menu [data-model='smol']")
     with api(page_server) as c:
         for _ in range(100):  # the page saves the choice as it is made
             if c.get("/conversations/picker").json()["model"] == "smol":
@@ -161,7 +163,7 @@ def test_the_model_picker_lists_the_served_models_and_sets_the_conversations(pag
         assert c.get("/conversations/picker").json()["model"] == "smol"
     page.reload()
     page.wait_for_selector("body[data-ready]")
-    expect(page.locator("#model")).to_have_value("smol")
+    expect(page.locator("#model .model-name")).to_have_text("smol")
 
 
 def test_stop_keeps_the_reply_as_interrupted_and_continue_goes_on(page, page_server):
@@ -242,7 +244,7 @@ def test_a_conversation_from_chat_continues_in_the_page_and_back(page, page_serv
     expect(page.locator(".msg.user .body")).to_have_text("My name is Ada.")
     # Chat's max_tokens is its own, not the conversation's: cap the page's reply too,
     # or an unbounded reply can outlast the wait on a slow machine
-    page.click("#settings summary")
+    page.click("#open-settings")
     page.fill("#max-tokens", "12")
     page.click("text=Save settings")
     expect(page.locator("#status")).to_have_text("Settings saved.")
@@ -312,7 +314,7 @@ def test_the_page_asks_for_the_key_once_per_tab(browser, tmp_path):
         page.keyboard.press("Enter")
         page.wait_for_selector("body[data-ready]")
         expect(page.locator("#key-dialog")).to_be_hidden()
-        expect(page.locator("#model option")).to_have_count(1)
+        expect(page.locator("#model-menu [role=option]")).to_have_count(1)
         assert page.evaluate("sessionStorage.getItem('llmkit-api-key')") == "sesame"
         page.reload()  # the same tab: no second prompt
         page.wait_for_selector("body[data-ready]")

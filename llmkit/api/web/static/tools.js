@@ -1,0 +1,139 @@
+// Tools on the page: which of the server's configured MCP servers a conversation may
+// use (GET /mcp/servers), and each call the model makes, folded: its name and server,
+// the arguments it wrote, the result, and a yes/no where the server asks for approval.
+// Everything shown is text (textContent): arguments and results come from a model
+// and a tool, never from the page.
+
+const $ = (id) => document.getElementById(id);
+const KEPT = "llmkit-mcp:"; // + conversation name: the servers chosen for it
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// JSON text as the model wrote it, indented when it parses
+function pretty(text) {
+  if (typeof text !== "string") return JSON.stringify(text, null, 2);
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
+}
+
+// The servers a conversation may use. The choice is the page's (a turn names its
+// servers, the store keeps no standing choice), so it is kept in localStorage per
+// conversation; a chat not yet created keeps it under "".
+export class ToolServers {
+  constructor(api) {
+    this.api = api;
+    this.servers = [];
+    this.conversation = "";
+  }
+
+  async load() {
+    try {
+      const { data } = await this.api.json("/mcp/servers");
+      this.servers = data;
+    } catch {
+      this.servers = []; // a server without MCP: no tools on the page
+    }
+    $("tools").hidden = this.servers.length === 0;
+    this.show();
+  }
+
+  chosen(name = this.conversation) {
+    try {
+      const kept = JSON.parse(localStorage.getItem(KEPT + name) || "[]");
+      const known = new Set(this.servers.map((s) => s.name));
+      return kept.filter((n) => known.has(n));
+    } catch { return []; }
+  }
+
+  keep(names, name = this.conversation) {
+    if (names.length) localStorage.setItem(KEPT + name, JSON.stringify(names));
+    else localStorage.removeItem(KEPT + name);
+  }
+
+  // the conversation shown changed (opened, created, renamed)
+  open(name, { from } = {}) {
+    if (from !== undefined && from !== name) {
+      const carried = this.chosen(from);
+      this.keep([], from);
+      if (carried.length) this.keep(carried, name);
+    }
+    this.conversation = name || "";
+    this.show();
+  }
+
+  show() {
+    const chosen = new Set(this.chosen());
+    $("tool-servers").replaceChildren(...this.servers.map((s) => {
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = s.name;
+      box.checked = chosen.has(s.name);
+      box.disabled = !!s.error;
+      box.addEventListener("change", () => this.keep(
+        [...$("tool-servers").querySelectorAll("input:checked")].map((b) => b.value)));
+      const label = el("label", "check");
+      label.dataset.server = s.name;
+      const what = s.error ? `unreachable: ${s.error}`
+        : `${s.tools.length} tool${s.tools.length === 1 ? "" : "s"}` +
+          (s.require_approval === "always" ? " · asks before each call" : "");
+      label.append(box, el("span", "", s.name), el("span", "url", what));
+      label.title = s.tools.map((t) => t.name).join(", ");
+      return label;
+    }));
+    const n = chosen.size;
+    $("tools-chip").hidden = this.servers.length === 0;
+    $("tools-count").textContent = n ? `${n} tool server${n === 1 ? "" : "s"}` : "No tools";
+  }
+}
+
+// One call, folded: `call` {id, server, name, arguments}; `result` {output, error}
+// or null (running, or waiting for approval).
+export function toolBox(call, result = null) {
+  const box = el("details", "tool");
+  box.dataset.call = call.id;
+  const summary = el("summary");
+  summary.innerHTML = '<svg class="icon small"><use href="#i-tool"/></svg>';
+  summary.append(el("span", "tname", call.name));
+  if (call.server) summary.append(el("span", "fact", call.server));
+  summary.append(el("span", "tstate", "running…"));
+  const body = el("div", "tbody");
+  body.append(el("div", "tlabel", "Arguments"), el("pre", "args", pretty(call.arguments || "{}")));
+  box.append(summary, body);
+  if (result) setResult(box, result);
+  return box;
+}
+
+export function setResult(box, { output, error }) {
+  box.querySelector(".approval")?.remove();
+  box.classList.toggle("failed", !!error);
+  box.classList.toggle("done", !error);
+  box.querySelector(".tstate").textContent = error ? "failed" : "done";
+  let pre = box.querySelector("pre.result");
+  if (!pre) {
+    box.querySelector(".tbody").append(el("div", "tlabel", error ? "Error" : "Result"),
+      (pre = el("pre", "result")));
+  }
+  pre.textContent = pretty(output ?? "");
+}
+
+// The server asks before running the call: onAnswer(true|false)
+export function askApproval(box, call, onAnswer) {
+  if (box.querySelector(".approval")) return;
+  box.querySelector(".tstate").textContent = "needs approval";
+  const card = el("div", "approval");
+  card.append(el("div", "", `Run ${call.name}${call.server ? ` on ${call.server}` : ""}?`));
+  const row = el("div", "row");
+  const yes = el("button", "primary", "Approve");
+  const no = el("button", "", "Deny");
+  yes.type = no.type = "button";
+  yes.addEventListener("click", () => onAnswer(true));
+  no.addEventListener("click", () => onAnswer(false));
+  row.append(yes, no);
+  card.append(row);
+  box.open = true;
+  box.querySelector(".tbody").append(card);
+}
