@@ -138,7 +138,7 @@ async function removeConversation(name) {
   if (!confirm(`Delete the conversation "${name}"? This cannot be undone.`)) return;
   try {
     await api.json(path(name), { method: "DELETE" });
-    tools.keep([], name);
+    tools.forget(name);
     if (state.current?.name === name) { state.current = null; state.messages = []; showConversation(); }
     await loadList();
   } catch (e) { fail(e); }
@@ -302,12 +302,17 @@ async function send(text) {
     const body = { content: text };
     const images = attachments.take();
     if (images.length) body.images = images;
-    const mcp = tools.chosen();
-    if (mcp.length) body.mcp = mcp;
+    Object.assign(body, tools.turn());
     $("input").value = "";
     autoGrow($("input"));
     const pendingUser = { role: "user", content: text, images: images.map((url) => ({ url })) };
-    await reply(path(conv.name, "/messages"), body, { pendingUser });
+    const stored = await reply(path(conv.name, "/messages"), body, { pendingUser });
+    if (!stored) { // refused before it was kept (a 400): the turn goes back to the composer
+      state.messages = state.messages.filter((m) => m !== pendingUser);
+      showConversation();
+      $("input").value = text;
+      attachments.restore(images);
+    }
   } catch (e) { fail(e); }
 }
 
@@ -317,8 +322,10 @@ function approve(call, yes) {
 
 // Stream a reply; `dropFrom`: messages from this index go (regenerate, edit);
 // `continuing`: the cut reply that grows; `pendingUser`: shown until the server stores it.
+// True once the server answered with a stream (the turn is kept).
 async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
-  if (state.busy) return;
+  if (state.busy) return false;
+  let started = false;
   if (dropFrom !== undefined) state.messages = state.messages.slice(0, dropFrom);
   if (pendingUser !== undefined) state.messages.push(pendingUser);
   showConversation();
@@ -361,6 +368,7 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
   status("Generating…");
   try {
     await api.stream(url, body, (event, data) => {
+      started = true;
       if (event === "user") {
         const i = state.messages.findLastIndex((m) => m.role === "user" && m.id == null);
         if (i >= 0) state.messages[i] = data;
@@ -413,6 +421,7 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
   else showConversation();
   await loadList();
   $("input").focus();
+  return started || controller.signal.aborted;
 }
 
 // After Stop the server stores the cut reply as soon as it notices: show it as stored.

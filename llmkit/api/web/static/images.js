@@ -84,6 +84,12 @@ export class Attachments {
 
   get count() { return this.items.length; }
 
+  // put back what take() gave (the turn was refused)
+  restore(urls) {
+    this.items = urls.map((url, i) => ({ url, name: `image ${i + 1}` }));
+    this.show();
+  }
+
   // the data URIs to send; the composer is emptied
   take() {
     const urls = this.items.map((i) => i.url);

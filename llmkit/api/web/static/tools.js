@@ -20,7 +20,8 @@ function pretty(text) {
   try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
 }
 
-// The servers a conversation may use. The choice is the page's (a turn names its
+// The servers a conversation may use, and whether its model must start with a
+// call (tool_choice "required"). The choice is the page's (a turn names its
 // servers, the store keeps no standing choice), so it is kept in localStorage per
 // conversation; a chat not yet created keeps it under "".
 export class ToolServers {
@@ -28,6 +29,7 @@ export class ToolServers {
     this.api = api;
     this.servers = [];
     this.conversation = "";
+    $("tools-required").addEventListener("change", () => this.save());
   }
 
   async load() {
@@ -41,40 +43,57 @@ export class ToolServers {
     this.show();
   }
 
-  chosen(name = this.conversation) {
+  kept(name = this.conversation) {
     try {
-      const kept = JSON.parse(localStorage.getItem(KEPT + name) || "[]");
+      const kept = JSON.parse(localStorage.getItem(KEPT + name) || "{}");
       const known = new Set(this.servers.map((s) => s.name));
-      return kept.filter((n) => known.has(n));
-    } catch { return []; }
+      return { servers: (kept.servers || []).filter((n) => known.has(n)), required: !!kept.required };
+    } catch { return { servers: [], required: false }; }
   }
 
-  keep(names, name = this.conversation) {
-    if (names.length) localStorage.setItem(KEPT + name, JSON.stringify(names));
+  // what a turn sends: {mcp, tool_choice} when tools are on, else {}
+  turn() {
+    const { servers, required } = this.kept();
+    if (!servers.length) return {};
+    return required ? { mcp: servers, tool_choice: "required" } : { mcp: servers };
+  }
+
+  keep(choice, name = this.conversation) {
+    if (choice.servers.length || choice.required) localStorage.setItem(KEPT + name, JSON.stringify(choice));
     else localStorage.removeItem(KEPT + name);
   }
+
+  save() {
+    this.keep({
+      servers: [...$("tool-servers").querySelectorAll("input:checked")].map((b) => b.value),
+      required: $("tools-required").checked,
+    });
+    this.show();
+  }
+
+  forget(name) { localStorage.removeItem(KEPT + name); }
 
   // the conversation shown changed (opened, created, renamed)
   open(name, { from } = {}) {
     if (from !== undefined && from !== name) {
-      const carried = this.chosen(from);
-      this.keep([], from);
-      if (carried.length) this.keep(carried, name);
+      const carried = this.kept(from);
+      this.forget(from);
+      this.keep(carried, name);
     }
     this.conversation = name || "";
     this.show();
   }
 
   show() {
-    const chosen = new Set(this.chosen());
+    const { servers, required } = this.kept();
+    const chosen = new Set(servers);
     $("tool-servers").replaceChildren(...this.servers.map((s) => {
       const box = document.createElement("input");
       box.type = "checkbox";
       box.value = s.name;
       box.checked = chosen.has(s.name);
       box.disabled = !!s.error;
-      box.addEventListener("change", () => this.keep(
-        [...$("tool-servers").querySelectorAll("input:checked")].map((b) => b.value)));
+      box.addEventListener("change", () => this.save());
       const label = el("label", "check");
       label.dataset.server = s.name;
       const what = s.error ? `unreachable: ${s.error}`
@@ -84,6 +103,7 @@ export class ToolServers {
       label.title = s.tools.map((t) => t.name).join(", ");
       return label;
     }));
+    $("tools-required").checked = required;
     const n = chosen.size;
     $("tools-chip").hidden = this.servers.length === 0;
     $("tools-count").textContent = n ? `${n} tool server${n === 1 ? "" : "s"}` : "No tools";
