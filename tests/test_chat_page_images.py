@@ -108,7 +108,8 @@ def drop(page: Page, data: bytes, name: str) -> None:
             dt.items.add(new File([bytes], name, {type: "image/png"}));
             const target = document.getElementById("composer");
             for (const type of ["dragenter", "dragover", "drop"]) {
-                target.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+                const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+                target.dispatchEvent(new DragEvent(type, init));
             }
         }""",
         [base64.b64encode(data).decode(), name],
