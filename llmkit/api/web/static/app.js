@@ -238,7 +238,7 @@ function messageView(m, { last = false, results = new Map(), after = null } = {}
     const r = results.get(call.id);
     const b = toolBox(call, r ? { output: r.content, error: !!r.tool_error } : null);
     // a call with no result is waiting for the user's yes/no (the server stopped there)
-    if (!r && last && !state.current?.busy) askApproval(b, call, (yes) => approve(call, yes));
+    if (!r && last) askApproval(b, call, (yes) => approve(call, yes));
     view.querySelector(".calls").append(b);
   }
   if (m.role === "assistant") showThinking(view, m.reasoning, { thinking: !!m.thinking });
