@@ -84,6 +84,7 @@ def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(
     shown_args = json.loads(box.locator("pre.args").inner_text())
 
     page.set_viewport_size({"width": 375, "height": 740})  # a call reads on a phone
+    expect(page.locator("#sidebar")).not_to_be_in_viewport()  # the list slid away
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     RESULTS.mkdir(exist_ok=True)
     page.screenshot(path=RESULTS / "chat-page-tool-approval-375.png")
