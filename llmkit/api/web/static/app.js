@@ -106,7 +106,7 @@ function listItem(conv) {
 
 async function rename(name, wanted) {
   const conv = await api.json(path(name), { method: "PATCH", body: { name: wanted } });
-  tools.open(wanted, { from: name });
+  tools.move(name, wanted);
   if (state.current?.name === name) { state.current.name = wanted; showHeader(); setHash(); }
   return conv;
 }
@@ -287,7 +287,7 @@ async function ensureConversation(first) {
   const body = { model: picker.value || undefined };
   const create = (name) => api.json("/conversations", { method: "POST", body: { ...body, name } });
   const conv = first === undefined ? await create(undefined) : await titled(create, titleFrom(first));
-  tools.open(conv.name, { from: "" });
+  tools.move("", conv.name);
   use({ ...conv, messages: [] });
   setHash();
   showHeader();

@@ -73,15 +73,18 @@ export class ToolServers {
 
   forget(name) { localStorage.removeItem(KEPT + name); }
 
-  // the conversation shown changed (opened, created, renamed)
-  open(name, { from } = {}) {
-    if (from !== undefined && from !== name) {
-      const carried = this.kept(from);
-      this.forget(from);
-      this.keep(carried, name);
-    }
+  // the conversation shown changed (opened, created)
+  open(name) {
     this.conversation = name || "";
     this.show();
+  }
+
+  // a conversation got a new name (renamed; created from the chat not yet made, "")
+  move(from, to) {
+    const carried = this.kept(from);
+    this.forget(from);
+    this.keep(carried, to);
+    if (this.conversation === from) this.open(to);
   }
 
   show() {
