@@ -3,7 +3,9 @@
 // the API key (this tab), the theme, and which MCP servers each conversation may use.
 import { Api, ApiError, path } from "/ui/api.js";
 import { autoGrow, closeSettings, closeSide, openSettings, wireChrome } from "/ui/chrome.js";
-import { Attachments, messageImages } from "/ui/images.js";
+import { Attachments } from "/ui/images.js";
+import { ConversationList } from "/ui/list.js";
+import { editForm, el, messageView } from "/ui/messages.js";
 import { ModelPicker, loadModels } from "/ui/models.js";
 import { renderMarkdown, showThinking } from "/ui/render.js";
 import { ToolServers, askApproval, setResult, toolBox } from "/ui/tools.js";
@@ -29,17 +31,6 @@ function askKey(reason) {
 }
 
 // -- small helpers ---------------------------------------------------------------------
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (k === "class") node.className = v;
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
 
 function status(text, error = false) {
   $("status").textContent = text;
@@ -85,63 +76,23 @@ async function titled(attempt, title) {
 
 // -- the conversation list -------------------------------------------------------------
 
-async function loadList() {
-  const q = $("search").value.trim();
-  const { data } = await api.json("/conversations" + (q ? `?q=${encodeURIComponent(q)}` : ""));
-  $("conversations").replaceChildren(...data.map(listItem));
-}
-
-function listItem(conv) {
-  const li = el("li", { class: conv.name === state.current?.name ? "current" : "" });
-  li.dataset.name = conv.name;
-  const open = el("button", { type: "button", class: "open", title: conv.name,
-    onclick: () => { openConversation(conv.name); closeSide(); } }, conv.name);
-  const rename = el("button", { type: "button", class: "act", "aria-label": `Rename ${conv.name}`,
-    onclick: () => startRename(li, conv.name) }, "✎");
-  const remove = el("button", { type: "button", class: "act", "aria-label": `Delete ${conv.name}`,
-    onclick: () => removeConversation(conv.name) }, "✕");
-  li.append(open, rename, remove);
-  return li;
-}
+const list = new ConversationList(api, {
+  current: () => state.current?.name,
+  open: (name) => { openConversation(name); closeSide(); },
+  rename: (name, wanted) => rename(name, wanted),
+  removed: (name) => {
+    tools.forget(name);
+    if (state.current?.name === name) { use(null); showConversation(); }
+  },
+  fail,
+});
+const loadList = () => list.load();
 
 async function rename(name, wanted) {
   const conv = await api.json(path(name), { method: "PATCH", body: { name: wanted } });
   tools.move(name, wanted);
   if (state.current?.name === name) { state.current.name = wanted; showHeader(); setHash(); }
   return conv;
-}
-
-function startRename(li, name) {
-  const input = el("input", { type: "text", "aria-label": "New name" });
-  input.value = name;
-  let done = false;
-  const finish = async (save) => {
-    if (done) return;
-    done = true;
-    const wanted = input.value.trim();
-    if (save && wanted && wanted !== name) {
-      try { await rename(name, wanted); } catch (e) { fail(e); }
-    }
-    await loadList();
-  };
-  input.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") { ev.preventDefault(); finish(true); }
-    if (ev.key === "Escape") { ev.preventDefault(); ev.stopPropagation(); finish(false); }
-  });
-  input.addEventListener("blur", () => finish(true));
-  li.replaceChildren(input);
-  input.focus();
-  input.select();
-}
-
-async function removeConversation(name) {
-  if (!confirm(`Delete the conversation "${name}"? This cannot be undone.`)) return;
-  try {
-    await api.json(path(name), { method: "DELETE" });
-    tools.forget(name);
-    if (state.current?.name === name) { state.current = null; state.messages = []; showConversation(); }
-    await loadList();
-  } catch (e) { fail(e); }
 }
 
 // -- the open conversation -------------------------------------------------------------
@@ -196,53 +147,11 @@ function showConversation() {
   const shown = state.messages.filter((m) => m.role !== "tool");
   const views = shown.map((m, i) => messageView(m, {
     last: i === shown.length - 1, results, after: shown[i - 1]?.role,
-  }));
+  }, act));
   const welcome = $("welcome");
   welcome.hidden = views.length > 0;
   box.replaceChildren(welcome, ...views);
   box.scrollTop = box.scrollHeight;
-}
-
-function messageView(m, { last = false, results = new Map(), after = null } = {}) {
-  const body = el("div", { class: "body" });
-  if (m.role === "assistant") renderMarkdown(body, m.content);
-  else body.textContent = m.content;
-  const meta = el("div", { class: "meta" });
-  if (m.interrupted) meta.append(el("span", { class: "badge" }, "interrupted"));
-  if (m.usage) {
-    const u = m.usage;
-    const speed = u.tokens_per_second == null ? "" : ` · ${u.tokens_per_second.toFixed(1)} tokens/s`;
-    meta.append(el("span", { class: "usage" },
-      `${u.prompt_tokens} prompt + ${u.completion_tokens} reply tokens` +
-      `${u.reasoning_tokens ? ` (${u.reasoning_tokens} thinking)` : ""}${speed}`));
-  }
-  if (m.role === "user") {
-    meta.append(el("button", { type: "button", onclick: () => startEdit(view, m) }, "Edit"));
-  } else if (last && m.role === "assistant" && m.id != null && !m.tool_calls?.length) {
-    meta.append(el("button", { type: "button", onclick: () => {
-      const i = lastUserIndex();
-      const again = { dropFrom: i, pendingUser: state.messages[i] };
-      reply(path(state.current.name, "/regenerate"), {}, again);
-    } }, "Regenerate"));
-    if (m.interrupted || m.finish_reason === "length") {
-      meta.append(el("button", { type: "button", onclick: () => reply(path(state.current.name, "/continue"), {}, { continuing: m }) }, "Continue"));
-    }
-  }
-  const cont = m.role === "assistant" && after === "assistant"; // the same turn, after a tool
-  const view = el("article", { class: `msg ${m.role}${cont ? " cont" : ""}` },
-    el("div", { class: "who" }, m.role === "user" ? "You" : m.role === "assistant" ? "Assistant" : m.role));
-  if (m.images?.length) view.append(messageImages(m.images, api));
-  view.append(body, el("div", { class: "calls" }), meta);
-  view.dataset.id = m.id ?? "";
-  for (const call of m.tool_calls || []) {
-    const r = results.get(call.id);
-    const b = toolBox(call, r ? { output: r.content, error: !!r.tool_error } : null);
-    // a call with no result is waiting for the user's yes/no (the server stopped there)
-    if (!r && last) askApproval(b, call, (yes) => approve(call, yes));
-    view.querySelector(".calls").append(b);
-  }
-  if (m.role === "assistant") showThinking(view, m.reasoning, { thinking: !!m.thinking });
-  return view;
 }
 
 function lastUserIndex() {
@@ -250,26 +159,26 @@ function lastUserIndex() {
   return state.messages.length;
 }
 
-function startEdit(view, m) {
-  if (state.busy) return;
-  const area = el("textarea", { rows: "3", "aria-label": "Edit the message" });
-  area.value = m.content;
-  const save = el("button", { type: "button", onclick: () => {
-    const text = area.value.trim();
-    if (!text) return;
-    const index = state.messages.indexOf(m);
-    const again = { dropFrom: index, pendingUser: { ...m, id: undefined, content: text } };
-    reply(path(state.current.name, `/messages/${m.id}/resend`), { content: text }, again);
-  } }, "Save & send");
-  const cancel = el("button", { type: "button", onclick: () => showConversation() }, "Cancel");
-  area.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); save.click(); }
-    if (ev.key === "Escape") { ev.preventDefault(); ev.stopPropagation(); cancel.click(); }
-  });
-  view.querySelector(".body").replaceWith(area);
-  view.querySelector(".meta").replaceChildren(save, cancel);
-  area.focus();
-}
+// what a message's buttons do
+const act = {
+  api,
+  edit(view, m) {
+    if (state.busy) return;
+    editForm(view, m, {
+      onSave: (text) => {
+        const again = { dropFrom: state.messages.indexOf(m), pendingUser: { ...m, id: undefined, content: text } };
+        reply(path(state.current.name, `/messages/${m.id}/resend`), { content: text }, again);
+      },
+      onCancel: () => showConversation(),
+    });
+  },
+  regenerate() {
+    const i = lastUserIndex();
+    reply(path(state.current.name, "/regenerate"), {}, { dropFrom: i, pendingUser: state.messages[i] });
+  },
+  goOn: (m) => reply(path(state.current.name, "/continue"), {}, { continuing: m }),
+  approve: (call, yes) => approve(call, yes),
+};
 
 // -- sending and streaming -------------------------------------------------------------
 
@@ -339,14 +248,14 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
     target = { role: "assistant", content: "" };
     state.messages.push(target);
     const prev = box.lastElementChild?.classList.contains("assistant") ? "assistant" : null;
-    view = messageView(target, { after: prev });
+    view = messageView(target, { after: prev }, act);
     box.append(view);
   };
   if (continuing) {
     target = continuing;
     base = continuing.content;
     baseThought = continuing.reasoning || "";
-    view = messageView(target);
+    view = messageView(target, {}, act);
     box.lastElementChild.replaceWith(view);
   }
   const dirty = new Map(); // view -> message, drawn once a frame
