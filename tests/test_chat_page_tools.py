@@ -4,8 +4,8 @@ servers configured (``tests/mcp_fixtures.py``: servers written with the official
 servers a conversation may use, shows the model's call folded (name, arguments,
 result), asks before it runs, and the conversation goes on in ``Chat``.
 
-The bundled 135M model is made to call (the page's "start with a tool call", sent
-as ``tool_choice: required``); which tool it picks is its own affair, so the test
+The bundled 135M model is made to call (the page's "first step calls", sent as
+``tool_choice: {"name": ...}``); the arguments are its own affair, so the test
 reads what reached the MCP server and holds the page to that.
 """
 
@@ -64,10 +64,12 @@ def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(
     expect(servers).to_have_count(3)  # web, local, down: the operator's --mcp servers
     expect(page.locator("#tool-servers label[data-server='down'] input")).to_be_disabled()
     page.check("#tool-servers label[data-server='local'] input")
-    page.check("#tools-required")
-    page.fill("#max-tokens", "16")
+    page.select_option("#tools-first", "get_weather")  # the model's first step calls it
+    page.fill("#max-tokens", "64")  # room for a whole call
     page.fill("#temperature", "0")
     page.click("text=Save settings")
+    expect(page.locator("#status")).to_have_text("Settings saved.")
+    expect(page.locator("#settings")).to_be_hidden()
     expect(page.locator("#tools-count")).to_have_text("1 tool server")
 
     before = len(mcp.calls())

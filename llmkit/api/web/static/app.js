@@ -310,6 +310,7 @@ async function reply(url, body, { dropFrom, continuing, pendingUser } = {}) {
         base = baseThought = text = thought = "";
         status("Generating…");
       } else if (event === "done") {
+        if (!target && data.message?.role === "assistant") begin(); // a reply with no text
         if (target) Object.assign(target, data.message || {}, { usage: data.usage, finish_reason: data.finish_reason });
         status(data.finish_reason === "approval_required" ? "Waiting for your approval."
           : data.finish_reason === "max_tool_steps" ? "Stopped: the tool step limit was reached." : "");

@@ -20,16 +20,16 @@ function pretty(text) {
   try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
 }
 
-// The servers a conversation may use, and whether its model must start with a
-// call (tool_choice "required"). The choice is the page's (a turn names its
-// servers, the store keeps no standing choice), so it is kept in localStorage per
-// conversation; a chat not yet created keeps it under "".
+// The servers a conversation may use, and whether its model must start with a call
+// (tool_choice "required", or one tool by name). The choice is the page's (a turn
+// names its servers, the store keeps no standing choice), so it is kept in
+// localStorage per conversation; a chat not yet created keeps it under "".
 export class ToolServers {
   constructor(api) {
     this.api = api;
     this.servers = [];
     this.conversation = "";
-    $("tools-required").addEventListener("change", () => this.save());
+    $("tools-first").addEventListener("change", () => this.save());
   }
 
   async load() {
@@ -47,26 +47,27 @@ export class ToolServers {
     try {
       const kept = JSON.parse(localStorage.getItem(KEPT + name) || "{}");
       const known = new Set(this.servers.map((s) => s.name));
-      return { servers: (kept.servers || []).filter((n) => known.has(n)), required: !!kept.required };
-    } catch { return { servers: [], required: false }; }
+      return { servers: (kept.servers || []).filter((n) => known.has(n)), first: kept.first || "" };
+    } catch { return { servers: [], first: "" }; }
   }
 
   // what a turn sends: {mcp, tool_choice} when tools are on, else {}
   turn() {
-    const { servers, required } = this.kept();
+    const { servers, first } = this.kept();
     if (!servers.length) return {};
-    return required ? { mcp: servers, tool_choice: "required" } : { mcp: servers };
+    if (!first) return { mcp: servers };
+    return { mcp: servers, tool_choice: first === "required" ? "required" : { name: first } };
   }
 
   keep(choice, name = this.conversation) {
-    if (choice.servers.length || choice.required) localStorage.setItem(KEPT + name, JSON.stringify(choice));
+    if (choice.servers.length || choice.first) localStorage.setItem(KEPT + name, JSON.stringify(choice));
     else localStorage.removeItem(KEPT + name);
   }
 
   save() {
     this.keep({
       servers: [...$("tool-servers").querySelectorAll("input:checked")].map((b) => b.value),
-      required: $("tools-required").checked,
+      first: $("tools-first").value,
     });
     this.show();
   }
@@ -88,7 +89,7 @@ export class ToolServers {
   }
 
   show() {
-    const { servers, required } = this.kept();
+    const { servers, first } = this.kept();
     const chosen = new Set(servers);
     $("tool-servers").replaceChildren(...this.servers.map((s) => {
       const box = document.createElement("input");
@@ -106,7 +107,13 @@ export class ToolServers {
       label.title = s.tools.map((t) => t.name).join(", ");
       return label;
     }));
-    $("tools-required").checked = required;
+    // the first step: the model decides, any tool, or one of the chosen servers' tools
+    const names = this.servers.filter((s) => chosen.has(s.name)).flatMap((s) => s.tools.map((t) => t.name));
+    const option = (value, text) => Object.assign(document.createElement("option"), { value, textContent: text });
+    $("tools-first").replaceChildren(option("", "the model decides"), option("required", "any tool"),
+      ...[...new Set(names)].map((n) => option(n, n)));
+    $("tools-first").value = first && (first === "required" || names.includes(first)) ? first : "";
+    $("tools-first").disabled = chosen.size === 0;
     const n = chosen.size;
     $("tools-chip").hidden = this.servers.length === 0;
     $("tools-count").textContent = n ? `${n} tool server${n === 1 ? "" : "s"}` : "No tools";
