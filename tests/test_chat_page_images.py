@@ -16,6 +16,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -150,7 +151,7 @@ def test_attach_paste_and_drop_images_then_send_them(page: Page, url: str, tmp_p
     name = page.inner_text("#title")
     assert name == "What are these?"
     with httpx.Client(base_url=url) as c:
-        stored = c.get(f"/conversations/{name}").json()["messages"][0]
+        stored = c.get("/conversations/" + quote(name, safe="")).json()["messages"][0]
         assert [i["sha256"] for i in stored["images"]] == [
             hashlib.sha256(b).hexdigest() for b in sent
         ]
@@ -180,4 +181,4 @@ def test_a_model_that_cannot_see_refuses_and_the_turn_comes_back(page: Page, url
     expect(page.locator(".msg")).to_have_count(0)
     name = page.inner_text("#title")
     with httpx.Client(base_url=url) as c:
-        assert c.get(f"/conversations/{name}").json()["messages"] == []
+        assert c.get("/conversations/" + quote(name, safe="")).json()["messages"] == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import quote
 from collections.abc import Iterator
 
 import httpx
@@ -43,6 +44,10 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not errors, errors
 
 
+def conversation(name: str) -> str:
+    return "/conversations/" + quote(name, safe="")  # a title may hold "?"
+
+
 def expected_result(call: dict) -> str | None:
     """What the test server's tool returns for these arguments (None: it fails)."""
     args = call["arguments"]
@@ -53,9 +58,7 @@ def expected_result(call: dict) -> str | None:
     return None  # broken raises, slow outlasts --mcp-timeout
 
 
-def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(
-    page: Page, mcp: Mcp
-):
+def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(page: Page, mcp: Mcp):
     url = mcp.server.url
     page.goto(url + "/")
     page.wait_for_selector("body[data-ready]")
@@ -92,6 +95,8 @@ def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(
     page.screenshot(path=RESULTS / "chat-page-tool-approval-375.png")
     page.set_viewport_size({"width": 1100, "height": 800})
 
+    with httpx.Client(base_url=url, timeout=30) as c:  # what follows the call: short
+        assert c.patch(conversation(name), json={"max_tokens": 8}).status_code == 200
     box.locator("text=Approve").click()
     expect(page.locator("#send")).to_be_visible(timeout=LONG)
     calls = mcp.calls()[before:]
@@ -129,7 +134,7 @@ def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(
     finally:
         chat.close()
     with httpx.Client(base_url=url, timeout=30) as c:
-        messages = c.get(f"/conversations/{name}").json()["messages"]
+        messages = c.get(conversation(name)).json()["messages"]
     assert messages[-2]["content"] == "Thanks." and messages[-1]["role"] == "assistant"
     page.reload()
     page.wait_for_selector("body[data-ready]")
