@@ -58,6 +58,7 @@ def expected_result(call: dict) -> str | None:
     return None  # broken raises, slow outlasts --mcp-timeout
 
 
+@pytest.mark.timeout(900)  # two model steps, a tool and Chat's turn: minutes on a busy CPU
 def test_a_tool_call_is_shown_approved_and_the_conversation_goes_on_in_chat(page: Page, mcp: Mcp):
     url = mcp.server.url
     page.goto(url + "/")
