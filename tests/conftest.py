@@ -24,6 +24,9 @@ import uvicorn
 
 from tests.pg import pg_url, postgres  # noqa: F401 - PostgreSQL fixtures, for any test module
 
+# The MCP tests' servers (``mcp``), one per session for every module that uses them.
+pytest_plugins = ["tests.mcp_fixtures"]
+
 T = TypeVar("T")
 
 

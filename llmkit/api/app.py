@@ -26,6 +26,8 @@ from llmkit.api.conversations.service import Conversations
 from llmkit.api.generation import INTERNAL_ERROR, ClientGone
 from llmkit.api.guard import Guard, policy_for
 from llmkit.api.local_catalog import LocalCatalog
+from llmkit.api.mcp import routes as mcp_routes
+from llmkit.api.mcp.servers import McpServers
 from llmkit.api.metrics import Metrics, RequestCounter
 from llmkit.api.metrics import router as metrics_router
 from llmkit.api.ollama import embed_routes as ollama_embed_routes
@@ -91,9 +93,18 @@ def create_app(
         if settings.store
         else None
     )
+    app.state.mcp = McpServers.from_specs(
+        settings.mcp,
+        allow_urls=settings.mcp_allow_urls,
+        approval=settings.mcp_approval,
+        timeout=settings.mcp_timeout,
+        max_result=settings.mcp_max_result,
+        on_call=app.state.metrics.mcp_call,
+    )
     app.state.conversations = Conversations(settings.store, registry, settings.base_url)
     app.include_router(web_routes.router)  # before Ollama's GET /: browsers get the page
     app.include_router(conversation_routes.router)
+    app.include_router(mcp_routes.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(tokens.router)

@@ -8,7 +8,9 @@ so two servers in one process (tests, ``llmkit run``) never mix their counts.
 - prompt and completion tokens, time to first token and time per output token
   per model (``Metrics.observer``, fed by the generation streams);
 - queue depth, running sequences and KV-cache cells per model, read from the
-  engines when Prometheus scrapes (``_EngineCollector``).
+  engines when Prometheus scrapes (``_EngineCollector``);
+- MCP tool calls by server, tool and outcome, and their durations
+  (``Metrics.mcp_call``, fed by ``api.mcp.servers``).
 
 ``/metrics`` needs the key like every route, unless ``--metrics-public``.
 """
@@ -98,9 +100,22 @@ class Metrics:
             buckets=_PER_TOKEN,
             registry=r,
         )
+        self.mcp_calls = Counter(
+            "llmkit_mcp_calls",
+            "MCP tool calls, by server, tool and outcome (ok, error, timeout, unreachable)",
+            ["server", "tool", "outcome"],
+            registry=r,
+        )
+        self.mcp_seconds = Histogram(
+            "llmkit_mcp_call_seconds", "MCP tool call durations", ["server"], registry=r
+        )
 
     def watch(self, models: ModelRegistry) -> None:
         self.registry.register(_EngineCollector(models))
+
+    def mcp_call(self, server: str, tool: str, seconds: float, outcome: str) -> None:
+        self.mcp_calls.labels(server, tool, outcome).inc()
+        self.mcp_seconds.labels(server).observe(seconds)
 
     def observer(self, model: str) -> StreamObserver:
         return StreamObserver(self, model, time.perf_counter())

@@ -49,11 +49,20 @@ def _open_chat(opts: ChatOptions, session: str | None, resume: bool, env: Enviro
     type=click.Choice(["openai", "ollama", "anthropic"]),
     help="The server's API (default: found by asking it; Anthropic's is never found, only named).",
 )
+@click.option(
+    "--mcp",
+    "mcp",
+    multiple=True,
+    metavar="NAME",
+    help="Let the model use the tools of this MCP server of the llmkit server (its "
+    "--mcp NAME=...); repeatable. The server runs them; calls that need approval ask y/n.",
+)
 @chat_options
 def chat(
     url: str | None,
     api_key: str | None,
     dialect: str | None,
+    mcp: tuple[str, ...],
     model: str | None,
     system: str | None,
     memory: str | None,
@@ -73,6 +82,7 @@ def chat(
     llmkit chat --continue                      # resume the last conversation
     llmkit chat --url http://127.0.0.1:11434 --model llama3.2   # an Ollama
     llmkit chat --url https://api.openai.com --api-key $KEY --model gpt-4o-mini
+    llmkit chat --mcp files                     # the server's MCP server 'files'
     """
     env = Environment.read()
     opts = ChatOptions(
@@ -87,6 +97,7 @@ def chat(
         not plain,
         THINK[think] if think else None,
         not hide_thinking,
+        mcp,
     )
     try:
         Terminal(_open_chat(opts, session, resume, env), opts, env=env).run()

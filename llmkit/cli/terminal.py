@@ -25,7 +25,9 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
+from llmkit.cli.tool_turns import run_turn
 from llmkit.client.bodies import Think
+from llmkit.client.tools import ToolTurns
 from llmkit.env import Environment
 from llmkit.errors import LlmkitError
 from llmkit.memory.chat import Chat, Thought, new_session_name
@@ -39,6 +41,8 @@ HELP = """\
 /history           the whole transcript of this conversation
 /retry             drop the last reply and ask again
 /thinking          the last reply's thinking (a reasoning model's)
+/tools [NAME...]   the server's MCP servers; NAMEs: use their tools ("off": none)
+/tool TOOL TEXT    send TEXT, the model calling TOOL first (with /tools on)
 /export FILE       write this conversation to FILE (.md for Markdown, else JSON)
 /help              this list
 /exit              leave (Ctrl-D works too)"""
@@ -57,6 +61,7 @@ class ChatOptions:
     markdown: bool = True
     think: Think = None  # a reasoning model's thinking: on, off, a level; None: its default
     show_thinking: bool = True  # False: one "thinking..." line instead of the thinking
+    mcp: tuple[str, ...] = ()  # the server's MCP servers whose tools turns may use
 
 
 # --think's words, as ``Chat``'s ``think=`` takes them
@@ -118,6 +123,8 @@ class Terminal:
         self.opts = opts
         self.env = env or Environment.read()
         self.console = console or Console(highlight=False)
+        self.tools = list(opts.mcp)  # MCP servers in use (the server runs their tools)
+        self._turns: ToolTurns | None = None
 
     # -- input -----------------------------------------------------------------------
 
@@ -151,7 +158,44 @@ class Terminal:
                 if not self._command(text):
                     return
                 continue
-            self._reply(self.chat.stream(text, thinking=True))
+            if self.tools:
+                self._tool_turn(text)
+            else:
+                self._reply(self.chat.stream(text, thinking=True))
+
+    def _tool_client(self) -> ToolTurns:
+        if self._turns is None:
+            self._turns = ToolTurns(self.chat.url, self.opts.api_key)
+        return self._turns
+
+    def _tool_turn(self, text: str, tool: str | None = None) -> None:
+        turns = self._tool_client()
+        try:
+            events = turns.send(self.chat.name, text, self.tools, tool)
+            run_turn(self.console, turns, self.chat.name, events)
+        except KeyboardInterrupt:
+            self.console.print("\n[yellow]reply stopped[/yellow]")
+        except LlmkitError as e:
+            self.console.print(f"\n[red]error:[/red] {e.message}")
+
+    def _tools(self, arg: str) -> None:
+        if arg == "off":
+            self.tools = []
+        elif arg:
+            names = arg.split()
+            have = {s["name"] for s in self._tool_client().servers()}
+            unknown = [n for n in names if n not in have]
+            if unknown:
+                self.console.print(
+                    f"no MCP server {', '.join(unknown)} on the server; it has: "
+                    f"{', '.join(sorted(have)) or 'none'}"
+                )
+                return
+            self.tools = names
+        for s in self._tool_client().servers():
+            mark = "*" if s["name"] in self.tools else " "
+            tools = ", ".join(t["name"] for t in s["tools"]) or s["error"] or "no tools"
+            self.console.print(f"{mark} {s['name']} ({s['transport']}): {tools}", highlight=False)
 
     def _banner(self) -> None:
         c = self.chat
@@ -267,6 +311,14 @@ class Terminal:
                 self.console.out(said.reasoning, style="dim", highlight=False)
         elif cmd == "/export":
             self._export(arg)
+        elif cmd == "/tools":
+            self._tools(arg)
+        elif cmd == "/tool":
+            tool, _, text = arg.partition(" ")
+            if not self.tools or not text.strip():
+                self.console.print("usage: /tool TOOL TEXT, with servers on (/tools NAME)")
+            else:
+                self._tool_turn(text.strip(), tool)
         else:
             self.console.print(f"unknown command {cmd}; /help lists them")
         return True

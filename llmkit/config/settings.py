@@ -12,8 +12,9 @@ setting and its help are written once.
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -183,6 +184,37 @@ class ServeSettings(ModelFields):
         description="How long a stored response (/v1/responses) is kept: seconds or a duration "
         "(90m, 24h, 720h); older ones are evicted (default: no age limit).",
     )
+    mcp: list[str] = Field(
+        default_factory=list,
+        description="An MCP server whose tools the Responses API, the chat page and llmkit chat "
+        "may use: NAME=URL (streamable HTTP) or NAME='command args' (stdio, started by this "
+        "server); repeat it for several. Requests name it by NAME.",
+    )
+    mcp_allow_urls: bool = Field(
+        default=False,
+        description="Let a request name any MCP server URL (server_url), not only the --mcp "
+        "servers. A request never starts a stdio server.",
+    )
+    mcp_approval: Literal["always", "never"] = Field(
+        default="always",
+        description="Whether each call of a --mcp server's tool waits for the user's yes on the "
+        "chat page and in llmkit chat.",
+    )
+    mcp_timeout: float = Field(
+        default=30, gt=0, description="Seconds an MCP server may take to list or run a tool."
+    )
+    mcp_max_steps: int = Field(
+        default=8,
+        ge=1,
+        description="The most model turns one request's tool loop may take; past it the "
+        "reply ends incomplete.",
+    )
+    mcp_max_result: int = Field(
+        default=20000,
+        ge=100,
+        description="The most characters of an MCP tool's result handed to the model; the "
+        "rest is cut.",
+    )
     # Not flags: the engines' settings as given (validated by each engine), and the
     # config file's models.
     options: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"flag": False})
@@ -195,6 +227,14 @@ class ServeSettings(ModelFields):
     def _split(cls, v: object) -> object:
         # LLMKIT_SERVED_MODEL_NAME="a,b" as well as a JSON list; one --model as a string.
         return split_list(v)
+
+    @field_validator("mcp", mode="before")
+    @classmethod
+    def _one_or_list(cls, v: object) -> object:
+        # A command holds commas and spaces: LLMKIT_MCP is one NAME=... or a JSON list.
+        if isinstance(v, str):
+            return json.loads(v) if v.lstrip().startswith("[") else [v]
+        return [] if v is None else v
 
     @field_validator("responses_max_age")
     @classmethod

@@ -82,6 +82,10 @@ messages = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     # m005_message_reasoning: an assistant turn's thinking, apart from its answer
     sa.Column("reasoning", sa.Text),
+    # m008_message_tool_calls: an assistant turn's calls of MCP tools (JSON: the calls,
+    # each with its server, and the servers the turn could use); a tool result's call
+    sa.Column("tool_calls", sa.Text),
+    sa.Column("tool_call_id", sa.Text),
 )
 
 # LangGraph checkpoints (``memory/checkpoints.py``): values are the saver's serde
@@ -271,12 +275,21 @@ def m005_message_reasoning(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE messages ADD COLUMN reasoning TEXT"))
 
 
+def m008_message_tool_calls(conn: Connection) -> None:
+    """Tool calls and their results as conversation messages: an assistant turn's
+    calls (JSON) and, on a ``tool`` message, the id of the call it answers. NULL on
+    every message before it and every message that is neither."""
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN tool_calls TEXT"))
+    conn.execute(sa.text("ALTER TABLE messages ADD COLUMN tool_call_id TEXT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_langgraph_checkpoints,
     m003_conversation_sampling,
     m004_responses,
     m005_message_reasoning,
+    m008_message_tool_calls,
     # append new migrations here
 )
 

@@ -17,6 +17,7 @@ engine so). The export document and the Markdown transcript are built by
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmkit.core.types import Message, Role
+from llmkit.core.types import Message, Role, ToolCall
 from llmkit.errors import (
     ConversationExistsError,
     ConversationNotFoundError,
@@ -77,16 +78,34 @@ class Entry:
     created_at: datetime
     # An assistant turn's thinking (a reasoning model's), kept apart from ``content``.
     reasoning: str = ""
+    # An assistant turn's tool calls, each {"id", "name", "arguments", "server"}, and
+    # the MCP servers the turn could use; a ``tool`` message's call id. A tool message
+    # whose call failed (or was denied) is ``tool_error``.
+    tool_calls: tuple[dict[str, str], ...] = ()
+    tool_servers: tuple[str, ...] = ()
+    tool_call_id: str | None = None
+    tool_error: bool = False
+
+    def _calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in self.tool_calls)
 
     @property
     def message(self) -> Message:
         """The turn as history sends it: the answer only. Earlier thinking is not
         sent back by default (``with_reasoning`` has it, for a template that wants it)."""
-        return Message(self.role, self.content)
+        return Message(
+            self.role, self.content, tool_calls=self._calls(), tool_call_id=self.tool_call_id
+        )
 
     @property
     def with_reasoning(self) -> Message:
-        return Message(self.role, self.content, reasoning=self.reasoning)
+        return Message(
+            self.role,
+            self.content,
+            tool_calls=self._calls(),
+            tool_call_id=self.tool_call_id,
+            reasoning=self.reasoning,
+        )
 
 
 def check_name(name: str) -> str:
@@ -274,22 +293,42 @@ class Store:
         *,
         interrupted: bool = False,
         reasoning: str = "",
+        tool_calls: list[dict[str, str]] | None = None,
+        tool_servers: list[str] | None = None,
+        tool_call_id: str | None = None,
+        tool_error: bool = False,
     ) -> Entry:
         """Store one message now (committed when this returns); marks the conversation
-        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``."""
+        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``;
+        ``tool_calls`` (with ``tool_servers``), ``tool_call_id``, ``tool_error``: as
+        ``Entry`` has them."""
         if role not in _ROLES:
             raise InvalidRequestError(
                 f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
             )
         now = _now()
-        status = "interrupted" if interrupted else "complete"
+        status = "interrupted" if interrupted else "error" if tool_error else "complete"
+        calls = {"calls": tool_calls, "servers": tool_servers or []} if tool_calls else None
         with self._write() as conn:
             cid = self._id(conn, name)
             row = dict(conversation_id=cid, role=role, content=content, status=status)
             row["reasoning"] = reasoning or None
+            row["tool_calls"] = json.dumps(calls) if calls else None
+            row["tool_call_id"] = tool_call_id
             new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
             conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return Entry(new_id, role, content, interrupted, now, reasoning)
+        return Entry(
+            new_id,
+            role,
+            content,
+            interrupted,
+            now,
+            reasoning,
+            tuple(tool_calls or ()),
+            tuple(tool_servers or ()) if tool_calls else (),
+            tool_call_id,
+            tool_error,
+        )
 
     def entries(self, name: str) -> list[Entry]:
         """The conversation's messages, oldest first."""
@@ -418,6 +457,16 @@ class Store:
 
 
 def _entry(r: Any) -> Entry:
+    calls = json.loads(r.tool_calls) if r.tool_calls else {}
     return Entry(
-        r.id, r.role, r.content, r.status == "interrupted", r.created_at, r.reasoning or ""
+        r.id,
+        r.role,
+        r.content,
+        r.status == "interrupted",
+        r.created_at,
+        r.reasoning or "",
+        tuple(calls.get("calls") or ()),
+        tuple(calls.get("servers") or ()),
+        r.tool_call_id,
+        r.status == "error",
     )

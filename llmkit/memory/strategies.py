@@ -103,7 +103,11 @@ def exchanges(history: Sequence[Message]) -> list[tuple[int, int]]:
 
 
 def _check(history: Sequence[Message]) -> list[tuple[int, int]]:
-    if not history or history[-1].role != "user":
+    # The new exchange may go on past its user message while a tool loop runs (the
+    # model's calls, their results): it is sent whole, as the new message is.
+    last = history[-1] if history else None
+    under_way = last is not None and (last.role == "tool" or bool(last.tool_calls))
+    if last is None or (last.role != "user" and not under_way):
         raise ValueError("history must end with the new user message")
     return exchanges(history)
 

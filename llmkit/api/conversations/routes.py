@@ -12,6 +12,7 @@ the memory strategies, ``replies`` the streaming; errors take the OpenAI shape.
     POST   /conversations/{name}/regenerate               the last reply again
     POST   /conversations/{name}/messages/{id}/resend     edit a user turn, send again
     POST   /conversations/{name}/continue                 go on with a cut reply
+    POST   /conversations/{name}/approve                  answer a tool call's approval
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
-from llmkit.api.conversations import replies
+from llmkit.api.conversations import replies, tool_replies
 from llmkit.api.conversations import schemas as s
 from llmkit.api.conversations.service import Conversations
 from llmkit.errors import InvalidRequestError
@@ -172,7 +173,25 @@ async def _reply(request: Request, name: str, planner: replies.Planner) -> Event
 
 @router.post("/{name:path}/messages", response_model=None, responses=s.SSE_DOC)
 async def send_message(request: Request, name: str, body: s.UserTurn) -> EventSourceResponse:
+    if body.mcp:
+        await _store(request)
+        events = await tool_replies.start(
+            request,
+            name,
+            planner=replies.send(body.content),
+            servers=body.mcp,
+            tool_choice=body.tool_choice,
+        )
+        return EventSourceResponse(events, sep="\n")
     return await _reply(request, name, replies.send(body.content))
+
+
+@router.post("/{name:path}/approve", response_model=None, responses=s.SSE_DOC)
+async def approve(request: Request, name: str, body: s.ApprovalAnswer) -> EventSourceResponse:
+    """Answer a tool call that waits for approval; the reply goes on as SSE."""
+    await _store(request)
+    events = await tool_replies.start(request, name, answer=(body.id, body.approve))
+    return EventSourceResponse(events, sep="\n")
 
 
 @router.post("/{name:path}/regenerate", response_model=None, responses=s.SSE_DOC)

@@ -21,6 +21,16 @@ class MessageOut(BaseModel):
         default=None,
         description="A reasoning model's thinking before this reply (never in content).",
     )
+    tool_calls: list[dict[str, str | None]] | None = Field(
+        default=None,
+        description="An assistant turn's MCP tool calls: id, server, name, arguments (JSON).",
+    )
+    tool_call_id: str | None = Field(
+        default=None, description="A tool result (role 'tool'): the call it answers."
+    )
+    tool_error: bool | None = Field(
+        default=None, description="A tool result: the call failed or was denied."
+    )
 
     @classmethod
     def of(cls, e: Entry) -> MessageOut:
@@ -31,6 +41,9 @@ class MessageOut(BaseModel):
             interrupted=e.interrupted,
             created_at=e.created_at,
             reasoning=e.reasoning or None,
+            tool_calls=[dict(c) for c in e.tool_calls] or None,
+            tool_call_id=e.tool_call_id,
+            tool_error=e.tool_error if e.role == "tool" else None,
         )
 
 
@@ -99,6 +112,24 @@ class ConversationPatch(Settings):
 class UserTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: str = Field(min_length=1)
+    mcp: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description="Configured MCP servers (GET /mcp/servers) whose tools this turn may use.",
+    )
+    tool_choice: str | dict[str, str] | None = Field(
+        default=None,
+        description="With mcp: 'auto' (default), 'required' or {'name': tool}, for the "
+        "model's first step.",
+    )
+
+
+class ApprovalAnswer(BaseModel):
+    """``POST /conversations/{name}/approve``: the user's answer to a call waiting."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=200, description="The call's id.")
+    approve: bool
 
 
 class ReplyUsage(BaseModel):
@@ -124,7 +155,10 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
         "description": (
             "Server-sent events: `user` (the stored user turn, a MessageOut), then "
             '`reasoning` ({"text"}) per piece of a reasoning model\'s thinking, '
-            '`delta` ({"text"}) per piece of the answer, then `done` (ReplyDone), or '
+            '`delta` ({"text"}) per piece of the answer; with MCP tools `tool_call` '
+            '({"id", "server", "name", "arguments"}), `approval` (the same: the call '
+            'waits for POST .../approve), `tool_result` ({"id", "server", "name", '
+            '"output", "error"}); then `done` (ReplyDone), or '
             '`error` ({"error": {...}}) if the reply failed; a reply cut short is '
             "stored marked interrupted."
         ),

@@ -16,6 +16,13 @@ from typing import Any
 
 from llmkit.api.openai.convert import DEFAULT_TEMPERATURE, DEFAULTS
 from llmkit.api.openai.replies import Head
+from llmkit.api.responses.mcp_items import (
+    MCP_ITEMS,
+    call_id_of,
+    mcp_tool_echo,
+    read_mcp_item,
+    read_mcp_tool,
+)
 from llmkit.api.responses.reasoning import (
     ENCRYPTED,
     read_reasoning,
@@ -58,6 +65,10 @@ class Turn:
     think: bool | None = None
     effort: Effort | None = None
     sealed: bool = False  # reasoning items carry encrypted_content (``include``)
+    # The request's MCP tools, read (``mcp.read_mcp_tool``), and the user's answers to
+    # approval requests (``mcp_approval_response`` items), by the call id asked about.
+    mcp: tuple[dict[str, Any], ...] = ()
+    decisions: dict[str, bool] = field(default_factory=dict)
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
@@ -88,10 +99,14 @@ def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], list[Message]]:
+def read_input(
+    value: str | list[Any], make_id: MakeId, decisions: dict[str, bool] | None = None
+) -> tuple[list[dict], list[Message]]:
     """``input`` as items with ids, and as core messages. Consecutive function
     calls (and an assistant message just before them) are one assistant turn;
-    a reasoning item gives its thinking to the assistant turn that follows it."""
+    a reasoning item gives its thinking to the assistant turn that follows it.
+    MCP items become the calls and results they were (``mcp.read_mcp_item``);
+    the answers of ``mcp_approval_response`` items go to ``decisions``."""
     if isinstance(value, str):
         value = [{"role": "user", "content": value}]
     if not value:
@@ -133,6 +148,21 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
             else:
                 messages.append(Message("assistant", "", (tool_call,), reasoning=thought))
                 thought = ""
+        elif kind in MCP_ITEMS:
+            stored, call, output = read_mcp_item(item, where, make_id)
+            items.append(stored)
+            if kind == "mcp_approval_response" and decisions is not None:
+                decisions[call_id_of(stored["approval_request_id"])] = stored["approve"]
+            known = any(c.id == call.id for m in messages for c in m.tool_calls) if call else True
+            if call is not None and not known:  # an approved call's request came before it
+                last = messages[-1] if messages else None
+                if last is not None and last.role == "assistant" and not thought:
+                    messages[-1] = replace(last, tool_calls=(*last.tool_calls, call))
+                else:
+                    messages.append(Message("assistant", "", (call,), reasoning=thought))
+                    thought = ""
+            if call is not None and output is not None:
+                messages.append(Message("tool", output, tool_call_id=call.id))
         elif kind == "reasoning":
             stored, thought = read_reasoning_item(item, where)
             items.append({"id": item.get("id") or make_id("rs"), **stored})
@@ -155,7 +185,7 @@ def read_input(value: str | list[Any], make_id: MakeId) -> tuple[list[dict], lis
         else:
             raise _bad(
                 f"{where}: input items of type {kind!r} are not supported; send message, "
-                "function_call, function_call_output or reasoning items.",
+                "function_call, function_call_output, reasoning or MCP items.",
                 f"{where}.type",
             )
     return items, messages
@@ -174,16 +204,25 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: item[k] for k in ("call_id", "name", "arguments")} | {"type": "function_call"}
 
 
-def read_tools(req: ResponseCreateRequest) -> tuple[tuple[Tool, ...], list[dict[str, Any]]]:
-    """The function tools, and the same as a Response repeats them."""
-    tools, echo = [], []
+def read_tools(
+    req: ResponseCreateRequest,
+) -> tuple[tuple[Tool, ...], list[dict[str, Any]], tuple[dict[str, Any], ...]]:
+    """The function tools, the same as a Response repeats them (MCP tools too),
+    and the MCP tools read (``mcp.read_mcp_tool``)."""
+    tools, echo, mcp = [], [], []
     for i, t in enumerate(req.tools or ()):
         where = f"tools.{i}"
         kind = t.get("type") if isinstance(t, dict) else None
+        if kind == "mcp":
+            asked = read_mcp_tool(t, where)
+            mcp.append(asked)
+            echo.append(mcp_tool_echo(asked))
+            continue
         if kind != "function":
             raise _bad(
                 f"{where}: tools of type {kind!r} are not supported here; only function "
-                "tools ({'type': 'function', 'name', 'parameters'}).",
+                "tools ({'type': 'function', 'name', 'parameters'}) and MCP tools "
+                "({'type': 'mcp', 'server_label', ...}).",
                 f"{where}.type",
             )
         tool = tool_from_dict({k: v for k, v in t.items() if k != "type"}, where)
@@ -197,7 +236,7 @@ def read_tools(req: ResponseCreateRequest) -> tuple[tuple[Tool, ...], list[dict[
                 "strict": bool(t.get("strict", True)),
             }
         )
-    return tuple(tools), echo
+    return tuple(tools), echo, tuple(mcp)
 
 
 def read_tool_choice(req: ResponseCreateRequest) -> tuple[ToolChoice, str | None]:
@@ -208,6 +247,8 @@ def read_tool_choice(req: ResponseCreateRequest) -> tuple[ToolChoice, str | None
         if wanted not in ("auto", "none", "required"):
             raise _bad("tool_choice must be auto, none, required or a function.", "tool_choice")
         return wanted, None  # type: ignore[return-value]
+    if wanted.get("type") == "mcp" and isinstance(wanted.get("name"), str):
+        return "required", wanted["name"]  # a tool of an MCP server (OpenAI's ToolChoiceMCP)
     if wanted.get("type") != "function" or not isinstance(wanted.get("name"), str):
         raise _bad(
             "tool_choice must name a function: {'type': 'function', 'name': ...}.", "tool_choice"
@@ -240,10 +281,12 @@ def read_format(
 
 
 def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
-    items, messages = read_input(req.input, make_id)
-    tools, tools_echo = read_tools(req)
+    decisions: dict[str, bool] = {}
+    items, messages = read_input(req.input, make_id, decisions)
+    tools, tools_echo, mcp = read_tools(req)
     choice, name = read_tool_choice(req)
-    check_choice(tools, choice, name, "tool_choice")
+    if not mcp:  # else checked once the MCP servers' tools are known (``mcp.offer``)
+        check_choice(tools, choice, name, "tool_choice")
     # Unset, they are the model's (its Modelfile), then OpenAI's; echoed as asked.
     given = SamplingParams(temperature=req.temperature, top_p=req.top_p)
     sampling, fmt = read_format(req, given)
@@ -263,14 +306,36 @@ def from_request(req: ResponseCreateRequest, make_id: MakeId) -> Turn:
         "top_p": top_p,
         "text": {"format": fmt},
         "tools": tools_echo,
-        "tool_choice": choice if name is None else {"type": "function", "name": name},
+        "tool_choice": _choice_echo(req, choice, name),
     }
+    if req.max_tool_calls is not None:
+        echo["max_tool_calls"] = req.max_tool_calls
     if req.user is not None:  # a string when present, never null
         echo["user"] = req.user
     sealed = ENCRYPTED in (req.include or ())
     return Turn(
-        items, messages, sampling, tools, choice, name, parallel, echo, think, effort, sealed
+        items,
+        messages,
+        sampling,
+        tools,
+        choice,
+        name,
+        parallel,
+        echo,
+        think,
+        effort,
+        sealed,
+        mcp,
+        decisions,
     )
+
+
+def _choice_echo(req: ResponseCreateRequest, choice: str, name: str | None) -> Any:
+    if name is None:
+        return choice
+    if isinstance(req.tool_choice, dict) and req.tool_choice.get("type") == "mcp":
+        return {"type": "mcp", "server_label": req.tool_choice.get("server_label"), "name": name}
+    return {"type": "function", "name": name}
 
 
 def to_generate_request(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -19,13 +20,15 @@ from fastapi.responses import JSONResponse, Response
 
 from llmkit.api import limits
 from llmkit.api.generation import served, start
+from llmkit.api.mcp.loop import ToolBox
 from llmkit.api.openai.replies import Head
-from llmkit.api.responses import convert
+from llmkit.api.responses import convert, mcp_run
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events
 from llmkit.api.streaming import named, sse
 from llmkit.core.types import Message
+from llmkit.engines.registry import ServedModel
 from llmkit.errors import InvalidRequestError, LlmkitError
 from llmkit.memory.responses import MEMORY, ResponseStore
 from llmkit.memory.strategies import parse_strategy
@@ -65,7 +68,8 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
     turn = convert.from_request(body, make_id)
     store = _store(request) if turn.echo["store"] else None
     history, memory = await _history(request, body.previous_response_id)
-    offered = turn.tools if turn.tool_choice != "none" else ()
+    box, listed = await mcp_run.offer(request, turn, make_id) if turn.mcp else (None, [])
+    offered = (*turn.tools, *(box.tools if box else ())) if turn.tool_choice != "none" else ()
     messages = await fit(
         model.engine,
         [*history, *turn.messages],
@@ -83,7 +87,9 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
     )
     head = Head(make_id("resp"), int(time.time()), body.model)
 
-    async def keep(response: dict[str, Any], reply: Message) -> None:
+    async def keep(response: dict[str, Any], reply: Message | list[Message]) -> None:
+        # ``reply``: the answer, or every message a tool loop added (calls, results).
+        added = reply if isinstance(reply, list) else [reply]
         if store is not None:
             await asyncio.to_thread(
                 store.save,
@@ -92,9 +98,11 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
                 model=body.model,
                 input_items=turn.items,
                 response=response,
-                messages=[*turn.messages, reply],
+                messages=[*turn.messages, *added],
             )
 
+    if box is not None:
+        return await _with_tools(request, model, turn, messages, box, listed, head, keep, body)
     if body.stream:
         events = to_events(head, turn, await gen.streamed(), make_id, keep)
         return sse(events, frame=named, error=_error_event)
@@ -106,6 +114,42 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
     )
     await keep(response, reply)
     return JSONResponse(response)
+
+
+async def _with_tools(
+    request: Request,
+    model: ServedModel,
+    turn: convert.Turn,
+    messages: tuple[Message, ...],
+    box: ToolBox,
+    listed: list[dict[str, Any]],
+    head: Head,
+    keep: Callable[[dict[str, Any], list[Message]], Awaitable[None]],
+    body: ResponseCreateRequest,
+) -> Response:
+    """A response that runs MCP tools (``mcp_run``), streamed or whole."""
+
+    def run(reraise: bool) -> AsyncIterator[dict[str, Any]]:
+        return mcp_run.events(
+            request,
+            model,
+            turn,
+            messages,
+            box,
+            listed,
+            head,
+            make_id,
+            body.max_output_tokens,
+            keep,
+            reraise=reraise,
+        )
+
+    if body.stream:
+        return sse(run(False), frame=named, error=_error_event)
+    last: dict[str, Any] = {}
+    async for event in run(True):
+        last = event
+    return JSONResponse(last["response"])
 
 
 @router.get("/responses/{response_id}")

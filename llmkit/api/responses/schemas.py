@@ -50,6 +50,7 @@ class ResponseCreateRequest(OpenAIRequest):
     tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    max_tool_calls: int | None = Field(default=None, ge=1)
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
     include: list[str] | None = None  # "reasoning.encrypted_content" is the one read
