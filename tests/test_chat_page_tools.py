@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import quote
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
