@@ -20,6 +20,7 @@ HOSTILE = (
     "[a link](javascript:window.__pwned='link') end.\n\n"
     "$$\\frac{a}{b}$$\n\n```python\ndef f():\n    return 1\n```"
 )
+LONG_CODE = "```python\nresult = " + " + ".join(f"value_{i}" for i in range(40)) + "\n```"
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_a_reply_streams_in_and_the_conversation_is_there_after_a_reload(page, p
         }).observe(document.getElementById('messages'),
                    {subtree: true, childList: true, characterData: true});
     }""")
-    page.click("#settings summary")  # a short reply: this conversation's own settings
+    page.click("#open-settings")  # a short reply: this conversation's own settings
     page.fill("#max-tokens", "40")
     page.fill("#temperature", "0")
     page.click("text=Save settings")
@@ -95,6 +96,7 @@ def test_a_reply_streams_in_and_the_conversation_is_there_after_a_reload(page, p
     lengths = page.evaluate("window.__lengths")
     assert len(set(lengths)) >= 3, lengths  # it grew piece by piece, not all at once
     name = page.inner_text("#title")
+    assert name == "Hello"  # titled by the first line of the first message
     with api(page_server) as c:
         conv = c.get(f"/conversations/{name}").json()
     assert (conv["max_tokens"], conv["temperature"]) == (40, 0)
@@ -151,8 +153,10 @@ def test_switch_rename_search_and_delete(page, page_server):
 def test_the_model_picker_lists_the_served_models_and_sets_the_conversations(page, page_server):
     imported(page_server, "picker", ("user", "Hi"), ("assistant", "Hello."))
     load(page, page_server, "picker")
-    expect(page.locator("#model option")).to_have_text(["SmolLM2-135M-Instruct", "smol"])
-    page.select_option("#model", "smol")
+    options = page.locator("#model-menu [role=option] .name")
+    expect(options).to_have_text(["SmolLM2-135M-Instruct", "smol"])
+    page.click("#model")
+    page.click("#model-menu [data-model='smol']")
     with api(page_server) as c:
         for _ in range(100):  # the page saves the choice as it is made
             if c.get("/conversations/picker").json()["model"] == "smol":
@@ -161,7 +165,7 @@ def test_the_model_picker_lists_the_served_models_and_sets_the_conversations(pag
         assert c.get("/conversations/picker").json()["model"] == "smol"
     page.reload()
     page.wait_for_selector("body[data-ready]")
-    expect(page.locator("#model")).to_have_value("smol")
+    expect(page.locator("#model .model-name")).to_have_text("smol")
 
 
 def test_stop_keeps_the_reply_as_interrupted_and_continue_goes_on(page, page_server):
@@ -242,7 +246,7 @@ def test_a_conversation_from_chat_continues_in_the_page_and_back(page, page_serv
     expect(page.locator(".msg.user .body")).to_have_text("My name is Ada.")
     # Chat's max_tokens is its own, not the conversation's: cap the page's reply too,
     # or an unbounded reply can outlast the wait on a slow machine
-    page.click("#settings summary")
+    page.click("#open-settings")
     page.fill("#max-tokens", "12")
     page.click("text=Save settings")
     expect(page.locator("#status")).to_have_text("Settings saved.")
@@ -266,12 +270,13 @@ def test_a_narrow_screen_and_the_keyboard_alone(browser, page_server):
         page_server,
         "narrow",
         ("user", "Show me some math."),
-        ("assistant", "Euler: $e^{i\\pi} + 1 = 0$, and code: `x = 1`."),
+        ("assistant", "Euler: $e^{i\\pi} + 1 = 0$, and code: `x = 1`.\n\n" + LONG_CODE),
     )
     ctx = browser.new_context(viewport={"width": 375, "height": 740})
     page = ctx.new_page()
     load(page, page_server, "narrow")
     expect(page.locator(".msg.assistant .katex")).to_have_count(1)
+    expect(page.locator(".msg.assistant pre code")).to_have_count(1)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, width  # nothing sticks out sideways
     expect(page.locator("#sidebar")).not_to_be_in_viewport()
@@ -312,7 +317,7 @@ def test_the_page_asks_for_the_key_once_per_tab(browser, tmp_path):
         page.keyboard.press("Enter")
         page.wait_for_selector("body[data-ready]")
         expect(page.locator("#key-dialog")).to_be_hidden()
-        expect(page.locator("#model option")).to_have_count(1)
+        expect(page.locator("#model-menu [role=option]")).to_have_count(1)
         assert page.evaluate("sessionStorage.getItem('llmkit-api-key')") == "sesame"
         page.reload()  # the same tab: no second prompt
         page.wait_for_selector("body[data-ready]")
@@ -323,3 +328,100 @@ def test_the_page_asks_for_the_key_once_per_tab(browser, tmp_path):
         ctx.close()
     finally:
         s.stop()
+
+
+# -- the look: themes, the settings sheet, the model picker's facts -------------------
+
+BACKGROUND = "getComputedStyle(document.body).backgroundColor"
+
+
+def brightness(css_color: str) -> float:
+    """0 (black) to 255 (white), from a computed ``rgb(r, g, b)``."""
+    r, g, b = (float(v) for v in css_color[css_color.index("(") + 1 : -1].split(",")[:3])
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def test_themes_follow_the_system_and_a_choice_made_by_hand_is_kept(browser, page_server):
+    imported(
+        page_server,
+        "themes",
+        ("user", "Show me code."),
+        ("assistant", "Here:\n\n```python\ndef f(x):\n    return x * 2  # twice\n```\n\nDone."),
+    )
+    shots = {}
+    for scheme in ("light", "dark"):  # no choice kept: the system's scheme
+        ctx = browser.new_context(viewport={"width": 1100, "height": 700}, color_scheme=scheme)
+        page = ctx.new_page()
+        load(page, page_server, "themes")
+        shots[scheme] = brightness(page.evaluate(BACKGROUND))
+        RESULTS.mkdir(exist_ok=True)
+        page.screenshot(path=RESULTS / f"chat-page-{scheme}.png")
+        ctx.close()
+    assert shots["light"] > 200 and shots["dark"] < 60, shots
+
+    ctx = browser.new_context(color_scheme="dark")
+    page = ctx.new_page()
+    load(page, page_server, "themes")
+    page.click("#open-settings")
+    page.click("#settings label:has-text('Light')")  # chosen by hand: over the system
+    assert brightness(page.evaluate(BACKGROUND)) > 200
+    page.keyboard.press("Escape")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    assert brightness(page.evaluate(BACKGROUND)) > 200  # kept across a reload
+    assert page.evaluate("localStorage.getItem('llmkit-theme')") == "light"
+    page.click("#theme")  # the sidebar's switch: light -> dark -> system
+    assert brightness(page.evaluate(BACKGROUND)) < 60
+    page.click("#theme")
+    assert page.evaluate("localStorage.getItem('llmkit-theme')") is None
+    assert brightness(page.evaluate(BACKGROUND)) < 60  # the (dark) system again
+    ctx.close()
+
+
+def test_settings_open_in_a_sheet_over_the_conversation(page, page_server):
+    imported(page_server, "sheet", ("user", "Hi"), ("assistant", "Hello."))
+    load(page, page_server, "sheet")
+    before = page.locator("#messages").bounding_box()
+    page.click("#open-settings")
+    expect(page.locator("#settings")).to_be_visible()
+    expect(page.locator("#system")).to_be_focused()
+    assert page.evaluate("document.getElementById('settings').matches(':modal')")
+    assert page.locator("#messages").bounding_box() == before  # nothing pushed down
+    page.fill("#system", "Answer in French.")
+    page.click("text=Save settings")
+    expect(page.locator("#settings")).to_be_hidden()
+    expect(page.locator("#status")).to_have_text("Settings saved.")
+    with api(page_server) as c:
+        assert c.get("/conversations/sheet").json()["system"] == "Answer in French."
+    page.click("#open-settings")
+    expect(page.locator("#system")).to_have_value("Answer in French.")
+    page.keyboard.press("Escape")
+    expect(page.locator("#settings")).to_be_hidden()
+
+
+def mb(size: int) -> str:
+    """The size as the picker writes it, in decimal units."""
+    n = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{round(n) if n >= 100 or unit == 'B' else f'{n:.1f}'} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def test_the_model_picker_shows_each_models_size_and_context(page, page_server):
+    with api(page_server) as c:
+        tags = {m["name"].removesuffix(":latest"): m for m in c.get("/api/tags").json()["models"]}
+        cards = c.get("/v1/models").json()["data"]
+    load(page, page_server)
+    page.click("#model")
+    expect(page.locator("#model-menu")).to_be_visible()
+    for card in cards:
+        tag = tags[card["id"]]
+        facts = page.locator(f"#model-menu [data-model='{card['id']}'] .fact")
+        expected = [tag["details"]["parameter_size"], tag["details"]["quantization_level"]]
+        expected += [mb(tag["size"]), f"{card['max_model_len'] // 1024}K context"]
+        expect(facts).to_contain_text(expected)
+    page.keyboard.press("Escape")
+    expect(page.locator("#model-menu")).to_be_hidden()
+    expect(page.locator("#model .model-facts")).to_contain_text(mb(tags[cards[0]["id"]]["size"]))

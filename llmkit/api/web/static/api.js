@@ -4,7 +4,7 @@
 const KEY = "llmkit-api-key";
 
 export class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, code = null) { super(message); this.status = status; this.code = code; }
 }
 
 export class Api {
@@ -19,10 +19,19 @@ export class Api {
   // fetch, asking for a key (once per refusal) while the server answers 401
   async fetch(path, init = {}) {
     for (;;) {
+      const used = sessionStorage.getItem(KEY);
       const res = await fetch(path, { ...init, headers: this.headers(init.headers || {}) });
       if (res.status !== 401) return res;
-      const had = sessionStorage.getItem(KEY);
-      sessionStorage.setItem(KEY, await this.askKey(had ? "That key was refused." : ""));
+      if (sessionStorage.getItem(KEY) !== used) continue; // a key came meanwhile: try it
+      // requests refused at once share one prompt: the key it gives serves them all
+      if (!this.asking) {
+        const had = sessionStorage.getItem(KEY);
+        this.asking = this.askKey(had ? "That key was refused." : "").then((key) => {
+          sessionStorage.setItem(KEY, key);
+          this.asking = null;
+        });
+      }
+      await this.asking;
     }
   }
 
@@ -66,12 +75,13 @@ export class Api {
 }
 
 async function asError(res) {
-  let message = `${res.status} ${res.statusText}`;
+  let message = `${res.status} ${res.statusText}`, code = null;
   try {
     const body = await res.json();
     message = body.error?.message || body.error || message;
+    code = body.error?.code || null;
   } catch { /* not JSON */ }
-  return new ApiError(res.status, message);
+  return new ApiError(res.status, message, code);
 }
 
 export const path = (name, rest = "") => `/conversations/${encodeURIComponent(name)}${rest}`;
