@@ -68,10 +68,10 @@ def requests_sent(server: Server) -> list[dict]:
         _, sep, rest = line.partition("llmkit.requests: request: ")
         if sep:
             req = json.loads(rest)
-            # Empty tool and thinking fields dropped: a message as `llmkit chat` sends
-            # it, role and content.
+            # Empty tool, thinking and image fields dropped: a message as `llmkit chat`
+            # sends it, role and content.
             for m in req.get("messages") or []:
-                for key in ("tool_calls", "tool_call_id", "reasoning"):
+                for key in ("tool_calls", "tool_call_id", "reasoning", "images"):
                     if not m.get(key):
                         m.pop(key, None)
             out.append(req)

@@ -229,6 +229,7 @@ def test_a_tool_result_round_trip(claude, server):
         "tool_calls": [],
         "tool_call_id": call.id,
         "reasoning": "",
+        "images": [],
     }
 
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from llmkit import Chat
-from tests.browser import RESULTS, chromium
+from tests.browser import RESULTS, chromium, watched_page
 from tests.conftest import Server, start_server
 
 LONG = 60_000  # ms: replies on a busy CPU take a while
@@ -40,13 +40,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture()
 def page(browser: Browser) -> Iterator[Page]:
-    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    ctx.close()
-    assert not errors, errors
+    with watched_page(browser, 1200, 800) as page:
+        yield page
 
 
 def api(server: Server) -> httpx.Client:

@@ -27,7 +27,7 @@ from llmkit.api.app import create_app
 from llmkit.config.settings import ServeSettings
 from llmkit.core.types import Chunk, EngineInfo, GenerateRequest, Usage
 from llmkit.engines.registry import ModelRegistry, ServedModel
-from tests.browser import RESULTS, chromium
+from tests.browser import RESULTS, chromium, watched_page
 from tests.conftest import serving
 from tests.toy_engine import ToyEngine, ToyOptions
 
@@ -76,13 +76,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture()
 def page(browser: Browser) -> Iterator[Page]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    ctx.close()
-    assert not errors, errors
+    with watched_page(browser, 1100, 800) as page:
+        yield page
 
 
 def paste(page: Page, data: bytes, name: str) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import RESULTS, chromium
+from tests.browser import RESULTS, chromium, watched_page
 from tests.conftest import Server, serving, start_server, until
 from tests.thinking_upstream import ANSWER, MODEL, THINKING, Thinker
 
@@ -134,13 +134,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture()
 def page(browser: Browser) -> Iterator[Page]:
-    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    ctx.close()
-    assert not errors, errors
+    with watched_page(browser, 1200, 800) as page:
+        yield page
 
 
 def test_the_page_shows_thinking_live_in_a_folded_block_and_after_a_reload(page, thinker):

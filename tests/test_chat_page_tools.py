@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from llmkit import Chat
-from tests.browser import RESULTS, chromium
+from tests.browser import RESULTS, chromium, watched_page
 from tests.mcp_fixtures import Mcp
 
 LONG = 240_000  # ms: a tool loop on a busy two-core CPU
@@ -35,13 +35,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture()
 def page(browser: Browser) -> Iterator[Page]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    ctx.close()
-    assert not errors, errors
+    with watched_page(browser, 1100, 800) as page:
+        yield page
 
 
 def conversation(name: str) -> str:

@@ -27,6 +27,8 @@ EXAMPLES: list[E.LlmkitError] = [
     E.ConversationNotFoundError("work"),
     E.ConversationExistsError("work"),
     E.ResponseNotFoundError("resp_1", param="previous_response_id"),
+    E.ConversationItemNotFoundError("conv_1", "msg_1"),
+    E.VisionUnsupportedError("smol", ["completion"]),
     E.ConversationBusyError("work/ideas"),
     E.ServerBusyError("The queue is full.", retry_after=7),
     E.UpstreamError("The upstream server http://gpu:8000 answered 500: boom"),

@@ -247,6 +247,7 @@ def test_ps_lists_loaded_models_with_their_unload_time(expires_at, shown):
         "slots": 0,
         "slots_in_use": 0,
         "queue": 0,
+        "speculative": "",  # a model that does not speculate says nothing
     }
 
 
