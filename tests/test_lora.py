@@ -327,7 +327,8 @@ def test_lora_flags_read_as_llama_server_and_vllm_write_them(given, path, scale,
 
 def test_the_fit_check_counts_each_adapters_context(made) -> None:
     from llmkit.errors import InsufficientMemoryError
-    from llmkit.models.fit import fit_adapters, fit_before_serving
+    from llmkit.models.fit import fit_before_serving
+    from llmkit.models.fit_companions import fit_adapters
 
     est = fit_before_serving(made["base"], "tiny", max_model_len=256, parallel=2, memory_gib=1)
     size = made["lora"].stat().st_size

@@ -103,9 +103,9 @@ def test_an_ollama_model_with_a_projector_layer_carries_it(tmp_path, vlm) -> Non
 
 def test_the_fit_check_counts_the_projector(vlm) -> None:
     from llmkit.errors import InsufficientMemoryError
-    from llmkit.models.fit import (
+    from llmkit.models.fit import fit_before_serving
+    from llmkit.models.fit_companions import (
         IMAGE_EMBED_CACHE_BYTES,
-        fit_before_serving,
         fit_projector,
         projector_compute_bytes,
     )

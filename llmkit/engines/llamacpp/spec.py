@@ -16,14 +16,8 @@ from llmkit.engines.base import LocalEngineOptions
 from llmkit.engines.llamacpp.doctor import build_checks
 from llmkit.engines.spec import BuildContext, Built, EngineSpec
 from llmkit.errors import ModelSpecError
-from llmkit.models.fit import (
-    MemoryEstimate,
-    available_ram,
-    fit_adapters,
-    fit_before_serving,
-    fit_draft,
-    fit_projector,
-)
+from llmkit.models.fit import MemoryEstimate, available_ram, fit_before_serving
+from llmkit.models.fit_companions import fit_adapters, fit_draft, fit_projector
 from llmkit.models.gguf_header import is_gguf, read_gguf_header
 from llmkit.models.lora import AdapterSpec, adapter_gguf, check_adapter, parse_lora
 from llmkit.models.metadata import describe_files, file_mtime

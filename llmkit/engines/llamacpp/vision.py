@@ -32,7 +32,7 @@ from llama_cpp import mtmd_cpp as mtmd
 from llmkit.core.types import Image
 from llmkit.engines.media import ImagePrompt, image_key, placeholders
 from llmkit.errors import EngineError, InvalidRequestError
-from llmkit.models.fit import IMAGE_EMBED_CACHE_BYTES
+from llmkit.models.fit_companions import IMAGE_EMBED_CACHE_BYTES
 
 log = logging.getLogger("llmkit.engine.llamacpp")
 
