@@ -70,13 +70,16 @@ PEOPLE = "; ".join(
         ]
     )
 )
+# Each asks for what the bundled 135M model does do: return the file (it does not
+# rename, but returns it whole), quote the sections, extend the JSON list.
 COPY_PROMPTS = {
-    "code edit": "Rename every `store` argument to `db` in this file and return the whole "
-    f"file, nothing else:\n\n```python\n{CODE}```",
+    "code edit": f"```python\n{CODE}```\n\nRewrite this file with every `store` renamed "
+    "to `db`. Return the whole file.",
     "document quote": f"Here is a document:\n\n{DOC}\n\nQuote, word for word, every section "
     "that mentions schools or parks.",
-    "JSON fill": f"From this text: {PEOPLE}.\n\nReturn a JSON list with one object per "
-    'person: {"name": ..., "born": ..., "city": ..., "job": ...}.',
+    "JSON fill": '```json\n[\n  {"name": "Ada Moss", "born": 1900, "city": "Leeds", '
+    '"job": "chemist"}\n]\n```\n\nAdd the other people of this text to the JSON list '
+    f"above and return the whole list: {PEOPLE}.",
 }
 PROSE = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 CHATS = [f"Tell me about {t}." for t in ("rivers", "bread", "the moon", "trains")]

@@ -16,7 +16,15 @@ import httpx
 import numpy as np
 import pytest
 
-from llmkit.engines.llamacpp.draft import SuffixIndex
+from llmkit.engines.llamacpp.draft import (
+    BRANCH,
+    FIXED_PER_ROW,
+    LOOP,
+    SURE,
+    DraftPolicy,
+    StepCost,
+    SuffixIndex,
+)
 from llmkit.engines.speculation import accept_draft, accept_point_draft
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -71,7 +79,7 @@ def test_accepted_or_resampled_tokens_follow_the_target_distribution():
 
 def test_the_suffix_index_drafts_what_followed_the_longest_earlier_match():
     rnd = random.Random(3)
-    for _ in range(30):
+    for _ in range(60):
         text = [rnd.randrange(4) for _ in range(rnd.randrange(1, 120))]
         index = SuffixIndex(text[:10])
         for t in text[10:]:
@@ -89,8 +97,69 @@ def test_the_suffix_index_drafts_what_followed_the_longest_earlier_match():
             if ends:
                 best, where = length, ends[0]
         assert (n, end) == (best, where)
-        if n >= 2:
-            assert index.draft(5) == text[end + 1 : end + 6]
+        tokens, kinds = index.candidates(40)
+        if n < 2:
+            assert tokens == kinds == []
+            continue
+        # What followed it, and where that runs into the end of the text, the text
+        # repeating itself with that period.
+        expected = text[end + 1 :]
+        while len(expected) < 40:
+            expected.append(expected[len(expected) - (len(text) - end - 1)])
+        assert tokens == expected[:40]
+        assert index.draft(5) == tokens[:5]
+        for i, kind in enumerate(kinds):
+            # What the index knows of each drafted token: the tokens that followed
+            # the match and the draft before it, wherever they occurred.
+            seen = text[-n:] + tokens[:i]
+            follow = {
+                text[e + 1]
+                for e in range(len(seen) - 1, len(text) - 1)
+                if text[e - len(seen) + 1 : e + 1] == seen
+            }
+            occurs = any(
+                text[e - len(seen) + 1 : e + 1] == seen for e in range(len(seen) - 1, len(text))
+            )
+            want = LOOP if not occurs else SURE if len(follow) <= 1 else BRANCH
+            assert kind == want, (text, i)
+
+
+def test_drafts_are_cut_where_the_expected_tokens_per_step_peak():
+    policy = DraftPolicy()
+    # A fresh sequence trusts a token its context was always followed by more than
+    # one that context was followed by others too.
+    assert policy.cut([SURE] * 32, 2.3) > policy.cut([BRANCH] * 32, 2.3)
+    # Where a row costs next to nothing beside the step (a GPU), drafts run longer.
+    assert policy.cut([SURE] * 32, 100.0) > policy.cut([SURE] * 32, 2.3) > 0
+    # Drafts that keep holding are cut later; drafts that keep failing, not drafted.
+    held, failed = DraftPolicy(), DraftPolicy()
+    for _ in range(20):
+        held.step()
+        held.update([SURE] * 8, 8)
+        failed.step()
+        failed.update([SURE] * 8, 0)
+    assert held.cut([SURE] * 32, 2.3) == 32
+    assert failed.cut([SURE] * 32, 2.3) == 0
+    # After a long while without drafts, the sequence tries again.
+    for _ in range(400):
+        failed.step()
+    assert failed.cut([SURE] * 32, 2.3) > 0
+    # A step shared by several streams makes each draft pay for more of itself.
+    assert held.cut([BRANCH] * 32, 2.3, streams=4) <= held.cut([BRANCH] * 32, 2.3)
+
+
+def test_the_step_cost_is_fitted_from_the_steps_timed():
+    cost = StepCost()
+    assert cost.fixed_per_row() == FIXED_PER_ROW  # nothing measured yet
+    rnd = random.Random(5)
+    for _ in range(200):
+        rows = rnd.randrange(1, 33)
+        cost.observe(rows, 0.020 + 0.0005 * rows)  # rows nearly free beside the step
+    assert cost.fixed_per_row() == pytest.approx(40.0, rel=0.01)
+    same = StepCost()
+    for _ in range(200):
+        same.observe(1, 0.012)  # steps all of one size say nothing of a row's cost
+    assert same.fixed_per_row() == FIXED_PER_ROW
 
 
 # -- end to end, on the shared server -----------------------------------------------------

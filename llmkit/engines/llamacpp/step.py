@@ -27,16 +27,24 @@ so each step reads either text or one image of it, in order.
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
+import time
 from dataclasses import dataclass, field
 
 import llama_cpp
 import numpy as np
 
 from llmkit.engines.decode_loop import Backend, Sequence
-from llmkit.engines.llamacpp.draft import Drafter, DraftPolicy, SuffixIndex
+from llmkit.engines.llamacpp.context_memory import ContextMemory
+from llmkit.engines.llamacpp.draft import (
+    DRAFT_MAX,
+    SURE,
+    Drafter,
+    DraftPolicy,
+    StepCost,
+    SuffixIndex,
+)
 from llmkit.engines.llamacpp.host_cache import HostCache
 from llmkit.engines.llamacpp.image_batch import NO_IMAGES, ImageBatch
 from llmkit.engines.llamacpp.kv_pool import KvPool
@@ -79,6 +87,7 @@ class SeqState:
     index: SuffixIndex | None = None
     policy: DraftPolicy = field(default_factory=DraftPolicy)
     drafts: list[int] | None = None  # drafted this step, being verified
+    kinds: list[int] = field(default_factory=list)  # what the index knew of each
     base: int = 0  # the batch row of the token fed before the drafts
     base_pos: int = 0  # and its position
     checked: int = 0  # drafts accepted so far this step
@@ -104,11 +113,12 @@ class BatchStep(Backend[SeqState]):
         self._images = ImageBatch(lm, projector) if projector else None
         self.drafter = drafter
         self.spec = {"drafted": 0, "accepted": 0, "verify_steps": 0}
+        self.cost = StepCost()  # what a step costs here, which steers how far drafts go
         self.parallel = lm.parallel
         self.share = lm.shares_prefixes
         # What is saved is only ever restored as a shared prefix.
         host = HostCache(lm.host_cache_bytes) if lm.host_cache_bytes and self.share else None
-        self.pool = KvPool(lm.kv_cells, lm.lanes, _Memory(lm.ctx, lm.memory), host)
+        self.pool = KvPool(lm.kv_cells, lm.lanes, ContextMemory(lm.ctx, lm.memory), host)
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self._order = itertools.count()
         self._running: set[int] = set()  # lanes of sequences in the pool, as of the last step
@@ -164,7 +174,8 @@ class BatchStep(Backend[SeqState]):
         for seq in gen:  # one token each for sequences already generating
             token, seq.pending = seq.pending, None
             st = seq.state
-            drafts = self._drafts(seq, token, min(room, N_BATCH - n - 1)) if room > 0 else []
+            st.policy.step()
+            drafts = self._drafts(seq, token, min(room, N_BATCH - n - 1), len(gen)) if room else []
             st.base, st.base_pos = n, len(st.ctx)
             add(seq, token, True)
             if drafts:
@@ -222,9 +233,12 @@ class BatchStep(Backend[SeqState]):
         results: list[tuple[Seq, int | Exception]] = []
         if n:
             batch.n_tokens = n
+            start = time.perf_counter()
             rc = llama_cpp.llama_decode(self.lm.ctx, batch)
             if rc != 0:
                 raise RuntimeError(f"llama_decode returned {rc}")
+            if n <= 2 * DRAFT_MAX and not n_img:  # steps of the size drafts make
+                self.cost.observe(n, time.perf_counter() - start)
             # Sampled now: the image batch's decode overwrites the logits.
             results = [(seq, self._sample(seq, idx)) for seq, idx in outputs]
         if n_img:
@@ -240,22 +254,25 @@ class BatchStep(Backend[SeqState]):
 
     # -- speculative decoding ------------------------------------------------------
 
-    def _drafts(self, seq: Seq, token: int, room: int) -> list[int]:
-        """Tokens to verify after ``token`` in this step, at most ``room``."""
+    def _drafts(self, seq: Seq, token: int, room: int, streams: int) -> list[int]:
+        """Tokens to verify after ``token`` in this step, at most ``room``; ``streams``
+        generating sequences share the step."""
         st = seq.state
         if not st.spec or seq.next_forced is not None:
             return []  # off for it, or the next tokens are the engine's own
         pos = len(st.ctx)  # ``token``'s; a draft's must stay in the context
-        k = min(room, seq.max_tokens - seq.n_generated - 1, self.lm.n_ctx - pos - 1)
+        k = min(room, DRAFT_MAX, seq.max_tokens - seq.n_generated - 1, self.lm.n_ctx - pos - 1)
         if k <= 0:
             return []
-        k = min(k, st.policy.length())
-        if k <= 0:
-            return []
+        ratio = self.cost.fixed_per_row()
         if self.drafter is not None:
-            drafts = self.drafter.draft(st.lane, st.ctx, token, k)
+            k = st.policy.cut([SURE] * k, ratio, streams)
+            drafts = self.drafter.draft(st.lane, st.ctx, token, k) if k else []
+            kinds = [SURE] * len(drafts)
         elif st.index is not None:
-            drafts = st.index.draft(k)
+            drafts, kinds = st.index.candidates(k)
+            k = st.policy.cut(kinds, ratio, streams)
+            drafts, kinds = drafts[:k], kinds[:k]
         else:
             return []
         # An image's placeholders (negative ids, ``engines.media``) are no tokens: a
@@ -265,6 +282,7 @@ class BatchStep(Backend[SeqState]):
             drafts = drafts[:cut]
         if drafts:
             drafts = drafts[: st.sampler.allows(drafts)]  # what the grammar refuses: cut
+        st.kinds = kinds[: len(drafts)]
         return drafts
 
     def more(self, seq: Seq) -> int | None:
@@ -293,7 +311,7 @@ class BatchStep(Backend[SeqState]):
             del st.ctx[keep:]
             if st.lane >= 0:
                 self.pool.truncate(st.lane, keep)
-        st.policy.update(len(drafts), st.checked)
+        st.policy.update(st.kinds, st.checked)
         spec = self.spec
         spec["drafted"] += len(drafts)
         spec["accepted"] += st.checked
@@ -406,33 +424,3 @@ def _owed(seq: Seq) -> int:
     """Cells ``seq`` may still take: what it has yet to read, and to generate."""
     st = seq.state
     return len(st.feed) - st.n_done + max(0, seq.max_tokens - seq.n_generated)
-
-
-class _Memory:
-    """``kv_pool.Memory`` over a llama.cpp context's memory."""
-
-    def __init__(self, ctx: llama_cpp.llama_context_p, memory: llama_cpp.llama_memory_t) -> None:
-        self.ctx = ctx
-        self.m = memory
-
-    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
-        llama_cpp.llama_memory_seq_cp(self.m, src, dst, p0, p1)
-
-    def seq_rm(self, lane: int, p0: int, p1: int) -> bool:
-        return bool(llama_cpp.llama_memory_seq_rm(self.m, lane, p0, p1))
-
-    def clear(self) -> None:
-        llama_cpp.llama_memory_clear(self.m, True)
-
-    def save(self, lane: int) -> bytearray:
-        size = llama_cpp.llama_state_seq_get_size(self.ctx, lane)
-        blob = bytearray(size)
-        view = (ctypes.c_uint8 * size).from_buffer(blob)
-        n = llama_cpp.llama_state_seq_get_data(self.ctx, view, size, lane)
-        del view  # the buffer can change size again
-        del blob[n:]
-        return blob
-
-    def load(self, lane: int, blob: bytearray) -> bool:
-        view = (ctypes.c_uint8 * len(blob)).from_buffer(blob)
-        return llama_cpp.llama_state_seq_set_data(self.ctx, view, len(blob), lane) > 0
