@@ -18,8 +18,9 @@ Rows (single stream unless said, greedy unless said):
 
 Decode speed is tokens per second from the first token to the last. Acceptance
 (accepted / drafted) and tokens per verification step come from llmkit's
-``/metrics`` and llama-server's ``timings``. Prints a Markdown table and writes
-the raw results to bench/results/speculative.json.
+``/metrics`` (read before and after each request) and llama-server's
+``timings``. Prints a Markdown table and writes the raw results to
+bench/results/speculative.json.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import llama_server
 
 ROOT = Path(__file__).resolve().parent
 MODEL = "bench"
+#: llama-server's draft-free speculation types in the pinned build.
+SPEC_TYPES = ("ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache")
 
 CODE = "\n".join(
     f"def handler_{i}(request, store):\n"
@@ -136,11 +139,14 @@ def spec_counts(url: str) -> dict[str, float]:
 
 
 def llmkit_row(url: str, prompts: dict[str, str], tokens: int, extra: dict) -> dict:
-    before = spec_counts(url)
-    runs = {name: request(url, p, tokens, extra) for name, p in prompts.items()}
-    after = spec_counts(url)
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    return {"runs": runs, "spec": delta}
+    """Each request alone, with the drafting counts ``/metrics`` moved by during it."""
+    runs = {}
+    for name, p in prompts.items():
+        before = spec_counts(url)
+        runs[name] = request(url, p, tokens, extra)
+        after = spec_counts(url)
+        runs[name]["spec"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return {"runs": runs}
 
 
 async def concurrent(url: str, tokens: int, extra: dict, n: int = 16) -> dict:
@@ -198,7 +204,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rows", default="copy,prose,off,concurrent")
-    ap.add_argument("--spec-types", default="ngram-simple,ngram-map-k,ngram-mod,ngram-cache")
+    ap.add_argument("--spec-types", default=",".join(SPEC_TYPES))
     ap.add_argument("--concurrent-tokens", type=int, default=128)
     args = ap.parse_args()
     rows = set(args.rows.split(","))
@@ -248,13 +254,13 @@ def _rate(row: dict | None, name: str) -> float | None:
 
 
 def _acceptance(row: dict, name: str) -> str:
-    spec = row.get("spec")
-    if spec is not None:  # llmkit: the whole row's counts
+    r = row["runs"].get(name) or {}
+    spec = r.get("spec")
+    if spec is not None:  # llmkit
         d, a, s = spec.get("drafted", 0), spec.get("accepted", 0), spec.get("verify_steps", 0)
         if not d:
             return "- | -"
         return f"{a / d:.0%} | {(a + s) / s:.2f}"
-    r = row["runs"].get(name) or {}
     d, a = r.get("draft_n"), r.get("draft_accepted")
     return f"{a / d:.0%} | -" if d else "- | -"
 
