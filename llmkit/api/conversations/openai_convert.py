@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmkit.api.responses.convert import MakeId, read_input
+from llmkit.api.responses.input_items import MakeId, read_input
 from llmkit.api.responses.reasoning import seal
 from llmkit.errors import InvalidRequestError
 from llmkit.memory import items as it
