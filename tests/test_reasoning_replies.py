@@ -24,6 +24,7 @@ from llmkit.api.anthropic.thinking import signature
 from llmkit.api.ollama import replies
 from llmkit.api.openai import replies as chat
 from llmkit.api.responses import convert as rconv
+from llmkit.api.responses import replies as rreplies
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events
 from llmkit.core.types import Chunk, Message, ToolCall, ToolCallDelta, Usage
@@ -187,7 +188,7 @@ def test_responses_stream_opens_a_reasoning_item_before_the_message():
 
 
 def test_responses_whole_output_and_a_cut_in_the_thinking():
-    output, reply = rconv.to_output(*whole(CALLING), _ids())
+    output, reply = rreplies.to_output(*whole(CALLING), _ids())
     assert [(o["type"], o["id"]) for o in output] == [
         ("reasoning", "rs_0"),
         ("function_call", "fc_1"),
@@ -198,12 +199,12 @@ def test_responses_whole_output_and_a_cut_in_the_thinking():
         (ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),),
         reasoning="Weather first.",
     )
-    cut, _ = rconv.to_output("", Chunk(reasoning="Hmm", finish_reason="length"), _ids())
+    cut, _ = rreplies.to_output("", Chunk(reasoning="Hmm", finish_reason="length"), _ids())
     assert [(o["type"], o["status"]) for o in cut] == [
         ("reasoning", "incomplete"),
         ("message", "incomplete"),
     ]
-    response = rconv.to_response(
+    response = rreplies.to_response(
         chat.Head("resp_1", 5, "m"), _turn(), status="incomplete", output=cut, usage=USAGE
     )
     assert orr.Response.model_validate(response).output[0].status == "incomplete"

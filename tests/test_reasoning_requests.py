@@ -22,6 +22,7 @@ from llmkit.api.openai import convert as chat
 from llmkit.api.openai import schemas as cschemas
 from llmkit.api.reasoning import read_effort, refuse_thinking
 from llmkit.api.responses import convert as rconv
+from llmkit.api.responses.input_items import read_input
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.core.types import EngineInfo, GenerateRequest, Message
 from llmkit.errors import InvalidRequestError, ThinkingUnsupportedError
@@ -293,7 +294,7 @@ def test_responses_reasoning_items_go_to_the_turn_they_led_to():
     }
     summarised = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "Adds."}]}
     call = {"type": "function_call", "call_id": "c1", "name": "add", "arguments": "{}"}
-    items, messages = rconv.read_input(
+    items, messages = read_input(
         [
             *HI,
             thought,
@@ -312,7 +313,7 @@ def test_responses_reasoning_items_go_to_the_turn_they_led_to():
     ]
     assert items[1]["type"] == "reasoning" and items[1]["id"].startswith("rs_")
     with pytest.raises(InvalidRequestError) as e:
-        rconv.read_input([{"type": "reasoning", "content": [{"type": "x"}]}], str)
+        read_input([{"type": "reasoning", "content": [{"type": "x"}]}], str)
     assert e.value.param == "input.0.content.0"
 
 

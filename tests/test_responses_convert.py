@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from llmkit.api.openai.replies import Head
-from llmkit.api.responses import convert
+from llmkit.api.responses import convert, replies
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events
@@ -144,7 +144,7 @@ def test_output_text_then_calls_and_the_status():
         usage=Usage(10, 5, 2),
         tool_calls=(ToolCallDelta(0, "call_1", "w", '{"a":'), ToolCallDelta(0, None, None, "1}")),
     )
-    output, reply = convert.to_output("Let me see.", last, ids())
+    output, reply = replies.to_output("Let me see.", last, ids())
     assert [o["type"] for o in output] == ["message", "function_call"]
     assert output[1] | {"id": "x"} == {
         "id": "x",
@@ -155,9 +155,9 @@ def test_output_text_then_calls_and_the_status():
         "arguments": '{"a":1}',
     }
     assert reply == Message("assistant", "Let me see.", (ToolCall("call_1", "w", '{"a":1}'),))
-    cut, _ = convert.to_output("Once upon", Chunk(finish_reason="length"), ids())
+    cut, _ = replies.to_output("Once upon", Chunk(finish_reason="length"), ids())
     assert cut[0]["status"] == "incomplete"
-    r = convert.to_response(
+    r = replies.to_response(
         Head("resp_1", 5, "m"), turn(input="x"), status="incomplete", output=cut, usage=Usage(3, 4)
     )
     assert r["incomplete_details"] == {"reason": "max_output_tokens"}
@@ -166,13 +166,13 @@ def test_output_text_then_calls_and_the_status():
 
 def test_input_item_pages():
     items = [{"id": f"i{n}"} for n in range(5)]
-    page = convert.input_item_list(items, order="desc", limit=2, after=None)
+    page = replies.input_item_list(items, order="desc", limit=2, after=None)
     assert [i["id"] for i in page["data"]] == ["i4", "i3"] and page["has_more"]
-    page = convert.input_item_list(items, order="asc", limit=10, after="i2")
+    page = replies.input_item_list(items, order="asc", limit=10, after="i2")
     assert [i["id"] for i in page["data"]] == ["i3", "i4"] and not page["has_more"]
     assert (page["first_id"], page["last_id"]) == ("i3", "i4")
     with pytest.raises(InvalidRequestError):
-        convert.input_item_list(items, order="asc", limit=1, after="nope")
+        replies.input_item_list(items, order="asc", limit=1, after="nope")
 
 
 async def _chunks(chunks):

@@ -61,7 +61,8 @@ from llmkit.errors import InvalidRequestError
 from llmkit.integrations.langchain import answer_and_reasoning
 from llmkit.memory.chat import open_store
 from llmkit.memory.checkpoints import CheckpointStore, Mirror, StoredCheckpoint, StoredWrite
-from llmkit.memory.store import Store, check_name
+from llmkit.memory.records import check_name
+from llmkit.memory.store import Store
 
 log = logging.getLogger(__name__)
 

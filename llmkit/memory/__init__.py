@@ -4,7 +4,9 @@
   directory by default, a PostgreSQL URL works the same), with its schema
   history in ``migrations.py`` and the export / import / Markdown document in
   ``transcript.py``. Every turn is committed before it is sent; interrupted
-  replies are kept, marked.
+  replies are kept, marked. A conversation's messages are ``message_store.py``'s
+  part of it, its items in OpenAI's shapes ``item_store.py``'s, and the values it
+  hands out (``Conversation``, ``Entry``) live in ``records.py``.
 - ``strategies.py``: pure functions from a stored history and a token budget to
   the messages to send (``buffer``, ``window:N``, ``tokens``, ``summary[:N]``).
 

@@ -45,7 +45,8 @@ from llmkit.errors import InvalidRequestError, NotFoundError
 from llmkit.memory import strategies as st
 from llmkit.memory.database import store_url
 from llmkit.memory.images import ImageInput, as_image
-from llmkit.memory.store import Conversation, Entry, Store
+from llmkit.memory.records import Conversation, Entry
+from llmkit.memory.store import Store
 
 # When a server doesn't say its context length (a hosted OpenAI-style API):
 # assume this much, which every current chat model has.

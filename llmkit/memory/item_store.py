@@ -27,7 +27,7 @@ from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 
 if TYPE_CHECKING:
-    from llmkit.memory.store import Conversation
+    from llmkit.memory.records import Conversation
 
 _ROW_ID = re.compile(r"conv_(\d+)")
 _MSG_ROW = re.compile(r"msg_(\d+)")

@@ -1,8 +1,11 @@
-"""The conversation store: named conversations and their messages, in SQL.
+"""The conversation store: named conversations in SQL, their settings, summary and
+transcripts; ``Store`` is what callers open.
 
 SQLite by default (one file in the data directory), any SQLAlchemy URL otherwise
-(PostgreSQL works the same). SQLAlchemy Core, not the ORM: rows never leave this
-module; callers get the frozen ``Conversation`` and ``Entry`` values below.
+(PostgreSQL works the same). SQLAlchemy Core, not the ORM: rows never leave
+``memory/``; callers get the frozen ``Conversation`` and ``Entry`` values of
+``records.py``. A conversation's messages are ``message_store.py``'s part of
+``Store``, its items by ``conv_...`` id ``item_store.py``'s.
 
 Nothing is lost: every call is one transaction, committed before it returns,
 and rolled back whole when the database fails (the failure surfaces as
@@ -18,133 +21,29 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmkit.core.types import Image, Message, Role, ToolCall
-from llmkit.errors import (
-    ConversationExistsError,
-    ConversationNotFoundError,
-    InvalidRequestError,
-    StoreError,
-)
+from llmkit.errors import ConversationExistsError, ConversationNotFoundError, StoreError
 from llmkit.memory import images as stored_images
-from llmkit.memory import items, transcript
+from llmkit.memory import transcript
 from llmkit.memory.database import open_engine
-from llmkit.memory.item_store import ItemStore, insert_items, new_public_id, public_id
+from llmkit.memory.item_store import ItemStore, insert_items, new_public_id
+from llmkit.memory.message_store import MessageStore
 from llmkit.memory.migrations import conversations as C
 from llmkit.memory.migrations import messages as M
 from llmkit.memory.migrations import migrate
+from llmkit.memory.records import Conversation, Entry, check_name, conversation_from_row
 from llmkit.memory.strategies import parse_strategy
 
 _UNSET: Any = object()
-_ROLES = frozenset(get_args(Role))
 
 
-@dataclass(frozen=True)
-class Conversation:
-    name: str
-    model: str | None
-    url: str | None
-    system: str | None
-    memory: str
-    summary: str | None
-    summary_upto: int | None  # id of the newest entry folded into ``summary``
-    created_at: datetime
-    updated_at: datetime  # last used
-    turns: int  # user messages
-    temperature: float | None = None  # sampling asked for (None: the server's default)
-    max_tokens: int | None = None
-    # OpenAI's id of this conversation (``conv_...``) and its metadata (``items.py``)
-    id: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def summarized(self, entries: list[Entry]) -> int:
-        """How many of ``entries`` (this conversation's, oldest first) the summary
-        covers: the ``summarized`` argument of ``select_messages``/``plan_summary``."""
-        if self.summary is None or self.summary_upto is None:
-            return 0
-        return sum(1 for e in entries if e.id <= self.summary_upto)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One stored message. ``id`` grows with time across the whole store."""
-
-    id: int
-    role: Role
-    content: str
-    interrupted: bool
-    created_at: datetime
-    # An assistant turn's thinking (a reasoning model's), kept apart from ``content``.
-    reasoning: str = ""
-    # A user turn's images, in order (stored once each: ``memory/images.py``).
-    images: tuple[Image, ...] = ()
-    # Written through OpenAI's APIs: the item itself (a function call, an MCP call...);
-    # ``content`` is then its text as a transcript shows it. None: a plain chat message.
-    item: dict[str, Any] | None = None
-    item_id: str = ""  # the item's id (``msg_...``)
-
-    # An assistant turn's tool calls, each {"id", "name", "arguments", "server"}, and
-    # the MCP servers the turn could use; a ``tool`` message's call id. A tool message
-    # whose call failed (or was denied) is ``tool_error``.
-    tool_calls: tuple[dict[str, str], ...] = ()
-    tool_servers: tuple[str, ...] = ()
-    tool_call_id: str | None = None
-    tool_error: bool = False
-
-    @property
-    def in_context(self) -> bool:
-        """Whether the model is sent this row (listed tools, approvals are bookkeeping)."""
-        return items.is_context(self.item)
-
-    def _calls(self) -> tuple[ToolCall, ...]:
-        return tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in self.tool_calls)
-
-    @property
-    def message(self) -> Message:
-        """The turn as history sends it: the answer only. Earlier thinking is not
-        sent back by default (``with_reasoning`` has it, for a template that wants it)."""
-        return Message(
-            self.role,
-            self.content,
-            tool_calls=self._calls(),
-            tool_call_id=self.tool_call_id,
-            images=self.images,
-        )
-
-    @property
-    def with_reasoning(self) -> Message:
-        return Message(
-            self.role,
-            self.content,
-            tool_calls=self._calls(),
-            tool_call_id=self.tool_call_id,
-            reasoning=self.reasoning,
-            images=self.images,
-        )
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name != name.strip() or len(name) > 200:
-        raise InvalidRequestError(
-            f"Invalid conversation name {name!r}: use 1 to 200 characters, "
-            "not starting or ending with a space.",
-            param="name",
-        )
-    return name
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Store(ItemStore):
+class Store(MessageStore, ItemStore):
     """Conversations by name. Thread-safe; safe across processes on one machine."""
 
     def __init__(self, url: str) -> None:
@@ -189,12 +88,6 @@ class Store(ItemStore):
             raise ConversationNotFoundError(name)
         return cid
 
-    def _entries(self, conn: Connection, cid: int) -> list[Entry]:
-        rows = conn.execute(sa.select(M).where(M.c.conversation_id == cid).order_by(M.c.id))
-        entries = [_entry(r) for r in rows]
-        pictures = stored_images.load(conn, (e.id for e in entries if e.role == "user"))
-        return [replace(e, images=pictures[e.id]) if e.id in pictures else e for e in entries]
-
     def _conversations(self, conn: Connection, *where: Any) -> list[Conversation]:
         turns = (
             sa.select(sa.func.count())
@@ -203,7 +96,7 @@ class Store(ItemStore):
         )
         query = sa.select(C, turns.label("turns")).where(*where)
         rows = conn.execute(query.order_by(C.c.updated_at.desc(), C.c.id.desc()))
-        return [_conversation(r) for r in rows]
+        return [conversation_from_row(r) for r in rows]
 
     # -- conversations ----------------------------------------------------------------
 
@@ -227,7 +120,7 @@ class Store(ItemStore):
         with self._write() as conn:
             if conn.scalar(sa.select(C.c.id).where(C.c.name == name)) is not None:
                 raise ConversationExistsError(name)
-            now = _now()
+            now = datetime.now(UTC)
             values = dict(model=model, url=url, system=system, memory=memory)
             values["public_id"] = conv_id or new_public_id()
             values["metadata_json"] = json.dumps(metadata) if metadata else None
@@ -319,137 +212,6 @@ class Store(ItemStore):
             values = dict(summary=summary, summary_upto=upto_id)
             conn.execute(C.update().where(C.c.id == cid).values(**values))
 
-    # -- messages ---------------------------------------------------------------------
-
-    def append(
-        self,
-        name: str,
-        role: Role,
-        content: str,
-        *,
-        interrupted: bool = False,
-        reasoning: str = "",
-        images: Sequence[Image] = (),
-        tool_calls: list[dict[str, str]] | None = None,
-        tool_servers: list[str] | None = None,
-        tool_call_id: str | None = None,
-        tool_error: bool = False,
-    ) -> Entry:
-        """Store one message now (committed when this returns); marks the conversation
-        used. ``reasoning``: an assistant turn's thinking, kept apart from ``content``;
-        ``images``: a user turn's, stored once each by their hash; ``tool_calls`` (with
-        ``tool_servers``), ``tool_call_id``, ``tool_error``: as ``Entry`` has them."""
-        if role not in _ROLES:
-            raise InvalidRequestError(
-                f"Unknown role {role!r}: use one of {sorted(_ROLES)}.", param="role"
-            )
-        if images and role != "user":
-            raise InvalidRequestError("Only user turns carry images.", param="images")
-        now = _now()
-        status = "interrupted" if interrupted else "error" if tool_error else "complete"
-        calls = {"calls": tool_calls, "servers": tool_servers or []} if tool_calls else None
-        with self._write() as conn:
-            cid = self._id(conn, name)
-            row = dict(conversation_id=cid, role=role, content=content, status=status)
-            row["reasoning"] = reasoning or None
-            row["item_id"] = items.new_id("message")
-            row["tool_calls"] = json.dumps(calls) if calls else None
-            row["tool_call_id"] = tool_call_id
-            new_id = conn.execute(M.insert().values(created_at=now, **row)).inserted_primary_key[0]
-            stored_images.save(conn, new_id, images)
-            conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-        return Entry(
-            new_id,
-            role,
-            content,
-            interrupted,
-            now,
-            reasoning,
-            tuple(images),
-            item_id=row["item_id"],
-            tool_calls=tuple(tool_calls or ()),
-            tool_servers=tuple(tool_servers or ()) if tool_calls else (),
-            tool_call_id=tool_call_id,
-            tool_error=tool_error,
-        )
-
-    def entries(self, name: str) -> list[Entry]:
-        """The conversation's messages, oldest first."""
-        with self._read() as conn:
-            return self._entries(conn, self._id(conn, name))
-
-    def delete_entries_from(self, name: str, entry_id: int) -> None:
-        """Drop entry ``entry_id`` and every later one (``/retry``, ``/undo``).
-
-        A summary that covered any of them no longer describes the conversation,
-        so it is dropped too (the next turn folds the history again).
-        """
-        with self._write() as conn:
-            cid = self._id(conn, name)
-            hit = sa.select(M.c.id).where(M.c.conversation_id == cid, M.c.id == entry_id)
-            if conn.scalar(hit) is None:
-                raise InvalidRequestError(
-                    f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
-                )
-            gone = M.c.conversation_id == cid, M.c.id >= entry_id
-            stored_images.unlink(conn, sa.select(M.c.id).where(*gone))
-            conn.execute(M.delete().where(*gone))
-            conn.execute(
-                C.update()
-                .where(C.c.id == cid, C.c.summary_upto >= entry_id)
-                .values(summary=None, summary_upto=None)
-            )
-
-    def rewrite(
-        self,
-        name: str,
-        entry_id: int,
-        content: str,
-        *,
-        interrupted: bool,
-        reasoning: str | None = None,
-    ) -> Entry:
-        """Replace one message's text in place (a cut reply, continued); marks the
-        conversation used. ``reasoning``: its thinking too (None: kept as it is)."""
-        now = _now()
-        status = "interrupted" if interrupted else "complete"
-        values: dict[str, Any] = dict(content=content, status=status)
-        if reasoning is not None:
-            values["reasoning"] = reasoning or None
-        with self._write() as conn:
-            cid = self._id(conn, name)
-            row = conn.execute(
-                M.update()
-                .where(M.c.conversation_id == cid, M.c.id == entry_id)
-                .values(**values)
-                .returning(M)
-            ).first()
-            if row is None:
-                raise InvalidRequestError(
-                    f"Conversation '{name}' has no entry {entry_id}.", param="entry_id"
-                )
-            conn.execute(C.update().where(C.c.id == cid).values(updated_at=now))
-            pictures = stored_images.load(conn, [entry_id]).get(entry_id, ())
-        return replace(_entry(row), images=pictures)  # the text changes; its images stay
-
-    def search(self, text: str) -> list[tuple[str, Entry]]:
-        """Messages containing ``text`` (any case), oldest first, with their conversation."""
-        if not text:
-            raise InvalidRequestError("Search for some text, not an empty string.")
-        query = (
-            sa.select(C.c.name, M)
-            .join(C, C.c.id == M.c.conversation_id)
-            .where(M.c.content.icontains(text, autoescape=True))
-            .order_by(M.c.id)
-        )
-        with self._read() as conn:
-            return [(r.name, _entry(r)) for r in conn.execute(query)]
-
-    def image(self, sha256: str) -> Image | None:
-        """A stored image by its hash (None unless some message carries it)."""
-        with self._read() as conn:
-            return stored_images.get(conn, sha256)
-
     # -- transcripts ------------------------------------------------------------------
 
     def _transcript(self, name: str) -> tuple[Conversation, list[Entry]]:
@@ -511,31 +273,3 @@ class Store(ItemStore):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _entry(r: Any) -> Entry:
-    item = json.loads(r.item_json) if r.item_json is not None else None
-    calls = json.loads(r.tool_calls) if r.tool_calls else {}
-    return Entry(
-        r.id,
-        r.role,
-        r.content,
-        r.status == "interrupted",
-        r.created_at,
-        r.reasoning or "",
-        item=item,
-        item_id=r.item_id or items.row_id(r.id),
-        tool_calls=tuple(calls.get("calls") or ()),
-        tool_servers=tuple(calls.get("servers") or ()),
-        tool_call_id=r.tool_call_id,
-        tool_error=r.status == "error",
-    )
-
-
-_PLAIN = frozenset(f.name for f in fields(Conversation)) - {"id", "metadata"}
-
-
-def _conversation(r: Any) -> Conversation:
-    plain = {name: getattr(r, name) for name in _PLAIN}
-    meta = json.loads(r.metadata_json) if r.metadata_json else {}
-    return Conversation(**plain, id=public_id(r.id, r.public_id), metadata=meta)

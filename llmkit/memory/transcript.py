@@ -28,7 +28,7 @@ from llmkit.memory.images import check_imported, image_to_json
 from llmkit.memory.strategies import parse_strategy
 
 if TYPE_CHECKING:
-    from llmkit.memory.store import Conversation, Entry
+    from llmkit.memory.records import Conversation, Entry
 
 VERSION = 1
 _ROLES = get_args(Role)

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmkit.api.responses.convert import MakeId, read_input
+from llmkit.api.responses.input_items import MakeId, read_input
 from llmkit.api.responses.reasoning import seal
 from llmkit.errors import InvalidRequestError
 from llmkit.memory import items as it
-from llmkit.memory.store import Conversation
+from llmkit.memory.records import Conversation
 
 MAX_ITEMS = 20  # per create, as OpenAI's
 MAX_PAIRS, MAX_KEY, MAX_VALUE = 16, 64, 512  # metadata, as OpenAI's

@@ -31,7 +31,7 @@ from llmkit.api.openai.errors import error_body
 from llmkit.core.types import Chunk, GenerateRequest, Image, Message
 from llmkit.errors import InvalidRequestError
 from llmkit.memory.chat import Chat
-from llmkit.memory.store import Entry
+from llmkit.memory.records import Entry
 
 
 @dataclass

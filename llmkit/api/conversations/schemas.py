@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from llmkit.api.images import ImageRef
 from llmkit.core.types import Image
-from llmkit.memory.store import Conversation, Entry
+from llmkit.memory.records import Conversation, Entry
 
 
 class ImageOut(BaseModel):

@@ -37,7 +37,8 @@ from llmkit.api.tools import check_choice
 from llmkit.core.types import Chunk, Message, Usage
 from llmkit.errors import InvalidRequestError
 from llmkit.memory.chat import Chat
-from llmkit.memory.store import Entry, Store
+from llmkit.memory.records import Entry
+from llmkit.memory.store import Store
 
 
 def read_choice(value: Any) -> tuple[str, str | None]:

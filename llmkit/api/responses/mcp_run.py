@@ -29,7 +29,8 @@ from llmkit.api.mcp.servers import McpServers
 from llmkit.api.openai.replies import Head
 from llmkit.api.responses import convert
 from llmkit.api.responses import mcp_items as mi
-from llmkit.api.responses.convert import MakeId, Turn
+from llmkit.api.responses.convert import Turn
+from llmkit.api.responses.input_items import MakeId
 from llmkit.api.responses.stream import Event, _code, _Events
 from llmkit.api.tools import check_choice
 from llmkit.core.types import Message, ToolCall, Usage

@@ -2,9 +2,9 @@
 
 A request is read (``convert``), its history gathered from the store and fitted
 to the context (``history``), run on its model's engine, and answered as a
-``Response`` or as typed events (``stream``). A stored response is written
-once it has finished, in one transaction: a failed or abandoned one leaves
-nothing behind. The store's calls are blocking SQL, so they run off the loop.
+``Response`` (``replies``) or as typed events (``stream``). A stored response is
+written once it has finished, in one transaction: a failed or abandoned one
+leaves nothing behind. The store's calls are blocking SQL, so they run off the loop.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from llmkit.api.generation import served, start
 from llmkit.api.images import read_images
 from llmkit.api.mcp.loop import ToolBox
 from llmkit.api.openai.replies import Head
-from llmkit.api.responses import convert, mcp_run
+from llmkit.api.responses import convert, mcp_run, replies
 from llmkit.api.responses.history import fit
 from llmkit.api.responses.schemas import ResponseCreateRequest
 from llmkit.api.responses.stream import to_events
@@ -131,9 +131,9 @@ async def create_response(body: ResponseCreateRequest, request: Request) -> Resp
         events = to_events(head, turn, await gen.streamed(), make_id, keep)
         return sse(events, frame=named, error=_error_event)
     ((text, last),) = await gen.whole()
-    output, reply = convert.to_output(text, last, make_id, sealed=turn.sealed)
+    output, reply = replies.to_output(text, last, make_id, sealed=turn.sealed)
     status = "incomplete" if last.finish_reason == "length" else "completed"
-    response = convert.to_response(
+    response = replies.to_response(
         head, turn, status=status, output=output, usage=last.usage, completed_at=int(time.time())
     )
     await keep(response, reply)
@@ -201,7 +201,7 @@ async def list_input_items(
     chain = await asyncio.to_thread(_store(request).chain, response_id)
     items = [it for turn in chain[:-1] for it in [*turn.input_items, *turn.response["output"]]]
     items += chain[-1].input_items
-    return JSONResponse(convert.input_item_list(items, order=order, limit=limit, after=after))
+    return JSONResponse(replies.input_item_list(items, order=order, limit=limit, after=after))
 
 
 def _error_event(e: LlmkitError) -> dict[str, str]:

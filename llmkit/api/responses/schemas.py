@@ -1,10 +1,11 @@
 """Wire models of OpenAI's Responses API (``/v1/responses``): the request.
 
 The items of ``input``, the ``tools`` and ``text.format`` are kept as JSON values
-here and read by ``convert``, which names the exact field of a bad one in its
-400 (``input.2.content.0.type``), as OpenAI does. The objects answered (the
-``Response``, its items, the stream events) are plain JSON built by ``convert``
-and ``stream``, checked against OpenAI's published schema by the tests.
+here and read by ``convert`` (``input`` by ``input_items``), which names the
+exact field of a bad one in its 400 (``input.2.content.0.type``), as OpenAI
+does. The objects answered (the ``Response``, its items, the stream events) are
+plain JSON built by ``replies`` and ``stream``, checked against OpenAI's
+published schema by the tests.
 """
 
 from __future__ import annotations

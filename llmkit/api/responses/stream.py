@@ -22,8 +22,9 @@ from typing import Any
 
 from llmkit.api.generation import as_llmkit_error
 from llmkit.api.openai.replies import Head
-from llmkit.api.responses import convert
-from llmkit.api.responses.convert import MakeId, Turn
+from llmkit.api.responses import replies
+from llmkit.api.responses.convert import Turn
+from llmkit.api.responses.input_items import MakeId
 from llmkit.api.responses.reasoning import reasoning_item
 from llmkit.core.types import Chunk, Message, ToolCall, Usage
 from llmkit.errors import LlmkitError
@@ -57,7 +58,7 @@ class _Events:
 
     def response(self, status: str, usage: Usage | None = None, **kw: Any) -> dict[str, Any]:
         done = int(time.time()) if status == "completed" else None
-        return convert.to_response(
+        return replies.to_response(
             self.head,
             self.turn,
             status=status,
@@ -115,7 +116,7 @@ class _Events:
         events = self.close_thought("completed")
         if self.text_id is None:
             self.text_id = self.make_id("msg")
-            item = convert.message_item(self.text_id, "", "in_progress") | {"content": []}
+            item = replies.message_item(self.text_id, "", "in_progress") | {"content": []}
             added = self.event(
                 "response.output_item.added", output_index=len(self.output), item=item
             )
@@ -145,7 +146,7 @@ class _Events:
         if self.text_id is None:
             return []
         text = "".join(self.text)
-        item = convert.message_item(self.text_id, text, status)
+        item = replies.message_item(self.text_id, text, status)
         events = [
             self.event(
                 "response.output_text.done",
@@ -165,7 +166,7 @@ class _Events:
     def call_start(self, call_id: str, name: str) -> list[Event]:
         events = self.close_thought("completed") + self.close_text("completed") + self.close_call()
         call = ToolCall(call_id, name, "")
-        self.call_item = convert.call_item(self.make_id("fc"), call, "in_progress")
+        self.call_item = replies.call_item(self.make_id("fc"), call, "in_progress")
         events.append(
             self.event(
                 "response.output_item.added", output_index=len(self.output), item=self.call_item
