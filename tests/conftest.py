@@ -30,6 +30,13 @@ pytest_plugins = ["tests.mcp_fixtures"]
 
 T = TypeVar("T")
 
+# modelscope retries a failed file listing 4 times, 1 + 2 + 4 s apart, through its own
+# documented knob (read when modelscope_hub is first imported, which no test module
+# has done yet). The tests that point it at a source that is down need the retry (its
+# warnings are what llmkit must keep quiet), not the 7 s of waiting: one retry, 1 s.
+# The servers the tests start inherit it.
+os.environ.setdefault("MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS", "2")
+
 
 def free_port() -> int:
     with socket.socket() as s:

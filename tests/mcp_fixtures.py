@@ -60,7 +60,11 @@ def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mcp]:
             stdio,
             f"down=http://127.0.0.1:{free_port()}/mcp",
             "--mcp-timeout",
-            "15",  # the slow tool sleeps far longer; a busy machine needs a few seconds
+            # The slow tool sleeps far longer and waits this out. Reaching a server (a
+            # stdio one's start) has its own 30 s apart from it, and the other tools
+            # answer in well under a second even on a busy machine (0.1-0.7 s in the
+            # server's log of a loaded run).
+            "5",
             "--mcp-max-steps",
             "2",
             "--log-requests",

@@ -128,7 +128,7 @@ def test_a_failing_call_is_an_error_and_the_model_goes_on(mcp, tool):
     assert [t.name for t in listed.tools] == [tool]  # allowed_tools: only it is offered
     (call, *_) = items(r, "mcp_call")
     assert call.status == "failed" and call.output is None
-    if tool == "slow":  # --mcp-timeout 15
+    if tool == "slow":  # --mcp-timeout 5
         assert call.error.type == "mcp_protocol_error" and "did not answer" in call.error.message
     else:
         assert call.error.type == "mcp_tool_execution_error"

@@ -146,7 +146,9 @@ def _running(s) -> int:  # type: ignore[no-untyped-def]
 def test_sigterm_lets_generations_finish_then_ends_the_rest_in_each_dialect(tmp_path):
     """With a grace period, a short reply in flight ends on its own; long ones, in
     both dialects and not streaming, end at the grace's end with their last event."""
-    s = start_server(tmp_path, "--parallel", "4", "--shutdown-timeout", "15")
+    # A grace far longer than the short reply needs (12 tokens: ~1 s on a busy
+    # machine) and shorter than the long ones (thousands of tokens).
+    s = start_server(tmp_path, "--parallel", "4", "--shutdown-timeout", "8")
     long = long_chat()
     out: dict[str, object] = {}
 

@@ -87,6 +87,7 @@ def parse_gguf_header(buf: Any) -> GGUFHeader:
         gguf.GGUFValueType.UINT64: "<Q", gguf.GGUFValueType.INT64: "<q",
         gguf.GGUFValueType.FLOAT64: "<d",
     }  # fmt: skip
+    unpack_length = struct.Struct("<Q").unpack_from
     size = len(buf)
     if size < 4:
         raise TruncatedHeader(f"{size} bytes")
@@ -123,11 +124,28 @@ def parse_gguf_header(buf: Any) -> GGUFHeader:
             except KeyError:
                 raise ValueError(f"unknown value type {vtype}") from None
         sub, count = take("<I"), take("<Q")
+        # A vocabulary's arrays hold tens of thousands of items: walked in one tight
+        # loop (strings) or unpacked in one call (numbers), not an item at a time.
         if sub == gguf.GGUFValueType.STRING:
+            nonlocal pos
+            at = pos
             for _ in range(count):
-                skip(take("<Q"))
+                if at + 8 > size:
+                    raise TruncatedHeader(f"the header goes past byte {size}")
+                at += 8 + unpack_length(buf, at)[0]
+            if at > size:
+                raise TruncatedHeader(f"the header goes past byte {size}")
+            pos = at
             return count
-        return [value(sub) for _ in range(count)]
+        fmt = scalar.get(sub) if count else None
+        if fmt is None:
+            return [value(sub) for _ in range(count)]
+        items = struct.Struct(f"<{count}{fmt[1:]}")
+        if pos + items.size > size:
+            raise TruncatedHeader(f"the header goes past byte {size}")
+        out = list(items.unpack_from(buf, pos))
+        pos += items.size
+        return out
 
     n_tensors, n_kv = take("<Q"), take("<Q")
     fields = {}

@@ -23,15 +23,13 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import anyio
-import httpx2
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 from llmkit.errors import ConfigError, InvalidRequestError
 
@@ -176,6 +174,14 @@ class McpServers:
     # -- talking to a server ----------------------------------------------------------
 
     def _client(self, spec: ServerSpec, extra: tuple[tuple[str, str], ...] = ()) -> Client:
+        # The SDK (a third of a second to import) loads with the first server reached,
+        # not with every server that never reaches one.
+        import httpx2
+        from mcp import Client
+        from mcp.client.stdio import StdioServerParameters
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
         if spec.url is not None:
             headers = dict(spec.headers) | dict(extra)
             timeout = httpx2.Timeout(self.timeout)

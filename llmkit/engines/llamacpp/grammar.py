@@ -116,8 +116,14 @@ def trigger_hazards(
     ``<tool_call>``; for another trigger, nothing at all)."""
     if safe is None:
         safe = _SAFE_AFTER if trigger == OPEN else _NOTHING
+    # Most of a vocabulary neither starts with the end of the trigger nor holds it:
+    # one regex match (in C) rules a token out, where the loop below would try every
+    # end of the trigger in Python (the scan runs for every model loaded).
+    ends = re.compile("|".join(re.escape(trigger[k:]) for k in range(len(trigger))))
     bad = []
     for token, text in pieces:
+        if not ends.match(text) and trigger not in text:
+            continue
         rests = [
             text[len(trigger) - k :] for k in range(len(trigger)) if text.startswith(trigger[k:])
         ]

@@ -182,18 +182,17 @@ class LoadedModel:
         """Tokens a lazy grammar with these triggers must never sample
         (``grammar.trigger_hazards``); a scan of the vocabulary (a fraction of a
         second) per trigger, which the engine makes for its family's as it loads."""
-        return tuple(sorted({t for trigger in triggers for t in self._hazards(trigger)}))
-
-    def _hazards(self, trigger: str) -> tuple[int, ...]:
-        found = self._scanned.get(trigger)
-        if found is None:
-            # As the grammar reads them: control tokens with their text.
-            pieces = (
+        new = [t for t in dict.fromkeys(triggers) if t not in self._scanned]
+        if new:
+            # As the grammar reads them: control tokens with their text. Read once
+            # for all of a family's triggers.
+            pieces = [
                 (t, self.piece(t, special=True).decode("utf-8", errors="replace"))
                 for t in range(self.n_vocab)
-            )
-            found = self._scanned[trigger] = tuple(trigger_hazards(pieces, trigger))
-        return found
+            ]
+            for trigger in new:
+                self._scanned[trigger] = tuple(trigger_hazards(pieces, trigger))
+        return tuple(sorted({t for trigger in triggers for t in self._scanned[trigger]}))
 
     def token_text(self, token: int) -> str:
         """A token's text including control tokens, as templates write them."""

@@ -94,7 +94,11 @@ class LoadedHF:
             # transformers 5 calls it dtype; 4.x torch_dtype
             major = int(transformers.__version__.split(".")[0])
             dtype_kw = "dtype" if major >= 5 else "torch_dtype"
-            model = auto.from_pretrained(source, **kwargs, **weights_kw, **{dtype_kw: self.dtype})
+            # The config read above, handed on: read again it costs a second parse of
+            # a GGUF's header (seconds: its vocabulary arrays).
+            model = auto.from_pretrained(
+                source, config=config, **kwargs, **weights_kw, **{dtype_kw: self.dtype}
+            )
         except (OSError, ValueError) as e:
             pickles = not gguf_file and not allow_pickle and not any(source.glob("*.safetensors"))
             if pickles and any(source.glob("*.bin")):

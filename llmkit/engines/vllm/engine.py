@@ -240,8 +240,11 @@ class VllmEngine(Engine):
         api = self._api
         if api is None:
             return True
+        # A probe unanswered by the time the next one is due is missed (never
+        # waited on past 5 s): probes don't pile up, and a shorter interval
+        # notices a hung vLLM sooner.
         try:
-            async with httpx.AsyncClient(timeout=5.0) as http:
+            async with httpx.AsyncClient(timeout=min(self.opts.health_interval, 5.0)) as http:
                 return (await http.get(api.url + "/health")).status_code == 200
         except httpx.HTTPError:
             return False

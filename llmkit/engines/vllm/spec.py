@@ -65,8 +65,9 @@ class VllmOptions(BaseModel):
     health_interval: float = Field(
         default=10.0,
         gt=0,
-        description="Seconds between probes of vLLM's /health; three missed in a row (a vLLM "
-        "alive but stuck) and it is killed and restarted.",
+        description="Seconds between probes of vLLM's /health; a probe unanswered within "
+        "this (at most 5 s) is missed, and three missed in a row (a vLLM alive but stuck) "
+        "and it is killed and restarted.",
     )
     upstream_timeout: UpstreamTimeout = 120.0
     # Supervision, not a setting users give: how long loading may take.
