@@ -75,6 +75,7 @@ async def chat(
            "cached": None}  # fmt: skip
     start = time.perf_counter()
     parts: list[str] = []
+    generated: int | None = None
     finished = False
     try:
         async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
@@ -95,6 +96,10 @@ async def chat(
                             out["ttft"] = out["first_at"] - start
                         parts.append(content)
                     finished = finished or ch.get("finish_reason") is not None
+                if (u := data.get("usage")) and u.get("completion_tokens") is not None:
+                    # Counted by the server: a chunk can carry several tokens (drafts a
+                    # speculating step verified), so chunks are not tokens.
+                    generated = u["completion_tokens"]
                 if t := data.get("timings"):  # llama-server: reused + processed tokens
                     out["cached"] = t.get("cache_n", 0)
                     out["prompt"] = out["cached"] + t.get("prompt_n", 0)
@@ -105,7 +110,8 @@ async def chat(
     except (httpx.HTTPError, json.JSONDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
-    out.update(ok=finished and bool(parts), text="".join(parts), tokens=len(parts),
+    out.update(ok=finished and bool(parts), text="".join(parts),
+               tokens=len(parts) if generated is None else generated,
                end_at=time.perf_counter())  # fmt: skip
     if not out["ok"]:
         out["error"] = "stream ended without a finish_reason or a token"

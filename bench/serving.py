@@ -73,6 +73,7 @@ async def chat_request(client: httpx.AsyncClient, inp: RequestInput) -> RequestO
         "model": inp.model,
         "messages": inp.messages,
         "max_tokens": inp.max_tokens,
+        "stream_options": {"include_usage": True},
         "temperature": 0,
         "stream": True,
         "logit_bias": {str(inp.eos_id): -100},
@@ -105,6 +106,10 @@ async def chat_request(client: httpx.AsyncClient, inp: RequestInput) -> RequestO
                         parts.append(content)
                         out.tokens += 1
                     finished = finished or ch.get("finish_reason") is not None
+                if (u := data.get("usage")) and u.get("completion_tokens") is not None:
+                    # Counted by the server: a chunk can carry several tokens (drafts a
+                    # speculating step verified), so chunks are not tokens.
+                    out.tokens = u["completion_tokens"]
             out.latency = time.perf_counter() - start
             out.text = "".join(parts)
             out.success = finished

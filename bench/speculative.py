@@ -283,7 +283,8 @@ def markdown(r: dict) -> str:
             p = _rate(plain, name)
             best = max((x for x in (_rate(g, name) for g in ngram) if x), default=None)
             vs_plain = f"{rate / p:.2f}x" if p else "-"
-            vs_best = f"{rate / best:.2f}x" if best and key.startswith("llmkit") else "-"
+            speculating = key.startswith("llmkit") and " off " not in f" {key} "
+            vs_best = f"{rate / best:.2f}x" if best and speculating else "-"
             accepted = _acceptance(row, name)
             out.append(f"| {key} | {name} | {rate:.1f} | {vs_plain} | {vs_best} | {accepted} |")
     on, off = r.get("llmkit 16 on"), r.get("llmkit 16 off")
