@@ -187,6 +187,9 @@ async def conversations(url: str, cfg: dict, tokens: int, eos: int) -> dict:
 def run_server(url: str, cfg: dict, vocab, tokens: int, eos: int) -> dict:
     res: dict = {}
     asyncio.run(serving.run_level(url, MODEL, 1, 8, eos))  # warm-up
+    if "conversations" in cfg["rows"] and "shared" not in cfg["rows"]:
+        res["conversations"] = asyncio.run(conversations(url, cfg, tokens, eos))
+        return res
     res["plain"] = []
     for n in cfg["levels"]:
         level = asyncio.run(serving.run_level(url, MODEL, n, tokens, eos))
@@ -230,9 +233,14 @@ def markdown(r: dict) -> str:
         "| TTFT p50 / p99 ms (llmkit) | TTFT p50 / p99 ms (peer) | failed (llmkit / peer) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for x, y in zip(a["plain"], b["plain"], strict=True):
+    for x, y in zip(a.get("plain", []), b.get("plain", []), strict=True):
         lines.append(fmt_row(f"plain, {x['concurrency']} stream(s)", x, y))
     n, p = c["shared"], c["prefix"]
+    if "shared_cold" not in a:  # ``--rows conversations``: that row alone
+        ta, tb = a["conversations"]["turns"], b["conversations"]["turns"]
+        for i, (x, y) in enumerate(zip(ta, tb, strict=True)):
+            lines.append(fmt_row(f"{c['convs']} conversations, turn {i + 1}", x, y))
+        return "\n".join(lines)
     lines.append(fmt_row(f"{n} × {p}-token shared prompt, cold", a["shared_cold"],
                          b["shared_cold"]))  # fmt: skip
     lines.append(fmt_row(f"{n} × {p}-token shared prompt, warm", a["shared_warm"],
@@ -254,7 +262,7 @@ def markdown(r: dict) -> str:
         f"{pct(a['shared_warm']['cache_hit'])}; llama-server "
         f"{pct(b['shared_cold']['cache_hit'])} / {pct(b['shared_warm']['cache_hit'])}.",
         "",
-        *kv_memory.markdown(r["memory"]),
+        *(kv_memory.markdown(r["memory"]) if r["memory"] else []),
     ]
     return "\n".join(lines)
 
@@ -270,8 +278,10 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, help="tokens per slot (default 4096, quick 2048)")
     ap.add_argument("--tokens", type=int, help="tokens per reply (default 128, quick 16)")
     ap.add_argument("--parallel", type=int, default=16, help="slots on both servers")
+    rows = "shared (with the plain chats), conversations, memory"
+    ap.add_argument("--rows", default="shared,conversations,memory", help=f"which rows: {rows}")
     args = ap.parse_args()
-    cfg = dict(QUICK if args.quick else FULL, parallel=args.parallel)
+    cfg = dict(QUICK if args.quick else FULL, parallel=args.parallel, rows=args.rows.split(","))
     ctx = args.ctx or (2048 if args.quick else 4096)
     tokens = args.tokens or (16 if args.quick else 128)
     threads = default_threads()
@@ -298,7 +308,9 @@ def main() -> None:
                  str(ctx * args.parallel), "--alias", MODEL]  # fmt: skip
     with llama_server.serve(path, serving.free_port(), peer_args) as url:
         peer = run_server(url, cfg, vocab, tokens, eos)
-    memory = kv_memory.measure(burst, filler, vocab, cfg, path, threads, tokens, eos)
+    memory = None
+    if "memory" in cfg["rows"]:
+        memory = kv_memory.measure(burst, filler, vocab, cfg, path, threads, tokens, eos)
 
     report = {
         "date": time.strftime("%Y-%m-%d"),
