@@ -7,10 +7,11 @@
 # llama.cpp's AMX kernels (they crash on Sapphire Rapids: llama.cpp #20824) and
 # otherwise native, and keep the wheel in ~/.cache/llmkit/wheels keyed by the
 # CPU's flags, the version and the build flags: a wheel fits only its CPU.
-# Its vendored llama.cpp gets one patch first (scripts/llama-cpp/, see
-# docs/engines/llamacpp.md, "The KV pool"): attention over only the cells a
-# sequence can see, with results that do not depend on where those cells sit in
-# the shared KV pool.
+# Its vendored llama.cpp gets llmkit's patches first (scripts/llama-cpp/, see
+# docs/engines/llamacpp.md): attention over only the cells a sequence can see,
+# with results that do not depend on where those cells sit in the shared KV pool
+# ("The KV pool"); and Q4_1 weights read once for the few rows a speculative
+# step verifies ("Speculative decoding"). Both keep ggml's stock path reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,18 +42,20 @@ sdist() {
 
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
 root=$PWD
-patch_file=scripts/llama-cpp/packed-attention.patch
-key=$(printf '%s\n' "$cpu" "$version" "$cmake_args" "$(.venv/bin/python -V)" "$(sha256sum < "$patch_file")" | sha256sum | cut -c1-16)
+patches=(scripts/llama-cpp/packed-attention.patch scripts/llama-cpp/column-matmul.patch)
+key=$(printf '%s\n' "$cpu" "$version" "$cmake_args" "$(.venv/bin/python -V)" "$(cat "${patches[@]}" | sha256sum)" | sha256sum | cut -c1-16)
 marker=.venv/.llama-cpp-build
 if [ "$(cat "$marker" 2>/dev/null)" != "$key" ]; then
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/llmkit/wheels/$key"
   if ! ls "$cache"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then
-    echo "==> building llama-cpp-python $version for this CPU, without AMX, with llmkit's attention patch (about 5 minutes, once)"
+    echo "==> building llama-cpp-python $version for this CPU, without AMX, with llmkit's patches (about 5 minutes, once)"
     mkdir -p "$cache"
     start=$(date +%s)
     src=$(mktemp -d)
     tar -xzf "$(sdist)" -C "$src"
-    (cd "$src/llama_cpp_python-$version/vendor/llama.cpp" && git apply -p1 "$root/$patch_file")
+    for p in "${patches[@]}"; do
+      (cd "$src/llama_cpp_python-$version/vendor/llama.cpp" && git apply -p1 "$root/$p")
+    done
     CMAKE_ARGS="$cmake_args" .venv/bin/python -m pip wheel --no-deps --no-cache-dir \
       -w "$cache" "$src/llama_cpp_python-$version"
     rm -rf "$src"

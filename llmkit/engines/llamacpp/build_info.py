@@ -13,6 +13,10 @@ serves, on 8-bit KV cells, which keep batched replies equal to lone ones. The
 patch keeps ggml's stock kernels reachable: ``stock_attention`` switches to them
 for a while, in this process, so tests and ``bench/kernel.py`` hold the kernel
 against them in the same build.
+
+A second patch reads each Q4_1 weight block once for up to four rows of a step
+(the few rows a speculative step verifies), with each row's result the float
+ggml's one-row dot product gives; ``stock_matmul`` switches back to ggml's loop.
 """
 
 from __future__ import annotations
@@ -121,3 +125,31 @@ def stock_attention() -> Iterator[None]:
         yield
     finally:
         cdll.ggml_cpu_llmkit_set_packed_attention(was)
+
+
+def column_matmul_on() -> bool:
+    """Whether Q4_1 matrix products read each weight block once for up to four
+    rows now (False: ggml's stock loop, a build without the patch, or switched by
+    ``stock_matmul``)."""
+    cdll = _ggml_cpu()
+    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_column_matmul_on"):
+        return False
+    return bool(cdll.ggml_cpu_llmkit_column_matmul_on())
+
+
+@contextlib.contextmanager
+def stock_matmul() -> Iterator[None]:
+    """Run Q4_1 matrix products on ggml's stock loop inside the block, in this
+    process: the reference the column kernel is held to. Enter it only between
+    decodes."""
+    cdll = _ggml_cpu()
+    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_set_column_matmul"):
+        raise RuntimeError(
+            "this llama.cpp build has no llmkit column kernel; rebuild it with scripts/bootstrap.sh"
+        )
+    was = cdll.ggml_cpu_llmkit_column_matmul_on()
+    cdll.ggml_cpu_llmkit_set_column_matmul(0)
+    try:
+        yield
+    finally:
+        cdll.ggml_cpu_llmkit_set_column_matmul(was)

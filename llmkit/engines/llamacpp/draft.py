@@ -46,8 +46,9 @@ PRIOR = ((3.0, 1.0), (1.0, 1.0), (1.0, 1.0))
 #: them this share of the way back to the prior.
 TOKEN_DECAY, STEP_DRIFT = 0.95, 0.01
 #: A step's fixed cost over its cost per row, until the engine has measured its own
-#: (a 135M model on a 2-core CPU: ~9 ms per step and ~3.9 ms per row).
-FIXED_PER_ROW = 2.3
+#: (the bundled 135M model on a 2-core CPU, bench/columns.py: 11.0 ms a step and
+#: 2.7 ms a row with llmkit's Q4_1 column kernel, 2.9 ms a row on ggml's loop).
+FIXED_PER_ROW = 4.0
 
 
 class Drafter(Protocol):
