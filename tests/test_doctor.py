@@ -66,7 +66,7 @@ def test_a_healthy_machine(machine, server, hub):
     home = machine / "home"
     assert got["llama.cpp"].startswith(f"✓ llama-cpp-python {llama_cpp.__version__}; ")
     # the project's own build (scripts/bootstrap.sh) has the attention patch
-    assert got["llama.cpp"].endswith("; AMX kernels off; llmkit's attention kernel")
+    assert got["llama.cpp"].endswith("; AMX kernels off; llmkit's attention and Q4_1 column kernels")
     assert re.fullmatch(r"✓ [\d.]+ GiB total, [\d.]+ GiB available", got["memory"])
     assert re.fullmatch(rf"✓ {re.escape(str(home))} \(writable; [\d.]+ \w+ free\)", got["data dir"])
     assert got["models dir"].startswith(f"✓ {home / 'models'} (not created yet; will be on")
@@ -154,10 +154,15 @@ def test_features_read_from_llama_cpp_system_info(system_info, on, amx):
     else:
         assert (check.status, check.advice) == ("ok", "")
         assert check.detail == "llama-cpp-python 0.3.36; CPU features: SSE3, AVX2, OPENMP; " + (
-            "AMX kernels off; llmkit's attention kernel"
+            "AMX kernels off; llmkit's attention and Q4_1 column kernels"
         )
     # A plain pip build, without the attention patch: a warning that says what it costs.
     plain = judge_build(BuildInfo("0.3.36", system_info, packed_attention=False))
     if not amx:
         assert plain.status == "warn" and plain.detail.endswith("without llmkit's attention kernel")
         assert "8-bit cells" in plain.advice and "scripts/bootstrap.sh" in plain.advice
+    # A build of the attention patch alone: a warning that says what the other costs.
+    older = judge_build(BuildInfo("0.3.36", system_info, column_matmul=False))
+    if not amx:
+        assert older.status == "warn" and older.detail.endswith("without its Q4_1 column kernel")
+        assert "speculative" in older.advice and "scripts/bootstrap.sh" in older.advice

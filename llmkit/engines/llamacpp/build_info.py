@@ -38,6 +38,7 @@ class BuildInfo:
     version: str
     system_info: str  # llama.cpp's own line: "CPU : SSE3 = 1 | AVX = 1 | ..."
     packed_attention: bool = True  # llmkit's attention patch is in the build
+    column_matmul: bool = True  # and its Q4_1 column kernel
 
     @property
     def features(self) -> list[str]:
@@ -63,6 +64,7 @@ def build_info() -> BuildInfo:
         version=llama_cpp.__version__,
         system_info=text.strip(),
         packed_attention=packed_attention(),
+        column_matmul=column_matmul(),
     )
 
 
@@ -94,6 +96,16 @@ def _ggml_cpu() -> ctypes.CDLL | None:
             if hasattr(cdll, "ggml_cpu_llmkit_packed_attention"):
                 return cdll
     return None
+
+
+def column_matmul() -> bool:
+    """Whether the installed llama.cpp has llmkit's Q4_1 column kernel."""
+    cdll = _ggml_cpu()
+    return (
+        cdll is not None
+        and hasattr(cdll, "ggml_cpu_llmkit_column_matmul")
+        and bool(cdll.ggml_cpu_llmkit_column_matmul())
+    )
 
 
 def packed_attention_on() -> bool:
@@ -132,9 +144,7 @@ def column_matmul_on() -> bool:
     rows now (False: ggml's stock loop, a build without the patch, or switched by
     ``stock_matmul``)."""
     cdll = _ggml_cpu()
-    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_column_matmul_on"):
-        return False
-    return bool(cdll.ggml_cpu_llmkit_column_matmul_on())
+    return column_matmul() and bool(cdll.ggml_cpu_llmkit_column_matmul_on())
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """The llama.cpp engine's line in ``llmkit doctor`` (``SPEC.doctor``): the installed
 build's version and CPU features, whether llama.cpp's AMX kernels are on (they
-crash: llama.cpp #20824) and whether llmkit's attention kernel is in it
-(``build_info`` finds out)."""
+crash: llama.cpp #20824) and whether llmkit's attention and Q4_1 column kernels
+are in it (``build_info`` finds out)."""
 
 from __future__ import annotations
 
@@ -47,4 +47,16 @@ def judge_build(info: BuildInfo) -> Check:
             "costs what the whole pool holds): scripts/bootstrap.sh builds llama.cpp "
             "with the kernel",
         )
-    return Check("ok", "llama.cpp", f"{shown}; AMX kernels off; llmkit's attention kernel")
+    if not info.column_matmul:
+        return Check(
+            "warn",
+            "llama.cpp",
+            f"{shown}; AMX kernels off; llmkit's attention kernel; without its Q4_1 column kernel",
+            "a speculative step's drafts cost more to verify on Q4_1 weights: "
+            "scripts/bootstrap.sh builds llama.cpp with the kernel",
+        )
+    return Check(
+        "ok",
+        "llama.cpp",
+        f"{shown}; AMX kernels off; llmkit's attention and Q4_1 column kernels",
+    )
