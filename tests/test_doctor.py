@@ -65,8 +65,9 @@ def test_a_healthy_machine(machine, server, hub):
     code, got = doctor("--url", server.url)
     home = machine / "home"
     assert got["llama.cpp"].startswith(f"✓ llama-cpp-python {llama_cpp.__version__}; ")
-    # the project's own build (scripts/bootstrap.sh) has the attention patch
-    assert got["llama.cpp"].endswith("; AMX kernels off; llmkit's attention and Q4_1 column kernels")
+    # the project's own build (scripts/bootstrap.sh) has both patches
+    kernels = "; AMX kernels off; llmkit's attention and Q4_1 column kernels"
+    assert got["llama.cpp"].endswith(kernels)
     assert re.fullmatch(r"✓ [\d.]+ GiB total, [\d.]+ GiB available", got["memory"])
     assert re.fullmatch(rf"✓ {re.escape(str(home))} \(writable; [\d.]+ \w+ free\)", got["data dir"])
     assert got["models dir"].startswith(f"✓ {home / 'models'} (not created yet; will be on")
