@@ -46,8 +46,8 @@ PRIOR = ((3.0, 1.0), (1.0, 1.0), (1.0, 1.0))
 #: them this share of the way back to the prior.
 TOKEN_DECAY, STEP_DRIFT = 0.95, 0.01
 #: A step's fixed cost over its cost per row, until the engine has measured its own
-#: (the bundled 135M model on a 2-core CPU, bench/columns.py: 11.0 ms a step and
-#: 2.7 ms a row with llmkit's Q4_1 column kernel, 2.9 ms a row on ggml's loop).
+#: (the bundled 135M model on a 2-core CPU, bench/columns.py: 3.3 to 4.1 in two
+#: runs with llmkit's Q4_1 column kernel, 2.4 to 2.9 on ggml's loop).
 FIXED_PER_ROW = 4.0
 
 
