@@ -120,23 +120,11 @@ def packed_attention_on() -> bool:
     )
 
 
-@contextlib.contextmanager
-def stock_attention() -> Iterator[None]:
+def stock_attention() -> contextlib.AbstractContextManager[None]:
     """Run flash attention on ggml's stock CPU kernels inside the block, in this
     process: the reference the kernel is held to. Enter it only between decodes
     (every thread of an op reads the switch for itself)."""
-    cdll = _ggml_cpu()
-    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_set_packed_attention"):
-        raise RuntimeError(
-            "this llama.cpp build has no switchable llmkit attention kernel; "
-            "rebuild it with scripts/bootstrap.sh"
-        )
-    was = cdll.ggml_cpu_llmkit_packed_attention_on()
-    cdll.ggml_cpu_llmkit_set_packed_attention(0)
-    try:
-        yield
-    finally:
-        cdll.ggml_cpu_llmkit_set_packed_attention(was)
+    return _switched_off("packed_attention", "attention kernel")
 
 
 def column_matmul_on() -> bool:
@@ -147,19 +135,27 @@ def column_matmul_on() -> bool:
     return column_matmul() and bool(cdll.ggml_cpu_llmkit_column_matmul_on())
 
 
-@contextlib.contextmanager
-def stock_matmul() -> Iterator[None]:
+def stock_matmul() -> contextlib.AbstractContextManager[None]:
     """Run Q4_1 matrix products on ggml's stock loop inside the block, in this
     process: the reference the column kernel is held to. Enter it only between
     decodes."""
+    return _switched_off("column_matmul", "column kernel")
+
+
+@contextlib.contextmanager
+def _switched_off(switch: str, what: str) -> Iterator[None]:
+    """The patch's ``switch`` (``ggml_cpu_llmkit_set_<switch>``) off inside the
+    block, back to what it was after."""
     cdll = _ggml_cpu()
-    if cdll is None or not hasattr(cdll, "ggml_cpu_llmkit_set_column_matmul"):
+    if cdll is None or not hasattr(cdll, f"ggml_cpu_llmkit_set_{switch}"):
         raise RuntimeError(
-            "this llama.cpp build has no llmkit column kernel; rebuild it with scripts/bootstrap.sh"
+            f"this llama.cpp build has no switchable llmkit {what}; "
+            "rebuild it with scripts/bootstrap.sh"
         )
-    was = cdll.ggml_cpu_llmkit_column_matmul_on()
-    cdll.ggml_cpu_llmkit_set_column_matmul(0)
+    turn = getattr(cdll, f"ggml_cpu_llmkit_set_{switch}")
+    was = getattr(cdll, f"ggml_cpu_llmkit_{switch}_on")()
+    turn(0)
     try:
         yield
     finally:
-        cdll.ggml_cpu_llmkit_set_column_matmul(was)
+        turn(was)
