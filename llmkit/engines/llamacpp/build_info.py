@@ -99,13 +99,10 @@ def _ggml_cpu() -> ctypes.CDLL | None:
 
 
 def column_matmul() -> bool:
-    """Whether the installed llama.cpp has llmkit's Q4_1 column kernel."""
+    """Whether the installed llama.cpp carries llmkit's Q4_1 column patch (its
+    kernel runs where the CPU has AVX2: ``column_matmul_on``)."""
     cdll = _ggml_cpu()
-    return (
-        cdll is not None
-        and hasattr(cdll, "ggml_cpu_llmkit_column_matmul")
-        and bool(cdll.ggml_cpu_llmkit_column_matmul())
-    )
+    return cdll is not None and hasattr(cdll, "ggml_cpu_llmkit_column_matmul")
 
 
 def packed_attention_on() -> bool:
@@ -131,7 +128,7 @@ def column_matmul_on() -> bool:
     """Whether Q4_1 matrix products read each weight block once for up to four
     rows now (False: ggml's stock loop, a build without the patch, or switched by
     ``stock_matmul``)."""
-    cdll = _ggml_cpu()
+    cdll = _ggml_cpu()  # the patch's own answer counts the CPU in
     return column_matmul() and bool(cdll.ggml_cpu_llmkit_column_matmul_on())
 
 
