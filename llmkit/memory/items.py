@@ -149,6 +149,18 @@ def to_item(
     }
 
 
+def add_call(messages: list[Message], call: ToolCall, thought: str) -> str:
+    """Put ``call`` in ``messages``: on the assistant turn just before it (one turn
+    that makes several calls), or on a new one that carries ``thought`` (a
+    reasoning item's, read before it). The thought left for the next turn."""
+    last = messages[-1] if messages else None
+    if last is not None and last.role == "assistant" and not thought:
+        messages[-1] = replace(last, tool_calls=(*last.tool_calls, call))
+        return thought
+    messages.append(Message("assistant", "", (call,), reasoning=thought))
+    return ""
+
+
 def to_messages(items: list[Item]) -> list[Message]:
     """``items`` (oldest first) as the messages a model is sent."""
     out: list[Message] = []
@@ -156,12 +168,7 @@ def to_messages(items: list[Item]) -> list[Message]:
 
     def call(tool_call: ToolCall) -> None:
         nonlocal thought
-        last = out[-1] if out else None
-        if last is not None and last.role == "assistant" and not thought:
-            out[-1] = replace(last, tool_calls=(*last.tool_calls, tool_call))
-        else:
-            out.append(Message("assistant", "", (tool_call,), reasoning=thought))
-            thought = ""
+        thought = add_call(out, tool_call, thought)
 
     for item in items:
         kind = item.get("type", "message")

@@ -9,7 +9,7 @@ rule for a conversation's name, shared by the store and LangGraph's checkpointer
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,14 +93,7 @@ class Entry:
 
     @property
     def with_reasoning(self) -> Message:
-        return Message(
-            self.role,
-            self.content,
-            tool_calls=self._calls(),
-            tool_call_id=self.tool_call_id,
-            reasoning=self.reasoning,
-            images=self.images,
-        )
+        return replace(self.message, reasoning=self.reasoning)
 
 
 def check_name(name: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from llmkit.api.images import ImageRef, Images
@@ -20,6 +19,7 @@ from llmkit.api.responses.mcp_items import MCP_ITEMS, call_id_of, read_mcp_item
 from llmkit.api.responses.reasoning import read_reasoning_item
 from llmkit.core.types import Image, Message, ToolCall
 from llmkit.errors import InvalidRequestError
+from llmkit.memory.items import add_call
 
 MakeId = Callable[[str], str]  # "msg" -> "msg_3f9a..."
 _ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
@@ -129,12 +129,7 @@ def read_input(
             call = _function_call(item, where)
             items.append({"id": item.get("id") or make_id("fc"), **call, "status": "completed"})
             tool_call = ToolCall(call["call_id"], call["name"], call["arguments"])
-            last = messages[-1] if messages else None
-            if last is not None and last.role == "assistant" and not thought:
-                messages[-1] = replace(last, tool_calls=(*last.tool_calls, tool_call))
-            else:
-                messages.append(Message("assistant", "", (tool_call,), reasoning=thought))
-                thought = ""
+            thought = add_call(messages, tool_call, thought)
         elif kind in MCP_ITEMS:
             stored, call, output = read_mcp_item(item, where, make_id)
             items.append(stored)
@@ -142,12 +137,7 @@ def read_input(
                 decisions[call_id_of(stored["approval_request_id"])] = stored["approve"]
             known = any(c.id == call.id for m in messages for c in m.tool_calls) if call else True
             if call is not None and not known:  # an approved call's request came before it
-                last = messages[-1] if messages else None
-                if last is not None and last.role == "assistant" and not thought:
-                    messages[-1] = replace(last, tool_calls=(*last.tool_calls, call))
-                else:
-                    messages.append(Message("assistant", "", (call,), reasoning=thought))
-                    thought = ""
+                thought = add_call(messages, call, thought)
             if call is not None and output is not None:
                 messages.append(Message("tool", output, tool_call_id=call.id))
         elif kind == "reasoning":
